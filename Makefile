@@ -1,0 +1,74 @@
+# asyncstack: build, test, demo, sanitizers, install.
+# Variables follow LuaRocks' names so `luarocks make` can drive this file.
+
+LUA        ?= lua5.4
+LUA_INCDIR ?= $(shell pkg-config --variable=includedir lua5.4 2>/dev/null)/lua5.4
+UNWIND_CFLAGS := $(shell pkg-config --cflags libunwind 2>/dev/null)
+CC         ?= cc
+WARN       := -Wall -Wextra -Wshadow -Wundef -Wwrite-strings \
+              -Wmissing-prototypes -Wstrict-prototypes
+CFLAGS     ?= -O2 -g
+WERROR     ?=
+ALL_CFLAGS  = -std=c99 -fPIC -fvisibility=hidden $(WARN) $(WERROR) $(CFLAGS) \
+              -I$(LUA_INCDIR) $(UNWIND_CFLAGS)
+LIBFLAG    ?= -shared
+LDLIBS     ?=
+
+BUILD      ?= build
+SRCS       := $(wildcard src/*.c)
+HDRS       := $(wildcard src/*.h)
+OBJS        = $(SRCS:src/%.c=$(BUILD)/obj/%.o)
+CORE        = $(BUILD)/asyncstack/core.so
+
+PREFIX     ?= /usr/local
+LUA_VERSION = 5.4
+INST_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
+INST_LUADIR ?= $(PREFIX)/share/lua/$(LUA_VERSION)
+
+BUSTED     ?= $(LUA) /usr/bin/busted
+RUN_ENV     = LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/?.so;;'
+
+.PHONY: all test demo asan valgrind install clean deps bench
+
+all: $(CORE)
+
+$(BUILD)/obj/%.o: src/%.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(CORE): $(OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LIBFLAG) $(ALL_CFLAGS) -o $@ $(OBJS) $(LDLIBS)
+
+test: all
+	$(RUN_ENV) $(BUSTED) $(BUSTED_FLAGS) spec
+
+# Installs what the build needs when it is missing and we may (root + apt).
+deps:
+	@sh tools/deps.sh
+
+demo: deps all
+	$(RUN_ENV) $(LUA) examples/demo.lua
+
+# ASan+UBSan build of the module, specs run with the runtime preloaded
+# (Debian's lua5.4 is not instrumented).
+asan:
+	$(MAKE) BUILD=build-asan CFLAGS='-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer' LDLIBS='-fsanitize=address,undefined' all
+	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(MAKE) BUILD=build-asan test-only
+
+test-only:
+	$(RUN_ENV) $(BUSTED) $(BUSTED_FLAGS) spec
+
+valgrind: all
+	$(RUN_ENV) valgrind --error-exitcode=1 --leak-check=no --quiet \
+	  $(BUSTED) --exclude-tags=slow,child $(BUSTED_FLAGS) spec
+
+install: all
+	install -d $(DESTDIR)$(INST_LIBDIR)/asyncstack $(DESTDIR)$(INST_LUADIR)/asyncstack
+	install -m 755 $(CORE) $(DESTDIR)$(INST_LIBDIR)/asyncstack/core.so
+	install -m 644 lua/asyncstack/*.lua $(DESTDIR)$(INST_LUADIR)/asyncstack/
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,104 @@
+/*
+** astack.h: the async stack, the structure every asyncstack trace is read from.
+**
+** Overview
+** --------
+** Lua can walk the frames of one coroutine (lua_getstack), but it does not
+** record who resumed a coroutine, so a plain traceback stops at the first
+** coroutine boundary. asyncstack records that link itself, in the style of
+** folly's AsyncStackRoot/AsyncStackFrame and KPHP's async_stack_root:
+**
+**  * An *async frame* is one coroutine activation inside a fork. It holds the
+**    lua_State of that coroutine; its Lua frames are walked with lua_getstack
+**    whether the coroutine is running, "normal" (it resumed another one) or
+**    suspended.
+**  * Each fork owns an *async stack*: the async frames of the coroutines that
+**    are active inside it, as an array. frames[0] is the fork's root coroutine;
+**    frames[i] was resumed by frames[i - 1]; frames[depth - 1] is the innermost
+**    one: the coroutine that runs while the fork runs, or the one that made the
+**    blocking call while the fork is suspended.
+**  * The *async stack root* is as_sched.running: the fork that runs now, or
+**    NULL while the scheduler loop itself runs. With it, the running async
+**    frame is running->astack.frames[running->astack.depth - 1]: two loads,
+**    no allocation, so a signal handler can read it.
+**
+**       as_sched.running ──► as_fork #7 (waited on by #3 ──► #1)
+**                              astack.frames[2]  generator coroutine  ◄─ running
+**                                   ▲ resumed by
+**                              astack.frames[1]  helper coroutine   ("normal")
+**                                   ▲ resumed by
+**                              astack.frames[0]  root coroutine of fork #7
+**
+** The chain between forks is not part of the async stack: a trace continues
+** from a fork's root to its awaiter (as_fork.waiters) or, when nobody waits, to
+** the spawn site of the fork (as_fork.spawner_id, spawn line and function).
+**
+** Watchers (who writes what)
+** --------------------------
+**  * The scheduler loop (sched.c) sets as_sched.running before lua_resume of
+**    a fork's root and clears it after; frames[0] is set once at fork creation.
+**  * The coroutine bridge (bridge.c) pushes an async frame before it resumes a
+**    coroutine from inside the running fork and pops it when that coroutine
+**    yields back normally, returns or fails. When the coroutine instead makes a
+**    scheduler suspension (sleep, wait, yield...), the frame stays pushed while
+**    the fork is suspended and the bridge yields its own coroutine in turn, up
+**    to the fork's root; on wake-up the bridge continuation resumes it again.
+**  * A suspension records its kind and time in the fork (await_kind, since);
+**    the file/line of the await point is not recorded: it is read lazily from
+**    the suspended coroutine's stack, which stays intact while suspended.
+**
+** Invariants
+** ----------
+**  * While a fork is running or suspended, 1 <= depth <= capacity and every
+**    frames[i].thread is reachable (frames[0] through the fork's uservalue,
+**    frames[i > 0] through the stack of frames[i - 1], where the bridge holds
+**    it as an argument or upvalue). No references are taken here.
+**  * Push, pop and reading the root are a few pointer stores/loads: no
+**    allocation except when depth exceeds every earlier depth of that fork (the
+**    array then grows once), and no string work.
+**  * After a fork ends its depth is 0 and its coroutine stack is gone.
+*/
+#ifndef ASYNCSTACK_ASTACK_H
+#define ASYNCSTACK_ASTACK_H
+
+#include <lua.h>
+
+/* Async frames held inside the fork itself; deeper nesting grows a heap array. */
+#define AS_ASTACK_INLINE 4
+
+typedef struct as_frame {
+  lua_State *thread;  /* the coroutine of this activation; valid while pushed */
+} as_frame;
+
+typedef struct as_astack {
+  as_frame *frames;   /* inline_frames, or a heap array once grown */
+  int depth;          /* frames in use */
+  int capacity;       /* length of `frames` */
+  as_frame inline_frames[AS_ASTACK_INLINE];
+} as_astack;
+
+/* Prepares an empty stack whose bottom frame is `root`. */
+void as_astack_init(as_astack *a, lua_State *root);
+
+/* Releases a grown array. Safe to call twice. Never raises. */
+void as_astack_free(lua_State *L, as_astack *a);
+
+/* Grows the array; raises a memory error in L on failure (holds nothing). */
+void as_astack_grow(lua_State *L, as_astack *a);
+
+/* Pushes `co` as the innermost frame. May raise a memory error (see grow). */
+static inline void as_astack_push(lua_State *L, as_astack *a, lua_State *co) {
+  if (a->depth == a->capacity) as_astack_grow(L, a);
+  a->frames[a->depth++].thread = co;
+}
+
+static inline void as_astack_pop(as_astack *a) {
+  if (a->depth > 1) a->depth--;
+}
+
+/* The innermost coroutine, or NULL once the fork has ended. */
+static inline lua_State *as_astack_top(const as_astack *a) {
+  return a->depth > 0 ? a->frames[a->depth - 1].thread : NULL;
+}
+
+#endif

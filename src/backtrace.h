@@ -1,0 +1,31 @@
+/*
+** backtrace.h: walking the async stack (astack.h) into frame tables.
+*/
+#ifndef ASYNCSTACK_BACKTRACE_H
+#define ASYNCSTACK_BACKTRACE_H
+
+#include <lua.h>
+#include "module.h"
+#include "fork.h"
+
+typedef struct as_walk_opts {
+  int skip;     /* visible frames to skip before the first one emitted */
+  int limit;    /* most frames to emit; <= 0 for no limit */
+  int async;    /* go on through awaiters/spawners past the fork root */
+} as_walk_opts;
+
+/* Pushes the frames (a sequence of tables, innermost first) of the walk that
+** starts at the innermost coroutine of fork `f` (running, suspended or just
+** failed with its stack intact). */
+void as_backtrace_push_fork(lua_State *L, as_state *st, as_fork *f,
+                            const as_walk_opts *opts);
+
+/* Pushes the frames of the walk that starts at the running code of L. */
+void as_backtrace_push_current(lua_State *L, as_state *st,
+                               const as_walk_opts *opts);
+
+/* as.traceback / debug.traceback body: message at `arg`, level at arg + 1,
+** options table at arg + 2. Pushes the result and returns 1. */
+int as_backtrace_traceback(lua_State *L, int arg);
+
+#endif

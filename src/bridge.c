@@ -1,0 +1,298 @@
+/*
+** bridge.c: replacements for coroutine.resume, coroutine.wrap,
+** coroutine.close and debug.traceback that keep the async stack true.
+**
+** Outside a fork they do exactly what lcorolib/ldblib do (same results, same
+** messages). Inside the running fork, resume/wrap push the resumed coroutine
+** as an async frame (astack.h) and pop it when it yields back or ends. When
+** the resumed coroutine instead yields to the scheduler (the fork's
+** suspend_pending is set), the frame stays and the bridge yields its own
+** coroutine with a continuation: the suspension travels up to the fork's
+** root, and on wake-up each continuation resumes the coroutine above it.
+** That is how OpenResty bridges its light threads; it keeps C stack use equal
+** to the nesting depth, never to the number of suspensions.
+*/
+#include <string.h>
+#include "bridge.h"
+#include "sched.h"
+#include "backtrace.h"
+#include <lauxlib.h>
+
+enum { BRIDGE_RESUME, BRIDGE_WRAP };
+
+/* True when `co` is suspended inside one of our blocking calls (its level 0 is
+** a core function): it belongs to a suspended fork and only that fork's
+** wake-up may resume it. */
+static int is_parked(lua_State *co, as_state *st) {
+  lua_Debug ar;
+  int parked;
+  if (st->sched == NULL || lua_status(co) != LUA_YIELD) return 0;
+  if (!lua_getstack(co, 0, &ar) || !lua_checkstack(co, 2)) return 0;
+  lua_getinfo(co, "f", &ar);
+  parked = as_is_internal_function(co, st, -1);
+  lua_pop(co, 1);
+  return parked;
+}
+
+static int bridge_finish(lua_State *L, lua_State *co, int status, int nres,
+                         int mode, as_fork *f);
+
+/* The resume failed with the message on top of L: resume returns
+** false + message; wrap closes a failed coroutine and raises, prefixing the
+** caller's position to string messages (lcorolib's auxwrap). */
+static int bridge_fail(lua_State *L, lua_State *co, int mode) {
+  if (mode == BRIDGE_RESUME) {
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+    return 2;
+  } else {
+    int stat = lua_status(co);
+    if (stat != LUA_OK && stat != LUA_YIELD) {  /* error in the coroutine */
+      stat = lua_resetthread(co);               /* close its tbc variables */
+      lua_xmove(co, L, 1);
+    }
+    if (stat != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
+      luaL_where(L, 1);
+      lua_insert(L, -2);
+      lua_concat(L, 2);
+    }
+    return lua_error(L);
+  }
+}
+
+static lua_State *bridge_co(lua_State *L, int mode) {
+  return mode == BRIDGE_RESUME ? lua_tothread(L, 1)
+                               : lua_tothread(L, lua_upvalueindex(2));
+}
+
+/* Continuation: the fork woke up; resume the coroutine above us, which is
+** still suspended inside the blocking call, and carry on as after any resume. */
+static int bridge_continue(lua_State *L, int status, lua_KContext ctx) {
+  as_state *st = as_state_get(L);
+  int mode = (int)ctx, nres = 0;
+  lua_State *co = bridge_co(L, mode);
+  as_fork *f = st->sched ? st->sched->running : NULL;
+  (void)status;
+  status = lua_resume(co, L, 0, &nres);
+  return bridge_finish(L, co, status, nres, mode, f);
+}
+
+/* Turns the outcome of lua_resume(co) into the results of resume or wrap,
+** exactly as lcorolib's auxresume/luaB_coresume/auxwrap do. */
+static int bridge_finish(lua_State *L, lua_State *co, int status, int nres,
+                         int mode, as_fork *f) {
+  if (f != NULL) {
+    if (status == LUA_YIELD && f->suspend_pending) {
+      /* a scheduler suspension: leave co on the async stack, pass it up */
+      lua_pop(co, nres);
+      return lua_yieldk(L, 0, (lua_KContext)mode, bridge_continue);
+    }
+    as_astack_pop(&f->astack);
+  }
+  if (status == LUA_OK || status == LUA_YIELD) {
+    if (!lua_checkstack(L, nres + 1)) {
+      lua_pop(co, nres);
+      lua_pushliteral(L, "too many results to resume");
+      return bridge_fail(L, co, mode);
+    }
+    lua_xmove(co, L, nres);
+    if (mode == BRIDGE_WRAP) return nres;
+    lua_pushboolean(L, 1);
+    lua_insert(L, -(nres + 1));
+    return nres + 1;
+  }
+  lua_xmove(co, L, 1);  /* error object */
+  return bridge_fail(L, co, mode);
+}
+
+static int bridge_start(lua_State *L, lua_State *co, int narg, int mode) {
+  as_state *st = as_state_get(L);
+  as_fork *f = as_sched_fork_of(st, L);
+  int status, nres = 0;
+  if (!lua_checkstack(co, narg)) {
+    lua_pushliteral(L, "too many arguments to resume");
+    return bridge_fail(L, co, mode);
+  }
+  if (is_parked(co, st)) {
+    lua_pushliteral(L, "cannot resume a coroutine that is blocked in an "
+                       "asyncstack call of a suspended fork");
+    return bridge_fail(L, co, mode);
+  }
+  if (f != NULL) as_astack_push(L, &f->astack, co);
+  lua_xmove(L, co, narg);
+  status = lua_resume(co, L, narg, &nres);
+  return bridge_finish(L, co, status, nres, mode, f);
+}
+
+static int bridge_resume(lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  luaL_argexpected(L, co, 1, "coroutine");
+  return bridge_start(L, co, lua_gettop(L) - 1, BRIDGE_RESUME);
+}
+
+static int bridge_wrap_call(lua_State *L) {
+  lua_State *co = lua_tothread(L, lua_upvalueindex(2));
+  return bridge_start(L, co, lua_gettop(L), BRIDGE_WRAP);
+}
+
+static int bridge_wrap(lua_State *L) {
+  lua_State *co;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_pushvalue(L, AS_STATE_UPVALUE);
+  co = lua_newthread(L);
+  lua_pushvalue(L, 1);
+  lua_xmove(L, co, 1);
+  lua_pushcclosure(L, bridge_wrap_call, 2);
+  return 1;
+}
+
+/* coroutine.close, refusing coroutines parked by a suspended fork. */
+static int bridge_close(lua_State *L) {
+  as_state *st = as_state_get(L);
+  lua_State *co = lua_tothread(L, 1);
+  int status;
+  luaL_argexpected(L, co, 1, "coroutine");
+  if (is_parked(co, st))
+    return luaL_error(L, "cannot close a coroutine that is blocked in an "
+                         "asyncstack call of a suspended fork");
+  if (L == co) return luaL_error(L, "cannot close a %s coroutine", "running");
+  status = lua_status(co);
+  if (status == LUA_OK) {
+    lua_Debug ar;
+    if (lua_getstack(co, 0, &ar))
+      return luaL_error(L, "cannot close a %s coroutine", "normal");
+  }
+  status = lua_resetthread(co);
+  if (status == LUA_OK) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushboolean(L, 0);
+  lua_xmove(co, L, 1);
+  return 2;
+}
+
+/* debug.traceback: async-aware for the calling thread inside a fork. */
+static int bridge_traceback(lua_State *L) {
+  lua_State *L1 = lua_tothread(L, 1);
+  if (L1 != NULL && L1 != L) {
+    /* another thread: exactly what ldblib does */
+    const char *msg = lua_tostring(L, 2);
+    if (msg == NULL && !lua_isnoneornil(L, 2)) lua_pushvalue(L, 2);
+    else luaL_traceback(L, L1, msg, (int)luaL_optinteger(L, 3, 0));
+    return 1;
+  }
+  return as_backtrace_traceback(L, L1 != NULL ? 2 : 1);
+}
+
+/* ------------------------------------------------------ install/uninstall */
+
+static const struct { const char *lib, *name; } bridged_slots[] = {
+  {"coroutine", "resume"}, {"coroutine", "wrap"}, {"coroutine", "close"},
+  {"debug", "traceback"}, {NULL, NULL}
+};
+
+/* Pushes the bridge table {originals = {}, bridged = {}}. */
+static void push_bridge_table(lua_State *L, as_state *st) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, st->originals_ref);
+}
+
+int as_bridge_install(lua_State *L, as_state *st) {
+  int i, changed = 0;
+  push_bridge_table(L, st);
+  for (i = 0; bridged_slots[i].lib; i++) {
+    if (lua_getglobal(L, bridged_slots[i].lib) != LUA_TTABLE) {
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_getfield(L, -2, bridged_slots[i].name);   /* bridge[name]: {orig, ours} */
+    lua_rawgeti(L, -1, 2);                         /* ours */
+    lua_getfield(L, -3, bridged_slots[i].name);    /* current */
+    if (!lua_rawequal(L, -1, -2)) {
+      lua_rawseti(L, -3, 1);                       /* remember the original */
+      lua_setfield(L, -3, bridged_slots[i].name);  /* lib[name] = ours */
+      changed = 1;
+    } else {
+      lua_pop(L, 2);
+    }
+    lua_pop(L, 2);
+  }
+  lua_pop(L, 1);
+  return changed;
+}
+
+void as_bridge_uninstall(lua_State *L, as_state *st) {
+  int i;
+  push_bridge_table(L, st);
+  for (i = 0; bridged_slots[i].lib; i++) {
+    if (lua_getglobal(L, bridged_slots[i].lib) != LUA_TTABLE) {
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_getfield(L, -2, bridged_slots[i].name);
+    lua_getfield(L, -2, bridged_slots[i].name);    /* current */
+    lua_rawgeti(L, -2, 2);                         /* ours */
+    if (lua_rawequal(L, -1, -2)) {
+      lua_rawgeti(L, -3, 1);                       /* original */
+      lua_setfield(L, -5, bridged_slots[i].name);
+    }
+    lua_pop(L, 4);
+  }
+  lua_pop(L, 1);
+}
+
+static int bridge_l_install(lua_State *L) {
+  as_state *st = as_state_get(L);
+  as_bridge_install(L, st);
+  st->bridge_installed = 1;
+  return 0;
+}
+
+static int bridge_l_uninstall(lua_State *L) {
+  as_state *st = as_state_get(L);
+  st->bridge_installed = 0;
+  /* inside run() the bridge stays until run returns */
+  if (st->sched == NULL) as_bridge_uninstall(L, st);
+  return 0;
+}
+
+/* core.is_parked(co): for the specs and the policy layer. */
+static int bridge_l_is_parked(lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  luaL_argexpected(L, co, 1, "coroutine");
+  lua_pushboolean(L, is_parked(co, as_state_get(L)));
+  return 1;
+}
+
+void as_bridge_open(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"install", bridge_l_install}, {"uninstall", bridge_l_uninstall},
+    {"is_parked", bridge_l_is_parked}, {NULL, NULL}
+  };
+  static const luaL_Reg bridged[] = {
+    {"resume", bridge_resume}, {"wrap", bridge_wrap}, {"close", bridge_close},
+    {"traceback", bridge_traceback}, {NULL, NULL}
+  };
+  as_state *st = as_state_get(L);
+  int i;
+  as_module_setfuncs(L, funcs);
+  /* bridge table: name -> {original (filled at install), bridged function} */
+  lua_newtable(L);
+  for (i = 0; bridged[i].name; i++) {
+    lua_createtable(L, 2, 0);
+    lua_setfield(L, -2, bridged[i].name);
+  }
+  st->originals_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  /* the bridged closures need the state upvalue: build them via setfuncs */
+  lua_newtable(L);
+  as_module_setfuncs(L, bridged);
+  push_bridge_table(L, st);
+  for (i = 0; bridged[i].name; i++) {
+    lua_getfield(L, -1, bridged[i].name);
+    lua_getfield(L, -3, bridged[i].name);
+    lua_rawseti(L, -2, 2);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  lua_setfield(L, -2, "bridged");  /* core.bridged: the replacement functions */
+}

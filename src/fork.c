@@ -1,0 +1,115 @@
+/*
+** fork.c: the asyncstack.Fork userdata: creation, methods, finalizer.
+** Scheduling (when a fork runs, what wakes it) lives in sched.c.
+*/
+#include <string.h>
+#include "fork.h"
+#include "module.h"
+#include "sched.h"
+#include <lauxlib.h>
+
+/* Fork ids are unique per process (DESIGN §2), so the counter cannot live in
+** a per-state structure; it is the one piece of process-wide state here. */
+static lua_Integer next_fork_id = 1;
+
+static const char *const status_names[] = {
+  "runnable", "running", "sleeping", "waiting", "done", "failed", "cancelled"
+};
+
+static const char *const await_names[] = {
+  "none", "sleep", "wait", "yield", "channel", "fd"
+};
+
+const char *as_fork_status_name(int status) { return status_names[status]; }
+const char *as_fork_await_name(int kind) { return await_names[kind]; }
+
+as_fork *as_fork_check(lua_State *L, int idx) {
+  return (as_fork *)luaL_checkudata(L, idx, AS_FORK_MT);
+}
+
+as_fork *as_fork_new(lua_State *L, int fn_idx, int nargs) {
+  as_fork *f;
+  lua_State *co;
+  int i;
+  fn_idx = lua_absindex(L, fn_idx);
+  f = (as_fork *)lua_newuserdatauv(L, sizeof(as_fork), 4);
+  memset(f, 0, sizeof *f);
+  f->heap_index = -1;
+  f->nargs = nargs;
+  f->status = AS_RUNNABLE;
+  luaL_setmetatable(L, AS_FORK_MT);
+  co = lua_newthread(L);
+  for (i = 0; i <= nargs; i++) lua_pushvalue(L, fn_idx + i);
+  lua_xmove(L, co, nargs + 1);
+  lua_setiuservalue(L, -2, 1);
+  f->thread = co;
+  as_astack_init(&f->astack, co);
+  f->id = __atomic_fetch_add(&next_fork_id, 1, __ATOMIC_RELAXED);
+  return f;
+}
+
+void as_fork_set_spawn_site(lua_State *L, int ud_idx, as_fork *f, int level) {
+  lua_Debug ar;
+  ud_idx = lua_absindex(L, ud_idx);
+  if (lua_getstack(L, level, &ar) && lua_getinfo(L, "fl", &ar)) {
+    f->spawn_line = ar.currentline;
+    lua_setiuservalue(L, ud_idx, 3);
+  }
+}
+
+void as_fork_push_name(lua_State *L, int ud_idx) {
+  lua_getiuservalue(L, ud_idx, 2);
+}
+
+static int fork_id(lua_State *L) {
+  lua_pushinteger(L, as_fork_check(L, 1)->id);
+  return 1;
+}
+
+static int fork_name(lua_State *L) {
+  as_fork_check(L, 1);
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TSTRING);
+    lua_settop(L, 2);
+    lua_setiuservalue(L, 1, 2);
+  }
+  as_fork_push_name(L, 1);
+  return 1;
+}
+
+static int fork_status(lua_State *L) {
+  lua_pushstring(L, as_fork_status_name(as_fork_check(L, 1)->status));
+  return 1;
+}
+
+static int fork_tostring(lua_State *L) {
+  as_fork *f = as_fork_check(L, 1);
+  as_fork_push_name(L, 1);
+  if (lua_isstring(L, -1))
+    lua_pushfstring(L, "fork #%I (%s)", (LUAI_UACINT)f->id, lua_tostring(L, -1));
+  else
+    lua_pushfstring(L, "fork #%I", (LUAI_UACINT)f->id);
+  return 1;
+}
+
+static int fork_gc(lua_State *L) {
+  as_fork *f = (as_fork *)lua_touserdata(L, 1);
+  as_astack_free(L, &f->astack);
+  return 0;
+}
+
+void as_fork_open(lua_State *L) {
+  static const luaL_Reg methods[] = {
+    {"id", fork_id}, {"name", fork_name}, {"status", fork_status},
+    {NULL, NULL}
+  };
+  static const luaL_Reg meta[] = {
+    {"__tostring", fork_tostring}, {"__gc", fork_gc}, {NULL, NULL}
+  };
+  luaL_newmetatable(L, AS_FORK_MT);
+  as_module_setfuncs(L, meta);
+  lua_newtable(L);
+  as_module_setfuncs(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}

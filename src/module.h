@@ -1,0 +1,60 @@
+/*
+** module.h: per-module state shared by every C function of asyncstack.core.
+**
+** One as_state exists per `require "asyncstack.core"` in a lua_State. It is a
+** full userdata passed as upvalue 1 to every core function (no globals, no
+** registry lookups on hot paths). Because every core C function carries it,
+** "is this C function one of ours?" is answered by comparing upvalue 1 with
+** the state (see as_is_internal_function); trace walking uses that to hide
+** scheduler and bridge internals.
+*/
+#ifndef ASYNCSTACK_MODULE_H
+#define ASYNCSTACK_MODULE_H
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#define AS_STATE_UPVALUE lua_upvalueindex(1)
+
+struct as_sched;
+
+typedef struct as_state {
+  struct as_sched *sched;   /* the active run(), or NULL outside run() */
+  unsigned run_serial;      /* increments per run(); forks remember theirs */
+  int hooks_ref;            /* table of Lua policy hooks (see as_hook_push) */
+  int originals_ref;        /* table of the original coroutine/debug functions */
+  int internal_prefix_ref;  /* string: source prefix of our Lua front end */
+  const char *internal_prefix;  /* points into the anchored string above */
+  size_t internal_prefix_len;
+  int bridge_installed;     /* installed by as.install() (not just by run) */
+} as_state;
+
+static inline as_state *as_state_get(lua_State *L) {
+  return (as_state *)lua_touserdata(L, AS_STATE_UPVALUE);
+}
+
+/* Pushes the Lua hook `name` set by the front end (core.set_hook) and returns
+** 1, or pushes nothing and returns 0 when it is not set. Hooks are policy:
+**   format(msg, frames) -> string          traceback text
+**   on_failure(err, frames, fork) -> value what waiters of a failed fork see
+**   new_error(kind, message, level) -> value  Timeout, deadlock, ... errors
+**   on_deadlock(blocked_forks) -> value    the error run() raises */
+int as_hook_push(lua_State *L, as_state *st, const char *name);
+
+/* Registers `l` into the table on top of the stack with the state as upvalue. */
+void as_module_setfuncs(lua_State *L, const luaL_Reg *l);
+
+/* True when the value at `idx` is a C function that belongs to this module. */
+int as_is_internal_function(lua_State *L, as_state *st, int idx);
+
+/* True when a Lua source name belongs to our Lua front end. */
+int as_is_internal_source(const as_state *st, const char *source);
+
+/* Per-file open functions, called by luaopen_asyncstack_core. Each adds its
+** functions to the module table on top of the stack. */
+void as_fork_open(lua_State *L);
+void as_sched_open(lua_State *L);
+void as_bridge_open(lua_State *L);
+void as_backtrace_open(lua_State *L);
+
+#endif

@@ -1,0 +1,690 @@
+/*
+** sched.c: as.run's scheduler loop, the run queue and timer heap, fork
+** creation, and the blocking primitives (sleep, yield, wait, pwait).
+**
+** Every primitive that blocks follows one protocol: validate arguments, check
+** the caller may suspend (enter_suspend), register what it waits on, mark the
+** fork (mark_suspended) and lua_yieldk with zero values. Its continuation runs
+** when the loop resumes the fork and reads the outcome from the fork struct
+** (`wake`), so nothing travels through the yield itself and the bridge can pass
+** the yield through nested coroutines without knowing what it is.
+*/
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+#include "sched.h"
+#include "backtrace.h"
+#include "bridge.h"
+#include <lauxlib.h>
+
+as_sched *volatile as_sched_active = NULL;
+
+#define AS_SCHED_MT "asyncstack.Scheduler"
+
+double as_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Allocation through Lua's allocator, raising on failure. */
+static void *sched_realloc(lua_State *L, void *p, size_t oldsz, size_t newsz) {
+  void *ud;
+  lua_Alloc alloc = lua_getallocf(L, &ud);
+  void *np = alloc(ud, p, oldsz, newsz);
+  if (np == NULL && newsz > 0) luaL_error(L, "not enough memory");
+  return np;
+}
+
+/* ---------------------------------------------------------------- run queue */
+
+static void runq_push(lua_State *L, as_sched *s, as_fork *f) {
+  if (s->rq_len == s->rq_cap) {
+    size_t newcap = s->rq_cap ? s->rq_cap * 2 : 64, i;
+    as_fork **nq = (as_fork **)sched_realloc(L, NULL, 0, newcap * sizeof *nq);
+    for (i = 0; i < s->rq_len; i++) nq[i] = s->runq[(s->rq_head + i) % s->rq_cap];
+    sched_realloc(L, s->runq, s->rq_cap * sizeof *nq, 0);
+    s->runq = nq;
+    s->rq_cap = newcap;
+    s->rq_head = 0;
+  }
+  s->runq[(s->rq_head + s->rq_len) % s->rq_cap] = f;
+  s->rq_len++;
+}
+
+static as_fork *runq_pop(as_sched *s) {
+  as_fork *f = s->runq[s->rq_head];
+  s->rq_head = (s->rq_head + 1) % s->rq_cap;
+  s->rq_len--;
+  return f;
+}
+
+/* ------------------------------------------------------------- timer heap */
+
+static int timer_before(const as_fork *a, const as_fork *b) {
+  return a->deadline < b->deadline ||
+         (a->deadline == b->deadline && a->timer_seq < b->timer_seq);
+}
+
+static void heap_set(as_sched *s, int i, as_fork *f) {
+  s->heap[i] = f;
+  f->heap_index = i;
+}
+
+static void heap_up(as_sched *s, int i) {
+  as_fork *f = s->heap[i];
+  while (i > 0) {
+    int parent = (i - 1) / 2;
+    if (!timer_before(f, s->heap[parent])) break;
+    heap_set(s, i, s->heap[parent]);
+    i = parent;
+  }
+  heap_set(s, i, f);
+}
+
+static void heap_down(as_sched *s, int i) {
+  as_fork *f = s->heap[i];
+  for (;;) {
+    int child = 2 * i + 1;
+    if (child >= s->heap_len) break;
+    if (child + 1 < s->heap_len && timer_before(s->heap[child + 1], s->heap[child]))
+      child++;
+    if (!timer_before(s->heap[child], f)) break;
+    heap_set(s, i, s->heap[child]);
+    i = child;
+  }
+  heap_set(s, i, f);
+}
+
+static void timer_add(lua_State *L, as_sched *s, as_fork *f, double deadline) {
+  if (s->heap_len == s->heap_cap) {
+    int newcap = s->heap_cap ? s->heap_cap * 2 : 64;
+    s->heap = (as_fork **)sched_realloc(L, s->heap, (size_t)s->heap_cap * sizeof *s->heap,
+                                        (size_t)newcap * sizeof *s->heap);
+    s->heap_cap = newcap;
+  }
+  f->deadline = deadline;
+  f->timer_seq = s->timer_seq++;
+  s->heap[s->heap_len] = f;
+  f->heap_index = s->heap_len++;
+  heap_up(s, f->heap_index);
+}
+
+static void timer_remove(as_sched *s, as_fork *f) {
+  int i = f->heap_index;
+  if (i < 0) return;
+  f->heap_index = -1;
+  s->heap_len--;
+  if (i == s->heap_len) return;
+  {
+    as_fork *moved = s->heap[s->heap_len];
+    heap_set(s, i, moved);
+    heap_up(s, i);
+    heap_down(s, moved->heap_index);
+  }
+}
+
+/* ---------------------------------------------------------------- waiters */
+
+static void waiter_link(as_fork *target, as_fork *w) {
+  w->awaiting = target;
+  w->prev_waiter = NULL;
+  w->next_waiter = target->waiters;
+  if (target->waiters) target->waiters->prev_waiter = w;
+  target->waiters = w;
+}
+
+static void waiter_unlink(as_fork *w) {
+  as_fork *target = w->awaiting;
+  if (target == NULL) return;
+  if (w->prev_waiter) w->prev_waiter->next_waiter = w->next_waiter;
+  else target->waiters = w->next_waiter;
+  if (w->next_waiter) w->next_waiter->prev_waiter = w->prev_waiter;
+  w->awaiting = w->next_waiter = w->prev_waiter = NULL;
+}
+
+/* ------------------------------------------------------------- live forks */
+
+int as_sched_push_live(lua_State *L, as_sched *s, lua_Integer id) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->live_ref);
+  lua_rawgeti(L, -1, id);
+  lua_remove(L, -2);
+  return !lua_isnil(L, -1);
+}
+
+as_fork *as_sched_find_live(lua_State *L, as_sched *s, lua_Integer id) {
+  as_fork *f;
+  if (id <= 0) return NULL;
+  as_sched_push_live(L, s, id);
+  f = (as_fork *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return f;
+}
+
+/* live[id] = the userdata at ud_idx, or nil when ud_idx is 0 */
+static void live_set(lua_State *L, as_sched *s, lua_Integer id, int ud_idx) {
+  if (ud_idx != 0) ud_idx = lua_absindex(L, ud_idx);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->live_ref);
+  if (ud_idx != 0) lua_pushvalue(L, ud_idx);
+  else lua_pushnil(L);
+  lua_rawseti(L, -2, id);
+  lua_pop(L, 1);
+}
+
+/* ------------------------------------------------------- fork life cycle */
+
+static void make_runnable(lua_State *L, as_sched *s, as_fork *f, int wake) {
+  timer_remove(s, f);
+  waiter_unlink(f);
+  f->wake = (unsigned char)wake;
+  f->status = AS_RUNNABLE;
+  runq_push(L, s, f);
+}
+
+/* A fork ended: wake its waiters and drop it from the live set. */
+static void finish(lua_State *L, as_sched *s, as_fork *f, int status) {
+  f->status = (unsigned char)status;
+  f->await_kind = AS_AWAIT_NONE;
+  f->astack.depth = 0;
+  f->since = as_now();
+  while (f->waiters) make_runnable(L, s, f->waiters, AS_WAKE_READY);
+  live_set(L, s, f->id, 0);
+  s->nlive--;
+}
+
+/* The fork's coroutine raised: capture the async trace while its stack is
+** intact, let the Lua policy turn the error into what waiters see, then close
+** the coroutine (running its pending to-be-closed variables). */
+static void fail(lua_State *L, as_state *st, as_sched *s, as_fork *f) {
+  lua_State *co = f->thread;
+  as_walk_opts opts = {0, 0, 1};
+  int ud;
+  as_sched_push_live(L, s, f->id);
+  ud = lua_gettop(L);
+  lua_pushvalue(co, -1);
+  lua_xmove(co, L, 1);                      /* error value */
+  if (as_hook_push(L, st, "on_failure")) {
+    lua_pushvalue(L, ud + 1);
+    as_backtrace_push_fork(L, st, f, &opts);
+    lua_pushvalue(L, ud);
+    if (lua_pcall(L, 3, 1, 0) == LUA_OK) lua_replace(L, ud + 1);
+    else lua_pop(L, 1);                     /* keep the raw error */
+  }
+  lua_setiuservalue(L, ud, 4);
+  lua_pop(L, 1);
+  lua_resetthread(co);
+  lua_settop(co, 0);
+  f->nresults = 0;
+  finish(L, s, f, AS_FAILED);
+}
+
+static void resume_fork(lua_State *L, as_state *st, as_sched *s, as_fork *f) {
+  int nargs = 0, nres = 0, status;
+  if (f->nargs >= 0) {
+    nargs = f->nargs;
+    f->nargs = -1;
+  }
+  s->running = f;
+  f->status = AS_RUNNING;
+  f->await_kind = AS_AWAIT_NONE;
+  f->resumes++;
+  status = lua_resume(f->thread, L, nargs, &nres);
+  s->running = NULL;
+  if (status == LUA_YIELD) {
+    if (f->suspend_pending) {
+      f->suspend_pending = 0;               /* the primitive registered itself */
+    } else {
+      /* a plain coroutine.yield at the fork's root: same as as.yield() */
+      lua_pop(f->thread, nres);
+      f->await_kind = AS_AWAIT_YIELD;
+      f->since = as_now();
+      make_runnable(L, s, f, AS_WAKE_READY);
+    }
+  } else if (status == LUA_OK) {
+    f->nresults = nres;
+    finish(L, s, f, AS_DONE);
+  } else {
+    fail(L, st, s, f);
+  }
+}
+
+static void sleep_until(double deadline) {
+  struct timespec ts;
+  ts.tv_sec = (time_t)deadline;
+  ts.tv_nsec = (long)((deadline - (double)ts.tv_sec) * 1e9);
+  if (ts.tv_nsec >= 1000000000L) ts.tv_nsec = 999999999L;
+  /* EINTR just returns early: the loop re-reads the clock. */
+  clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+}
+
+/* Runs until every fork has ended, the root failed, or nothing can progress. */
+static void sched_loop(lua_State *L, as_state *st, as_sched *s) {
+  for (;;) {
+    size_t batch;
+    if (s->heap_len > 0) {
+      double now = as_now();
+      while (s->heap_len > 0 && s->heap[0]->deadline <= now)
+        make_runnable(L, s, s->heap[0], AS_WAKE_TIMEOUT);
+    }
+    batch = s->rq_len;
+    if (batch == 0) {
+      if (s->heap_len == 0) return;         /* all ended, or deadlock */
+      sleep_until(s->heap[0]->deadline);
+      continue;
+    }
+    while (batch-- > 0 && s->rq_len > 0) {
+      resume_fork(L, st, s, runq_pop(s));
+      if (s->root->status == AS_FAILED) return;
+    }
+  }
+}
+
+/* ---------------------------------------------------------------- run() */
+
+static int sched_gc(lua_State *L) {
+  as_sched *s = (as_sched *)lua_touserdata(L, 1);
+  sched_realloc(L, s->runq, s->rq_cap * sizeof *s->runq, 0);
+  sched_realloc(L, s->heap, (size_t)s->heap_cap * sizeof *s->heap, 0);
+  s->runq = NULL;
+  s->heap = NULL;
+  s->rq_cap = s->rq_len = 0;
+  s->heap_cap = s->heap_len = 0;
+  return 0;
+}
+
+static int run_loop_protected(lua_State *L) {
+  sched_loop(L, as_state_get(L), (as_sched *)lua_touserdata(L, 1));
+  return 0;
+}
+
+/* Ends every fork still live (run is over): they are cancelled, their
+** coroutines closed so pending to-be-closed variables run. */
+static void abandon_live(lua_State *L, as_sched *s) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->live_ref);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    as_fork *f = (as_fork *)lua_touserdata(L, -1);
+    timer_remove(s, f);
+    waiter_unlink(f);
+    f->waiters = NULL;
+    f->status = AS_CANCELLED;
+    f->await_kind = AS_AWAIT_NONE;
+    f->astack.depth = 0;
+    f->sched = NULL;
+    lua_resetthread(f->thread);
+    lua_settop(f->thread, 0);
+    f->nresults = 0;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+/* Pushes an array of the live forks' userdata, in id order. */
+static void push_live_list(lua_State *L, as_sched *s) {
+  int n = 0;
+  lua_newtable(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->live_ref);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lua_rawseti(L, -4, ++n);
+  }
+  lua_pop(L, 1);
+  /* sort by id: table.sort is policy-free enough to do here in C */
+  {
+    int i, j;
+    for (i = 2; i <= n; i++) {
+      for (j = i; j > 1; j--) {
+        as_fork *a, *b;
+        lua_rawgeti(L, -1, j - 1);
+        lua_rawgeti(L, -2, j);
+        a = (as_fork *)lua_touserdata(L, -2);
+        b = (as_fork *)lua_touserdata(L, -1);
+        if (a->id <= b->id) { lua_pop(L, 2); break; }
+        lua_rawseti(L, -3, j - 1);
+        lua_rawseti(L, -2, j);
+      }
+    }
+  }
+}
+
+static int sched_run(lua_State *L) {
+  as_state *st = as_state_get(L);
+  as_sched *s;
+  as_fork *root;
+  int nargs = lua_gettop(L) - 1, status, installed, nres = 0, sidx, ridx;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (st->sched != NULL)
+    return luaL_error(L, "run: already inside asyncstack.run() (runs do not nest)");
+  s = (as_sched *)lua_newuserdatauv(L, sizeof(as_sched), 0);
+  memset(s, 0, sizeof *s);
+  s->live_ref = LUA_NOREF;
+  luaL_setmetatable(L, AS_SCHED_MT);
+  sidx = lua_gettop(L);
+  lua_newtable(L);
+  s->live_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  s->L = L;
+
+  root = as_fork_new(L, 1, nargs);
+  ridx = lua_gettop(L);
+  as_fork_set_spawn_site(L, ridx, root, 1);
+  lua_pushliteral(L, "main");
+  lua_setiuservalue(L, ridx, 2);
+  st->run_serial++;
+  root->sched = s;
+  root->run_serial = st->run_serial;
+  root->since = as_now();
+  s->root = root;
+  live_set(L, s, root->id, ridx);
+  s->nlive = 1;
+  runq_push(L, s, root);
+
+  st->sched = s;
+  as_sched_active = s;
+  installed = as_bridge_install(L, st);
+
+  lua_pushvalue(L, AS_STATE_UPVALUE);
+  lua_pushcclosure(L, run_loop_protected, 1);
+  lua_pushvalue(L, sidx);
+  status = lua_pcall(L, 1, 0, 0);
+
+  if (status == LUA_OK && root->status == AS_DONE && s->nlive > 0) {
+    /* nothing can progress: every live fork waits on something that will
+    ** never come. Let the policy describe them while their stacks exist. */
+    if (as_hook_push(L, st, "on_deadlock")) {
+      push_live_list(L, s);
+      if (lua_pcall(L, 1, 1, 0) != LUA_OK) { /* the hook's own error is raised */ }
+    } else {
+      lua_pushliteral(L, "run: deadlock: forks remain and none can progress");
+    }
+    status = -1;
+  } else if (status == LUA_OK && root->status != AS_DONE) {
+    if (root->status == AS_FAILED) {
+      lua_getiuservalue(L, ridx, 4);
+    } else if (as_hook_push(L, st, "on_deadlock")) {
+      push_live_list(L, s);
+      if (lua_pcall(L, 1, 1, 0) != LUA_OK) { /* the hook's own error is raised */ }
+    } else {
+      lua_pushliteral(L, "run: deadlock: forks remain and none can progress");
+    }
+    status = -1;
+  } else if (status == LUA_OK) {
+    nres = root->nresults;
+    luaL_checkstack(L, nres + 4, "too many results from run");
+    lua_xmove(root->thread, L, nres);
+  }
+
+  /* from here on nothing may raise before the state is restored; close
+  ** handlers run by abandon_live see no scheduler, so they cannot block */
+  st->sched = NULL;
+  as_sched_active = NULL;
+  abandon_live(L, s);
+  if (installed) as_bridge_uninstall(L, st);
+  root->sched = NULL;
+  luaL_unref(L, LUA_REGISTRYINDEX, s->live_ref);
+  s->live_ref = LUA_NOREF;
+  lua_pushcfunction(L, sched_gc);
+  lua_pushvalue(L, sidx);
+  lua_call(L, 1, 0);
+  if (status != LUA_OK) return lua_error(L);
+  return nres;
+}
+
+/* --------------------------------------------------------------- fork() */
+
+static as_sched *check_in_run(lua_State *L, as_state *st, const char *name) {
+  if (st->sched == NULL)
+    luaL_error(L, "%s: not inside asyncstack.run()", name);
+  return st->sched;
+}
+
+static int sched_fork(lua_State *L) {
+  as_state *st = as_state_get(L);
+  as_sched *s;
+  as_fork *f;
+  int nargs = lua_gettop(L) - 1;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  s = check_in_run(L, st, "fork");
+  f = as_fork_new(L, 1, nargs);
+  f->sched = s;
+  f->run_serial = st->run_serial;
+  f->spawner_id = s->running ? s->running->id : 0;
+  f->since = as_now();
+  as_fork_set_spawn_site(L, -1, f, 1);
+  live_set(L, s, f->id, -1);
+  s->nlive++;
+  runq_push(L, s, f);
+  return 1;
+}
+
+/* ------------------------------------------------------ blocking protocol */
+
+/* Checks that the calling coroutine may suspend the running fork; returns it.
+** The whole chain of bridged coroutines must be yieldable, since the yield
+** passes through each of them. */
+static as_fork *enter_suspend(lua_State *L, as_state *st, const char *name) {
+  as_sched *s = check_in_run(L, st, name);
+  as_fork *f = s->running;
+  int i;
+  if (f == NULL)
+    luaL_error(L, "%s: not inside a fork (called from the scheduler itself, "
+                  "e.g. a finalizer)", name);
+  if (as_astack_top(&f->astack) != L)
+    luaL_error(L, "%s: cannot suspend: this coroutine was resumed by an "
+                  "unbridged coroutine.resume (call asyncstack.install() before "
+                  "the code that keeps a copy of coroutine.resume/wrap)", name);
+  for (i = f->astack.depth - 1; i >= 0; i--) {
+    if (!lua_isyieldable(f->astack.frames[i].thread))
+      luaL_error(L, "%s: cannot suspend here: a C call that cannot yield "
+                    "(a metamethod, a table.sort comparator, a C callback) "
+                    "is on the stack", name);
+  }
+  return f;
+}
+
+static void mark_suspended(as_fork *f, int status, int kind) {
+  f->status = (unsigned char)status;
+  f->await_kind = (unsigned char)kind;
+  f->since = as_now();
+  f->wake = AS_WAKE_NONE;
+  f->suspend_pending = 1;
+}
+
+/* Reads an optional timeout argument: nil/none means none (HUGE_VAL). */
+static double opt_timeout(lua_State *L, int arg) {
+  lua_Number t;
+  if (lua_isnoneornil(L, arg)) return HUGE_VAL;
+  t = luaL_checknumber(L, arg);
+  luaL_argcheck(L, t >= 0, arg, "timeout must be a non-negative number");
+  return (double)t;
+}
+
+/* Raises the error of kind `kind` ("Timeout", ...) as the Lua policy builds it. */
+static int raise_kind(lua_State *L, as_state *st, const char *kind, const char *msg) {
+  if (as_hook_push(L, st, "new_error")) {
+    lua_pushstring(L, kind);
+    lua_pushstring(L, msg);
+    lua_call(L, 2, 1);
+    return lua_error(L);
+  }
+  return luaL_error(L, "%s", msg);
+}
+
+static int sched_sleep_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)L; (void)status; (void)ctx;
+  return 0;
+}
+
+static int sched_sleep(lua_State *L) {
+  as_state *st = as_state_get(L);
+  lua_Number secs = luaL_checknumber(L, 1);
+  as_fork *f;
+  luaL_argcheck(L, secs >= 0, 1, "non-negative number expected");
+  f = enter_suspend(L, st, "sleep");
+  mark_suspended(f, AS_SLEEPING, AS_AWAIT_SLEEP);
+  if (secs < HUGE_VAL) timer_add(L, st->sched, f, f->since + secs);
+  return lua_yieldk(L, 0, 0, sched_sleep_k);
+}
+
+static int sched_yield(lua_State *L) {
+  as_state *st = as_state_get(L);
+  as_fork *f = enter_suspend(L, st, "yield");
+  mark_suspended(f, AS_RUNNABLE, AS_AWAIT_YIELD);
+  runq_push(L, st->sched, f);
+  return lua_yieldk(L, 0, 0, sched_sleep_k);
+}
+
+/* Pushes what waiting on the ended fork `t` (userdata at index 1) gives:
+** wait:  its results, or raises its error;
+** pwait: true + results, or false + error. */
+static int deliver(lua_State *L, as_state *st, as_fork *t, int protected) {
+  int i, top;
+  if (t->status == AS_DONE) {
+    luaL_checkstack(L, t->nresults + 1, "too many results to wait");
+    if (protected) lua_pushboolean(L, 1);
+    top = lua_gettop(t->thread);
+    for (i = top - t->nresults + 1; i <= top; i++) {
+      lua_pushvalue(t->thread, i);
+      lua_xmove(t->thread, L, 1);
+    }
+    return t->nresults + protected;
+  }
+  t->retrieved = 1;
+  if (protected) lua_pushboolean(L, 0);
+  if (t->status == AS_FAILED) {
+    lua_getiuservalue(L, 1, 4);
+  } else {
+    if (!protected) {
+      lua_pushfstring(L, "fork #%I was cancelled", (LUAI_UACINT)t->id);
+      return raise_kind(L, st, "Cancelled", lua_tostring(L, -1));
+    }
+    lua_pushfstring(L, "fork #%I was cancelled", (LUAI_UACINT)t->id);
+  }
+  if (protected) return 2;
+  return lua_error(L);
+}
+
+static int wait_k(lua_State *L, int status, lua_KContext ctx) {
+  as_state *st = as_state_get(L);
+  as_fork *me = as_sched_fork_of(st, L);
+  as_fork *t = (as_fork *)lua_touserdata(L, 1);
+  int protected = (int)ctx;
+  (void)status;
+  if (me && me->wake == AS_WAKE_TIMEOUT && !as_fork_ended(t)) {
+    const char *msg = lua_pushfstring(L, "%s: timed out waiting for fork #%I",
+                                      protected ? "pwait" : "wait", (LUAI_UACINT)t->id);
+    if (!protected) return raise_kind(L, st, "Timeout", msg);
+    lua_pushboolean(L, 0);
+    if (as_hook_push(L, st, "new_error")) {
+      lua_pushliteral(L, "Timeout");
+      lua_pushvalue(L, -4);
+      lua_call(L, 2, 1);
+    } else {
+      lua_pushvalue(L, -2);
+    }
+    return 2;
+  }
+  return deliver(L, st, t, protected);
+}
+
+static int wait_common(lua_State *L, int protected) {
+  const char *name = protected ? "pwait" : "wait";
+  as_state *st = as_state_get(L);
+  as_fork *t = as_fork_check(L, 1);
+  double timeout = opt_timeout(L, 2);
+  as_sched *s = check_in_run(L, st, name);
+  as_fork *me, *p;
+  lua_settop(L, 1);
+  if (t->run_serial != st->run_serial)
+    return luaL_error(L, "%s: fork #%I belongs to another asyncstack.run()",
+                      name, (LUAI_UACINT)t->id);
+  if (as_fork_ended(t)) return deliver(L, st, t, protected);
+  me = enter_suspend(L, st, name);
+  if (t == me)
+    return luaL_error(L, "%s: fork #%I cannot wait for itself", name, (LUAI_UACINT)me->id);
+  for (p = t->awaiting; p != NULL; p = p->awaiting) {
+    if (p == me)
+      return luaL_error(L, "%s: waiting for fork #%I would close a wait cycle "
+                           "(fork #%I already waits for fork #%I, directly or not)",
+                        name, (LUAI_UACINT)t->id, (LUAI_UACINT)t->id, (LUAI_UACINT)me->id);
+  }
+  mark_suspended(me, AS_WAITING, AS_AWAIT_WAIT);
+  waiter_link(t, me);
+  if (timeout < HUGE_VAL) timer_add(L, s, me, me->since + timeout);
+  return lua_yieldk(L, 0, (lua_KContext)protected, wait_k);
+}
+
+static int sched_wait(lua_State *L) { return wait_common(L, 0); }
+static int sched_pwait(lua_State *L) { return wait_common(L, 1); }
+
+static int sched_now(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)as_now());
+  return 1;
+}
+
+static int sched_current(lua_State *L) {
+  as_state *st = as_state_get(L);
+  if (st->sched == NULL || st->sched->running == NULL) lua_pushnil(L);
+  else as_sched_push_live(L, st->sched, st->sched->running->id);
+  return 1;
+}
+
+/* core.fork_info(f) -> table: the raw state of a fork, for the Lua policy
+** (deadlock reports, dumps). Times are as.now() based. */
+static int sched_fork_info(lua_State *L) {
+  as_fork *f = as_fork_check(L, 1);
+  lua_createtable(L, 0, 12);
+  lua_pushinteger(L, f->id); lua_setfield(L, -2, "id");
+  as_fork_push_name(L, 1); lua_setfield(L, -2, "name");
+  lua_pushstring(L, as_fork_status_name(f->status)); lua_setfield(L, -2, "status");
+  if (f->await_kind != AS_AWAIT_NONE && !as_fork_ended(f)) {
+    lua_pushstring(L, as_fork_await_name(f->await_kind));
+    lua_setfield(L, -2, "await_kind");
+  }
+  lua_pushnumber(L, f->since); lua_setfield(L, -2, "since");
+  if (f->heap_index >= 0) { lua_pushnumber(L, f->deadline); lua_setfield(L, -2, "deadline"); }
+  if (f->awaiting) { lua_pushinteger(L, f->awaiting->id); lua_setfield(L, -2, "waiting_for"); }
+  lua_pushinteger(L, f->spawner_id); lua_setfield(L, -2, "spawned_by");
+  lua_pushinteger(L, (lua_Integer)f->resumes); lua_setfield(L, -2, "resumes");
+  lua_getiuservalue(L, 1, 3);
+  if (!lua_isnil(L, -1)) {
+    lua_Debug ar;
+    if (lua_getinfo(L, ">S", &ar)) {
+      lua_pushstring(L, ar.short_src); lua_setfield(L, -2, "spawn_file");
+      lua_pushinteger(L, f->spawn_line); lua_setfield(L, -2, "spawn_line");
+      lua_pushinteger(L, ar.linedefined); lua_setfield(L, -2, "spawn_linedefined");
+      lua_pushstring(L, ar.what); lua_setfield(L, -2, "spawn_what");
+    }
+  } else {
+    lua_pop(L, 1);
+  }
+  {
+    lua_Integer nwaiters = 0;
+    as_fork *w;
+    for (w = f->waiters; w; w = w->next_waiter) nwaiters++;
+    lua_createtable(L, (int)nwaiters, 0);
+    nwaiters = 0;
+    for (w = f->waiters; w; w = w->next_waiter) {
+      lua_pushinteger(L, w->id);
+      lua_rawseti(L, -2, ++nwaiters);
+    }
+    lua_setfield(L, -2, "waiters");
+  }
+  return 1;
+}
+
+void as_sched_open(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"run", sched_run}, {"fork", sched_fork}, {"sleep", sched_sleep},
+    {"yield", sched_yield}, {"wait", sched_wait}, {"pwait", sched_pwait},
+    {"now", sched_now}, {"current", sched_current},
+    {"fork_info", sched_fork_info}, {NULL, NULL}
+  };
+  luaL_newmetatable(L, AS_SCHED_MT);
+  lua_pushcfunction(L, sched_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  as_module_setfuncs(L, funcs);
+}
