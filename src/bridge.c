@@ -126,7 +126,7 @@ static int bridge_start(lua_State *L, lua_State *co, int narg, int mode) {
 
 static int bridge_resume(lua_State *L) {
   lua_State *co = lua_tothread(L, 1);
-  luaL_argexpected(L, co, 1, "coroutine");
+  luaL_argexpected(L, co, 1, "thread");  /* lcorolib 5.4.4 says "thread" */
   return bridge_start(L, co, lua_gettop(L) - 1, BRIDGE_RESUME);
 }
 
@@ -151,7 +151,7 @@ static int bridge_close(lua_State *L) {
   as_state *st = as_state_get(L);
   lua_State *co = lua_tothread(L, 1);
   int status;
-  luaL_argexpected(L, co, 1, "coroutine");
+  luaL_argexpected(L, co, 1, "thread");  /* lcorolib 5.4.4 says "thread" */
   if (is_parked(co, st))
     return luaL_error(L, "cannot close a coroutine that is blocked in an "
                          "asyncstack call of a suspended fork");
@@ -259,7 +259,7 @@ static int bridge_l_uninstall(lua_State *L) {
 /* core.is_parked(co): for the specs and the policy layer. */
 static int bridge_l_is_parked(lua_State *L) {
   lua_State *co = lua_tothread(L, 1);
-  luaL_argexpected(L, co, 1, "coroutine");
+  luaL_argexpected(L, co, 1, "thread");  /* lcorolib 5.4.4 says "thread" */
   lua_pushboolean(L, is_parked(co, as_state_get(L)));
   return 1;
 }

@@ -1,0 +1,32 @@
+package = "asyncstack"
+version = "scm-1"
+source = {
+   url = "git+https://example.invalid/asyncstack.git",
+}
+description = {
+   summary = "Fork scheduler with async stack traces for Lua 5.4",
+   detailed = [[
+A cooperative fork scheduler written in C (fork, wait, sleep, yield) whose
+traces follow the whole coroutine chain: debug_backtrace and traceback cross
+coroutine and fork boundaries down to the fork's root and, on request, on
+through the forks waiting for it.
+]],
+   license = "MIT",
+}
+dependencies = {
+   "lua >= 5.4, < 5.5",
+}
+-- libunwind (Debian: libunwind-dev) is found by the Makefile through
+-- pkg-config: its header lives in a multiarch directory LuaRocks does not search.
+build = {
+   type = "make",
+   build_variables = {
+      CFLAGS = "$(CFLAGS)",
+      LIBFLAG = "$(LIBFLAG)",
+      LUA_INCDIR = "$(LUA_INCDIR)",
+   },
+   install_variables = {
+      INST_LIBDIR = "$(LIBDIR)",
+      INST_LUADIR = "$(LUADIR)",
+   },
+}
