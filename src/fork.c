@@ -67,10 +67,11 @@ static int fork_id(lua_State *L) {
 }
 
 static int fork_name(lua_State *L) {
-  as_fork_check(L, 1);
+  as_fork *f = as_fork_check(L, 1);
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TSTRING);
     lua_settop(L, 2);
+    f->name_cstr = lua_tostring(L, 2);  /* anchored by uservalue 2 below */
     lua_setiuservalue(L, 1, 2);
   }
   as_fork_push_name(L, 1);

@@ -57,6 +57,10 @@ typedef struct as_fork {
   lua_Integer spawner_id;     /* fork that called fork(); 0 for run()'s root */
   int spawn_line;             /* current line of the spawn site */
   unsigned walk_mark;         /* trace walks stamp visited forks (cycle safety) */
+  /* The chars of the name in uservalue 2 (which anchors them), or NULL. Kept
+  ** by whoever sets uservalue 2 so the crash handler (crash.c), which may not
+  ** call the Lua API, can print the name. */
+  const char *name_cstr;
 } as_fork;
 
 as_fork *as_fork_check(lua_State *L, int idx);

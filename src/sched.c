@@ -371,6 +371,7 @@ static int sched_run(lua_State *L) {
   ridx = lua_gettop(L);
   as_fork_set_spawn_site(L, ridx, root, 1);
   lua_pushliteral(L, "main");
+  root->name_cstr = lua_tostring(L, -1);  /* for crash.c; see fork.h */
   lua_setiuservalue(L, ridx, 2);
   st->run_serial++;
   root->sched = s;
