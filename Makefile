@@ -4,6 +4,7 @@
 LUA        ?= lua5.4
 LUA_INCDIR ?= $(shell pkg-config --variable=includedir lua5.4 2>/dev/null)/lua5.4
 UNWIND_CFLAGS := $(shell pkg-config --cflags libunwind 2>/dev/null)
+UNWIND_LIBS   := $(shell pkg-config --libs libunwind 2>/dev/null)
 CC         ?= cc
 WARN       := -Wall -Wextra -Wshadow -Wundef -Wwrite-strings \
               -Wmissing-prototypes -Wstrict-prototypes
@@ -38,7 +39,7 @@ $(BUILD)/obj/%.o: src/%.c $(HDRS)
 
 $(CORE): $(OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LIBFLAG) $(ALL_CFLAGS) -o $@ $(OBJS) $(LDLIBS)
+	$(CC) $(LIBFLAG) $(ALL_CFLAGS) -o $@ $(OBJS) $(UNWIND_LIBS) $(LDLIBS)
 
 test: all
 	$(RUN_ENV) $(BUSTED) $(BUSTED_FLAGS) spec

@@ -56,5 +56,6 @@ void as_fork_open(lua_State *L);
 void as_sched_open(lua_State *L);
 void as_bridge_open(lua_State *L);
 void as_backtrace_open(lua_State *L);
+void as_crash_open(lua_State *L);
 
 #endif

@@ -171,5 +171,6 @@ M.fork_backtrace = core.fork_backtrace
 M.traceback = core.traceback
 M.install = core.install
 M.uninstall = core.uninstall
+M.crash = require "asyncstack.crash"
 
 return M
