@@ -20,6 +20,9 @@ SRCS       := $(wildcard src/*.c)
 HDRS       := $(wildcard src/*.h)
 OBJS        = $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 CORE        = $(BUILD)/asyncstack/core.so
+# Crashes on request, for spec/crash_spec.lua and examples/crash.lua only:
+# built by `make test` / `make test-helpers`, never installed.
+CRASHHELPER = $(BUILD)/test/asyncstack_crashhelper.so
 
 PREFIX     ?= /usr/local
 LUA_VERSION = 5.4
@@ -29,7 +32,7 @@ INST_LUADIR ?= $(PREFIX)/share/lua/$(LUA_VERSION)
 BUSTED     ?= $(LUA) /usr/bin/busted
 RUN_ENV     = LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/?.so;;'
 
-.PHONY: all test demo asan valgrind install clean deps bench
+.PHONY: all test test-helpers demo asan valgrind install clean deps bench
 
 all: $(CORE)
 
@@ -41,7 +44,13 @@ $(CORE): $(OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LIBFLAG) $(ALL_CFLAGS) -o $@ $(OBJS) $(UNWIND_LIBS) $(LDLIBS)
 
-test: all
+$(CRASHHELPER): src-test/crashhelper.c
+	@mkdir -p $(dir $@)
+	$(CC) $(LIBFLAG) $(ALL_CFLAGS) -pthread -o $@ $< $(LDLIBS)
+
+test-helpers: $(CRASHHELPER)
+
+test: all test-helpers
 	$(RUN_ENV) $(BUSTED) $(BUSTED_FLAGS) spec
 
 # Installs what the build needs when it is missing and we may (root + apt).
@@ -54,9 +63,10 @@ demo: deps all
 # ASan+UBSan build of the module, specs run with the runtime preloaded
 # (Debian's lua5.4 is not instrumented).
 asan:
-	$(MAKE) BUILD=build-asan CFLAGS='-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer' LDLIBS='-fsanitize=address,undefined' all
+	$(MAKE) BUILD=build-asan CFLAGS='-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer' LDLIBS='-fsanitize=address,undefined' all test-helpers
 	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ASYNCSTACK_ASAN=1 \
 	  $(MAKE) BUILD=build-asan test-only
 
 test-only:
