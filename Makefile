@@ -76,6 +76,10 @@ valgrind: all
 	$(RUN_ENV) valgrind --error-exitcode=1 --leak-check=no --quiet \
 	  $(BUSTED) --exclude-tags=slow,child $(BUSTED_FLAGS) spec
 
+# Side-by-side benchmarks: each script prints medians, ratios and targets.
+bench: all
+	@for b in bench/*.lua; do echo "== $$b"; $(RUN_ENV) $(LUA) $$b || exit 1; done
+
 install: all
 	install -d $(DESTDIR)$(INST_LIBDIR)/asyncstack $(DESTDIR)$(INST_LUADIR)/asyncstack
 	install -m 755 $(CORE) $(DESTDIR)$(INST_LIBDIR)/asyncstack/core.so

@@ -17,7 +17,12 @@
 **   "spawned"    synthetic frame: the site that spawned from_fork
 **   "run"        the code that called run(); from_fork is the root fork
 **   "unbridged"  the code above ran in a coroutine resumed outside the bridge
-** Names, sources and lines are resolved here, at walk time, never earlier.
+** A walk produces a *raw capture*: a flat table with AS_RAW_STRIDE slots per
+** frame (function, current line, name, namewhat, fork id and name, boundary,
+** from-fork id and name, flags) and `n`. It holds no per-frame tables and no
+** built strings (names and fork names are existing strings), which keeps
+** exception construction cheap; as_backtrace_expand turns it into frame
+** tables (resolving file/source/what from the function) when someone reads it.
 */
 #include <string.h>
 #include "backtrace.h"
@@ -32,6 +37,10 @@ typedef struct walker {
   int n;                 /* frames emitted */
   int skip, limit;
   int stopped;           /* the limit was reached */
+  int omitted;           /* frames past the limit (at least) */
+  int hidden_tailcall;   /* a hidden frame was tail-called: tell the next one */
+  as_fork *named;        /* the fork whose name is in stack slot name_slot */
+  int name_slot;         /* caches that name: consecutive frames share a fork */
   const char *boundary;  /* marker for the next emitted frame, or NULL */
   as_fork *boundary_from;
 } walker;
@@ -47,65 +56,95 @@ static void push_fork_ud(walker *w, as_fork *f) {
   else lua_pushnil(w->L);
 }
 
-static void set_fork_fields(walker *w, as_fork *f, const char *idkey,
-                            const char *namekey) {
-  lua_State *L = w->L;
-  lua_pushinteger(L, f->id);
-  lua_setfield(L, -2, idkey);
-  push_fork_ud(w, f);
-  if (!lua_isnil(L, -1)) {
-    as_fork_push_name(L, -1);
-    lua_setfield(L, -3, namekey);
-  }
-  lua_pop(L, 1);
+/* Raw slot offsets (1-based inside a frame's stride). */
+enum {
+  RAW_FUNC = 1, RAW_LINE, RAW_NAME, RAW_NAMEWHAT, RAW_FORK, RAW_FORK_NAME,
+  RAW_BOUNDARY, RAW_FROM, RAW_FROM_NAME, RAW_FLAGS
+};
+enum { FLAG_ROOT = 1, FLAG_TAILCALL = 2, FLAG_SPAWN_SITE = 4, FLAG_AFTER_TAILCALL = 8 };
+
+static void raw_set(walker *w, int slot) {
+  lua_rawseti(w->L, w->out, (lua_Integer)w->n * AS_RAW_STRIDE + slot);
 }
 
-/* Fills the frame table on top with the pending boundary, then stores it. */
-static void store_frame(walker *w, as_fork *f) {
+static void raw_set_fork(walker *w, as_fork *f, int id_slot, int name_slot) {
   lua_State *L = w->L;
-  if (f != NULL) set_fork_fields(w, f, "fork", "fork_name");
-  if (w->boundary != NULL) {
-    lua_pushstring(L, w->boundary);
-    lua_setfield(L, -2, "boundary");
-    if (w->boundary_from != NULL)
-      set_fork_fields(w, w->boundary_from, "from_fork", "from_fork_name");
-    w->boundary = NULL;
-    w->boundary_from = NULL;
+  if (f == NULL) {
+    lua_pushboolean(L, 0); raw_set(w, id_slot);
+    lua_pushboolean(L, 0); raw_set(w, name_slot);
+    return;
   }
-  lua_rawseti(L, w->out, ++w->n);
+  lua_pushinteger(L, f->id);
+  raw_set(w, id_slot);
+  if (f != w->named) {
+    push_fork_ud(w, f);
+    if (lua_isnil(L, -1)) lua_pushboolean(L, 0);
+    else as_fork_push_name(L, -1);
+    if (lua_isnil(L, -1)) { lua_pop(L, 1); lua_pushboolean(L, 0); }
+    lua_replace(L, w->name_slot);
+    lua_pop(L, 1);
+    w->named = f;
+  }
+  lua_pushvalue(L, w->name_slot);
+  raw_set(w, name_slot);
+}
+
+static void raw_set_str(walker *w, int slot, const char *v) {
+  if (v != NULL && *v != '\0') lua_pushstring(w->L, v);
+  else lua_pushboolean(w->L, 0);
+  raw_set(w, slot);
+}
+
+/* Stores one frame: the function on top of L (consumed), its line, name and
+** flags; the fork it runs in; the pending boundary. */
+static void store_frame(walker *w, int line, const char *name,
+                        const char *namewhat, int flags, as_fork *f,
+                        lua_Integer fork_id_if_gone) {
+  lua_State *L = w->L;
+  raw_set(w, RAW_FUNC);
+  if (line > 0) lua_pushinteger(L, line); else lua_pushboolean(L, 0);
+  raw_set(w, RAW_LINE);
+  raw_set_str(w, RAW_NAME, name);
+  raw_set_str(w, RAW_NAMEWHAT, namewhat);
+  if (f == NULL && fork_id_if_gone > 0) {
+    lua_pushinteger(L, fork_id_if_gone); raw_set(w, RAW_FORK);
+    lua_pushboolean(L, 0); raw_set(w, RAW_FORK_NAME);
+  } else {
+    raw_set_fork(w, f, RAW_FORK, RAW_FORK_NAME);
+  }
+  raw_set_str(w, RAW_BOUNDARY, w->boundary);
+  raw_set_fork(w, w->boundary_from, RAW_FROM, RAW_FROM_NAME);
+  lua_pushinteger(L, flags);
+  raw_set(w, RAW_FLAGS);
+  w->boundary = NULL;
+  w->boundary_from = NULL;
+  w->n++;
   if (w->limit > 0 && w->n >= w->limit) w->stopped = 1;
 }
 
-static void set_str(lua_State *L, const char *k, const char *v) {
-  if (v != NULL) {
-    lua_pushstring(L, v);
-    lua_setfield(L, -2, k);
-  }
-}
-
-static void set_int(lua_State *L, const char *k, lua_Integer v) {
-  lua_pushinteger(L, v);
-  lua_setfield(L, -2, k);
-}
-
-/* Builds a frame table from `ar` and the function on top of L (consumed). */
 static void emit_frame(walker *w, lua_Debug *ar, as_fork *f) {
-  lua_State *L = w->L;
-  lua_createtable(L, 0, 14);
-  lua_insert(L, -2);
-  lua_setfield(L, -2, "func");
-  set_str(L, "function", ar->name);
-  set_str(L, "namewhat", ar->namewhat);
-  set_str(L, "what", ar->what);
-  set_str(L, "file", ar->short_src);
-  set_str(L, "source", ar->source);
-  if (ar->currentline > 0) set_int(L, "line", ar->currentline);
-  if (ar->linedefined > 0) set_int(L, "linedefined", ar->linedefined);
-  if (ar->istailcall) {
-    lua_pushboolean(L, 1);
-    lua_setfield(L, -2, "tailcall");
+  int flags = ar->istailcall ? FLAG_TAILCALL : 0;
+  if (w->hidden_tailcall) flags |= FLAG_AFTER_TAILCALL;
+  w->hidden_tailcall = 0;
+  store_frame(w, ar->currentline, ar->name, ar->namewhat, flags, f, 0);
+}
+
+/* Levels of `th` from `level` on: found by doubling then bisection, since
+** lua_getstack costs O(level) and a linear count would be quadratic. */
+static int count_levels_from(lua_State *th, int level) {
+  lua_Debug ar;
+  int lo = level, hi = level + 1;
+  if (!lua_getstack(th, level, &ar)) return 0;
+  while (lua_getstack(th, hi, &ar)) {
+    lo = hi;
+    if (hi > (1 << 29)) break;
+    hi *= 2;
   }
-  store_frame(w, f);
+  while (hi - lo > 1) {            /* lo exists, hi does not */
+    int mid = lo + (hi - lo) / 2;
+    if (lua_getstack(th, mid, &ar)) lo = mid; else hi = mid;
+  }
+  return lo - level + 1;
 }
 
 /* Emits the visible frames of coroutine `th` (part of fork `f`, or NULL);
@@ -114,7 +153,11 @@ static void walk_thread(walker *w, lua_State *th, as_fork *f, int mark_root) {
   lua_State *L = w->L;
   lua_Debug ar;
   int level, emitted = 0;
-  for (level = 0; !w->stopped && lua_getstack(th, level, &ar); level++) {
+  for (level = 0; lua_getstack(th, level, &ar); level++) {
+    if (w->stopped) {
+      w->omitted += count_levels_from(th, level);
+      break;
+    }
     if (!lua_checkstack(L, 8) || (th != L && !lua_checkstack(th, 2))) {
       w->stopped = 1;
       return;
@@ -123,6 +166,9 @@ static void walk_thread(walker *w, lua_State *th, as_fork *f, int mark_root) {
     if (th != L) lua_xmove(th, L, 1);
     if ((*ar.what == 'C' && as_is_internal_function(L, w->st, -1)) ||
         (*ar.what != 'C' && as_is_internal_source(w->st, ar.source))) {
+      /* hidden; but if it was tail-called, the frames that called it are
+      ** gone, and the next visible frame must say so */
+      if (ar.istailcall) w->hidden_tailcall = 1;
       lua_pop(L, 1);
       continue;
     }
@@ -135,9 +181,10 @@ static void walk_thread(walker *w, lua_State *th, as_fork *f, int mark_root) {
     emitted++;
   }
   if (mark_root && emitted && !w->stopped) {
-    lua_rawgeti(L, w->out, w->n);
-    lua_pushboolean(L, 1);
-    lua_setfield(L, -2, "root");
+    lua_Integer slot = (lua_Integer)(w->n - 1) * AS_RAW_STRIDE + RAW_FLAGS;
+    lua_rawgeti(L, w->out, slot);
+    lua_pushinteger(L, lua_tointeger(L, -1) | FLAG_ROOT);
+    lua_rawseti(L, w->out, slot);
     lua_pop(L, 1);
   }
 }
@@ -151,10 +198,10 @@ static void walk_fork_stack(walker *w, as_fork *f, int top) {
   }
 }
 
-/* One synthetic frame for the place that spawned fork f. */
+/* One synthetic frame for the place that spawned fork f: the spawning
+** function (kept by the fork) at the line recorded at spawn time. */
 static void emit_spawn_site(walker *w, as_fork *f, as_fork *spawner) {
   lua_State *L = w->L;
-  lua_Debug ar;
   push_fork_ud(w, f);
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
@@ -166,25 +213,9 @@ static void emit_spawn_site(walker *w, as_fork *f, as_fork *spawner) {
     lua_pop(L, 1);
     return;
   }
-  lua_pushvalue(L, -1);
-  lua_getinfo(L, ">S", &ar);
-  lua_createtable(L, 0, 12);
-  lua_insert(L, -2);
-  lua_setfield(L, -2, "func");
-  set_str(L, "what", ar.what);
-  set_str(L, "file", ar.short_src);
-  set_str(L, "source", ar.source);
-  if (f->spawn_line > 0) set_int(L, "line", f->spawn_line);
-  if (ar.linedefined > 0) set_int(L, "linedefined", ar.linedefined);
-  lua_pushboolean(L, 1);
-  lua_setfield(L, -2, "spawn_site");
   set_boundary(w, "spawned", f);
-  if (spawner != NULL) {
-    store_frame(w, spawner);
-  } else {
-    set_int(L, "fork", f->spawner_id);
-    store_frame(w, NULL);
-  }
+  store_frame(w, f->spawn_line, NULL, NULL, FLAG_SPAWN_SITE, spawner,
+              f->spawner_id);
 }
 
 static void walk_from_fork(walker *w, as_fork *f, int top, int async) {
@@ -234,6 +265,19 @@ static void walker_init(walker *w, lua_State *L, as_state *st,
   w->limit = opts->limit;
   lua_newtable(L);
   w->out = lua_gettop(L);
+  lua_pushnil(L);
+  w->name_slot = lua_gettop(L);
+}
+
+/* Records the frame count (and frames left out) in the raw capture. */
+static void walker_finish(walker *w) {
+  lua_settop(w->L, w->out);   /* drop the name cache slot */
+  lua_pushinteger(w->L, w->n);
+  lua_setfield(w->L, w->out, "n");
+  if (w->omitted > 0) {
+    lua_pushinteger(w->L, w->omitted);
+    lua_setfield(w->L, w->out, "omitted");
+  }
 }
 
 void as_backtrace_push_fork(lua_State *L, as_state *st, as_fork *f,
@@ -242,6 +286,7 @@ void as_backtrace_push_fork(lua_State *L, as_state *st, as_fork *f,
   walker_init(&w, L, st, opts);
   if (f->sched != st->sched) w.s = NULL;
   if (f->astack.depth > 0) walk_from_fork(&w, f, f->astack.depth - 1, opts->async);
+  walker_finish(&w);
 }
 
 void as_backtrace_push_current(lua_State *L, as_state *st,
@@ -253,6 +298,7 @@ void as_backtrace_push_current(lua_State *L, as_state *st,
   f = w.s ? w.s->running : NULL;
   if (f == NULL) {
     walk_thread(&w, L, NULL, 0);
+    walker_finish(&w);
     return;
   }
   for (i = f->astack.depth - 1; i >= 0; i--)
@@ -264,6 +310,69 @@ void as_backtrace_push_current(lua_State *L, as_state *st,
     i = f->astack.depth - 1;
   }
   walk_from_fork(&w, f, i, opts->async);
+  walker_finish(&w);
+}
+
+static void field_str(lua_State *L, const char *k, const char *v) {
+  if (v != NULL) {
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, k);
+  }
+}
+
+/* Copies raw slot `slot` of the frame at `base` into field `k` unless false. */
+static void field_from_raw(lua_State *L, int raw, lua_Integer base, int slot,
+                           const char *k) {
+  lua_rawgeti(L, raw, base + slot);
+  if (lua_toboolean(L, -1)) lua_setfield(L, -2, k);
+  else lua_pop(L, 1);
+}
+
+void as_backtrace_expand(lua_State *L, int raw) {
+  lua_Integer i, n;
+  raw = lua_absindex(L, raw);
+  lua_getfield(L, raw, "n");
+  n = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  lua_createtable(L, (int)n, 1);
+  for (i = 0; i < n; i++) {
+    lua_Integer base = i * AS_RAW_STRIDE;
+    lua_Integer flags;
+    lua_Debug ar;
+    lua_createtable(L, 0, 16);
+    lua_rawgeti(L, raw, base + RAW_FUNC);
+    memset(&ar, 0, sizeof ar);
+    if (lua_isfunction(L, -1)) {
+      lua_pushvalue(L, -1);
+      lua_getinfo(L, ">S", &ar);
+    }
+    lua_setfield(L, -2, "func");
+    field_str(L, "what", ar.what);
+    if (ar.what != NULL) field_str(L, "file", ar.short_src);
+    field_str(L, "source", ar.source);
+    if (ar.linedefined > 0) {
+      lua_pushinteger(L, ar.linedefined);
+      lua_setfield(L, -2, "linedefined");
+    }
+    field_from_raw(L, raw, base, RAW_LINE, "line");
+    field_from_raw(L, raw, base, RAW_NAME, "function");
+    field_from_raw(L, raw, base, RAW_NAMEWHAT, "namewhat");
+    field_from_raw(L, raw, base, RAW_FORK, "fork");
+    field_from_raw(L, raw, base, RAW_FORK_NAME, "fork_name");
+    field_from_raw(L, raw, base, RAW_BOUNDARY, "boundary");
+    field_from_raw(L, raw, base, RAW_FROM, "from_fork");
+    field_from_raw(L, raw, base, RAW_FROM_NAME, "from_fork_name");
+    lua_rawgeti(L, raw, base + RAW_FLAGS);
+    flags = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if (flags & FLAG_ROOT) { lua_pushboolean(L, 1); lua_setfield(L, -2, "root"); }
+    if (flags & FLAG_TAILCALL) { lua_pushboolean(L, 1); lua_setfield(L, -2, "tailcall"); }
+    if (flags & FLAG_SPAWN_SITE) { lua_pushboolean(L, 1); lua_setfield(L, -2, "spawn_site"); }
+    if (flags & FLAG_AFTER_TAILCALL) { lua_pushboolean(L, 1); lua_setfield(L, -2, "after_tailcall"); }
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_getfield(L, raw, "omitted");
+  lua_setfield(L, -2, "omitted");
 }
 
 /* Reads {level=, limit=, async=} from the table at `idx` (absent: defaults). */
@@ -299,6 +408,22 @@ static int bt_debug_backtrace(lua_State *L) {
   as_walk_opts o;
   read_opts(L, 1, &o, "debug_backtrace");
   as_backtrace_push_current(L, as_state_get(L), &o);
+  as_backtrace_expand(L, -1);
+  return 1;
+}
+
+/* core.capture([opts]) -> raw capture of the running code (see top). */
+static int bt_capture(lua_State *L) {
+  as_walk_opts o;
+  read_opts(L, 1, &o, "capture");
+  as_backtrace_push_current(L, as_state_get(L), &o);
+  return 1;
+}
+
+/* core.expand(raw) -> frame tables. */
+static int bt_expand(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  as_backtrace_expand(L, 1);
   return 1;
 }
 
@@ -312,6 +437,7 @@ static int bt_fork_backtrace(lua_State *L) {
     as_backtrace_push_current(L, st, &o);
   else
     as_backtrace_push_fork(L, st, f, &o);
+  as_backtrace_expand(L, -1);
   return 1;
 }
 
@@ -338,6 +464,8 @@ int as_backtrace_traceback(lua_State *L, int arg) {
   else lua_pushnil(L);
   o.skip = level > 1 ? (int)(level > 1000000 ? 1000000 : level - 1) : 0;
   as_backtrace_push_current(L, st, &o);
+  as_backtrace_expand(L, -1);
+  lua_remove(L, -2);
   lua_call(L, 2, 1);
   return 1;
 }
@@ -349,7 +477,8 @@ static int bt_traceback(lua_State *L) {
 void as_backtrace_open(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"debug_backtrace", bt_debug_backtrace}, {"traceback", bt_traceback},
-    {"fork_backtrace", bt_fork_backtrace}, {NULL, NULL}
+    {"fork_backtrace", bt_fork_backtrace}, {"capture", bt_capture},
+    {"expand", bt_expand}, {NULL, NULL}
   };
   as_module_setfuncs(L, funcs);
 }

@@ -37,11 +37,32 @@ static int is_parked(lua_State *co, as_state *st) {
 static int bridge_finish(lua_State *L, lua_State *co, int status, int nres,
                          int mode, as_fork *f);
 
-/* The resume failed with the message on top of L: resume returns
-** false + message; wrap closes a failed coroutine and raises, prefixing the
-** caller's position to string messages (lcorolib's auxwrap). */
-static int bridge_fail(lua_State *L, lua_State *co, int mode) {
+/* Keeps the raw trace (at raw_idx) of the error value at val_idx: when that
+** value ends a fork or reaches as.pcall, its trace is the raise site inside
+** the coroutine, not the place the bridge re-raised it. Only the latest one
+** is kept (see take_error_trace). */
+static void stash_error_trace(lua_State *L, as_state *st, int raw_idx, int val_idx) {
+  raw_idx = lua_absindex(L, raw_idx);
+  val_idx = lua_absindex(L, val_idx);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, st->stash_ref);
+  lua_pushvalue(L, val_idx);
+  lua_setfield(L, -2, "value");
+  lua_pushvalue(L, raw_idx);
+  lua_setfield(L, -2, "raw");
+  lua_pop(L, 1);
+}
+
+/* The resume failed with the message on top of L (and, when raw_idx is not
+** 0, the raw trace of the failure at raw_idx): resume returns false +
+** message; wrap closes a failed coroutine and raises, prefixing the caller's
+** position to string messages (lcorolib's auxwrap). */
+static int bridge_fail(lua_State *L, lua_State *co, int mode, int raw_idx) {
+  as_state *st = as_state_get(L);
   if (mode == BRIDGE_RESUME) {
+    if (raw_idx) {
+      stash_error_trace(L, st, raw_idx, -1);
+      lua_remove(L, raw_idx);
+    }
     lua_pushboolean(L, 0);
     lua_insert(L, -2);
     return 2;
@@ -55,6 +76,10 @@ static int bridge_fail(lua_State *L, lua_State *co, int mode) {
       luaL_where(L, 1);
       lua_insert(L, -2);
       lua_concat(L, 2);
+    }
+    if (raw_idx) {
+      stash_error_trace(L, st, raw_idx, -1);
+      lua_remove(L, raw_idx);
     }
     return lua_error(L);
   }
@@ -81,11 +106,19 @@ static int bridge_continue(lua_State *L, int status, lua_KContext ctx) {
 ** exactly as lcorolib's auxresume/luaB_coresume/auxwrap do. */
 static int bridge_finish(lua_State *L, lua_State *co, int status, int nres,
                          int mode, as_fork *f) {
+  int raw_idx = 0;
   if (f != NULL) {
     if (status == LUA_YIELD && f->suspend_pending) {
       /* a scheduler suspension: leave co on the async stack, pass it up */
       lua_pop(co, nres);
       return lua_yieldk(L, 0, (lua_KContext)mode, bridge_continue);
+    }
+    if (status != LUA_OK && status != LUA_YIELD) {
+      /* co failed: its stack is intact and still on the async stack, so
+      ** this is the moment to capture the raise site */
+      as_walk_opts opts = {0, 256, 1};
+      as_backtrace_push_fork(L, as_state_get(L), f, &opts);
+      raw_idx = lua_gettop(L);
     }
     as_astack_pop(&f->astack);
   }
@@ -93,7 +126,7 @@ static int bridge_finish(lua_State *L, lua_State *co, int status, int nres,
     if (!lua_checkstack(L, nres + 1)) {
       lua_pop(co, nres);
       lua_pushliteral(L, "too many results to resume");
-      return bridge_fail(L, co, mode);
+      return bridge_fail(L, co, mode, 0);
     }
     lua_xmove(co, L, nres);
     if (mode == BRIDGE_WRAP) return nres;
@@ -102,7 +135,7 @@ static int bridge_finish(lua_State *L, lua_State *co, int status, int nres,
     return nres + 1;
   }
   lua_xmove(co, L, 1);  /* error object */
-  return bridge_fail(L, co, mode);
+  return bridge_fail(L, co, mode, raw_idx);
 }
 
 static int bridge_start(lua_State *L, lua_State *co, int narg, int mode) {
@@ -111,12 +144,12 @@ static int bridge_start(lua_State *L, lua_State *co, int narg, int mode) {
   int status, nres = 0;
   if (!lua_checkstack(co, narg)) {
     lua_pushliteral(L, "too many arguments to resume");
-    return bridge_fail(L, co, mode);
+    return bridge_fail(L, co, mode, 0);
   }
   if (is_parked(co, st)) {
     lua_pushliteral(L, "cannot resume a coroutine that is blocked in an "
                        "asyncstack call of a suspended fork");
-    return bridge_fail(L, co, mode);
+    return bridge_fail(L, co, mode, 0);
   }
   if (f != NULL) as_astack_push(L, &f->astack, co);
   lua_xmove(L, co, narg);
@@ -256,6 +289,25 @@ static int bridge_l_uninstall(lua_State *L) {
   return 0;
 }
 
+/* core.take_error_trace(err) -> raw | nil: the raise-site trace the bridge
+** kept for this very error value, once. */
+static int bridge_l_take_error_trace(lua_State *L) {
+  as_state *st = as_state_get(L);
+  lua_settop(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, st->stash_ref);
+  lua_getfield(L, 2, "value");
+  if (!lua_isnil(L, 1) && lua_rawequal(L, 1, 3)) {
+    lua_getfield(L, 2, "raw");
+    lua_pushnil(L);
+    lua_setfield(L, 2, "value");
+    lua_pushnil(L);
+    lua_setfield(L, 2, "raw");
+    return 1;
+  }
+  lua_pushnil(L);
+  return 1;
+}
+
 /* core.is_parked(co): for the specs and the policy layer. */
 static int bridge_l_is_parked(lua_State *L) {
   lua_State *co = lua_tothread(L, 1);
@@ -267,7 +319,8 @@ static int bridge_l_is_parked(lua_State *L) {
 void as_bridge_open(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"install", bridge_l_install}, {"uninstall", bridge_l_uninstall},
-    {"is_parked", bridge_l_is_parked}, {NULL, NULL}
+    {"is_parked", bridge_l_is_parked},
+    {"take_error_trace", bridge_l_take_error_trace}, {NULL, NULL}
   };
   static const luaL_Reg bridged[] = {
     {"resume", bridge_resume}, {"wrap", bridge_wrap}, {"close", bridge_close},
@@ -276,6 +329,8 @@ void as_bridge_open(lua_State *L) {
   as_state *st = as_state_get(L);
   int i;
   as_module_setfuncs(L, funcs);
+  lua_newtable(L);
+  st->stash_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   /* bridge table: name -> {original (filled at install), bridged function} */
   lua_newtable(L);
   for (i = 0; bridged[i].name; i++) {

@@ -85,6 +85,8 @@ static int core_open_all(lua_State *L) {
   as_sched_open(L);
   as_bridge_open(L);
   as_backtrace_open(L);
+  as_exception_open(L);
+  as_introspect_open(L);
   as_crash_open(L);
   return 1;
 }

@@ -95,6 +95,8 @@ static int fork_tostring(lua_State *L) {
 
 static int fork_gc(lua_State *L) {
   as_fork *f = (as_fork *)lua_touserdata(L, 1);
+  if (f->status == AS_FAILED && !f->retrieved && !f->reported)
+    as_sched_report_unhandled(L, as_state_get(L), 1);
   as_astack_free(L, &f->astack);
   return 0;
 }

@@ -43,6 +43,7 @@ typedef struct as_fork {
   unsigned char wake;         /* enum as_wake, set by whoever wakes it */
   unsigned char suspend_pending; /* a primitive is yielding to the scheduler */
   unsigned char retrieved;    /* a waiter (or pwait) has seen its failure */
+  unsigned char reported;     /* its failure went to the unhandled report */
   int nargs;                  /* arguments for the first resume; -1 once started */
   int nresults;               /* results (or 1 error) left on `thread` when ended */
   unsigned resumes;           /* times the scheduler resumed it */

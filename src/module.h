@@ -23,6 +23,8 @@ typedef struct as_state {
   unsigned run_serial;      /* increments per run(); forks remember theirs */
   int hooks_ref;            /* table of Lua policy hooks (see as_hook_push) */
   int originals_ref;        /* table of the original coroutine/debug functions */
+  int stash_ref;            /* {value, raw}: raise-site trace of the last error
+                               that came out of a bridged coroutine */
   int internal_prefix_ref;  /* string: source prefix of our Lua front end */
   const char *internal_prefix;  /* points into the anchored string above */
   size_t internal_prefix_len;
@@ -56,6 +58,8 @@ void as_fork_open(lua_State *L);
 void as_sched_open(lua_State *L);
 void as_bridge_open(lua_State *L);
 void as_backtrace_open(lua_State *L);
+void as_exception_open(lua_State *L);
+void as_introspect_open(lua_State *L);
 void as_crash_open(lua_State *L);
 
 #endif

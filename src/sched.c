@@ -12,12 +12,14 @@
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "sched.h"
 #include "backtrace.h"
 #include "bridge.h"
+#include "introspect.h"
 #include <lauxlib.h>
 
 as_sched *volatile as_sched_active = NULL;
@@ -200,7 +202,7 @@ static void finish(lua_State *L, as_sched *s, as_fork *f, int status) {
 ** the coroutine (running its pending to-be-closed variables). */
 static void fail(lua_State *L, as_state *st, as_sched *s, as_fork *f) {
   lua_State *co = f->thread;
-  as_walk_opts opts = {0, 0, 1};
+  as_walk_opts opts = {0, 256, 1};  /* bounded: a stack overflow is deep */
   int ud;
   as_sched_push_live(L, s, f->id);
   ud = lua_gettop(L);
@@ -214,11 +216,96 @@ static void fail(lua_State *L, as_state *st, as_sched *s, as_fork *f) {
     else lua_pop(L, 1);                     /* keep the raw error */
   }
   lua_setiuservalue(L, ud, 4);
-  lua_pop(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->failed_ref);
+  lua_pushvalue(L, ud);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);
+  lua_pop(L, 2);
   lua_resetthread(co);
   lua_settop(co, 0);
   f->nresults = 0;
   finish(L, s, f, AS_FAILED);
+}
+
+static void push_sorted_keys(lua_State *L, int t_idx);
+
+/* Calls the on_unhandled hook with (error, {id =, name =}) of the failed
+** fork at ud_idx, protected: a failing handler must not stop the loop. */
+static void call_unhandled(lua_State *L, as_state *st, int ud_idx) {
+  as_fork *f = (as_fork *)lua_touserdata(L, ud_idx);
+  ud_idx = lua_absindex(L, ud_idx);
+  f->reported = 1;
+  if (!as_hook_push(L, st, "on_unhandled")) return;
+  lua_getiuservalue(L, ud_idx, 4);
+  lua_createtable(L, 0, 2);
+  lua_pushinteger(L, f->id);
+  lua_setfield(L, -2, "id");
+  as_fork_push_name(L, ud_idx);
+  lua_setfield(L, -2, "name");
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK) lua_pop(L, 1);
+}
+
+void as_sched_report_unhandled(lua_State *L, as_state *st, int ud_idx) {
+  as_fork *f = (as_fork *)lua_touserdata(L, ud_idx);
+  as_sched *s = st->sched;
+  ud_idx = lua_absindex(L, ud_idx);
+  if (s == NULL || f->sched != s) {
+    call_unhandled(L, st, ud_idx);
+    return;
+  }
+  /* inside a finalizer of the running loop: queue it (a fresh table holds
+  ** the error and the fork's id and name; the fork itself is going away) */
+  f->reported = 1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->pending_ref);
+  lua_createtable(L, 0, 3);
+  lua_getiuservalue(L, ud_idx, 4);
+  lua_setfield(L, -2, "error");
+  lua_pushinteger(L, f->id);
+  lua_setfield(L, -2, "id");
+  as_fork_push_name(L, ud_idx);
+  lua_setfield(L, -2, "name");
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  lua_pop(L, 1);
+  s->pending = 1;
+}
+
+/* Delivers the reports queued by finalizers. */
+static void drain_pending(lua_State *L, as_state *st, as_sched *s) {
+  lua_Integer i, n;
+  s->pending = 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->pending_ref);
+  n = (lua_Integer)lua_rawlen(L, -1);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    if (as_hook_push(L, st, "on_unhandled")) {
+      lua_getfield(L, -2, "error");
+      lua_pushvalue(L, -3);
+      if (lua_pcall(L, 2, 0, 0) != LUA_OK) lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    lua_rawseti(L, -2, i);
+  }
+  lua_pop(L, 1);
+}
+
+/* At the end of run: every failure nobody retrieved is reported. */
+static void report_unretrieved(lua_State *L, as_state *st, as_sched *s) {
+  if (s->pending) drain_pending(L, st, s);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->failed_ref);
+  push_sorted_keys(L, -1);
+  {
+    lua_Integer i, n = (lua_Integer)lua_rawlen(L, -1);
+    for (i = 1; i <= n; i++) {
+      as_fork *f;
+      lua_rawgeti(L, -1, i);
+      f = (as_fork *)lua_touserdata(L, -1);
+      if (f->status == AS_FAILED && !f->retrieved && !f->reported)
+        call_unhandled(L, st, -1);
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 2);
 }
 
 static void resume_fork(lua_State *L, as_state *st, as_sched *s, as_fork *f) {
@@ -272,12 +359,15 @@ static void sched_loop(lua_State *L, as_state *st, as_sched *s) {
     batch = s->rq_len;
     if (batch == 0) {
       if (s->heap_len == 0) return;         /* all ended, or deadlock */
-      sleep_until(s->heap[0]->deadline);
+      sleep_until(s->heap[0]->deadline);    /* a signal cuts it short */
+      if (as_introspect_dump_pending()) as_introspect_dump_now(L, st);
       continue;
     }
     while (batch-- > 0 && s->rq_len > 0) {
       resume_fork(L, st, s, runq_pop(s));
       if (s->root->status == AS_FAILED) return;
+      if (s->pending) drain_pending(L, st, s);
+      if (as_introspect_dump_pending()) as_introspect_dump_now(L, st);
     }
   }
 }
@@ -322,32 +412,66 @@ static void abandon_live(lua_State *L, as_sched *s) {
   lua_pop(L, 1);
 }
 
-/* Pushes an array of the live forks' userdata, in id order. */
-static void push_live_list(lua_State *L, as_sched *s) {
-  int n = 0;
+static int compare_fork_ids(const void *a, const void *b) {
+  lua_Integer x = (*(as_fork *const *)a)->id, y = (*(as_fork *const *)b)->id;
+  return (x > y) - (x < y);
+}
+
+/* Pushes an array of the fork userdata found as keys (use_keys) or values
+** of the table at t_idx, sorted by id (qsort over a scratch array: the
+** tables are keyed by id or userdata, so their order is arbitrary). */
+static void push_sorted_forks(lua_State *L, int t_idx, int use_keys) {
+  size_t n = 0, cap = 0, i;
+  as_fork **v = NULL;
+  int vidx;
+  t_idx = lua_absindex(L, t_idx);
   lua_newtable(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, s->live_ref);
   lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    lua_rawseti(L, -4, ++n);
+  while (lua_next(L, t_idx)) {
+    if (use_keys) lua_pushvalue(L, -2);
+    else lua_pushvalue(L, -1);
+    lua_rawseti(L, -4, (lua_Integer)++n);  /* anchors it while we sort */
+    lua_pop(L, 1);
   }
-  lua_pop(L, 1);
-  /* sort by id: table.sort is policy-free enough to do here in C */
+  cap = n ? n : 1;
+  /* the scratch array is a userdata so an error cannot leak it */
+  v = (as_fork **)lua_newuserdatauv(L, cap * sizeof *v, 0);
+  vidx = lua_gettop(L);
+  for (i = 0; i < n; i++) {
+    lua_rawgeti(L, vidx - 1, (lua_Integer)i + 1);
+    v[i] = (as_fork *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+  }
+  qsort(v, n, sizeof *v, compare_fork_ids);
+  /* v[] points into the userdata we are re-storing; pushing them back by
+  ** pointer is not possible, so look each up in the unsorted copy's order */
+  lua_createtable(L, (int)n, 0);
   {
-    int i, j;
-    for (i = 2; i <= n; i++) {
-      for (j = i; j > 1; j--) {
-        as_fork *a, *b;
-        lua_rawgeti(L, -1, j - 1);
-        lua_rawgeti(L, -2, j);
-        a = (as_fork *)lua_touserdata(L, -2);
-        b = (as_fork *)lua_touserdata(L, -1);
-        if (a->id <= b->id) { lua_pop(L, 2); break; }
-        lua_rawseti(L, -3, j - 1);
-        lua_rawseti(L, -2, j);
-      }
+    /* map pointer -> userdata through a temporary table keyed by light ud */
+    lua_createtable(L, 0, (int)n);
+    for (i = 1; i <= n; i++) {
+      lua_rawgeti(L, vidx - 1, (lua_Integer)i);
+      lua_rawsetp(L, -2, lua_touserdata(L, -1));
     }
+    for (i = 0; i < n; i++) {
+      lua_rawgetp(L, -1, v[i]);
+      lua_rawseti(L, -3, (lua_Integer)i + 1);
+    }
+    lua_pop(L, 1);
   }
+  lua_replace(L, vidx - 1);   /* sorted array replaces the unsorted one */
+  lua_pop(L, 1);              /* scratch */
+}
+
+static void push_sorted_keys(lua_State *L, int t_idx) {
+  push_sorted_forks(L, t_idx, 1);
+}
+
+/* Pushes an array of the live forks' userdata, in id order. */
+void as_sched_push_live_list(lua_State *L, as_sched *s) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->live_ref);
+  push_sorted_forks(L, -1, 0);
+  lua_remove(L, -2);
 }
 
 static int sched_run(lua_State *L) {
@@ -365,6 +489,14 @@ static int sched_run(lua_State *L) {
   sidx = lua_gettop(L);
   lua_newtable(L);
   s->live_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  s->failed_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L);
+  s->pending_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   s->L = L;
 
   root = as_fork_new(L, 1, nargs);
@@ -395,7 +527,7 @@ static int sched_run(lua_State *L) {
     /* nothing can progress: every live fork waits on something that will
     ** never come. Let the policy describe them while their stacks exist. */
     if (as_hook_push(L, st, "on_deadlock")) {
-      push_live_list(L, s);
+      as_sched_push_live_list(L, s);
       if (lua_pcall(L, 1, 1, 0) != LUA_OK) { /* the hook's own error is raised */ }
     } else {
       lua_pushliteral(L, "run: deadlock: forks remain and none can progress");
@@ -403,9 +535,10 @@ static int sched_run(lua_State *L) {
     status = -1;
   } else if (status == LUA_OK && root->status != AS_DONE) {
     if (root->status == AS_FAILED) {
+      root->retrieved = 1;   /* run() raises it */
       lua_getiuservalue(L, ridx, 4);
     } else if (as_hook_push(L, st, "on_deadlock")) {
-      push_live_list(L, s);
+      as_sched_push_live_list(L, s);
       if (lua_pcall(L, 1, 1, 0) != LUA_OK) { /* the hook's own error is raised */ }
     } else {
       lua_pushliteral(L, "run: deadlock: forks remain and none can progress");
@@ -417,6 +550,8 @@ static int sched_run(lua_State *L) {
     lua_xmove(root->thread, L, nres);
   }
 
+  if (lua_checkstack(L, 8)) report_unretrieved(L, st, s);
+
   /* from here on nothing may raise before the state is restored; close
   ** handlers run by abandon_live see no scheduler, so they cannot block */
   st->sched = NULL;
@@ -425,7 +560,9 @@ static int sched_run(lua_State *L) {
   if (installed) as_bridge_uninstall(L, st);
   root->sched = NULL;
   luaL_unref(L, LUA_REGISTRYINDEX, s->live_ref);
-  s->live_ref = LUA_NOREF;
+  luaL_unref(L, LUA_REGISTRYINDEX, s->failed_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, s->pending_ref);
+  s->live_ref = s->failed_ref = s->pending_ref = LUA_NOREF;
   lua_pushcfunction(L, sched_gc);
   lua_pushvalue(L, sidx);
   lua_call(L, 1, 0);
@@ -556,6 +693,11 @@ static int deliver(lua_State *L, as_state *st, as_fork *t, int protected) {
   if (protected) lua_pushboolean(L, 0);
   if (t->status == AS_FAILED) {
     lua_getiuservalue(L, 1, 4);
+    if (as_hook_push(L, st, "on_rethrow")) {   /* remember this wait's site */
+      lua_pushvalue(L, -2);
+      lua_pushstring(L, protected ? "returned by pwait()" : "rethrown by wait()");
+      if (lua_pcall(L, 2, 0, 0) != LUA_OK) lua_pop(L, 1);  /* a note, never a new error */
+    }
   } else {
     if (!protected) {
       lua_pushfstring(L, "fork #%I was cancelled", (LUAI_UACINT)t->id);
@@ -606,10 +748,21 @@ static int wait_common(lua_State *L, int protected) {
   if (t == me)
     return luaL_error(L, "%s: fork #%I cannot wait for itself", name, (LUAI_UACINT)me->id);
   for (p = t->awaiting; p != NULL; p = p->awaiting) {
-    if (p == me)
-      return luaL_error(L, "%s: waiting for fork #%I would close a wait cycle "
-                           "(fork #%I already waits for fork #%I, directly or not)",
-                        name, (LUAI_UACINT)t->id, (LUAI_UACINT)t->id, (LUAI_UACINT)me->id);
+    if (p == me) {   /* name the cycle: me -> t -> ... -> me */
+      luaL_Buffer b;
+      luaL_buffinit(L, &b);
+      lua_pushfstring(L, "%s: waiting for fork #%I would close a wait cycle: fork #%I",
+                      name, (LUAI_UACINT)t->id, (LUAI_UACINT)me->id);
+      luaL_addvalue(&b);
+      for (p = t; p != me; p = p->awaiting) {
+        lua_pushfstring(L, " -> fork #%I", (LUAI_UACINT)p->id);
+        luaL_addvalue(&b);
+      }
+      lua_pushfstring(L, " -> fork #%I", (LUAI_UACINT)me->id);
+      luaL_addvalue(&b);
+      luaL_pushresult(&b);
+      return luaL_error(L, "%s", lua_tostring(L, -1));
+    }
   }
   mark_suspended(me, AS_WAITING, AS_AWAIT_WAIT);
   waiter_link(t, me);
@@ -658,6 +811,8 @@ static int sched_fork_info(lua_State *L) {
       lua_pushinteger(L, ar.linedefined); lua_setfield(L, -2, "spawn_linedefined");
       lua_pushstring(L, ar.what); lua_setfield(L, -2, "spawn_what");
     }
+    lua_getiuservalue(L, 1, 3);
+    lua_setfield(L, -2, "spawn_func");
   } else {
     lua_pop(L, 1);
   }

@@ -27,6 +27,9 @@ typedef struct as_sched {
   int heap_len, heap_cap;
   unsigned long timer_seq;
   unsigned walk_mark;       /* last mark used by a trace walk */
+  int failed_ref;           /* registry: weak-keyed set of failed forks */
+  int pending_ref;          /* registry: unhandled reports queued by __gc */
+  int pending;              /* pending_ref holds something */
 } as_sched;
 
 /* Process-wide pointer to the scheduler that runs now, for signal handlers
@@ -48,5 +51,12 @@ int as_sched_push_live(lua_State *L, as_sched *s, lua_Integer id);
 
 /* Looks a live fork up by id; NULL when it has ended or never existed. */
 as_fork *as_sched_find_live(lua_State *L, as_sched *s, lua_Integer id);
+
+/* Pushes an array of the live forks' userdata, in id order. */
+void as_sched_push_live_list(lua_State *L, as_sched *s);
+
+/* The failed fork at ud_idx was never waited for: report it once, now when
+** no run is active, else at the loop's next safe point. */
+void as_sched_report_unhandled(lua_State *L, as_state *st, int ud_idx);
 
 #endif

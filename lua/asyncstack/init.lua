@@ -7,9 +7,12 @@
 -- for its own duration, install() does it for good.
 
 local core = require "asyncstack.core"
+local trace = require "asyncstack.trace"
+local exception = require "asyncstack.exception"
+local introspect = require "asyncstack.introspect"
 
-local concat, format, insert = table.concat, string.format, table.insert
-local type, tostring = type, tostring
+local concat, format = table.concat, string.format
+local type, pcall = type, pcall
 
 local M = {}
 
@@ -19,142 +22,53 @@ do
   core.set_internal_prefix((source:gsub("[^/\\]*$", "")))
 end
 
----------------------------------------------------------------- formatting
-
-local function fork_label(id, name)
-  if name then return format("fork #%d '%s'", id, name) end
-  return format("fork #%d", id)
-end
-
--- The name of a function as Lua's own traceback finds it for nameless
--- frames: a field of a loaded module ("_G." dropped). Used only for spawn
--- sites, whose caller context is gone.
-local function loaded_name(fn)
-  for modname, mod in pairs(package.loaded) do
-    if type(mod) == "table" then
-      for key, value in pairs(mod) do
-        if value == fn and type(key) == "string" then
-          if modname == "_G" then return key end
-          return modname .. "." .. key
-        end
-      end
-    end
-  end
-end
-
--- What Lua's traceback prints after " in ".
-local function describe(fr)
-  local name, namewhat = fr["function"], fr.namewhat
-  if name and namewhat and namewhat ~= "" then
-    if namewhat == "global" then return format("function '%s'", name) end
-    return format("%s '%s'", namewhat, name)
-  end
-  if fr.spawn_site and fr.func then
-    local found = loaded_name(fr.func)
-    if found then return format("function '%s'", found) end
-  end
-  if fr.what == "main" then return "main chunk" end
-  if fr.what ~= "C" then return format("function <%s:%d>", fr.file, fr.linedefined or 0) end
-  return "?"
-end
-
-local function location(fr)
-  if fr.line then return format("%s:%d", fr.file, fr.line) end
-  return fr.file
-end
-
-local function boundary_line(fr)
-  local kind = fr.boundary
-  if kind == "coroutine" then
-    return format("[coroutine resumed at %s in %s]", location(fr), describe(fr))
-  elseif kind == "awaited" then
-    return format("[%s awaited by %s at %s in %s]", fork_label(fr.from_fork, fr.from_fork_name),
-                  fork_label(fr.fork, fr.fork_name), location(fr), describe(fr))
-  elseif kind == "spawned" then
-    return format("[%s spawned by %s at %s in %s]", fork_label(fr.from_fork, fr.from_fork_name),
-                  fork_label(fr.fork, fr.fork_name), location(fr), describe(fr))
-  elseif kind == "run" then
-    return format("[%s started by run() at %s in %s]", fork_label(fr.from_fork, fr.from_fork_name),
-                  location(fr), describe(fr))
-  elseif kind == "unbridged" then
-    return "[coroutine resumed outside the asyncstack bridge]"
-  end
-end
-
-local function frame_line(fr)
-  local line
-  if fr.line then
-    line = format("%s:%d: in %s", fr.file, fr.line, describe(fr))
-  else
-    line = format("%s: in %s", fr.file, describe(fr))
-  end
-  if fr.root then line = line .. "  (root of " .. fork_label(fr.fork, fr.fork_name) .. ")" end
-  return line
-end
-
-local HEAD, TAIL = 100, 100  -- frames shown at each end of a very long trace
-
--- Appends the lines of `frames[i]` to `out`.
-local function add_frame(out, fr)
-  if fr.boundary then out[#out + 1] = boundary_line(fr) end
-  if not fr.spawn_site then out[#out + 1] = frame_line(fr) end
-  if fr.tailcall then out[#out + 1] = "(...tail calls...)" end
-end
-
--- Text in debug.traceback's shape for a frame sequence (see core walk).
-local function format_trace(msg, frames)
-  local out, n = {}, #frames
-  if n <= HEAD + TAIL then
-    for i = 1, n do add_frame(out, frames[i]) end
-  else
-    for i = 1, HEAD do add_frame(out, frames[i]) end
-    out[#out + 1] = format("...\t(skipping %d levels)", n - HEAD - TAIL)
-    for i = n - TAIL + 1, n do add_frame(out, frames[i]) end
-  end
-  local text = "stack traceback:\n\t" .. concat(out, "\n\t")
-  if n == 0 then text = "stack traceback:" end
-  if msg ~= nil then return msg .. "\n" .. text end
-  return text
-end
-M.format_trace = format_trace
-
 --------------------------------------------------------------- policy hooks
 
--- A fork failed: waiters re-raise the original value; a string message also
--- carries the async trace of the place it was raised.
-core.set_hook("on_failure", function(err, frames)
-  if type(err) == "string" then return format_trace(err, frames) end
-  return err
+core.set_hook("format", trace.format)
+
+-- A fork failed: its waiters see an exception. Plain error values become an
+-- ErrorException whose trace is `raw`, the async chain at the raise site
+-- (or the one the bridge kept when the error came out of a generator).
+core.set_hook("on_failure", function(err, raw)
+  return exception.from_error(err, core.take_error_trace(err) or raw)
 end)
 
-core.set_hook("format", format_trace)
+core.set_hook("new_error", exception.new_error)
 
--- Where a suspended fork is: its innermost visible frame.
-local function await_site(fork)
-  local fr = core.fork_backtrace(fork, { limit = 1 })[1]
-  if fr then return format("%s in %s", location(fr), describe(fr)) end
-  return "an unknown place"
-end
+core.set_hook("on_rethrow", function(err, how)
+  if exception.is_exception(err) then exception.note_rethrow(err, how) end
+end)
 
-local function blocked_reason(info)
-  if info.status == "waiting" and info.waiting_for then
-    return format("waiting for fork #%d", info.waiting_for)
-  elseif info.status == "sleeping" then
-    return "sleeping forever"
-  end
-  return info.status .. (info.await_kind and (" (" .. info.await_kind .. ")") or "")
-end
-
+-- Nothing can progress: as.Deadlock, whose message is the dump of the
+-- blocked forks (Go's "all goroutines are asleep").
 core.set_hook("on_deadlock", function(forks)
-  local lines = { format("run: deadlock: %d fork%s blocked and none can make progress:",
-                         #forks, #forks == 1 and " is" or "s are") }
-  for _, f in ipairs(forks) do
-    local info = core.fork_info(f)
-    lines[#lines + 1] = format("\t%s %s at %s", fork_label(info.id, info.name),
-                               blocked_reason(info), await_site(f))
-  end
-  return concat(lines, "\n")
+  local message = format("run: deadlock: %d fork%s blocked and none can make progress:\n%s",
+                         #forks, #forks == 1 and " is" or "s are",
+                         introspect.blocked_report(forks))
+  return exception.new_error("Deadlock", (message:gsub("\n$", "")))
 end)
+
+-- The dump requested by dump_on_signal(), printed at a safe point.
+core.set_hook("dump_signal", function()
+  io.stderr:write("asyncstack: dump on signal\n", introspect.dump())
+  io.stderr:flush()
+end)
+
+-- Failed forks nobody waited for: reported once, to stderr unless the user
+-- set a handler with on_unhandled().
+local unhandled_handler
+local function report_unhandled(err, info)
+  if unhandled_handler then
+    local ok, problem = pcall(unhandled_handler, err, info)
+    if ok then return end
+    io.stderr:write("asyncstack: the on_unhandled handler failed: ",
+                    exception.describe_value(problem), "\n")
+  end
+  local text = exception.is_exception(err) and tostring(err) or exception.describe_value(err)
+  io.stderr:write(format("asyncstack: %s failed and nobody waited for it:\n%s\n",
+                         trace.fork_label(info.id, info.name), text))
+end
+core.set_hook("on_unhandled", report_unhandled)
 
 ------------------------------------------------------------------ public API
 
@@ -171,6 +85,52 @@ M.fork_backtrace = core.fork_backtrace
 M.traceback = core.traceback
 M.install = core.install
 M.uninstall = core.uninstall
+
+-- introspection
+M.tasks = introspect.tasks
+M.dump = introspect.dump
+
+-- as.dump_on_signal([name]): dump to stderr when the signal (default
+-- SIGUSR1) arrives, at the next safe point. false removes the handler.
+function M.dump_on_signal(name)
+  if name ~= nil and name ~= false and type(name) ~= "string" then
+    error(format("bad argument #1 to 'dump_on_signal' (string expected, got %s)", type(name)), 2)
+  end
+  return core.dump_on_signal(name)
+end
+
+-- exceptions
+M.Exception = exception.Exception
+M.ErrorException = exception.ErrorException
+M.Timeout = exception.Timeout
+M.Cancelled = exception.Cancelled
+M.Deadlock = exception.Deadlock
+
+-- Message handler of as.pcall: runs where the error was raised, before the
+-- stack unwinds, so the trace is that of the raise site.
+local function to_exception(err)
+  if exception.is_exception(err) then return err end
+  local raw = core.take_error_trace(err)
+  if not raw then
+    local ok, captured = pcall(core.capture, exception.capture_options)
+    raw = ok and captured or { n = 0 }
+  end
+  return exception.from_error(err, raw)
+end
+
+core.set_hook("to_exception", to_exception)
+
+-- as.pcall(f, ...) -> true, ... | false, exception (C: no frame of ours shows)
+M.pcall = core.pcall
+
+-- as.on_unhandled(fn | nil): fn(exception, {id =, name =}) receives failures
+-- of forks nobody waited for; nil restores the report to stderr.
+function M.on_unhandled(fn)
+  if fn ~= nil and type(fn) ~= "function" then
+    error(format("bad argument #1 to 'on_unhandled' (function or nil expected, got %s)", type(fn)), 2)
+  end
+  unhandled_handler = fn
+end
 M.crash = require "asyncstack.crash"
 
 return M

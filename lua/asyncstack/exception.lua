@@ -1,0 +1,313 @@
+-- asyncstack.exception: Exception classes whose trace is the async chain at
+-- the place they were created (or, for plain Lua errors, raised).
+--
+-- Construction stores only a raw capture (core.capture): functions, lines and
+-- names, no strings built. Frames, file/line and text are made the first time
+-- somebody reads them. Every formatter here is written for hostile values:
+-- a __tostring that raises, yields or returns a non-string, enormous
+-- messages and very deep stacks must not crash it nor lose the original.
+
+local core = require "asyncstack.core"
+local trace = require "asyncstack.trace"
+
+local format, concat = string.format, table.concat
+local type, rawget, rawequal, select = type, rawget, rawequal, select
+local getmetatable = debug.getmetatable
+local setmetatable, pcall, tostring, error = setmetatable, pcall, tostring, error
+local rawset, ipairs = rawset, ipairs
+local math_type = math.type
+
+local M = {}
+
+local MESSAGE_SHOWN = 4096   -- bytes of a message shown in tostring()
+local TRACE_LIMIT = 256      -- frames a capture keeps; the rest are counted
+local RETHROWS_KEPT = 8      -- rethrow sites remembered per exception
+local CAPTURE = { async = true, limit = TRACE_LIMIT }
+
+-- Class membership by walking raw metatables: no metamethod of the value
+-- (__index, __metatable, ...) can run or lie.
+local function instance_of(value, class)
+  local mt = getmetatable(value)
+  local hops = 0
+  while type(mt) == "table" and hops < 64 do
+    if rawequal(mt, class) then return true end
+    mt = rawget(mt, "__parent")
+    hops = hops + 1
+  end
+  return false
+end
+
+local Exception = {}
+Exception.__index = Exception
+Exception.__name = "asyncstack.Exception"
+Exception.__class_name = "asyncstack.Exception"
+M.Exception = Exception
+
+local function is_exception(value) return instance_of(value, Exception) end
+M.is_exception = is_exception
+
+-- A message for any error value, never raising: strings as they are,
+-- numbers converted, else a __tostring result if it is a string, else the
+-- value's type as lua.c describes it.
+local function describe_value(value)
+  local kind = type(value)
+  if kind == "string" then return value end
+  if kind == "number" then return tostring(value) end
+  local mt = getmetatable(value)
+  if type(mt) == "table" and rawget(mt, "__tostring") ~= nil then
+    local ok, text = pcall(tostring, value)
+    if ok and type(text) == "string" then return text end
+  end
+  local name = type(mt) == "table" and rawget(mt, "__name")
+  return format("(error object is a %s value)", type(name) == "string" and name or kind)
+end
+M.describe_value = describe_value
+
+local function bounded(text)
+  if #text <= MESSAGE_SHOWN then return text end
+  return text:sub(1, MESSAGE_SHOWN) .. format("... (%d more bytes)", #text - MESSAGE_SHOWN)
+end
+
+---------------------------------------------------------------- construction
+
+local function new(class, message, code, previous, raw)
+  return setmetatable({
+    _message = message, _code = code, _previous = previous, _raw = raw,
+  }, class)
+end
+
+local function arg_error(class, n, expected, value)
+  error(format("bad argument #%d to '%s' (%s expected, got %s)", n,
+               rawget(class, "__short_name"), expected,
+               value == nil and "nil" or (getmetatable(value) and rawget(getmetatable(value), "__name"))
+                 or type(value)), 3)
+end
+
+-- Class(message [, code [, previous]])
+local function construct(class, message, code, previous)
+  if message == nil then message = ""
+  elseif type(message) == "number" then message = tostring(message)
+  elseif type(message) ~= "string" then arg_error(class, 1, "string", message) end
+  if code == nil then code = 0
+  elseif math_type(code) ~= "integer" then
+    if math_type(code) == "float" and code == math.floor(code) and code == code
+       and code > math.mininteger and code < math.maxinteger then
+      code = math.tointeger(code)
+    else
+      arg_error(class, 2, "integer", code)
+    end
+  end
+  if previous ~= nil and not is_exception(previous) then
+    arg_error(class, 3, "asyncstack.Exception", previous)
+  end
+  return new(class, message, code, previous, core.capture(CAPTURE))
+end
+
+local class_meta = {}
+class_meta.__call = construct
+class_meta.__index = function(class, key)
+  local parent = rawget(class, "__parent")
+  if parent then return parent[key] end
+end
+class_meta.__tostring = function(class) return "class " .. rawget(class, "__class_name") end
+setmetatable(Exception, class_meta)
+Exception.__short_name = "Exception"
+
+-- Class:extend(name) -> a subclass; instances are members of every ancestor.
+function Exception.extend(class, name)
+  if not (type(class) == "table" and rawget(class, "__class_name")) then
+    error("bad argument #1 to 'extend' (exception class expected)", 2)
+  end
+  if type(name) ~= "string" or name == "" then
+    error(format("bad argument #2 to 'extend' (non-empty string expected, got %s)",
+                 name == "" and "empty string" or type(name)), 2)
+  end
+  local sub = {
+    __parent = class, __class_name = name, __name = name,
+    __short_name = name:match("[^.]*$"),
+    __tostring = rawget(Exception, "__tostring"),
+  }
+  sub.__index = sub
+  return setmetatable(sub, class_meta)
+end
+
+-- Class:is(value): value is an instance of Class or of a subclass.
+function Exception.is(class, value)
+  return instance_of(value, class)
+end
+
+------------------------------------------------------------------- readers
+
+function Exception:getMessage() return rawget(self, "_message") end
+function Exception:getCode() return rawget(self, "_code") end
+function Exception:getPrevious() return rawget(self, "_previous") end
+
+-- The original error value of an ErrorException (what error() was given).
+function Exception:getOriginal()
+  if rawget(self, "_has_original") then return rawget(self, "_original") end
+  return nil
+end
+
+function Exception:getTrace()
+  local frames = rawget(self, "_frames")
+  if not frames then
+    frames = core.expand(rawget(self, "_raw"))
+    rawset(self, "_frames", frames)
+  end
+  return frames
+end
+
+-- Where it was created (or raised): the first Lua frame of its trace.
+local function origin(self)
+  for _, fr in ipairs(self:getTrace()) do
+    if fr.what ~= "C" and fr.line then return fr end
+  end
+end
+
+function Exception:getFile()
+  local fr = origin(self)
+  return fr and fr.file
+end
+
+function Exception:getLine()
+  local fr = origin(self)
+  return fr and fr.line
+end
+
+local function php_function(frames, i)
+  local fr = frames[i]
+  local name = fr["function"] or trace.guess_name(frames, i)
+  if name then return name .. "()" end
+  if fr.what == "main" then return "{main chunk}" end
+  if fr.what == "C" then return "{unknown}()" end
+  return "{closure}()"
+end
+
+-- PHP's format: "#0 file(line): function()" per frame, then "#N {main}".
+function Exception:getTraceAsString()
+  local out = {}
+  local frames = self:getTrace()
+  for i, fr in ipairs(frames) do
+    local where = fr.what == "C" and "[internal function]"
+                  or format("%s(%s)", fr.file, fr.line or "?")
+    out[i] = format("#%d %s: %s", i - 1, where, php_function(frames, i))
+  end
+  if frames.omitted then
+    out[#out + 1] = format("#%d ... %d frames omitted", #out, frames.omitted)
+  end
+  out[#out + 1] = format("#%d {main}", #out)
+  return concat(out, "\n")
+end
+
+---------------------------------------------------------------- rethrows
+
+-- wait()/pwait() handed this exception on; remember where (raw, cheap).
+function M.note_rethrow(e, how)
+  local list = rawget(e, "_rethrows")
+  if not list then
+    list = { n = 0 }
+    rawset(e, "_rethrows", list)
+  end
+  list.n = list.n + 1
+  if list.n <= RETHROWS_KEPT then
+    list[list.n] = { how = how, raw = core.capture { limit = 32 } }
+  end
+end
+
+local function class_name(e)
+  local mt = getmetatable(e)
+  return type(mt) == "table" and rawget(mt, "__class_name") or "asyncstack.Exception"
+end
+
+local function header(e)
+  local text = class_name(e) .. ": " .. bounded(describe_value(rawget(e, "_message")))
+  local file, line = e:getFile(), e:getLine()
+  if file then text = text .. format(" in %s:%d", file, line) end
+  return text
+end
+
+-- True when the trace already shows this frame (same fork, function, line):
+-- a waiter that was waiting when the exception was created is in it.
+local function already_shown(frames, fr)
+  if not fr then return true end
+  for _, other in ipairs(frames) do
+    if other.fork == fr.fork and other.func == fr.func and other.line == fr.line then
+      return true
+    end
+  end
+  return false
+end
+
+local function rethrow_sections(e, out)
+  local list = rawget(e, "_rethrows")
+  if not list then return end
+  local main = e:getTrace()
+  for i = 1, math.min(list.n, RETHROWS_KEPT) do
+    local r = list[i]
+    local frames = core.expand(r.raw)
+    local first = frames[1]
+    local site = first
+    for _, fr in ipairs(frames) do
+      if fr.what ~= "C" and fr.line then site = fr; break end
+    end
+    if already_shown(main, site) then goto continue end
+    out[#out + 1] = format("%s at %s%s", r.how,
+      site and trace.location(site) or "?",
+      site and site.fork and (" in " .. trace.fork_label(site.fork, site.fork_name)) or "")
+    out[#out + 1] = trace.format(nil, frames)
+    ::continue::
+  end
+  if list.n > RETHROWS_KEPT then
+    out[#out + 1] = format("(and %d more rethrows)", list.n - RETHROWS_KEPT)
+  end
+end
+
+-- Class, message, location, the trace, where it was rethrown, then the
+-- previous exceptions (bounded, cycle-safe).
+local function to_string(e)
+  local out, seen, depth = {}, {}, 0
+  while e ~= nil and depth < 16 and not seen[e] do
+    seen[e] = true
+    if depth > 0 then out[#out + 1] = "\nprevious exception:" end
+    out[#out + 1] = header(e)
+    out[#out + 1] = trace.format(nil, e:getTrace())
+    rethrow_sections(e, out)
+    e = rawget(e, "_previous")
+    depth = depth + 1
+  end
+  return concat(out, "\n")
+end
+
+Exception.__tostring = function(e)
+  local ok, text = pcall(to_string, e)
+  if ok then return text end
+  return class_name(e) .. ": (message could not be formatted: " .. describe_value(text) .. ")"
+end
+
+------------------------------------------------------------- built-ins
+
+M.ErrorException = Exception:extend("asyncstack.ErrorException")
+M.Timeout = Exception:extend("asyncstack.Timeout")
+M.Cancelled = Exception:extend("asyncstack.Cancelled")
+M.Deadlock = Exception:extend("asyncstack.Deadlock")
+for _, class in ipairs({ M.ErrorException, M.Timeout, M.Cancelled, M.Deadlock }) do
+  rawset(class, "__short_name", rawget(class, "__class_name"):match("[^.]*$"))
+end
+
+-- An ErrorException for a plain error value, with the given raw trace.
+function M.from_error(value, raw)
+  if is_exception(value) then return value end
+  local e = new(M.ErrorException, describe_value(value), 0, nil, raw)
+  rawset(e, "_original", value)
+  rawset(e, "_has_original", true)
+  return e
+end
+
+-- A built-in error of `kind` ("Timeout", ...) captured where it is raised.
+function M.new_error(kind, message)
+  local class = M[kind] or Exception
+  return new(class, message, 0, nil, core.capture(CAPTURE))
+end
+
+M.capture_options = CAPTURE
+return M

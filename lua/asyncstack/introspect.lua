@@ -1,0 +1,189 @@
+-- asyncstack.introspect: every live fork as data (tasks) and as a report
+-- (dump), in the spirit of BugStalker's `async backtrace all` and Go's
+-- goroutine dump: each fork, its state and for how long, what it waits on,
+-- who spawned it and where, and its async backtrace at the await point.
+
+local core = require "asyncstack.core"
+local trace = require "asyncstack.trace"
+
+local format, concat = string.format, table.concat
+local type, ipairs = type, ipairs
+
+local M = {}
+
+local STATE_ORDER = { "running", "runnable", "sleeping", "waiting" }
+
+local function site_of(fr)
+  if not fr then return nil end
+  return { file = fr.file, line = fr.line, ["function"] = fr["function"],
+           namewhat = fr.namewhat, what = fr.what }
+end
+
+-- One table per live fork (see README "Introspection" for the fields).
+local function task_of(fork, now, with_backtrace)
+  local info = core.fork_info(fork)
+  local frames
+  if with_backtrace then
+    frames = core.fork_backtrace(fork)
+    frames.spawn_func = info.spawn_func   -- lets trace.guess_name name the root
+  else
+    frames = core.fork_backtrace(fork, { limit = 1 })
+  end
+  local t = {
+    id = info.id, name = info.name, status = info.status,
+    since = now - info.since, resumes = info.resumes,
+    spawned_by = info.spawned_by ~= 0 and info.spawned_by or nil,
+    spawn = info.spawn_file and { file = info.spawn_file, line = info.spawn_line,
+                                  linedefined = info.spawn_linedefined } or nil,
+    waiters = info.waiters,
+    fork = fork,
+  }
+  if info.await_kind then
+    local await = site_of(frames[1]) or {}
+    await.kind = info.await_kind
+    t.await = await
+  end
+  if info.waiting_for then t.waiting_for = { info.waiting_for } end
+  if info.status == "sleeping" then
+    t.sleep_started = info.since
+    t.deadline = info.deadline
+  elseif info.deadline then
+    t.deadline = info.deadline
+  end
+  if with_backtrace then t.backtrace = frames end
+  return t
+end
+
+-- as.tasks([opts]) -> { task, ... } in id order; {} outside run().
+function M.tasks(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error(format("bad argument #1 to 'tasks' (table expected, got %s)", type(opts)), 2)
+  end
+  local with_backtrace = not (opts and opts.backtrace == false)
+  local sched = core.scheduler_info()
+  if not sched then return {} end
+  local now, out = core.now(), {}
+  for i, fork in ipairs(sched.forks) do out[i] = task_of(fork, now, with_backtrace) end
+  return out
+end
+
+local function seconds(s)
+  if s >= 100 then return format("%.0fs", s) end
+  return format("%.1fs", s)
+end
+
+-- "[sleeping 1.5s of 5.0s]", "[waiting on fork #3 for 2.0s]", ...
+local function state_text(t, now)
+  if t.status == "sleeping" then
+    if t.deadline then
+      return format("sleeping %s of %s", seconds(t.since), seconds(t.deadline - t.sleep_started))
+    end
+    return format("sleeping %s, forever", seconds(t.since))
+  elseif t.status == "waiting" and t.waiting_for then
+    local text = format("waiting on fork #%d for %s", t.waiting_for[1], seconds(t.since))
+    if t.deadline then text = text .. format(", timeout in %s", seconds(math.max(0, t.deadline - now))) end
+    return text
+  elseif t.status == "waiting" and t.await then
+    return format("waiting on %s for %s", t.await.kind, seconds(t.since))
+  elseif t.status == "runnable" and t.await and t.await.kind == "yield" then
+    return format("runnable, yielded %s ago", seconds(t.since))
+  end
+  return t.status
+end
+
+local function spawn_text(t, by_id)
+  local where = t.spawn and format(" at %s:%s", t.spawn.file, t.spawn.line or "?") or ""
+  if not t.spawned_by then return "spawned by run()" .. where end
+  local parent = by_id[t.spawned_by]
+  local label = parent and trace.fork_label(parent.id, parent.name)
+                or format("fork #%d (ended)", t.spawned_by)
+  return "spawned by " .. label .. where
+end
+
+-- The block of one fork: header line, then its backtrace at the await point.
+local function fork_block(out, t, by_id, now)
+  out[#out + 1] = format("%s [%s]  %s", trace.fork_label(t.id, t.name), state_text(t, now),
+                         spawn_text(t, by_id))
+  local frames = t.backtrace or {}
+  for i, fr in ipairs(frames) do
+    if fr.boundary == "coroutine" then
+      out[#out + 1] = format("\t[coroutine resumed at %s in %s]", trace.location(fr),
+                             trace.describe(fr, frames, i))
+    end
+    out[#out + 1] = format("\t#%d %s in %s", i - 1, trace.location(fr), trace.describe(fr, frames, i))
+  end
+  if frames.omitted then out[#out + 1] = format("\t... %d more frames omitted", frames.omitted) end
+end
+
+local function header(sched, tasks)
+  local counts, parts = {}, {}
+  for _, t in ipairs(tasks) do counts[t.status] = (counts[t.status] or 0) + 1 end
+  for _, state in ipairs(STATE_ORDER) do
+    if counts[state] then parts[#parts + 1] = format("%d %s", counts[state], state) end
+  end
+  return format("scheduler: %d fork%s (%s), run queue %d, %d timer%s, %d fds",
+                #tasks, #tasks == 1 and "" or "s", concat(parts, ", "),
+                sched.runq, sched.timers, sched.timers == 1 and "" or "s", 0)
+end
+
+-- The report for `tasks` (all live ones unless given).
+local function report(tasks, sched)
+  local now, by_id, out = core.now(), {}, {}
+  for _, t in ipairs(tasks) do by_id[t.id] = t end
+  out[1] = header(sched, tasks)
+  for _, t in ipairs(tasks) do fork_block(out, t, by_id, now) end
+  return concat(out, "\n") .. "\n"
+end
+M.report = report
+
+-- as.dump([file | {fork = id}]) -> text (when no file is given)
+function M.dump(target)
+  local file, only
+  if io.type(target) == "file" then
+    file = target
+  elseif type(target) == "table" then
+    only = target.fork
+    if only ~= nil and math.type(only) ~= "integer" then
+      error(format("bad option 'fork' to 'dump' (integer expected, got %s)",
+                   math.type(only) or type(only)), 2)
+    end
+    file = target.file
+  elseif target ~= nil then
+    error(format("bad argument #1 to 'dump' (file or table expected, got %s)",
+                 io.type(target) or type(target)), 2)
+  end
+  local sched = core.scheduler_info()
+  local text
+  if not sched then
+    text = "scheduler: not running (no asyncstack.run() is active)\n"
+  else
+    local tasks = M.tasks()
+    if only then
+      local one = {}
+      for _, t in ipairs(tasks) do if t.id == only then one[1] = t end end
+      if not one[1] then
+        text = format("fork #%d: no such live fork\n", only)
+      else
+        text = report(one, sched):gsub("^[^\n]*\n", "")
+      end
+    else
+      text = report(tasks, sched)
+    end
+  end
+  if file then
+    file:write(text)
+    file:flush()
+    return nil
+  end
+  return text
+end
+
+-- The part of a deadlock message that describes the blocked forks.
+function M.blocked_report(forks)
+  local sched = core.scheduler_info()
+  local now, tasks = core.now(), {}
+  for i, fork in ipairs(forks) do tasks[i] = task_of(fork, now, true) end
+  return report(tasks, sched)
+end
+
+return M
