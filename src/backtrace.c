@@ -43,11 +43,13 @@ typedef struct walker {
   int name_slot;         /* caches that name: consecutive frames share a fork */
   const char *boundary;  /* marker for the next emitted frame, or NULL */
   as_fork *boundary_from;
+  const as_waitnode *boundary_via;  /* for "awaited": the combinator's node */
 } walker;
 
 static void set_boundary(walker *w, const char *kind, as_fork *from) {
   w->boundary = kind;
   w->boundary_from = from;
+  w->boundary_via = NULL;
 }
 
 /* Pushes the userdata of a live fork, or nil. */
@@ -59,7 +61,7 @@ static void push_fork_ud(walker *w, as_fork *f) {
 /* Raw slot offsets (1-based inside a frame's stride). */
 enum {
   RAW_FUNC = 1, RAW_LINE, RAW_NAME, RAW_NAMEWHAT, RAW_FORK, RAW_FORK_NAME,
-  RAW_BOUNDARY, RAW_FROM, RAW_FROM_NAME, RAW_FLAGS
+  RAW_BOUNDARY, RAW_FROM, RAW_FROM_NAME, RAW_FLAGS, RAW_VIA
 };
 enum { FLAG_ROOT = 1, FLAG_TAILCALL = 2, FLAG_SPAWN_SITE = 4, FLAG_AFTER_TAILCALL = 8 };
 
@@ -116,8 +118,16 @@ static void store_frame(walker *w, int line, const char *name,
   raw_set_fork(w, w->boundary_from, RAW_FROM, RAW_FROM_NAME);
   lua_pushinteger(L, flags);
   raw_set(w, RAW_FLAGS);
+  if (w->boundary_via != NULL && w->boundary_via->waiter->wait_mode != AS_WAIT_ONE)
+    lua_pushfstring(L, "%s (index %d)",
+                    w->boundary_via->waiter->wait_mode == AS_WAIT_ALL ? "wait_all" : "wait_any",
+                    w->boundary_via->index);
+  else
+    lua_pushboolean(L, 0);
+  raw_set(w, RAW_VIA);
   w->boundary = NULL;
   w->boundary_from = NULL;
+  w->boundary_via = NULL;
   w->n++;
   if (w->limit > 0 && w->n >= w->limit) w->stopped = 1;
 }
@@ -234,9 +244,11 @@ static void walk_from_fork(walker *w, as_fork *f, int top, int async) {
       as_fork *next;
       if (w->stopped) return;
       if (f->waiters != NULL) {
-        next = f->waiters;
+        const as_waitnode *node = f->waiters;
+        next = node->waiter;
         if (next->walk_mark == mark) return;
         set_boundary(w, "awaited", f);
+        w->boundary_via = node;
         f = next;
         top = next->astack.depth - 1;
         break;
@@ -362,6 +374,7 @@ void as_backtrace_expand(lua_State *L, int raw) {
     field_from_raw(L, raw, base, RAW_BOUNDARY, "boundary");
     field_from_raw(L, raw, base, RAW_FROM, "from_fork");
     field_from_raw(L, raw, base, RAW_FROM_NAME, "from_fork_name");
+    field_from_raw(L, raw, base, RAW_VIA, "via");
     lua_rawgeti(L, raw, base + RAW_FLAGS);
     flags = lua_tointeger(L, -1);
     lua_pop(L, 1);

@@ -16,7 +16,7 @@ typedef struct as_walk_opts {
 
 /* Frames in a raw capture: a flat table, AS_RAW_STRIDE slots per frame
 ** (see backtrace.c), plus `n` (frames) and `omitted` (frames left out). */
-#define AS_RAW_STRIDE 10
+#define AS_RAW_STRIDE 11
 
 /* Pushes the raw capture of the walk that starts at the innermost coroutine
 ** of fork `f` (running, suspended or just failed with its stack intact). */

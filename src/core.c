@@ -87,6 +87,9 @@ static int core_open_all(lua_State *L) {
   as_backtrace_open(L);
   as_exception_open(L);
   as_introspect_open(L);
+  as_wait_open(L);
+  as_channel_open(L);
+  as_fdwait_open(L);
   as_crash_open(L);
   return 1;
 }

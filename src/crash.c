@@ -665,11 +665,11 @@ static void async_section(void) {
       if (i < depth - 1) out_str("  [resumed by the coroutine below]\n");
       lua_frames(f->astack.frames[i].thread, i == 0 ? f : NULL);
     }
-    w = f->waiters;
+    w = f->waiters != NULL ? f->waiters->waiter : NULL;
     if (w != NULL) {
       int others = 0;
-      const as_fork *o;
-      for (o = w->next_waiter; o != NULL && others < CRASH_FORK_MAX; o = o->next_waiter)
+      const as_waitnode *o;
+      for (o = f->waiters->next; o != NULL && others < CRASH_FORK_MAX; o = o->next)
         others++;
       out_str("  [");
       out_fork(f);

@@ -35,6 +35,7 @@ as_fork *as_fork_new(lua_State *L, int fn_idx, int nargs) {
   f = (as_fork *)lua_newuserdatauv(L, sizeof(as_fork), 4);
   memset(f, 0, sizeof *f);
   f->heap_index = -1;
+  f->wait_fd = -1;
   f->nargs = nargs;
   f->status = AS_RUNNABLE;
   luaL_setmetatable(L, AS_FORK_MT);

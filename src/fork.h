@@ -31,7 +31,26 @@ enum as_await {
 };
 
 /* Why a suspended fork was made runnable again. */
-enum as_wake { AS_WAKE_NONE, AS_WAKE_READY, AS_WAKE_TIMEOUT };
+enum as_wake {
+  AS_WAKE_NONE, AS_WAKE_READY, AS_WAKE_TIMEOUT, AS_WAKE_CANCEL, AS_WAKE_CLOSED
+};
+
+/* How a waiting fork waits for its wait nodes' targets. */
+enum as_wait_mode { AS_WAIT_ONE, AS_WAIT_ALL, AS_WAIT_ANY };
+
+struct as_fork;
+struct as_channel;
+
+/* One fork waiting for another: a node in target->waiters. A plain wait uses
+** the node inside the waiter (own_node); wait_all/wait_any use an array the
+** combinator keeps on its own stack for as long as it waits. */
+typedef struct as_waitnode {
+  struct as_fork *waiter;          /* who waits */
+  struct as_fork *target;          /* for whom */
+  struct as_waitnode *next, *prev; /* links in target->waiters */
+  int index;                       /* 1-based position in a combinator's list; 0 for wait */
+  unsigned char linked;            /* in target->waiters now */
+} as_waitnode;
 
 typedef struct as_fork {
   lua_Integer id;             /* never repeats within the process */
@@ -52,9 +71,23 @@ typedef struct as_fork {
   double deadline;            /* timer deadline; valid while heap_index >= 0 */
   int heap_index;             /* position in the timer heap, or -1 */
   unsigned long timer_seq;    /* orders equal deadlines first-in first-out */
-  struct as_fork *awaiting;   /* the fork it waits for (AS_AWAIT_WAIT) */
-  struct as_fork *waiters;    /* first fork waiting for this one */
-  struct as_fork *next_waiter, *prev_waiter;  /* links in awaiting->waiters */
+  /* waiting for forks (AS_AWAIT_WAIT) */
+  struct as_fork *awaiting;   /* the one fork of a plain wait (cycle checks), or NULL */
+  as_waitnode *nodes;         /* the nodes it waits through (own_node or an array) */
+  int nnodes;                 /* how many */
+  int remaining;              /* targets not ended yet (wait_all) */
+  int woken_index;            /* node index whose target woke it (wait_any) */
+  unsigned char wait_mode;    /* enum as_wait_mode */
+  unsigned char cancel_requested; /* f:cancel() was called; raised at its await point */
+  unsigned char chan_op;      /* 1 send, 2 recv (AS_AWAIT_CHANNEL) */
+  as_waitnode own_node;
+  as_waitnode *waiters;       /* nodes of the forks waiting for this one */
+  /* blocked on a channel (AS_AWAIT_CHANNEL) */
+  struct as_channel *channel;
+  struct as_fork *chan_next, *chan_prev;  /* links in the channel's queue */
+  /* waiting for an fd (AS_AWAIT_FD) */
+  int wait_fd;
+  unsigned char fd_write;     /* waiting for writability, else readability */
   lua_Integer spawner_id;     /* fork that called fork(); 0 for run()'s root */
   int spawn_line;             /* current line of the spawn site */
   unsigned walk_mark;         /* trace walks stamp visited forks (cycle safety) */
@@ -78,6 +111,11 @@ const char *as_fork_await_name(int kind);
 
 /* Pushes the fork's name (or nil). `ud_idx` is the fork's userdata. */
 void as_fork_push_name(lua_State *L, int ud_idx);
+
+/* The first fork waiting for f (through any wait node), or NULL. */
+static inline struct as_fork *as_fork_first_waiter(const as_fork *f) {
+  return f->waiters ? f->waiters->waiter : NULL;
+}
 
 /* Ended: done, failed or cancelled. */
 static inline int as_fork_ended(const as_fork *f) {

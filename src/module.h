@@ -60,6 +60,9 @@ void as_bridge_open(lua_State *L);
 void as_backtrace_open(lua_State *L);
 void as_exception_open(lua_State *L);
 void as_introspect_open(lua_State *L);
+void as_wait_open(lua_State *L);
+void as_channel_open(lua_State *L);
+void as_fdwait_open(lua_State *L);
 void as_crash_open(lua_State *L);
 
 #endif

@@ -129,25 +129,6 @@ static void timer_remove(as_sched *s, as_fork *f) {
   }
 }
 
-/* ---------------------------------------------------------------- waiters */
-
-static void waiter_link(as_fork *target, as_fork *w) {
-  w->awaiting = target;
-  w->prev_waiter = NULL;
-  w->next_waiter = target->waiters;
-  if (target->waiters) target->waiters->prev_waiter = w;
-  target->waiters = w;
-}
-
-static void waiter_unlink(as_fork *w) {
-  as_fork *target = w->awaiting;
-  if (target == NULL) return;
-  if (w->prev_waiter) w->prev_waiter->next_waiter = w->next_waiter;
-  else target->waiters = w->next_waiter;
-  if (w->next_waiter) w->next_waiter->prev_waiter = w->prev_waiter;
-  w->awaiting = w->next_waiter = w->prev_waiter = NULL;
-}
-
 /* ------------------------------------------------------------- live forks */
 
 int as_sched_push_live(lua_State *L, as_sched *s, lua_Integer id) {
@@ -178,12 +159,26 @@ static void live_set(lua_State *L, as_sched *s, lua_Integer id, int ud_idx) {
 
 /* ------------------------------------------------------- fork life cycle */
 
-static void make_runnable(lua_State *L, as_sched *s, as_fork *f, int wake) {
+/* Undoes whatever the fork is registered with while suspended. */
+static void unblock(as_sched *s, as_fork *f) {
   timer_remove(s, f);
-  waiter_unlink(f);
+  switch (f->await_kind) {
+    case AS_AWAIT_WAIT: as_wait_unlink(f); break;
+    case AS_AWAIT_CHANNEL: as_channel_unlink(f); break;
+    case AS_AWAIT_FD: as_fdwait_unlink(s, f); break;
+    default: break;
+  }
+}
+
+void as_sched_wake(lua_State *L, as_sched *s, as_fork *f, int wake) {
+  unblock(s, f);
   f->wake = (unsigned char)wake;
   f->status = AS_RUNNABLE;
   runq_push(L, s, f);
+}
+
+void as_sched_add_timer(lua_State *L, as_sched *s, as_fork *f, double deadline) {
+  timer_add(L, s, f, deadline);
 }
 
 /* A fork ended: wake its waiters and drop it from the live set. */
@@ -192,7 +187,7 @@ static void finish(lua_State *L, as_sched *s, as_fork *f, int status) {
   f->await_kind = AS_AWAIT_NONE;
   f->astack.depth = 0;
   f->since = as_now();
-  while (f->waiters) make_runnable(L, s, f->waiters, AS_WAKE_READY);
+  as_wait_target_ended(L, s, f);
   live_set(L, s, f->id, 0);
   s->nlive--;
 }
@@ -203,7 +198,7 @@ static void finish(lua_State *L, as_sched *s, as_fork *f, int status) {
 static void fail(lua_State *L, as_state *st, as_sched *s, as_fork *f) {
   lua_State *co = f->thread;
   as_walk_opts opts = {0, 256, 1};  /* bounded: a stack overflow is deep */
-  int ud;
+  int ud, cancelled = 0;
   as_sched_push_live(L, s, f->id);
   ud = lua_gettop(L);
   lua_pushvalue(co, -1);
@@ -212,8 +207,14 @@ static void fail(lua_State *L, as_state *st, as_sched *s, as_fork *f) {
     lua_pushvalue(L, ud + 1);
     as_backtrace_push_fork(L, st, f, &opts);
     lua_pushvalue(L, ud);
-    if (lua_pcall(L, 3, 1, 0) == LUA_OK) lua_replace(L, ud + 1);
-    else lua_pop(L, 1);                     /* keep the raw error */
+    /* -> the value waiters see, and whether it is a cancellation */
+    if (lua_pcall(L, 3, 2, 0) == LUA_OK) {
+      cancelled = lua_toboolean(L, -1);
+      lua_pop(L, 1);
+      lua_replace(L, ud + 1);
+    } else {
+      lua_pop(L, 1);                        /* keep the raw error */
+    }
   }
   lua_setiuservalue(L, ud, 4);
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->failed_ref);
@@ -224,7 +225,24 @@ static void fail(lua_State *L, as_state *st, as_sched *s, as_fork *f) {
   lua_resetthread(co);
   lua_settop(co, 0);
   f->nresults = 0;
-  finish(L, s, f, AS_FAILED);
+  if (cancelled) f->retrieved = 1;          /* a cancellation is no lost failure */
+  finish(L, s, f, cancelled ? AS_CANCELLED : AS_FAILED);
+}
+
+/* A fork cancelled before it ever ran: it ends without running, and its
+** waiters see as.Cancelled. */
+static void cancel_unstarted(lua_State *L, as_state *st, as_sched *s, as_fork *f) {
+  int ud;
+  as_sched_push_live(L, s, f->id);
+  ud = lua_gettop(L);
+  lua_pushfstring(L, "fork #%I was cancelled before it started", (LUAI_UACINT)f->id);
+  as_sched_push_kind(L, st, "Cancelled", lua_tostring(L, -1));
+  lua_setiuservalue(L, ud, 4);
+  lua_pop(L, 2);
+  lua_settop(f->thread, 0);                 /* drop the function and arguments */
+  f->nresults = 0;
+  f->retrieved = 1;
+  finish(L, s, f, AS_CANCELLED);
 }
 
 static void push_sorted_keys(lua_State *L, int t_idx);
@@ -310,6 +328,10 @@ static void report_unretrieved(lua_State *L, as_state *st, as_sched *s) {
 
 static void resume_fork(lua_State *L, as_state *st, as_sched *s, as_fork *f) {
   int nargs = 0, nres = 0, status;
+  if (f->nargs >= 0 && f->cancel_requested) {
+    cancel_unstarted(L, st, s, f);
+    return;
+  }
   if (f->nargs >= 0) {
     nargs = f->nargs;
     f->nargs = -1;
@@ -328,7 +350,7 @@ static void resume_fork(lua_State *L, as_state *st, as_sched *s, as_fork *f) {
       lua_pop(f->thread, nres);
       f->await_kind = AS_AWAIT_YIELD;
       f->since = as_now();
-      make_runnable(L, s, f, AS_WAKE_READY);
+      as_sched_wake(L, s, f, AS_WAKE_READY);
     }
   } else if (status == LUA_OK) {
     f->nresults = nres;
@@ -354,18 +376,25 @@ static void sched_loop(lua_State *L, as_state *st, as_sched *s) {
     if (s->heap_len > 0) {
       double now = as_now();
       while (s->heap_len > 0 && s->heap[0]->deadline <= now)
-        make_runnable(L, s, s->heap[0], AS_WAKE_TIMEOUT);
+        as_sched_wake(L, s, s->heap[0], AS_WAKE_TIMEOUT);
     }
+    if (s->nwatched > 0 && s->rq_len > 0)
+      as_fdwait_poll(L, s, 0);              /* busy forks must not starve I/O */
     batch = s->rq_len;
     if (batch == 0) {
-      if (s->heap_len == 0) return;         /* all ended, or deadlock */
-      sleep_until(s->heap[0]->deadline);    /* a signal cuts it short */
+      if (s->heap_len == 0 && s->nwatched == 0) return;  /* all ended, or deadlock */
+      if (s->nwatched > 0) {
+        double wait = s->heap_len > 0 ? s->heap[0]->deadline - as_now() : -1;
+        as_fdwait_poll(L, s, s->heap_len > 0 && wait < 0 ? 0 : wait);
+      } else {
+        sleep_until(s->heap[0]->deadline);  /* a signal cuts it short */
+      }
       if (as_introspect_dump_pending()) as_introspect_dump_now(L, st);
       continue;
     }
     while (batch-- > 0 && s->rq_len > 0) {
       resume_fork(L, st, s, runq_pop(s));
-      if (s->root->status == AS_FAILED) return;
+      if (s->root->status == AS_FAILED || s->root->status == AS_CANCELLED) return;
       if (s->pending) drain_pending(L, st, s);
       if (as_introspect_dump_pending()) as_introspect_dump_now(L, st);
     }
@@ -397,8 +426,7 @@ static void abandon_live(lua_State *L, as_sched *s) {
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     as_fork *f = (as_fork *)lua_touserdata(L, -1);
-    timer_remove(s, f);
-    waiter_unlink(f);
+    unblock(s, f);
     f->waiters = NULL;
     f->status = AS_CANCELLED;
     f->await_kind = AS_AWAIT_NONE;
@@ -485,6 +513,7 @@ static int sched_run(lua_State *L) {
   s = (as_sched *)lua_newuserdatauv(L, sizeof(as_sched), 0);
   memset(s, 0, sizeof *s);
   s->live_ref = LUA_NOREF;
+  s->epfd = -1;
   luaL_setmetatable(L, AS_SCHED_MT);
   sidx = lua_gettop(L);
   lua_newtable(L);
@@ -534,7 +563,7 @@ static int sched_run(lua_State *L) {
     }
     status = -1;
   } else if (status == LUA_OK && root->status != AS_DONE) {
-    if (root->status == AS_FAILED) {
+    if (root->status == AS_FAILED || root->status == AS_CANCELLED) {
       root->retrieved = 1;   /* run() raises it */
       lua_getiuservalue(L, ridx, 4);
     } else if (as_hook_push(L, st, "on_deadlock")) {
@@ -557,6 +586,7 @@ static int sched_run(lua_State *L) {
   st->sched = NULL;
   as_sched_active = NULL;
   abandon_live(L, s);
+  as_fdwait_close(L, s);
   if (installed) as_bridge_uninstall(L, st);
   root->sched = NULL;
   luaL_unref(L, LUA_REGISTRYINDEX, s->live_ref);
@@ -572,7 +602,7 @@ static int sched_run(lua_State *L) {
 
 /* --------------------------------------------------------------- fork() */
 
-static as_sched *check_in_run(lua_State *L, as_state *st, const char *name) {
+as_sched *as_sched_check_in_run(lua_State *L, as_state *st, const char *name) {
   if (st->sched == NULL)
     luaL_error(L, "%s: not inside asyncstack.run()", name);
   return st->sched;
@@ -584,7 +614,7 @@ static int sched_fork(lua_State *L) {
   as_fork *f;
   int nargs = lua_gettop(L) - 1;
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  s = check_in_run(L, st, "fork");
+  s = as_sched_check_in_run(L, st, "fork");
   f = as_fork_new(L, 1, nargs);
   f->sched = s;
   f->run_serial = st->run_serial;
@@ -601,9 +631,9 @@ static int sched_fork(lua_State *L) {
 
 /* Checks that the calling coroutine may suspend the running fork; returns it.
 ** The whole chain of bridged coroutines must be yieldable, since the yield
-** passes through each of them. */
-static as_fork *enter_suspend(lua_State *L, as_state *st, const char *name) {
-  as_sched *s = check_in_run(L, st, name);
+** passes through each of them. A pending cancel is raised here. */
+as_fork *as_sched_enter_suspend(lua_State *L, as_state *st, const char *name) {
+  as_sched *s = as_sched_check_in_run(L, st, name);
   as_fork *f = s->running;
   int i;
   if (f == NULL)
@@ -619,10 +649,14 @@ static as_fork *enter_suspend(lua_State *L, as_state *st, const char *name) {
                     "(a metamethod, a table.sort comparator, a C callback) "
                     "is on the stack", name);
   }
+  if (f->cancel_requested) {
+    f->wake = AS_WAKE_CANCEL;
+    as_sched_check_cancel(L, st, f);
+  }
   return f;
 }
 
-static void mark_suspended(as_fork *f, int status, int kind) {
+void as_sched_mark_suspended(as_fork *f, int status, int kind) {
   f->status = (unsigned char)status;
   f->await_kind = (unsigned char)kind;
   f->since = as_now();
@@ -630,8 +664,7 @@ static void mark_suspended(as_fork *f, int status, int kind) {
   f->suspend_pending = 1;
 }
 
-/* Reads an optional timeout argument: nil/none means none (HUGE_VAL). */
-static double opt_timeout(lua_State *L, int arg) {
+double as_sched_opt_timeout(lua_State *L, int arg) {
   lua_Number t;
   if (lua_isnoneornil(L, arg)) return HUGE_VAL;
   t = luaL_checknumber(L, arg);
@@ -639,19 +672,35 @@ static double opt_timeout(lua_State *L, int arg) {
   return (double)t;
 }
 
-/* Raises the error of kind `kind` ("Timeout", ...) as the Lua policy builds it. */
-static int raise_kind(lua_State *L, as_state *st, const char *kind, const char *msg) {
+void as_sched_push_kind(lua_State *L, as_state *st, const char *kind, const char *msg) {
   if (as_hook_push(L, st, "new_error")) {
     lua_pushstring(L, kind);
     lua_pushstring(L, msg);
     lua_call(L, 2, 1);
-    return lua_error(L);
+  } else {
+    lua_pushstring(L, msg);
   }
-  return luaL_error(L, "%s", msg);
+}
+
+int as_sched_raise_kind(lua_State *L, as_state *st, const char *kind, const char *msg) {
+  if (!as_hook_push(L, st, "new_error")) return luaL_error(L, "%s", msg);
+  lua_pop(L, 1);
+  as_sched_push_kind(L, st, kind, msg);
+  return lua_error(L);
+}
+
+void as_sched_check_cancel(lua_State *L, as_state *st, as_fork *f) {
+  if (f == NULL || f->wake != AS_WAKE_CANCEL) return;
+  f->wake = AS_WAKE_NONE;
+  f->cancel_requested = 0;   /* one cancel, one Cancelled: the fork may catch it */
+  lua_pushfstring(L, "fork #%I was cancelled", (LUAI_UACINT)f->id);
+  as_sched_raise_kind(L, st, "Cancelled", lua_tostring(L, -1));
 }
 
 static int sched_sleep_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)L; (void)status; (void)ctx;
+  as_state *st = as_state_get(L);
+  (void)status; (void)ctx;
+  as_sched_check_cancel(L, st, as_sched_fork_of(st, L));
   return 0;
 }
 
@@ -660,118 +709,44 @@ static int sched_sleep(lua_State *L) {
   lua_Number secs = luaL_checknumber(L, 1);
   as_fork *f;
   luaL_argcheck(L, secs >= 0, 1, "non-negative number expected");
-  f = enter_suspend(L, st, "sleep");
-  mark_suspended(f, AS_SLEEPING, AS_AWAIT_SLEEP);
+  f = as_sched_enter_suspend(L, st, "sleep");
+  as_sched_mark_suspended(f, AS_SLEEPING, AS_AWAIT_SLEEP);
   if (secs < HUGE_VAL) timer_add(L, st->sched, f, f->since + secs);
   return lua_yieldk(L, 0, 0, sched_sleep_k);
 }
 
 static int sched_yield(lua_State *L) {
   as_state *st = as_state_get(L);
-  as_fork *f = enter_suspend(L, st, "yield");
-  mark_suspended(f, AS_RUNNABLE, AS_AWAIT_YIELD);
+  as_fork *f = as_sched_enter_suspend(L, st, "yield");
+  as_sched_mark_suspended(f, AS_RUNNABLE, AS_AWAIT_YIELD);
   runq_push(L, st->sched, f);
   return lua_yieldk(L, 0, 0, sched_sleep_k);
 }
 
-/* Pushes what waiting on the ended fork `t` (userdata at index 1) gives:
-** wait:  its results, or raises its error;
-** pwait: true + results, or false + error. */
-static int deliver(lua_State *L, as_state *st, as_fork *t, int protected) {
-  int i, top;
-  if (t->status == AS_DONE) {
-    luaL_checkstack(L, t->nresults + 1, "too many results to wait");
-    if (protected) lua_pushboolean(L, 1);
-    top = lua_gettop(t->thread);
-    for (i = top - t->nresults + 1; i <= top; i++) {
-      lua_pushvalue(t->thread, i);
-      lua_xmove(t->thread, L, 1);
-    }
-    return t->nresults + protected;
-  }
-  t->retrieved = 1;
-  if (protected) lua_pushboolean(L, 0);
-  if (t->status == AS_FAILED) {
-    lua_getiuservalue(L, 1, 4);
-    if (as_hook_push(L, st, "on_rethrow")) {   /* remember this wait's site */
-      lua_pushvalue(L, -2);
-      lua_pushstring(L, protected ? "returned by pwait()" : "rethrown by wait()");
-      if (lua_pcall(L, 2, 0, 0) != LUA_OK) lua_pop(L, 1);  /* a note, never a new error */
-    }
-  } else {
-    if (!protected) {
-      lua_pushfstring(L, "fork #%I was cancelled", (LUAI_UACINT)t->id);
-      return raise_kind(L, st, "Cancelled", lua_tostring(L, -1));
-    }
-    lua_pushfstring(L, "fork #%I was cancelled", (LUAI_UACINT)t->id);
-  }
-  if (protected) return 2;
-  return lua_error(L);
-}
-
-static int wait_k(lua_State *L, int status, lua_KContext ctx) {
+/* f:cancel() -> true, or false when f has already ended. A suspended fork
+** wakes at once with as.Cancelled raised at its await point; a fork not
+** started yet ends without running; the running fork (cancelling itself)
+** gets it at its next blocking call. */
+static int sched_cancel(lua_State *L) {
   as_state *st = as_state_get(L);
-  as_fork *me = as_sched_fork_of(st, L);
-  as_fork *t = (as_fork *)lua_touserdata(L, 1);
-  int protected = (int)ctx;
-  (void)status;
-  if (me && me->wake == AS_WAKE_TIMEOUT && !as_fork_ended(t)) {
-    const char *msg = lua_pushfstring(L, "%s: timed out waiting for fork #%I",
-                                      protected ? "pwait" : "wait", (LUAI_UACINT)t->id);
-    if (!protected) return raise_kind(L, st, "Timeout", msg);
+  as_fork *f = as_fork_check(L, 1);
+  as_sched *s = st->sched;
+  if (as_fork_ended(f)) {
     lua_pushboolean(L, 0);
-    if (as_hook_push(L, st, "new_error")) {
-      lua_pushliteral(L, "Timeout");
-      lua_pushvalue(L, -4);
-      lua_call(L, 2, 1);
-    } else {
-      lua_pushvalue(L, -2);
-    }
-    return 2;
+    return 1;
   }
-  return deliver(L, st, t, protected);
-}
-
-static int wait_common(lua_State *L, int protected) {
-  const char *name = protected ? "pwait" : "wait";
-  as_state *st = as_state_get(L);
-  as_fork *t = as_fork_check(L, 1);
-  double timeout = opt_timeout(L, 2);
-  as_sched *s = check_in_run(L, st, name);
-  as_fork *me, *p;
-  lua_settop(L, 1);
-  if (t->run_serial != st->run_serial)
-    return luaL_error(L, "%s: fork #%I belongs to another asyncstack.run()",
-                      name, (LUAI_UACINT)t->id);
-  if (as_fork_ended(t)) return deliver(L, st, t, protected);
-  me = enter_suspend(L, st, name);
-  if (t == me)
-    return luaL_error(L, "%s: fork #%I cannot wait for itself", name, (LUAI_UACINT)me->id);
-  for (p = t->awaiting; p != NULL; p = p->awaiting) {
-    if (p == me) {   /* name the cycle: me -> t -> ... -> me */
-      luaL_Buffer b;
-      luaL_buffinit(L, &b);
-      lua_pushfstring(L, "%s: waiting for fork #%I would close a wait cycle: fork #%I",
-                      name, (LUAI_UACINT)t->id, (LUAI_UACINT)me->id);
-      luaL_addvalue(&b);
-      for (p = t; p != me; p = p->awaiting) {
-        lua_pushfstring(L, " -> fork #%I", (LUAI_UACINT)p->id);
-        luaL_addvalue(&b);
-      }
-      lua_pushfstring(L, " -> fork #%I", (LUAI_UACINT)me->id);
-      luaL_addvalue(&b);
-      luaL_pushresult(&b);
-      return luaL_error(L, "%s", lua_tostring(L, -1));
-    }
+  if (s == NULL || f->sched != s)
+    return luaL_error(L, "cancel: fork #%I belongs to another asyncstack.run()",
+                      (LUAI_UACINT)f->id);
+  f->cancel_requested = 1;
+  if (f->status == AS_SLEEPING || f->status == AS_WAITING) {
+    as_sched_wake(L, s, f, AS_WAKE_CANCEL);
+  } else if (f->status == AS_RUNNABLE && f->nargs < 0) {
+    f->wake = AS_WAKE_CANCEL;   /* queued (yielded or woken): raised on resume */
   }
-  mark_suspended(me, AS_WAITING, AS_AWAIT_WAIT);
-  waiter_link(t, me);
-  if (timeout < HUGE_VAL) timer_add(L, s, me, me->since + timeout);
-  return lua_yieldk(L, 0, (lua_KContext)protected, wait_k);
+  lua_pushboolean(L, 1);
+  return 1;
 }
-
-static int sched_wait(lua_State *L) { return wait_common(L, 0); }
-static int sched_pwait(lua_State *L) { return wait_common(L, 1); }
 
 static int sched_now(lua_State *L) {
   lua_pushnumber(L, (lua_Number)as_now());
@@ -799,7 +774,27 @@ static int sched_fork_info(lua_State *L) {
   }
   lua_pushnumber(L, f->since); lua_setfield(L, -2, "since");
   if (f->heap_index >= 0) { lua_pushnumber(L, f->deadline); lua_setfield(L, -2, "deadline"); }
-  if (f->awaiting) { lua_pushinteger(L, f->awaiting->id); lua_setfield(L, -2, "waiting_for"); }
+  if (f->status == AS_WAITING && f->await_kind == AS_AWAIT_WAIT) {
+    int i, n = 0;
+    lua_createtable(L, f->nnodes, 1);          /* ids of the forks it waits for */
+    for (i = 0; i < f->nnodes; i++) {
+      if (!f->nodes[i].linked) continue;
+      lua_pushinteger(L, f->nodes[i].target->id);
+      lua_rawseti(L, -2, ++n);
+    }
+    lua_setfield(L, -2, "waiting_for");
+    if (f->wait_mode != AS_WAIT_ONE) {
+      lua_pushstring(L, f->wait_mode == AS_WAIT_ALL ? "wait_all" : "wait_any");
+      lua_setfield(L, -2, "combinator");
+    }
+  } else if (f->status == AS_WAITING && f->await_kind == AS_AWAIT_CHANNEL && f->channel) {
+    lua_pushfstring(L, "channel #%I (%s)", (LUAI_UACINT)as_channel_id(f->channel),
+                    f->chan_op == 1 ? "send" : "recv");
+    lua_setfield(L, -2, "waiting_for");
+  } else if (f->status == AS_WAITING && f->await_kind == AS_AWAIT_FD) {
+    lua_pushfstring(L, "fd %d (%s)", f->wait_fd, f->fd_write ? "write" : "read");
+    lua_setfield(L, -2, "waiting_for");
+  }
   lua_pushinteger(L, f->spawner_id); lua_setfield(L, -2, "spawned_by");
   lua_pushinteger(L, (lua_Integer)f->resumes); lua_setfield(L, -2, "resumes");
   lua_getiuservalue(L, 1, 3);
@@ -818,12 +813,10 @@ static int sched_fork_info(lua_State *L) {
   }
   {
     lua_Integer nwaiters = 0;
-    as_fork *w;
-    for (w = f->waiters; w; w = w->next_waiter) nwaiters++;
-    lua_createtable(L, (int)nwaiters, 0);
-    nwaiters = 0;
-    for (w = f->waiters; w; w = w->next_waiter) {
-      lua_pushinteger(L, w->id);
+    as_waitnode *w;
+    lua_newtable(L);
+    for (w = f->waiters; w; w = w->next) {
+      lua_pushinteger(L, w->waiter->id);
       lua_rawseti(L, -2, ++nwaiters);
     }
     lua_setfield(L, -2, "waiters");
@@ -834,7 +827,7 @@ static int sched_fork_info(lua_State *L) {
 void as_sched_open(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"run", sched_run}, {"fork", sched_fork}, {"sleep", sched_sleep},
-    {"yield", sched_yield}, {"wait", sched_wait}, {"pwait", sched_pwait},
+    {"yield", sched_yield},
     {"now", sched_now}, {"current", sched_current},
     {"fork_info", sched_fork_info}, {NULL, NULL}
   };
@@ -843,4 +836,11 @@ void as_sched_open(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
   as_module_setfuncs(L, funcs);
+  /* Fork:cancel lives here, with the life cycle it changes */
+  luaL_getmetatable(L, AS_FORK_MT);
+  lua_getfield(L, -1, "__index");
+  lua_pushvalue(L, AS_STATE_UPVALUE);
+  lua_pushcclosure(L, sched_cancel, 1);
+  lua_setfield(L, -2, "cancel");
+  lua_pop(L, 2);
 }

@@ -27,6 +27,10 @@ typedef struct as_sched {
   int heap_len, heap_cap;
   unsigned long timer_seq;
   unsigned walk_mark;       /* last mark used by a trace walk */
+  int epfd;                 /* epoll instance for wait_fd, or -1 until needed */
+  struct as_fdwatch *fds;   /* per-fd waiters, indexed by fd (fdwait.c) */
+  int fds_cap;              /* length of fds */
+  int nwatched;             /* forks waiting for an fd */
   int failed_ref;           /* registry: weak-keyed set of failed forks */
   int pending_ref;          /* registry: unhandled reports queued by __gc */
   int pending;              /* pending_ref holds something */
@@ -51,6 +55,51 @@ int as_sched_push_live(lua_State *L, as_sched *s, lua_Integer id);
 
 /* Looks a live fork up by id; NULL when it has ended or never existed. */
 as_fork *as_sched_find_live(lua_State *L, as_sched *s, lua_Integer id);
+
+/* ---- the blocking protocol, shared by the primitives (sched.c, wait.c,
+** channel.c, fdwait.c). A primitive: validates its arguments; calls
+** as_sched_enter_suspend (raises unless the caller may suspend, and raises
+** Cancelled when a cancel is pending); registers what it waits on;
+** as_sched_mark_suspended; optionally as_sched_add_timer; then returns
+** lua_yieldk(L, 0, ctx, k). Its continuation reads fork->wake: READY (what
+** it waited for happened), TIMEOUT, CANCEL (call as_sched_check_cancel),
+** CLOSED (channels). Whoever wakes a fork calls as_sched_wake, which also
+** undoes every registration (timer, wait nodes, channel queue, fd). */
+
+as_sched *as_sched_check_in_run(lua_State *L, as_state *st, const char *name);
+as_fork *as_sched_enter_suspend(lua_State *L, as_state *st, const char *name);
+void as_sched_mark_suspended(as_fork *f, int status, int kind);
+void as_sched_add_timer(lua_State *L, as_sched *s, as_fork *f, double deadline);
+void as_sched_wake(lua_State *L, as_sched *s, as_fork *f, int wake);
+
+/* Raises as.Cancelled in the fork when it was woken by a cancel. */
+void as_sched_check_cancel(lua_State *L, as_state *st, as_fork *f);
+
+/* Raises the error of `kind` ("Timeout", "Cancelled", ...) the policy builds. */
+int as_sched_raise_kind(lua_State *L, as_state *st, const char *kind, const char *msg);
+
+/* Pushes the error value of `kind` without raising it. */
+void as_sched_push_kind(lua_State *L, as_state *st, const char *kind, const char *msg);
+
+/* An optional timeout argument: nil/none gives HUGE_VAL; negative or NaN
+** raise an argument error. */
+double as_sched_opt_timeout(lua_State *L, int arg);
+
+/* channel.c: the id of a channel (for reports). */
+lua_Integer as_channel_id(const struct as_channel *ch);
+
+/* Undo registrations owned by other files (called by as_sched_wake). */
+void as_wait_unlink(as_fork *f);                 /* wait.c */
+void as_channel_unlink(as_fork *f);              /* channel.c */
+void as_fdwait_unlink(as_sched *s, as_fork *f);  /* fdwait.c */
+
+/* fdwait.c: polls the fds; blocks at most `timeout` seconds (< 0: forever,
+** 0: not at all), waking ready forks. Returns 0 when interrupted by a signal. */
+int as_fdwait_poll(lua_State *L, as_sched *s, double timeout);
+void as_fdwait_close(lua_State *L, as_sched *s);
+
+/* wait.c: a fork ended; wake the forks waiting for it as their mode says. */
+void as_wait_target_ended(lua_State *L, as_sched *s, as_fork *t);
 
 /* Pushes an array of the live forks' userdata, in id order. */
 void as_sched_push_live_list(lua_State *L, as_sched *s);

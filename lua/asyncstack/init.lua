@@ -29,8 +29,11 @@ core.set_hook("format", trace.format)
 -- A fork failed: its waiters see an exception. Plain error values become an
 -- ErrorException whose trace is `raw`, the async chain at the raise site
 -- (or the one the bridge kept when the error came out of a generator).
+-- The second result says the fork was cancelled (as.Cancelled escaped it):
+-- such a fork ends "cancelled", and that is no failure to report.
 core.set_hook("on_failure", function(err, raw)
-  return exception.from_error(err, core.take_error_trace(err) or raw)
+  local e = exception.from_error(err, core.take_error_trace(err) or raw)
+  return e, exception.Cancelled:is(e)
 end)
 
 core.set_hook("new_error", exception.new_error)
@@ -45,7 +48,8 @@ core.set_hook("on_deadlock", function(forks)
   local message = format("run: deadlock: %d fork%s blocked and none can make progress:\n%s",
                          #forks, #forks == 1 and " is" or "s are",
                          introspect.blocked_report(forks))
-  return exception.new_error("Deadlock", (message:gsub("\n$", "")))
+  local e = exception.new_error("Deadlock", (message:gsub("\n$", "")))
+  return e
 end)
 
 -- The dump requested by dump_on_signal(), printed at a safe point.
@@ -76,6 +80,10 @@ M.run = core.run
 M.fork = core.fork
 M.wait = core.wait
 M.pwait = core.pwait
+M.wait_all = core.wait_all
+M.wait_any = core.wait_any
+M.channel = core.channel
+M.wait_fd = core.wait_fd
 M.sleep = core.sleep
 M.yield = core.yield
 M.now = core.now

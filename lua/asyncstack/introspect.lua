@@ -43,7 +43,8 @@ local function task_of(fork, now, with_backtrace)
     await.kind = info.await_kind
     t.await = await
   end
-  if info.waiting_for then t.waiting_for = { info.waiting_for } end
+  t.waiting_for = info.waiting_for        -- fork ids, or "channel #3 (recv)", "fd 5 (read)"
+  t.combinator = info.combinator
   if info.status == "sleeping" then
     t.sleep_started = info.since
     t.deadline = info.deadline
@@ -80,7 +81,17 @@ local function state_text(t, now)
     end
     return format("sleeping %s, forever", seconds(t.since))
   elseif t.status == "waiting" and t.waiting_for then
-    local text = format("waiting on fork #%d for %s", t.waiting_for[1], seconds(t.since))
+    local what
+    if type(t.waiting_for) == "string" then
+      what = t.waiting_for
+    elseif #t.waiting_for == 1 and not t.combinator then
+      what = format("fork #%d", t.waiting_for[1])
+    else
+      local ids = {}
+      for i, id in ipairs(t.waiting_for) do ids[i] = "#" .. id end
+      what = format("forks %s (%s)", concat(ids, ", "), t.combinator or "wait")
+    end
+    local text = format("waiting on %s for %s", what, seconds(t.since))
     if t.deadline then text = text .. format(", timeout in %s", seconds(math.max(0, t.deadline - now))) end
     return text
   elseif t.status == "waiting" and t.await then
@@ -92,7 +103,11 @@ local function state_text(t, now)
 end
 
 local function spawn_text(t, by_id)
-  local where = t.spawn and format(" at %s:%s", t.spawn.file, t.spawn.line or "?") or ""
+  local where = ""
+  if t.spawn then
+    where = (t.spawn.line or -1) > 0 and format(" at %s:%d", t.spawn.file, t.spawn.line)
+            or format(" at %s", t.spawn.file)
+  end
   if not t.spawned_by then return "spawned by run()" .. where end
   local parent = by_id[t.spawned_by]
   local label = parent and trace.fork_label(parent.id, parent.name)
@@ -121,9 +136,11 @@ local function header(sched, tasks)
   for _, state in ipairs(STATE_ORDER) do
     if counts[state] then parts[#parts + 1] = format("%d %s", counts[state], state) end
   end
-  return format("scheduler: %d fork%s (%s), run queue %d, %d timer%s, %d fds",
+  local fds = core.watched_fds()
+  return format("scheduler: %d fork%s (%s), run queue %d, %d timer%s, %d fd%s",
                 #tasks, #tasks == 1 and "" or "s", concat(parts, ", "),
-                sched.runq, sched.timers, sched.timers == 1 and "" or "s", 0)
+                sched.runq, sched.timers, sched.timers == 1 and "" or "s",
+                fds, fds == 1 and "" or "s")
 end
 
 -- The report for `tasks` (all live ones unless given).

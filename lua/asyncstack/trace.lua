@@ -77,8 +77,9 @@ local function boundary_line(fr, frames, i)
   if kind == "coroutine" then
     return format("[coroutine resumed at %s in %s]", location(fr), describe(fr, frames, i))
   elseif kind == "awaited" then
-    return format("[%s awaited by %s at %s in %s]", fork_label(fr.from_fork, fr.from_fork_name),
-                  fork_label(fr.fork, fr.fork_name), location(fr), describe(fr, frames, i))
+    return format("[%s awaited by %s%s at %s in %s]", fork_label(fr.from_fork, fr.from_fork_name),
+                  fork_label(fr.fork, fr.fork_name), fr.via and (" in " .. fr.via) or "",
+                  location(fr), describe(fr, frames, i))
   elseif kind == "spawned" then
     return format("[%s spawned by %s at %s in %s]", fork_label(fr.from_fork, fr.from_fork_name),
                   fork_label(fr.fork, fr.fork_name), location(fr), describe(fr, frames, i))

@@ -1,0 +1,299 @@
+/*
+** channel.c: as.channel([capacity]) with send, recv and close.
+**
+** Buffered values live in uservalue 1 (a table used as a ring of `capacity`
+** slots); capacity 0 is a rendezvous. A blocked sender keeps its value on its
+** own (suspended) stack, argument 2 of send; a receiver that comes along
+** copies it from there. A value for a blocked receiver is pushed onto the
+** receiver's suspended coroutine, which is how lua_resume hands values to a
+** yield: its continuation finds it on top. So nothing is allocated per
+** message and blocked forks are queued first-in first-out through links in
+** the fork (chan_next/chan_prev).
+**
+** Convention (README "Channels"): nil cannot be sent; recv on a closed and
+** drained channel returns nil, "closed"; send on a closed channel raises;
+** a timeout raises as.Timeout; close wakes every blocked fork.
+*/
+#include <math.h>
+#include "sched.h"
+#include <lauxlib.h>
+
+#define AS_CHANNEL_MT "asyncstack.Channel"
+
+typedef struct as_channel as_channel;
+
+enum { OP_SEND = 1, OP_RECV = 2 };
+
+struct as_channel {
+  lua_Integer id;
+  lua_Integer capacity;
+  lua_Integer count, head;            /* ring slots head+1 .. head+count */
+  int closed;
+  as_fork *send_head, *send_tail;     /* blocked senders */
+  as_fork *recv_head, *recv_tail;     /* blocked receivers */
+};
+
+/* Channel ids, like fork ids, never repeat in the process. */
+static lua_Integer next_channel_id = 1;
+
+lua_Integer as_channel_id(const struct as_channel *ch) { return ch->id; }
+
+static as_channel *check_channel(lua_State *L, int idx) {
+  return (as_channel *)luaL_checkudata(L, idx, AS_CHANNEL_MT);
+}
+
+static void queue_push(as_channel *ch, as_fork *f, int op) {
+  as_fork **head = op == OP_SEND ? &ch->send_head : &ch->recv_head;
+  as_fork **tail = op == OP_SEND ? &ch->send_tail : &ch->recv_tail;
+  f->channel = ch;
+  f->chan_op = (unsigned char)op;
+  f->chan_next = NULL;
+  f->chan_prev = *tail;
+  if (*tail) (*tail)->chan_next = f;
+  else *head = f;
+  *tail = f;
+}
+
+void as_channel_unlink(as_fork *f) {
+  as_channel *ch = f->channel;
+  as_fork **head, **tail;
+  if (ch == NULL) return;
+  head = f->chan_op == OP_SEND ? &ch->send_head : &ch->recv_head;
+  tail = f->chan_op == OP_SEND ? &ch->send_tail : &ch->recv_tail;
+  if (f->chan_prev) f->chan_prev->chan_next = f->chan_next;
+  else *head = f->chan_next;
+  if (f->chan_next) f->chan_next->chan_prev = f->chan_prev;
+  else *tail = f->chan_prev;
+  f->chan_next = f->chan_prev = NULL;
+  f->channel = NULL;
+}
+
+/* The coroutine a blocked fork is suspended in. */
+static lua_State *blocked_thread(as_fork *f) {
+  return as_astack_top(&f->astack);
+}
+
+/* Pushes the value a blocked sender holds (its send's argument 2). */
+static void push_sender_value(lua_State *L, as_fork *sender) {
+  lua_State *th = blocked_thread(sender);
+  lua_pushvalue(th, 2);
+  lua_xmove(th, L, 1);
+}
+
+/* Moves the value on top of L to a blocked receiver and wakes it. */
+static void give_to_receiver(lua_State *L, as_sched *s, as_fork *r) {
+  lua_State *th = blocked_thread(r);
+  as_channel_unlink(r);
+  luaL_checkstack(th, 1, "channel receive");
+  lua_xmove(L, th, 1);
+  as_sched_wake(L, s, r, AS_WAKE_READY);
+}
+
+static void ring_push(lua_State *L, as_channel *ch, int ch_idx) {
+  lua_getiuservalue(L, ch_idx, 1);
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, (ch->head + ch->count) % ch->capacity + 1);
+  lua_pop(L, 1);
+  ch->count++;
+}
+
+static void ring_pop(lua_State *L, as_channel *ch, int ch_idx) {
+  lua_Integer slot = ch->head + 1;
+  lua_getiuservalue(L, ch_idx, 1);
+  lua_rawgeti(L, -1, slot);
+  lua_pushnil(L);
+  lua_rawseti(L, -3, slot);
+  lua_remove(L, -2);
+  ch->head = (ch->head + 1) % ch->capacity;
+  ch->count--;
+}
+
+/* ------------------------------------------------------------------ send */
+
+static int send_k(lua_State *L, int status, lua_KContext ctx) {
+  as_state *st = as_state_get(L);
+  as_fork *me = as_sched_fork_of(st, L);
+  as_channel *ch = (as_channel *)lua_touserdata(L, 1);
+  (void)status; (void)ctx;
+  as_sched_check_cancel(L, st, me);
+  if (me != NULL && me->wake == AS_WAKE_TIMEOUT) {
+    lua_pushfstring(L, "send: timed out on channel #%I", (LUAI_UACINT)ch->id);
+    return as_sched_raise_kind(L, st, "Timeout", lua_tostring(L, -1));
+  }
+  if (me != NULL && me->wake == AS_WAKE_CLOSED)
+    return luaL_error(L, "send: channel #%I was closed while sending", (LUAI_UACINT)ch->id);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* ch:send(value [, timeout]) -> true */
+static int channel_send(lua_State *L) {
+  as_state *st = as_state_get(L);
+  as_channel *ch = check_channel(L, 1);
+  double timeout;
+  as_fork *me;
+  luaL_argcheck(L, !lua_isnoneornil(L, 2), 2, "non-nil value expected");
+  timeout = as_sched_opt_timeout(L, 3);
+  lua_settop(L, 2);
+  if (ch->closed)
+    return luaL_error(L, "send: channel #%I is closed", (LUAI_UACINT)ch->id);
+  if (ch->recv_head != NULL) {                 /* hand it over */
+    lua_pushvalue(L, 2);
+    give_to_receiver(L, st->sched, ch->recv_head);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (ch->count < ch->capacity) {
+    lua_pushvalue(L, 2);
+    ring_push(L, ch, 1);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  me = as_sched_enter_suspend(L, st, "send");
+  queue_push(ch, me, OP_SEND);
+  as_sched_mark_suspended(me, AS_WAITING, AS_AWAIT_CHANNEL);
+  if (timeout < HUGE_VAL) as_sched_add_timer(L, st->sched, me, me->since + timeout);
+  return lua_yieldk(L, 0, 0, send_k);
+}
+
+/* ------------------------------------------------------------------ recv */
+
+static int recv_k(lua_State *L, int status, lua_KContext ctx) {
+  as_state *st = as_state_get(L);
+  as_fork *me = as_sched_fork_of(st, L);
+  as_channel *ch = (as_channel *)lua_touserdata(L, 1);
+  (void)status; (void)ctx;
+  as_sched_check_cancel(L, st, me);
+  if (me != NULL && me->wake == AS_WAKE_TIMEOUT) {
+    lua_pushfstring(L, "recv: timed out on channel #%I", (LUAI_UACINT)ch->id);
+    return as_sched_raise_kind(L, st, "Timeout", lua_tostring(L, -1));
+  }
+  if (me != NULL && me->wake == AS_WAKE_CLOSED) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  return 1;   /* the sender pushed the value onto our stack */
+}
+
+/* Takes a value without blocking: pushes it and returns 1, or returns 0. */
+static int take_value(lua_State *L, as_sched *s, as_channel *ch) {
+  if (ch->count > 0) {
+    ring_pop(L, ch, 1);
+    if (ch->send_head != NULL) {              /* room now: take a sender's value */
+      as_fork *sender = ch->send_head;
+      as_channel_unlink(sender);
+      push_sender_value(L, sender);
+      ring_push(L, ch, 1);
+      as_sched_wake(L, s, sender, AS_WAKE_READY);
+    }
+    return 1;
+  }
+  if (ch->send_head != NULL) {                /* rendezvous */
+    as_fork *sender = ch->send_head;
+    as_channel_unlink(sender);
+    push_sender_value(L, sender);
+    as_sched_wake(L, s, sender, AS_WAKE_READY);
+    return 1;
+  }
+  return 0;
+}
+
+/* ch:recv([timeout]) -> value | nil, "closed" */
+static int channel_recv(lua_State *L) {
+  as_state *st = as_state_get(L);
+  as_channel *ch = check_channel(L, 1);
+  double timeout = as_sched_opt_timeout(L, 2);
+  as_fork *me;
+  lua_settop(L, 1);
+  if (take_value(L, st->sched, ch)) return 1;
+  if (ch->closed) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  me = as_sched_enter_suspend(L, st, "recv");
+  queue_push(ch, me, OP_RECV);
+  as_sched_mark_suspended(me, AS_WAITING, AS_AWAIT_CHANNEL);
+  if (timeout < HUGE_VAL) as_sched_add_timer(L, st->sched, me, me->since + timeout);
+  return lua_yieldk(L, 0, 0, recv_k);
+}
+
+/* ch:close() -> true, or false when it was closed already. Blocked receivers
+** get nil, "closed"; blocked senders raise; buffered values stay readable. */
+static int channel_close(lua_State *L) {
+  as_state *st = as_state_get(L);
+  as_channel *ch = check_channel(L, 1);
+  if (ch->closed) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  ch->closed = 1;
+  while (ch->recv_head != NULL) as_sched_wake(L, st->sched, ch->recv_head, AS_WAKE_CLOSED);
+  while (ch->send_head != NULL) as_sched_wake(L, st->sched, ch->send_head, AS_WAKE_CLOSED);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int channel_len(lua_State *L) {
+  lua_pushinteger(L, check_channel(L, 1)->count);
+  return 1;
+}
+
+static int channel_cap(lua_State *L) {
+  lua_pushinteger(L, check_channel(L, 1)->capacity);
+  return 1;
+}
+
+static int channel_is_closed(lua_State *L) {
+  lua_pushboolean(L, check_channel(L, 1)->closed);
+  return 1;
+}
+
+static int channel_id(lua_State *L) {
+  lua_pushinteger(L, check_channel(L, 1)->id);
+  return 1;
+}
+
+static int channel_tostring(lua_State *L) {
+  as_channel *ch = check_channel(L, 1);
+  lua_pushfstring(L, "channel #%I (%I/%I%s)", (LUAI_UACINT)ch->id, (LUAI_UACINT)ch->count,
+                  (LUAI_UACINT)ch->capacity, ch->closed ? ", closed" : "");
+  return 1;
+}
+
+/* as.channel([capacity]) */
+static int channel_new(lua_State *L) {
+  lua_Integer capacity = luaL_optinteger(L, 1, 0);
+  as_channel *ch;
+  luaL_argcheck(L, capacity >= 0, 1, "capacity must be a non-negative integer");
+  ch = (as_channel *)lua_newuserdatauv(L, sizeof *ch, 1);
+  ch->id = __atomic_fetch_add(&next_channel_id, 1, __ATOMIC_RELAXED);
+  ch->capacity = capacity;
+  ch->count = ch->head = 0;
+  ch->closed = 0;
+  ch->send_head = ch->send_tail = ch->recv_head = ch->recv_tail = NULL;
+  luaL_setmetatable(L, AS_CHANNEL_MT);
+  lua_newtable(L);
+  lua_setiuservalue(L, -2, 1);
+  return 1;
+}
+
+void as_channel_open(lua_State *L) {
+  static const luaL_Reg methods[] = {
+    {"send", channel_send}, {"recv", channel_recv}, {"close", channel_close},
+    {"len", channel_len}, {"cap", channel_cap}, {"is_closed", channel_is_closed},
+    {"id", channel_id}, {NULL, NULL}
+  };
+  static const luaL_Reg meta[] = {
+    {"__tostring", channel_tostring}, {"__close", channel_close}, {NULL, NULL}
+  };
+  static const luaL_Reg funcs[] = { {"channel", channel_new}, {NULL, NULL} };
+  luaL_newmetatable(L, AS_CHANNEL_MT);
+  as_module_setfuncs(L, meta);
+  lua_newtable(L);
+  as_module_setfuncs(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  as_module_setfuncs(L, funcs);
+}

@@ -1,0 +1,321 @@
+/*
+** wait.c: waiting for forks: as.wait, as.pwait, as.wait_all, as.wait_any.
+**
+** A waiting fork is linked into each target's `waiters` list through a wait
+** node (fork.h): its own embedded node for wait/pwait, or an array for the
+** combinators, kept as a userdata on the combinator's own stack so it lives
+** exactly as long as the wait (no allocation for plain waits). When a target
+** ends, as_wait_target_ended decides per waiter: wait/pwait/wait_any wake at
+** once; wait_all wakes when its last target ends, or at once when one fails
+** (it fails fast, as Promise.all does). Waking unlinks every node left.
+*/
+#include <math.h>
+#include "sched.h"
+#include <lauxlib.h>
+
+static void node_link(as_waitnode *n) {
+  as_fork *t = n->target;
+  n->prev = NULL;
+  n->next = t->waiters;
+  if (t->waiters) t->waiters->prev = n;
+  t->waiters = n;
+  n->linked = 1;
+}
+
+static void node_unlink(as_waitnode *n) {
+  if (!n->linked) return;
+  if (n->prev) n->prev->next = n->next;
+  else n->target->waiters = n->next;
+  if (n->next) n->next->prev = n->prev;
+  n->next = n->prev = NULL;
+  n->linked = 0;
+}
+
+void as_wait_unlink(as_fork *f) {
+  int i;
+  for (i = 0; i < f->nnodes; i++) node_unlink(&f->nodes[i]);
+  f->awaiting = NULL;
+}
+
+void as_wait_target_ended(lua_State *L, as_sched *s, as_fork *t) {
+  while (t->waiters != NULL) {
+    as_waitnode *n = t->waiters;
+    as_fork *w = n->waiter;
+    node_unlink(n);
+    w->remaining--;
+    if (w->wait_mode == AS_WAIT_ALL && w->remaining > 0 && t->status == AS_DONE)
+      continue;                             /* wait_all: not yet */
+    w->woken_index = n->index;
+    as_sched_wake(L, s, w, AS_WAKE_READY);
+  }
+}
+
+/* --------------------------------------------------------- wait / pwait */
+
+/* Pushes what waiting on the ended fork at stack index `idx` gives:
+** wait:  its results, or raises its error;
+** pwait: true + results, or false + error.
+** `how` names the call for the rethrow note ("rethrown by wait()"). */
+static int deliver(lua_State *L, as_state *st, int idx, int protected, const char *how) {
+  as_fork *t = (as_fork *)lua_touserdata(L, idx);
+  int i, top;
+  idx = lua_absindex(L, idx);
+  if (t->status == AS_DONE) {
+    luaL_checkstack(L, t->nresults + 1, "too many results to wait");
+    if (protected) lua_pushboolean(L, 1);
+    top = lua_gettop(t->thread);
+    for (i = top - t->nresults + 1; i <= top; i++) {
+      lua_pushvalue(t->thread, i);
+      lua_xmove(t->thread, L, 1);
+    }
+    return t->nresults + protected;
+  }
+  t->retrieved = 1;
+  if (protected) lua_pushboolean(L, 0);
+  lua_getiuservalue(L, idx, 4);     /* the exception (failed or cancelled) */
+  if (lua_isnil(L, -1)) {           /* abandoned by an earlier run's end */
+    lua_pop(L, 1);
+    lua_pushfstring(L, "fork #%I was cancelled", (LUAI_UACINT)t->id);
+    as_sched_push_kind(L, st, "Cancelled", lua_tostring(L, -1));
+    lua_remove(L, -2);
+  }
+  if (as_hook_push(L, st, "on_rethrow")) {   /* remember this wait's site */
+    lua_pushvalue(L, -2);
+    lua_pushstring(L, how);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) lua_pop(L, 1);  /* a note, never a new error */
+  }
+  if (protected) return 2;
+  return lua_error(L);
+}
+
+static int wait_k(lua_State *L, int status, lua_KContext ctx) {
+  as_state *st = as_state_get(L);
+  as_fork *me = as_sched_fork_of(st, L);
+  as_fork *t = (as_fork *)lua_touserdata(L, 1);
+  int protected = (int)ctx;
+  (void)status;
+  if (me != NULL) me->nnodes = 0;
+  as_sched_check_cancel(L, st, me);
+  if (me && me->wake == AS_WAKE_TIMEOUT && !as_fork_ended(t)) {
+    const char *msg = lua_pushfstring(L, "%s: timed out waiting for fork #%I",
+                                      protected ? "pwait" : "wait", (LUAI_UACINT)t->id);
+    if (!protected) return as_sched_raise_kind(L, st, "Timeout", msg);
+    lua_pushboolean(L, 0);
+    as_sched_push_kind(L, st, "Timeout", msg);
+    return 2;
+  }
+  return deliver(L, st, 1, protected, protected ? "returned by pwait()" : "rethrown by wait()");
+}
+
+/* Checks that `t` may be waited for from this run. */
+static void check_same_run(lua_State *L, as_state *st, as_fork *t, const char *name) {
+  if (t->run_serial != st->run_serial)
+    luaL_error(L, "%s: fork #%I belongs to another asyncstack.run()", name, (LUAI_UACINT)t->id);
+}
+
+/* Raises when `me` waiting for `t` closes a cycle of plain waits, naming it. */
+static void check_cycle(lua_State *L, as_fork *me, as_fork *t, const char *name) {
+  as_fork *p;
+  if (t == me)
+    luaL_error(L, "%s: fork #%I cannot wait for itself", name, (LUAI_UACINT)me->id);
+  for (p = t->awaiting; p != NULL; p = p->awaiting) {
+    if (p == me) {   /* me -> t -> ... -> me */
+      luaL_Buffer b;
+      luaL_buffinit(L, &b);
+      lua_pushfstring(L, "%s: waiting for fork #%I would close a wait cycle: fork #%I",
+                      name, (LUAI_UACINT)t->id, (LUAI_UACINT)me->id);
+      luaL_addvalue(&b);
+      for (p = t; p != me; p = p->awaiting) {
+        lua_pushfstring(L, " -> fork #%I", (LUAI_UACINT)p->id);
+        luaL_addvalue(&b);
+      }
+      lua_pushfstring(L, " -> fork #%I", (LUAI_UACINT)me->id);
+      luaL_addvalue(&b);
+      luaL_pushresult(&b);
+      lua_error(L);
+    }
+  }
+}
+
+static int wait_common(lua_State *L, int protected) {
+  const char *name = protected ? "pwait" : "wait";
+  as_state *st = as_state_get(L);
+  as_fork *t = as_fork_check(L, 1);
+  double timeout = as_sched_opt_timeout(L, 2);
+  as_sched *s = as_sched_check_in_run(L, st, name);
+  as_fork *me;
+  lua_settop(L, 1);
+  check_same_run(L, st, t, name);
+  if (as_fork_ended(t))
+    return deliver(L, st, 1, protected, protected ? "returned by pwait()" : "rethrown by wait()");
+  me = as_sched_enter_suspend(L, st, name);
+  check_cycle(L, me, t, name);
+  me->own_node.waiter = me;
+  me->own_node.target = t;
+  me->own_node.index = 0;
+  me->nodes = &me->own_node;
+  me->nnodes = 1;
+  me->remaining = 1;
+  me->wait_mode = AS_WAIT_ONE;
+  me->awaiting = t;
+  node_link(&me->own_node);
+  as_sched_mark_suspended(me, AS_WAITING, AS_AWAIT_WAIT);
+  if (timeout < HUGE_VAL) as_sched_add_timer(L, s, me, me->since + timeout);
+  return lua_yieldk(L, 0, (lua_KContext)protected, wait_k);
+}
+
+static int wait_wait(lua_State *L) { return wait_common(L, 0); }
+static int wait_pwait(lua_State *L) { return wait_common(L, 1); }
+
+/* ------------------------------------------------- wait_all / wait_any */
+
+/* The fork at list[i] (1-based), already checked. */
+static as_fork *list_fork(lua_State *L, int i) {
+  as_fork *f;
+  lua_rawgeti(L, 1, i);
+  f = (as_fork *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return f;
+}
+
+/* The outcome once enough targets ended, or -1 when still waiting.
+** wait_all: a table of each fork's first result (n = count), or raises the
+** first failure in list order; wait_any: index and results of the first
+** ended fork in list order (or raises its failure). */
+static int combinator_outcome(lua_State *L, as_state *st, int mode, int n) {
+  const char *name = mode == AS_WAIT_ALL ? "wait_all" : "wait_any";
+  int i, all_done = 1;
+  for (i = 1; i <= n; i++) {
+    as_fork *f = list_fork(L, i);
+    if (!as_fork_ended(f)) {
+      all_done = 0;
+      continue;
+    }
+    if (mode == AS_WAIT_ANY && f->status == AS_DONE) {
+      int nres;
+      lua_pushinteger(L, i);
+      lua_rawgeti(L, 1, i);
+      nres = deliver(L, st, -1, 0, "");   /* results above the fork */
+      lua_remove(L, -(nres + 1));         /* keep index + results */
+      return nres + 1;
+    }
+    if (f->status != AS_DONE) {           /* fail fast, naming the fork */
+      const char *note = lua_pushfstring(L, "rethrown by %s() for fork #%I (index %d)",
+                                         name, (LUAI_UACINT)f->id, i);
+      lua_rawgeti(L, 1, i);
+      return deliver(L, st, -1, 0, note);
+    }
+  }
+  if (mode == AS_WAIT_ALL && all_done) {
+    lua_createtable(L, n, 1);
+    for (i = 1; i <= n; i++) {
+      as_fork *f = list_fork(L, i);
+      int top = lua_gettop(f->thread);
+      if (f->nresults > 0) {
+        lua_pushvalue(f->thread, top - f->nresults + 1);
+        lua_xmove(f->thread, L, 1);
+        lua_rawseti(L, -2, i);
+      }
+    }
+    lua_pushinteger(L, n);
+    lua_setfield(L, -2, "n");
+    return 1;
+  }
+  return -1;
+}
+
+static int combinator_k(lua_State *L, int status, lua_KContext ctx) {
+  as_state *st = as_state_get(L);
+  as_fork *me = as_sched_fork_of(st, L);
+  int mode = (int)ctx, n = (int)lua_rawlen(L, 1), r;
+  (void)status;
+  if (me != NULL) {
+    me->nnodes = 0;            /* the node array is about to go */
+    me->nodes = &me->own_node;
+  }
+  as_sched_check_cancel(L, st, me);
+  r = combinator_outcome(L, st, mode, n);
+  if (r >= 0) return r;
+  {
+    /* timed out: name the forks still running */
+    luaL_Buffer b;
+    int i, first = 1;
+    luaL_buffinit(L, &b);
+    lua_pushfstring(L, "%s: timed out waiting for ", mode == AS_WAIT_ALL ? "wait_all" : "wait_any");
+    luaL_addvalue(&b);
+    for (i = 1; i <= n; i++) {
+      as_fork *f = list_fork(L, i);
+      if (as_fork_ended(f)) continue;
+      lua_pushfstring(L, "%sfork #%I (index %d)", first ? "" : ", ", (LUAI_UACINT)f->id, i);
+      luaL_addvalue(&b);
+      first = 0;
+    }
+    luaL_pushresult(&b);
+    return as_sched_raise_kind(L, st, "Timeout", lua_tostring(L, -1));
+  }
+}
+
+static int combinator(lua_State *L, int mode) {
+  const char *name = mode == AS_WAIT_ALL ? "wait_all" : "wait_any";
+  as_state *st = as_state_get(L);
+  double timeout;
+  as_sched *s;
+  as_fork *me;
+  as_waitnode *nodes;
+  int n, i, r, pending = 0;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  timeout = as_sched_opt_timeout(L, 2);
+  s = as_sched_check_in_run(L, st, name);
+  lua_settop(L, 1);
+  n = (int)lua_rawlen(L, 1);
+  if (n == 0 && mode == AS_WAIT_ANY) luaL_argerror(L, 1, "list of forks is empty");
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    if (luaL_testudata(L, -1, AS_FORK_MT) == NULL) {
+      const char *msg = lua_pushfstring(L, "list of forks expected, item %d is %s", i,
+                                        luaL_typename(L, -2));
+      luaL_argerror(L, 1, msg);
+    }
+    check_same_run(L, st, (as_fork *)lua_touserdata(L, -1), name);
+    lua_pop(L, 1);
+  }
+  r = combinator_outcome(L, st, mode, n);
+  if (r >= 0) return r;
+  me = as_sched_enter_suspend(L, st, name);
+  for (i = 1; i <= n; i++)
+    if (list_fork(L, i) == me)
+      return luaL_error(L, "%s: fork #%I cannot wait for itself (index %d)", name,
+                        (LUAI_UACINT)me->id, i);
+  nodes = (as_waitnode *)lua_newuserdatauv(L, (size_t)n * sizeof *nodes, 0);  /* index 2 */
+  for (i = 0; i < n; i++) {
+    as_fork *t = list_fork(L, i + 1);
+    nodes[i].waiter = me;
+    nodes[i].target = t;
+    nodes[i].index = i + 1;
+    nodes[i].linked = 0;
+    nodes[i].next = nodes[i].prev = NULL;
+    if (!as_fork_ended(t)) {
+      node_link(&nodes[i]);
+      pending++;
+    }
+  }
+  me->nodes = nodes;
+  me->nnodes = n;
+  me->remaining = pending;
+  me->wait_mode = (unsigned char)mode;
+  me->awaiting = NULL;
+  as_sched_mark_suspended(me, AS_WAITING, AS_AWAIT_WAIT);
+  if (timeout < HUGE_VAL) as_sched_add_timer(L, s, me, me->since + timeout);
+  return lua_yieldk(L, 0, (lua_KContext)mode, combinator_k);
+}
+
+static int wait_all(lua_State *L) { return combinator(L, AS_WAIT_ALL); }
+static int wait_any(lua_State *L) { return combinator(L, AS_WAIT_ANY); }
+
+void as_wait_open(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"wait", wait_wait}, {"pwait", wait_pwait},
+    {"wait_all", wait_all}, {"wait_any", wait_any}, {NULL, NULL}
+  };
+  as_module_setfuncs(L, funcs);
+}
