@@ -126,7 +126,8 @@ static int fdwait_k(lua_State *L, int status, lua_KContext ctx) {
 ** (LuaSocket's sockets). */
 static int check_fd(lua_State *L, int arg) {
   lua_Integer fd;
-  if (!lua_isinteger(L, arg) && luaL_getmetafield(L, arg, "__index") != LUA_TNIL) {
+  int isint;
+  if (lua_type(L, arg) != LUA_TNUMBER && luaL_getmetafield(L, arg, "__index") != LUA_TNIL) {
     lua_pop(L, 1);
     if (lua_getfield(L, arg, "getfd") == LUA_TFUNCTION) {
       lua_pushvalue(L, arg);
@@ -136,9 +137,10 @@ static int check_fd(lua_State *L, int arg) {
       lua_pop(L, 1);
     }
   }
-  if (!lua_isinteger(L, arg))
+  /* LuaSocket's getfd() gives a float: any number with an integral value */
+  fd = lua_tointegerx(L, arg, &isint);
+  if (lua_type(L, arg) != LUA_TNUMBER || !isint)
     luaL_typeerror(L, arg, "integer fd or object with getfd()");
-  fd = lua_tointeger(L, arg);
   luaL_argcheck(L, fd >= 0 && fd < (1 << 24), arg, "fd out of range");
   return (int)fd;
 }

@@ -273,7 +273,7 @@ static int combinator(lua_State *L, int mode) {
     lua_rawgeti(L, 1, i);
     if (luaL_testudata(L, -1, AS_FORK_MT) == NULL) {
       const char *msg = lua_pushfstring(L, "list of forks expected, item %d is %s", i,
-                                        luaL_typename(L, -2));
+                                        luaL_typename(L, -1));   /* the item */
       luaL_argerror(L, 1, msg);
     }
     check_same_run(L, st, (as_fork *)lua_touserdata(L, -1), name);
