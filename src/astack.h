@@ -53,6 +53,9 @@
 **    frames[i].thread is reachable (frames[0] through the fork's uservalue,
 **    frames[i > 0] through the stack of frames[i - 1], where the bridge holds
 **    it as an argument or upvalue). No references are taken here.
+**  * A signal handler may read the stack at any instruction: push stores the
+**    frame before the depth that covers it, and growing publishes a complete
+**    new array before freeing the old one (compiler fences, no atomics).
 **  * Push, pop and reading the root are a few pointer stores/loads: no
 **    allocation except when depth exceeds every earlier depth of that fork (the
 **    array then grows once), and no string work.
@@ -89,7 +92,11 @@ void as_astack_grow(lua_State *L, as_astack *a);
 /* Pushes `co` as the innermost frame. May raise a memory error (see grow). */
 static inline void as_astack_push(lua_State *L, as_astack *a, lua_State *co) {
   if (a->depth == a->capacity) as_astack_grow(L, a);
-  a->frames[a->depth++].thread = co;
+  a->frames[a->depth].thread = co;
+  /* a signal handler must never see the new depth before the frame: a
+  ** compiler-only fence, free at run time */
+  __atomic_signal_fence(__ATOMIC_RELEASE);
+  a->depth++;
 }
 
 static inline void as_astack_pop(as_astack *a) {
