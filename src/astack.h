@@ -89,6 +89,23 @@ void as_astack_free(lua_State *L, as_astack *a);
 /* Grows the array; raises a memory error in L on failure (holds nothing). */
 void as_astack_grow(lua_State *L, as_astack *a);
 
+#ifdef ASYNCSTACK_NO_TRACKING
+/*
+** Benchmark-only build (`make notrack`, row 4 of `make bench`): the watchers
+** are compiled out. Push and pop do nothing, so every fork's async stack stays
+** at its root frame (depth 1), and fork.c records no spawn site. Traces are
+** WRONG in this build: they miss every nested coroutine and spawn site, and a
+** scheduler suspension from a nested coroutine is refused as "unbridged". It
+** exists only to measure what the watchers cost; never ship or test it.
+*/
+static inline void as_astack_push(lua_State *L, as_astack *a, lua_State *co) {
+  (void)L; (void)a; (void)co;
+}
+
+static inline void as_astack_pop(as_astack *a) {
+  (void)a;
+}
+#else
 /* Pushes `co` as the innermost frame. May raise a memory error (see grow). */
 static inline void as_astack_push(lua_State *L, as_astack *a, lua_State *co) {
   if (a->depth == a->capacity) as_astack_grow(L, a);
@@ -102,6 +119,7 @@ static inline void as_astack_push(lua_State *L, as_astack *a, lua_State *co) {
 static inline void as_astack_pop(as_astack *a) {
   if (a->depth > 1) a->depth--;
 }
+#endif
 
 /* The innermost coroutine, or NULL once the fork has ended. */
 static inline lua_State *as_astack_top(const as_astack *a) {

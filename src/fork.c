@@ -51,6 +51,11 @@ as_fork *as_fork_new(lua_State *L, int fn_idx, int nargs) {
 
 void as_fork_set_spawn_site(lua_State *L, int ud_idx, as_fork *f, int level) {
   lua_Debug ar;
+#ifdef ASYNCSTACK_NO_TRACKING
+  /* benchmark-only build without watchers (see astack.h): no spawn site */
+  (void)L; (void)ud_idx; (void)f; (void)level; (void)ar;
+  return;
+#endif
   ud_idx = lua_absindex(L, ud_idx);
   if (lua_getstack(L, level, &ar) && lua_getinfo(L, "fl", &ar)) {
     f->spawn_line = ar.currentline;
