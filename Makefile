@@ -32,7 +32,8 @@ INST_LUADIR ?= $(PREFIX)/share/lua/$(LUA_VERSION)
 BUSTED     ?= $(LUA) /usr/bin/busted
 RUN_ENV     = LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/?.so;;'
 
-.PHONY: all test test-helpers demo asan valgrind install clean deps bench
+.PHONY: all test test-helpers demo asan valgrind install clean deps bench \
+        notrack bench-callgrind bench-profile
 
 all: $(CORE)
 
@@ -76,9 +77,34 @@ valgrind: all
 	$(RUN_ENV) valgrind --error-exitcode=1 --leak-check=no --quiet \
 	  $(BUSTED) --exclude-tags=slow,child $(BUSTED_FLAGS) spec
 
-# Side-by-side benchmarks: each script prints medians, ratios and targets.
-bench: all
-	@for b in bench/*.lua; do echo "== $$b"; $(RUN_ENV) $(LUA) $$b || exit 1; done
+# Side-by-side benchmarks (issue 7): bench/run.lua prints one table row per
+# measurement with medians, the ratio, the target and whether it is met.
+# BENCH_ARGS passes options and row numbers, e.g. BENCH_ARGS='--quick 1 2'.
+NOTRACK    ?= build-notrack
+BENCH_ENV   = $(RUN_ENV) ASYNCSTACK_BENCH_NOTRACK=$(NOTRACK)
+LUA_LIBDIR ?= $(shell pkg-config --variable=libdir lua5.4 2>/dev/null)
+LUAPROF     = $(BUILD)/bench/luaprof
+
+bench: all notrack
+	$(BENCH_ENV) $(LUA) bench/run.lua $(BENCH_ARGS)
+
+# The module with the async-stack watchers compiled out, for row 4 only: its
+# traces are wrong (see ASYNCSTACK_NO_TRACKING in src/astack.h).
+notrack:
+	$(MAKE) BUILD=$(NOTRACK) CFLAGS='$(CFLAGS) -DASYNCSTACK_NO_TRACKING' all
+
+# Rows 1, 2 and 4 as instruction counts under valgrind --tool=callgrind.
+bench-callgrind: all notrack
+	$(BENCH_ENV) $(LUA) bench/callgrind.lua $(BENCH_ARGS)
+
+# Per-function instructions of one fork+wait and one as.yield(), under a
+# Lua interpreter that keeps liblua's internal symbols (bench/luaprof.c).
+$(LUAPROF): bench/luaprof.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -I$(LUA_INCDIR) -o $@ $< $(LUA_LIBDIR)/liblua5.4.a -Wl,-E -lm -ldl
+
+bench-profile: all $(LUAPROF)
+	$(BENCH_ENV) ASYNCSTACK_BENCH_LUAPROF=$(LUAPROF) $(LUA) bench/callgrind.lua --profile $(BENCH_ARGS)
 
 install: all
 	install -d $(DESTDIR)$(INST_LIBDIR)/asyncstack $(DESTDIR)$(INST_LUADIR)/asyncstack
@@ -86,4 +112,4 @@ install: all
 	install -m 644 lua/asyncstack/*.lua $(DESTDIR)$(INST_LUADIR)/asyncstack/
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan $(NOTRACK)

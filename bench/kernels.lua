@@ -1,0 +1,171 @@
+-- bench/kernels.lua: the measured operations of rows 1-4, by name, so that
+-- bench/run.lua (in process), its child processes (row 4: one per build) and
+-- bench/callgrind.lua (instruction counts) all run exactly the same code.
+--
+-- A kernel takes an operation count n, runs n operations and returns the
+-- CPU seconds they took; setup (as.run's own start and end, creating the
+-- cqueues controller) is outside the timed part where it can be.
+
+local as = require "asyncstack"
+
+-- Lua's own coroutine functions, taken before any as.run() installs the
+-- bridge (run() replaces coroutine.resume/wrap for its duration).
+local create, resume, yield = coroutine.create, coroutine.resume, coroutine.yield
+local clock = os.clock
+
+local K = {}
+
+local function noop() end
+
+-- cqueues is loaded on first use only: every module in package.loaded makes
+-- Lua's debug.traceback slower (it searches them for function names), and
+-- rows 5, 6 and 8 use debug.traceback as their baseline.
+K.have_cqueues = package.searchpath("cqueues", package.path) ~= nil
+K.cqueues_missing = "cqueues not installed (apt-get install lua-cqueues)"
+
+local cqueues, controller
+local function cq()
+  if not K.have_cqueues then error(K.cqueues_missing, 0) end
+  cqueues = cqueues or require "cqueues"
+  controller = controller or cqueues.new()
+  return controller
+end
+
+local function cq_loop(q)
+  local ok, err = q:loop()
+  if not ok then error(err, 0) end
+end
+
+------------------------------------------------------------ row 1: spawn
+
+-- ours: fork a trivial body, let it run to completion, wait for it. The
+-- waiting fork suspends, the loop runs the new fork, then wakes the waiter.
+function K.fork_wait(n)
+  return as.run(function()
+    local fork, wait = as.fork, as.wait
+    local t0 = clock()
+    for _ = 1, n do wait(fork(noop)) end
+    return clock() - t0
+  end)
+end
+
+-- baseline: a raw coroutine created and resumed to completion.
+function K.co_create_resume(n)
+  local t0 = clock()
+  for _ = 1, n do resume(create(noop)) end
+  return clock() - t0
+end
+
+-- peer: cqueues, one controller, wrap a trivial body and loop until done.
+function K.cq_wrap_loop(n)
+  local q = cq()
+  local t0 = clock()
+  for _ = 1, n do
+    q:wrap(noop)
+    cq_loop(q)
+  end
+  return clock() - t0
+end
+
+------------------------------------------------------------ row 2: yield
+
+-- ours: as.yield() from the only fork: a round trip through the run queue.
+function K.as_yield(n)
+  return as.run(function()
+    local y = as.yield
+    local t0 = clock()
+    for _ = 1, n do y() end
+    return clock() - t0
+  end)
+end
+
+-- baseline: one resume/yield pair of a raw coroutine.
+function K.co_resume_yield(n)
+  local co = create(function() while true do yield() end end)
+  resume(co)
+  local t0 = clock()
+  for _ = 1, n do resume(co) end
+  return clock() - t0
+end
+
+-- peer: cqueues.poll() with nothing to poll, from a wrapped coroutine: a
+-- round trip through the controller.
+function K.cq_poll(n)
+  local q, t = cq(), nil
+  q:wrap(function()
+    local poll = cqueues.poll
+    local t0 = clock()
+    for _ = 1, n do poll() end
+    t = clock() - t0
+  end)
+  cq_loop(q)
+  return t
+end
+
+-------------------------------------------- row 4: the bridge's watchers
+
+-- A resume/yield pair through the bridged coroutine.resume, from a fork:
+-- the one place async frames are pushed and popped (rows 1-2 push none).
+function K.bridged_resume(n)
+  return as.run(function()
+    local bresume = coroutine.resume          -- the bridge, inside run()
+    local co = create(function() while true do yield() end end)
+    bresume(co)
+    local t0 = clock()
+    for _ = 1, n do bresume(co) end
+    return clock() - t0
+  end)
+end
+
+---------------------------------------------------- row 3: sleeping forks
+
+local function sleep_once() as.sleep(0.001) end
+
+-- ours: n forks, each sleeping once (1 ms); the whole run, timed from
+-- outside (the forks run after the root returns).
+function K.fork_sleep(n)
+  local t0 = clock()
+  as.run(function()
+    local fork = as.fork
+    for _ = 1, n do fork(sleep_once) end
+  end)
+  return clock() - t0
+end
+
+-- baseline: n raw coroutines each suspended once, then resumed to the end.
+function K.co_suspend_resume(n)
+  local t0 = clock()
+  local cos = {}
+  local body = function() yield() end
+  for i = 1, n do
+    local co = create(body)
+    resume(co)
+    cos[i] = co
+  end
+  for i = 1, n do resume(cos[i]) end
+  return clock() - t0
+end
+
+-- peer: n cqueues coroutines each sleeping once (1 ms).
+function K.cq_sleep(n)
+  local q = cq()
+  local sleep = cqueues.sleep
+  local body = function() sleep(0.001) end
+  local t0 = clock()
+  for _ = 1, n do q:wrap(body) end
+  cq_loop(q)
+  return clock() - t0
+end
+
+-- Whether the loaded core records spawn sites (false in the no-tracking
+-- build of row 4, see src/astack.h).
+function K.tracking()
+  local core = require "asyncstack.core"
+  return as.run(function()
+    return core.fork_info(as.fork(noop)).spawn_file ~= nil
+  end)
+end
+
+K.needs_cqueues = { cq_wrap_loop = true, cq_poll = true, cq_sleep = true }
+
+return K

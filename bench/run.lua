@@ -1,0 +1,448 @@
+-- bench/run.lua: the benchmarks of issue 7, side by side with their
+-- baselines. `make bench` runs every row; from the repository root:
+--
+--   LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;' \
+--     lua5.4 bench/run.lua [--quick] [--rounds N] [--batch-time S] [row ...]
+--
+-- Rows (issue 7; the ratio is always ours / baseline):
+--   1  fork + run to completion + wait (trivial body)
+--        vs coroutine.create+resume: <= 2.0; vs cqueues wrap+loop: <= 0.2
+--   2  as.yield() round trip vs a raw resume/yield pair: <= 1.5;
+--        vs cqueues poll(): <= 0.33
+--   3  100,000 forks each sleeping once: time per fork (report)
+--   4  rows 1-2 with the async-stack watchers on vs off: <= 1.05
+--        (child processes on build/ and build-notrack/, see `make notrack`)
+--   5  as.traceback() 32 frames across 4 coroutines vs debug.traceback()
+--        32 frames on one stack: <= 0.2
+--   6  as.Exception() 32 frames deep vs debug.traceback() at that depth: <= 0.1
+--   7  bytes per sleeping fork vs a bare suspended coroutine: <= 1.5;
+--        peak RSS of 1,000,000 sleeping forks created and completed
+--   8  as.tasks{backtrace=false} (100,000 forks) and as.dump() (10,000
+--        forks) per fork, next to debug.traceback(co) per coroutine (report)
+--
+-- Each row runs ours and its baseline in this process, interleaved
+-- (bench/harness.lua), and prints medians. Internal modes, used by row 4,
+-- row 7 and bench/callgrind.lua:
+--   run.lua --child KERNEL --ops N [--rounds R]   prints seconds per op
+--   run.lua --child-mem forks|coroutines|idle N    prints memory figures
+
+-- harness and kernels are loaded with dofile, not require: whatever sits in
+-- package.loaded slows Lua's debug.traceback down (it searches every loaded
+-- module for function names), and rows 5, 6 and 8 measure against it. Each
+-- row runs in a child process of its own for the same reason (only rows 1-3
+-- load cqueues) and so that no row inherits another's heap.
+local dir = (arg and arg[0] or ""):match("^(.*)[/\\][^/\\]*$") or "."
+local H = dofile(dir .. "/harness.lua")
+local K = dofile(dir .. "/kernels.lua")
+local as = require "asyncstack"
+
+local format = string.format
+local clock = os.clock
+local create, resume, yield = coroutine.create, coroutine.resume, coroutine.yield
+local lua_traceback = debug.traceback     -- Lua's own, taken before any run()
+
+local SCRIPT = arg[0]
+
+------------------------------------------------------------------ options
+
+local opts = { rows = {} }
+do
+  local i = 1
+  while arg[i] do
+    local a = arg[i]
+    if a == "--quick" then
+      opts.quick = true
+    elseif a == "--rounds" then
+      i = i + 1; opts.rounds = assert(tonumber(arg[i]), "--rounds N")
+    elseif a == "--batch-time" then
+      i = i + 1; opts.batch_time = assert(tonumber(arg[i]), "--batch-time S")
+    elseif a == "--child" then
+      i = i + 1; opts.child = arg[i]
+    elseif a == "--child-mem" then
+      i = i + 1; opts.child_mem = arg[i]
+      i = i + 1; opts.mem_n = assert(tonumber(arg[i]), "--child-mem KIND N")
+    elseif a == "--row" then
+      i = i + 1; opts.row = assert(tonumber(arg[i]), "--row N")
+    elseif a == "--ops" then
+      i = i + 1; opts.ops = assert(tonumber(arg[i]), "--ops N")
+    elseif a:match("^%d+$") then
+      opts.rows[#opts.rows + 1] = tonumber(a)
+    else
+      io.stderr:write("usage: lua5.4 bench/run.lua [--quick] [--rounds N] [--batch-time S] [row ...]\n")
+      os.exit(2)
+    end
+    i = i + 1
+  end
+end
+if opts.quick then
+  H.rounds, H.batch_time = 3, 0.01
+end
+H.rounds = opts.rounds or H.rounds
+H.batch_time = opts.batch_time or H.batch_time
+
+------------------------------------------------------------ child modes
+
+-- --child KERNEL: run the kernel `rounds` times with --ops operations (or
+-- a calibrated count) and print "<median seconds per op> <tracking>".
+if opts.child then
+  local kernel = K[opts.child]
+  if type(kernel) ~= "function" then error("no kernel " .. tostring(opts.child), 0) end
+  local n = opts.ops or H.calibrate(kernel)
+  local samples = {}
+  for r = 1, opts.rounds or 1 do
+    collectgarbage()
+    samples[r] = kernel(n) / n
+  end
+  print(format("%.6e %s", H.median(samples), K.tracking() and "tracking" or "notracking"))
+  return
+end
+
+-- --child-mem KIND N: N sleeping forks (or suspended coroutines), created
+-- and then completed; prints "<rss kB while all sleep> <peak rss kB>".
+if opts.child_mem then
+  local n, kind = opts.mem_n, opts.child_mem
+  local sleeping_kb
+  if kind == "forks" then
+    as.run(function()
+      local fork = as.fork
+      local function sleeper() as.sleep(0.01) end
+      for _ = 1, n do fork(sleeper) end
+      as.yield()                       -- every fork runs to its sleep
+      sleeping_kb = H.rss_kb()
+    end)
+  elseif kind == "coroutines" then
+    local cos = {}
+    local body = function() yield() end
+    for i = 1, n do
+      local co = create(body)
+      resume(co)
+      cos[i] = co
+    end
+    sleeping_kb = H.rss_kb()
+    for i = 1, n do resume(cos[i]) end
+  elseif kind == "idle" then
+    as.run(function() end)
+    sleeping_kb = H.rss_kb()
+  else
+    error("--child-mem forks|coroutines|idle N", 0)
+  end
+  print(format("%d %d", sleeping_kb, H.peak_rss_kb()))
+  return
+end
+
+------------------------------------------------------------------ rows
+
+local rows = {}
+
+local function cqueues_row(id, name, target, max)
+  H.row { id = id, name = name, target = target, max = max, skip = K.cqueues_missing }
+end
+
+rows[1] = function()
+  local sides = { ours = K.fork_wait, base = K.co_create_resume }
+  local order = { "ours", "base" }
+  if K.have_cqueues then sides.cq = K.cq_wrap_loop; order[3] = "cq" end
+  local m = H.interleave(sides, order)
+  H.row { id = "1a", name = "fork+run+wait, trivial body vs coroutine.create+resume",
+          ours = m.ours, base = m.base, max = 2.0 }
+  if m.cq then
+    H.row { id = "1b", name = "fork+run+wait, trivial body vs cqueues wrap+loop",
+            ours = m.ours, base = m.cq, max = 0.2, target = "<= 0.20 (5x faster)" }
+  else
+    cqueues_row("1b", "fork+run+wait vs cqueues wrap+loop", "<= 0.20 (5x faster)", 0.2)
+  end
+end
+
+rows[2] = function()
+  local sides = { ours = K.as_yield, base = K.co_resume_yield }
+  local order = { "ours", "base" }
+  if K.have_cqueues then sides.cq = K.cq_poll; order[3] = "cq" end
+  local m = H.interleave(sides, order)
+  H.row { id = "2a", name = "as.yield() round trip vs raw resume/yield pair",
+          ours = m.ours, base = m.base, max = 1.5 }
+  if m.cq then
+    H.row { id = "2b", name = "as.yield() round trip vs cqueues poll()",
+            ours = m.ours, base = m.cq, max = 1 / 3, target = "<= 0.33 (3x faster)" }
+  else
+    cqueues_row("2b", "as.yield() vs cqueues poll()", "<= 0.33 (3x faster)", 1 / 3)
+  end
+end
+
+rows[3] = function()
+  local N = opts.quick and 20000 or 100000
+  local fns = {
+    ours = function() return K.fork_sleep(N) / N end,
+    base = function() return K.co_suspend_resume(N) / N end,
+  }
+  local order = { "ours", "base" }
+  if K.have_cqueues then
+    fns.cq = function() return K.cq_sleep(N) / N end
+    order[3] = "cq"
+  end
+  local m = H.repeat_interleaved(fns, order, math.min(H.rounds, 5))
+  H.row { id = "3a", name = format("%d forks each sleeping once: per fork vs raw coroutine suspended+resumed once", N),
+          ours = m.ours, base = m.base }
+  if m.cq then
+    H.row { id = "3b", name = format("%d forks each sleeping once: per fork vs cqueues wrap+sleep", N),
+            ours = m.ours, base = m.cq }
+  else
+    cqueues_row("3b", "sleeping forks vs cqueues wrap+sleep", "report")
+  end
+end
+
+-- Row 4: the same kernels in child processes, one per build, alternating.
+rows[4] = function()
+  local on_dir = H.core_dir()
+  local off_dir = os.getenv("ASYNCSTACK_BENCH_NOTRACK") or "build-notrack"
+  local off_so = off_dir .. "/asyncstack/core.so"
+  if not io.open(off_so) then
+    local why = off_so .. " missing: run `make notrack` (make bench does)"
+    H.row { id = "4a", name = "row 1 (fork+wait), watchers on vs off", max = 1.05, skip = why }
+    H.row { id = "4b", name = "row 2 (as.yield), watchers on vs off", max = 1.05, skip = why }
+    return
+  end
+  local cases = {
+    { id = "4a", kernel = "fork_wait", name = "row 1 (fork+run+wait), watchers on vs off", max = 1.05 },
+    { id = "4b", kernel = "as_yield", name = "row 2 (as.yield round trip), watchers on vs off", max = 1.05 },
+    { id = "4c", kernel = "bridged_resume",
+      name = "bridged coroutine.resume/yield in a fork (async frame push/pop), on vs off" },
+  }
+  local rounds = math.max(3, math.min(H.rounds, 7))
+  for _, c in ipairs(cases) do
+    local n = H.calibrate(K[c.kernel])
+    local function child(cpath)
+      local out = H.run_child({ LUA_CPATH = cpath .. "/?.so;;" }, SCRIPT,
+                              { "--child", c.kernel, "--ops", tostring(n), "--rounds", "3" })
+      local t, mode = out:match("^(%S+)%s+(%S+)")
+      return assert(tonumber(t), out), mode
+    end
+    local samples = { on = {}, off = {} }
+    for r = 1, rounds do
+      local first, second = "on", "off"
+      if r % 2 == 0 then first, second = "off", "on" end
+      for _, which in ipairs { first, second } do
+        local t, mode = child(which == "on" and on_dir or off_dir)
+        local want = which == "on" and "tracking" or "notracking"
+        if mode ~= want then
+          error(format("row 4: the %s build (%s) reports %s; is %s a -DASYNCSTACK_NO_TRACKING build?",
+                       which, which == "on" and on_dir or off_dir, mode, off_dir), 0)
+        end
+        local s = samples[which]
+        s[#s + 1] = t
+      end
+    end
+    H.row { id = c.id, name = c.name, ours = H.median(samples.on), base = H.median(samples.off),
+            max = c.max, target = c.max and "<= 1.05 (5 %)" or nil }
+  end
+end
+
+-- Calls fn at `depth` Lua frames below the caller (no tail calls).
+local function at_depth(depth, fn)
+  if depth <= 1 then
+    local r = fn()
+    return r
+  end
+  local r = at_depth(depth - 1, fn)
+  return r
+end
+
+-- Lua frames from the caller of this function down to the bottom of its
+-- coroutine (the fork's root function, for a fork's root coroutine).
+local function frames_in_this_coroutine()
+  local n = 0
+  while debug.getinfo(n + 2, "l") do n = n + 1 end
+  return n
+end
+
+-- The root function of a fork whose coroutines run `measure` exactly DEPTH
+-- Lua frames deep, measure's own frame included: `ncos` coroutines (the
+-- fork's root one, then ones resumed through the bridged coroutine.wrap),
+-- DEPTH / ncos frames each: the coroutine's body, at_depth's frames, and
+-- the function that resumes the next coroutine (measure, in the last one).
+local DEPTH, COROUTINES = 32, 4
+
+local function chain(ncos, measure)
+  local per = DEPTH // ncos
+  local function body(k)
+    return function()
+      local r = at_depth(per - 2, k == ncos and measure or function()
+        local v = coroutine.wrap(body(k + 1))()
+        return v
+      end)
+      return r
+    end
+  end
+  return body(1)
+end
+
+local function check_depth(what, got)
+  if got ~= DEPTH then
+    error(format("%s: measured %d frames deep, not %d (bench/run.lua chain())", what, got, DEPTH), 0)
+  end
+end
+
+rows[5] = function()
+  local function ours(n)
+    return as.run(chain(COROUTINES, function()
+      local tb = as.traceback
+      check_depth("as.traceback", #as.debug_backtrace())
+      local t0 = clock()
+      for _ = 1, n do tb() end
+      return clock() - t0
+    end))
+  end
+  local function base(n)
+    return as.run(chain(1, function()
+      check_depth("debug.traceback", frames_in_this_coroutine())
+      local t0 = clock()
+      for _ = 1, n do lua_traceback() end
+      return clock() - t0
+    end))
+  end
+  local m = H.interleave({ ours = ours, base = base }, { "ours", "base" })
+  H.row { id = "5", name = format("as.traceback() %d frames across %d coroutines vs debug.traceback() %d frames on one stack",
+                                   DEPTH, COROUTINES, DEPTH),
+          ours = m.ours, base = m.base, max = 0.2 }
+end
+
+rows[6] = function()
+  local function ours(n)
+    return as.run(chain(1, function()
+      local Exception = as.Exception
+      check_depth("as.Exception", frames_in_this_coroutine())
+      local t0 = clock()
+      for _ = 1, n do Exception("x") end
+      return clock() - t0
+    end))
+  end
+  local function base(n)
+    return as.run(chain(1, function()
+      check_depth("debug.traceback", frames_in_this_coroutine())
+      local t0 = clock()
+      for _ = 1, n do lua_traceback() end
+      return clock() - t0
+    end))
+  end
+  local m = H.interleave({ ours = ours, base = base }, { "ours", "base" })
+  H.row { id = "6", name = format("as.Exception() %d frames deep in a fork vs debug.traceback() at that depth", DEPTH),
+          ours = m.ours, base = m.base, max = 0.1 }
+end
+
+rows[7] = function()
+  local N = opts.quick and 20000 or 100000
+  local function full_gc() collectgarbage(); collectgarbage() end
+  local fns = {
+    ours = function()
+      return as.run(function()
+        local fork = as.fork
+        local function sleeper() as.sleep(0.01) end
+        full_gc()
+        local c0 = collectgarbage("count")
+        for _ = 1, N do fork(sleeper) end
+        as.yield()                       -- every fork runs to its sleep
+        full_gc()
+        return (collectgarbage("count") - c0) * 1024 / N
+      end)
+    end,
+    base = function()
+      local body = function() yield() end
+      full_gc()
+      local c0 = collectgarbage("count")
+      local cos = {}
+      for i = 1, N do
+        local co = create(body)
+        resume(co)
+        cos[i] = co
+      end
+      full_gc()
+      local bytes = (collectgarbage("count") - c0) * 1024 / N
+      for i = 1, N do resume(cos[i]) end
+      return bytes
+    end,
+  }
+  local m = H.repeat_interleaved(fns, { "ours", "base" }, 3)
+  H.row { id = "7a", name = format("bytes per sleeping fork vs bare suspended coroutine (%d, collectgarbage count)", N),
+          ours = m.ours, base = m.base, max = 1.5, fmt = H.bytes,
+          note = "not in the GC count: the scheduler's C arrays (run queue, timer heap: a pointer per slot, power-of-two sizes)" }
+
+  local BIG = opts.quick and 100000 or 1000000
+  local function mem(kind, n)
+    local out = H.run_child({}, SCRIPT, { "--child-mem", kind, tostring(n) })
+    local sleeping, peak = out:match("^(%d+)%s+(%d+)")
+    return tonumber(sleeping), tonumber(peak)
+  end
+  local _, idle = mem("idle", 0)
+  local fs, fp = mem("forks", BIG)
+  local cs, cp = mem("coroutines", BIG)
+  H.row { id = "7b", name = format("peak RSS, %d sleeping forks created and completed vs %d bare coroutines", BIG, BIG),
+          ours = fp * 1024, base = cp * 1024, fmt = H.bytes,
+          note = format("per fork %s vs per coroutine %s above an idle process (%s); RSS while all sleep: %s vs %s",
+                        H.bytes((fp - idle) * 1024 / BIG), H.bytes((cp - idle) * 1024 / BIG),
+                        H.bytes(idle * 1024), H.bytes(fs * 1024), H.bytes(cs * 1024)) }
+end
+
+rows[8] = function()
+  local rounds = opts.quick and 1 or math.min(H.rounds, 5)
+  local TASKS, DUMP, COS = opts.quick and 20000 or 100000, opts.quick and 2000 or 10000, 10000
+  -- the root measures without yielding, so every fork stays at its await point
+  local function per_fork(nforks, measure)
+    return as.run(function()
+      local function sleeper() as.sleep(0.05) end
+      for _ = 1, nforks do as.fork(sleeper) end
+      as.yield()
+      local t0 = clock()
+      measure()
+      return (clock() - t0) / (nforks + 1)
+    end)
+  end
+  local cos = {}
+  for i = 1, COS do
+    cos[i] = create(function() yield() end)
+    resume(cos[i])
+  end
+  local m = H.repeat_interleaved({
+    tasks = function() return per_fork(TASKS, function() as.tasks { backtrace = false } end) end,
+    dump = function() return per_fork(DUMP, function() as.dump() end) end,
+    traceback = function()
+      local t0 = clock()
+      for i = 1, #cos do lua_traceback(cos[i]) end
+      return (clock() - t0) / #cos
+    end,
+  }, { "tasks", "dump", "traceback" }, rounds)
+  H.row { id = "8a", name = format("as.tasks{backtrace=false}, %d forks: per fork vs debug.traceback(co) per coroutine", TASKS),
+          ours = m.tasks, base = m.traceback }
+  H.row { id = "8b", name = format("as.dump(), %d forks: per fork vs debug.traceback(co) per coroutine", DUMP),
+          ours = m.dump, base = m.traceback }
+end
+
+------------------------------------------------------------------ main
+
+-- --row N: one row, in this process (the driver below runs each so).
+if opts.row then
+  if not rows[opts.row] then error("no row " .. opts.row, 0) end
+  rows[opts.row]()
+  return
+end
+
+local selected = opts.rows
+if #selected == 0 then selected = { 1, 2, 3, 4, 5, 6, 7, 8 } end
+for _, r in ipairs(selected) do
+  if not rows[r] then error("no row " .. r, 0) end
+end
+print(H.header())
+print(format("medians of %d interleaved rounds, batches of >= %.0f ms CPU time; ratio = ours / baseline",
+             H.rounds, H.batch_time * 1000))
+print()
+H.table_header()
+local child_args = { "--rounds", tostring(H.rounds), "--batch-time", tostring(H.batch_time) }
+if opts.quick then child_args[#child_args + 1] = "--quick" end
+for _, r in ipairs(selected) do
+  local args = { "--row", tostring(r) }
+  for _, a in ipairs(child_args) do args[#args + 1] = a end
+  H.stream_child({}, SCRIPT, args, function(line)
+    print(line)
+    io.stdout:flush()
+    H.count_line(line)
+  end)
+end
+H.summary()
