@@ -388,6 +388,390 @@ void as_backtrace_expand(lua_State *L, int raw) {
   lua_setfield(L, -2, "omitted");
 }
 
+/* ------------------------------------------------------------- trace text */
+
+/* Pushes a name under which a loaded module holds the function at fn_idx
+** ("mod.key", or "key" for _G) and returns 1, or pushes nothing and returns
+** 0. Raw iteration of package.loaded and of each module table, string keys
+** only, first match: the search of Lua's own traceback. Calls no
+** metamethod. */
+static int push_global_name(lua_State *L, int fn_idx) {
+  int loaded;
+  fn_idx = lua_absindex(L, fn_idx);
+  luaL_checkstack(L, 6, NULL);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  loaded = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, loaded)) {                 /* loaded+1 name, +2 module */
+    int t = lua_type(L, loaded + 1);
+    if (lua_type(L, loaded + 2) == LUA_TTABLE && (t == LUA_TSTRING || t == LUA_TNUMBER)) {
+      lua_pushnil(L);
+      while (lua_next(L, loaded + 2)) {         /* loaded+3 key, +4 value */
+        if (lua_rawequal(L, loaded + 4, fn_idx) && lua_type(L, loaded + 3) == LUA_TSTRING) {
+          if (t == LUA_TSTRING && strcmp(lua_tostring(L, loaded + 1), LUA_GNAME) == 0) {
+            lua_pushvalue(L, loaded + 3);
+          } else {
+            lua_pushvalue(L, loaded + 1);       /* a copy: concat converts it */
+            lua_pushliteral(L, ".");
+            lua_pushvalue(L, loaded + 3);
+            lua_concat(L, 3);
+          }
+          lua_replace(L, loaded);
+          lua_settop(L, loaded);
+          return 1;
+        }
+        lua_pop(L, 1);
+      }
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* Pushes the name under which the function at `fn` is an upvalue of the
+** value at `holder` and returns 1, or pushes nothing and returns 0. */
+static int push_upvalue_name(lua_State *L, int holder, int fn) {
+  int i;
+  if (!lua_isfunction(L, holder)) return 0;
+  for (i = 1; i <= 255; i++) {
+    const char *name = lua_getupvalue(L, holder, i);
+    if (name == NULL) return 0;
+    if (lua_rawequal(L, -1, fn) && *name != '\0') {
+      lua_pop(L, 1);
+      lua_pushstring(L, name);
+      return 1;
+    }
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+/*
+** The text of a raw capture, in debug.traceback's shape: exactly what
+** trace.lua's format(msg, core.expand(raw)) returns (spec/trace_text_spec.lua
+** compares the two on every shape of trace). It is built here, straight
+** from the raw capture into one luaL_Buffer, because as.traceback formats
+** every frame of every call, and expanding the frame tables only to read
+** them once in Lua was most of its cost (bench/run.lua row 5). trace.lua's
+** version still formats frame tables (exceptions, dumps).
+**
+** Buffer discipline: every value read from the capture is pushed right
+** before the buffer operation that consumes it (luaL_addvalue), or popped
+** before the next one; nothing else stays above the buffer's box.
+*/
+
+enum { BOUND_NONE, BOUND_COROUTINE, BOUND_AWAITED, BOUND_SPAWNED, BOUND_RUN,
+       BOUND_UNBRIDGED, BOUND_UNKNOWN };
+
+typedef struct text_ctx {
+  lua_State *L;
+  luaL_Buffer b;
+  int raw;               /* absolute index of the raw capture */
+  lua_Integer n;         /* its frames */
+  int lines;             /* lines added so far */
+} text_ctx;
+
+typedef struct text_frame {
+  lua_Debug ar;          /* getinfo(">S") of the function */
+  int has_func;          /* the stored function is a function */
+  int flags;
+  int has_line;
+  lua_Integer line;
+  int boundary;          /* BOUND_* */
+} text_frame;
+
+static void raw_push(lua_State *L, int raw, lua_Integer i, int slot) {
+  lua_rawgeti(L, raw, i * AS_RAW_STRIDE + slot);
+}
+
+/* Whether slot `slot` of frame i holds a true value (a string, a number). */
+static int raw_truthy(text_ctx *t, lua_Integer i, int slot) {
+  int truthy;
+  raw_push(t->L, t->raw, i, slot);
+  truthy = lua_toboolean(t->L, -1);
+  lua_pop(t->L, 1);
+  return truthy;
+}
+
+/* Adds slot `slot` of frame i (a string) to the text. */
+static void add_raw(text_ctx *t, lua_Integer i, int slot) {
+  raw_push(t->L, t->raw, i, slot);
+  luaL_addvalue(&t->b);
+}
+
+/* Decimal digits, as Lua's "%d" of an integer (no snprintf on this path). */
+static void add_integer(text_ctx *t, lua_Integer v) {
+  char digits[3 * sizeof(lua_Integer) + 2];
+  size_t k = sizeof digits;
+  lua_Unsigned u = v < 0 ? 0u - (lua_Unsigned)v : (lua_Unsigned)v;
+  do {
+    digits[--k] = (char)('0' + (int)(u % 10));
+    u /= 10;
+  } while (u != 0);
+  if (v < 0) digits[--k] = '-';
+  luaL_addlstring(&t->b, digits + k, sizeof digits - k);
+}
+
+static void begin_line(text_ctx *t) {
+  luaL_addstring(&t->b, t->lines++ == 0 ? "stack traceback:\n\t" : "\n\t");
+}
+
+static void read_frame(text_ctx *t, lua_Integer i, text_frame *fr) {
+  lua_State *L = t->L;
+  memset(&fr->ar, 0, sizeof fr->ar);
+  raw_push(L, t->raw, i, RAW_FUNC);
+  fr->has_func = lua_isfunction(L, -1);
+  if (fr->has_func) lua_getinfo(L, ">S", &fr->ar);  /* pops it */
+  else lua_pop(L, 1);
+  raw_push(L, t->raw, i, RAW_FLAGS);
+  fr->flags = (int)lua_tointeger(L, -1);
+  raw_push(L, t->raw, i, RAW_LINE);
+  fr->has_line = lua_toboolean(L, -1);
+  fr->line = lua_tointeger(L, -1);
+  raw_push(L, t->raw, i, RAW_BOUNDARY);
+  fr->boundary = BOUND_NONE;
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    const char *kind = lua_tostring(L, -1);
+    fr->boundary = strcmp(kind, "coroutine") == 0 ? BOUND_COROUTINE
+                 : strcmp(kind, "awaited") == 0 ? BOUND_AWAITED
+                 : strcmp(kind, "spawned") == 0 ? BOUND_SPAWNED
+                 : strcmp(kind, "run") == 0 ? BOUND_RUN
+                 : strcmp(kind, "unbridged") == 0 ? BOUND_UNBRIDGED : BOUND_UNKNOWN;
+  }
+  lua_pop(L, 3);
+}
+
+/* The frame's file as trace.lua sees it: short_src, or "nil" when the stored
+** value is not a function (expand leaves `file` out then). */
+static void add_file(text_ctx *t, const text_frame *fr) {
+  luaL_addstring(&t->b, fr->has_func ? fr->ar.short_src : "nil");
+}
+
+/* trace.lua location(fr) */
+static void add_location(text_ctx *t, const text_frame *fr) {
+  add_file(t, fr);
+  if (fr->has_line) {
+    luaL_addchar(&t->b, ':');
+    add_integer(t, fr->line);
+  }
+}
+
+/* trace.lua fork_label(id, name), from two raw slots of frame i */
+static void add_fork_label(text_ctx *t, lua_Integer i, int id_slot, int name_slot) {
+  lua_Integer id;
+  raw_push(t->L, t->raw, i, id_slot);
+  id = lua_tointeger(t->L, -1);
+  lua_pop(t->L, 1);
+  luaL_addstring(&t->b, "fork #");
+  add_integer(t, id);
+  if (raw_truthy(t, i, name_slot)) {
+    luaL_addstring(&t->b, " '");
+    add_raw(t, i, name_slot);
+    luaL_addchar(&t->b, '\'');
+  }
+}
+
+/* trace.lua guess_name: a name for a fork's root or a spawn site that Lua
+** could not name: a field of a loaded module, else an upvalue of the next
+** frame's function. Adds "function 'name'" and returns 1, or returns 0. */
+static int add_guessed_name(text_ctx *t, lua_Integer i, const text_frame *fr) {
+  lua_State *L = t->L;
+  int fn, found;
+  if (!(fr->flags & (FLAG_ROOT | FLAG_SPAWN_SITE)) || !fr->has_func) return 0;
+  raw_push(L, t->raw, i, RAW_FUNC);
+  fn = lua_gettop(L);
+  found = push_global_name(L, fn);
+  if (!found && i + 1 < t->n) {
+    raw_push(L, t->raw, i + 1, RAW_FUNC);
+    found = push_upvalue_name(L, fn + 1, fn);
+    if (found) lua_remove(L, fn + 1);
+    else lua_pop(L, 1);
+  }
+  if (!found) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pushliteral(L, "function '");
+  lua_insert(L, -2);
+  lua_pushliteral(L, "'");
+  lua_concat(L, 3);
+  lua_remove(L, fn);              /* the text is now right above the box */
+  luaL_addvalue(&t->b);
+  return 1;
+}
+
+/* trace.lua describe(fr, frames, i): what follows " in " */
+static void add_describe(text_ctx *t, lua_Integer i, const text_frame *fr) {
+  lua_State *L = t->L;
+  char namewhat[32];
+  int has_namewhat = 0;
+  raw_push(L, t->raw, i, RAW_NAMEWHAT);
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    size_t len;
+    const char *nw = lua_tolstring(L, -1, &len);
+    if (len > 0 && len < sizeof namewhat) {   /* Lua's namewhats are short words */
+      memcpy(namewhat, nw, len + 1);
+      has_namewhat = 1;
+    }
+  }
+  lua_pop(L, 1);
+  if (has_namewhat && raw_truthy(t, i, RAW_NAME)) {
+    if (strcmp(namewhat, "global") == 0) luaL_addstring(&t->b, "function");
+    else luaL_addstring(&t->b, namewhat);
+    luaL_addstring(&t->b, " '");
+    add_raw(t, i, RAW_NAME);
+    luaL_addchar(&t->b, '\'');
+  } else if (add_guessed_name(t, i, fr)) {
+    /* done */
+  } else if (fr->has_func && strcmp(fr->ar.what, "main") == 0) {
+    luaL_addstring(&t->b, "main chunk");
+  } else if (!fr->has_func || strcmp(fr->ar.what, "C") != 0) {
+    luaL_addstring(&t->b, "function <");
+    add_file(t, fr);
+    luaL_addchar(&t->b, ':');
+    add_integer(t, fr->ar.linedefined > 0 ? fr->ar.linedefined : 0);
+    luaL_addchar(&t->b, '>');
+  } else {
+    luaL_addchar(&t->b, '?');
+  }
+}
+
+/* " at <location> in <describe>]": the end of most boundary lines */
+static void add_boundary_site(text_ctx *t, lua_Integer i, const text_frame *fr) {
+  luaL_addstring(&t->b, " at ");
+  add_location(t, fr);
+  luaL_addstring(&t->b, " in ");
+  add_describe(t, i, fr);
+  luaL_addchar(&t->b, ']');
+}
+
+/* trace.lua boundary_line(fr, frames, i) */
+static void add_boundary_line(text_ctx *t, lua_Integer i, const text_frame *fr) {
+  if (fr->boundary == BOUND_UNKNOWN) return;      /* trace.lua adds no line */
+  begin_line(t);
+  switch (fr->boundary) {
+    case BOUND_COROUTINE:
+      luaL_addstring(&t->b, "[coroutine resumed");
+      add_boundary_site(t, i, fr);
+      break;
+    case BOUND_AWAITED:
+      luaL_addchar(&t->b, '[');
+      add_fork_label(t, i, RAW_FROM, RAW_FROM_NAME);
+      luaL_addstring(&t->b, " awaited by ");
+      add_fork_label(t, i, RAW_FORK, RAW_FORK_NAME);
+      if (raw_truthy(t, i, RAW_VIA)) {
+        luaL_addstring(&t->b, " in ");
+        add_raw(t, i, RAW_VIA);
+      }
+      add_boundary_site(t, i, fr);
+      break;
+    case BOUND_SPAWNED:
+      luaL_addchar(&t->b, '[');
+      add_fork_label(t, i, RAW_FROM, RAW_FROM_NAME);
+      luaL_addstring(&t->b, " spawned by ");
+      add_fork_label(t, i, RAW_FORK, RAW_FORK_NAME);
+      add_boundary_site(t, i, fr);
+      break;
+    case BOUND_RUN:
+      luaL_addchar(&t->b, '[');
+      add_fork_label(t, i, RAW_FROM, RAW_FROM_NAME);
+      luaL_addstring(&t->b, " started by run()");
+      add_boundary_site(t, i, fr);
+      break;
+    default:  /* BOUND_UNBRIDGED */
+      luaL_addstring(&t->b, "[coroutine resumed outside the asyncstack bridge]");
+      break;
+  }
+}
+
+/* trace.lua add_frame(out, frames, i) */
+static void add_frame_text(text_ctx *t, lua_Integer i) {
+  text_frame fr;
+  read_frame(t, i, &fr);
+  if (fr.flags & FLAG_AFTER_TAILCALL) {
+    begin_line(t);
+    luaL_addstring(&t->b, "(...tail calls...)");
+  }
+  if (fr.boundary != BOUND_NONE) add_boundary_line(t, i, &fr);
+  if (!(fr.flags & FLAG_SPAWN_SITE)) {
+    begin_line(t);
+    add_location(t, &fr);
+    luaL_addstring(&t->b, ": in ");
+    add_describe(t, i, &fr);
+    if (fr.flags & FLAG_ROOT) {
+      luaL_addstring(&t->b, "  (root of ");
+      add_fork_label(t, i, RAW_FORK, RAW_FORK_NAME);
+      luaL_addchar(&t->b, ')');
+    }
+  }
+  if (fr.flags & FLAG_TAILCALL) {
+    begin_line(t);
+    luaL_addstring(&t->b, "(...tail calls...)");
+  }
+}
+
+#define TEXT_HEAD 100   /* frames shown at each end of a very long trace */
+#define TEXT_TAIL 100
+
+/* Pushes the text of the raw capture at `raw`, after `msg` and a newline
+** when msg is not NULL (see above). */
+static void push_text(lua_State *L, int raw, const char *msg) {
+  text_ctx t;
+  lua_Integer i, omitted;
+  t.L = L;
+  t.raw = lua_absindex(L, raw);
+  t.lines = 0;
+  lua_getfield(L, t.raw, "n");
+  t.n = lua_tointeger(L, -1);
+  lua_getfield(L, t.raw, "omitted");
+  omitted = lua_tointeger(L, -1);
+  lua_pop(L, 2);
+  luaL_checkstack(L, 16, "traceback");
+  luaL_buffinit(L, &t.b);
+  if (msg != NULL) {
+    luaL_addstring(&t.b, msg);
+    luaL_addchar(&t.b, '\n');
+  }
+  if (t.n <= TEXT_HEAD + TEXT_TAIL) {
+    for (i = 0; i < t.n; i++) add_frame_text(&t, i);
+  } else {
+    for (i = 0; i < TEXT_HEAD; i++) add_frame_text(&t, i);
+    begin_line(&t);
+    luaL_addstring(&t.b, "...\t(skipping ");
+    add_integer(&t, t.n - TEXT_HEAD - TEXT_TAIL);
+    luaL_addstring(&t.b, " levels)");
+    for (i = t.n - TEXT_TAIL; i < t.n; i++) add_frame_text(&t, i);
+  }
+  if (omitted > 0) {
+    begin_line(&t);
+    luaL_addstring(&t.b, "...\t(");
+    add_integer(&t, omitted);
+    luaL_addstring(&t.b, " more frames omitted)");
+  }
+  if (t.lines == 0) luaL_addstring(&t.b, "stack traceback:");
+  luaL_pushresult(&t.b);
+}
+
+/* core.global_name(fn) -> "mod.key", "key" (for _G) or nil; see
+** push_global_name. */
+static int bt_global_name(lua_State *L) {
+  lua_settop(L, 1);
+  if (!push_global_name(L, 1)) lua_pushnil(L);
+  return 1;
+}
+
+/* core.format_trace(msg, raw) -> text; see push_text. */
+static int bt_format_trace(lua_State *L) {
+  const char *msg = luaL_optstring(L, 1, NULL);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  push_text(L, 2, msg);
+  return 1;
+}
+
 /* Reads {level=, limit=, async=} from the table at `idx` (absent: defaults). */
 static void read_opts(lua_State *L, int idx, as_walk_opts *o, const char *fname) {
   lua_Integer level = 1;
@@ -469,17 +853,19 @@ int as_backtrace_traceback(lua_State *L, int arg) {
     luaL_traceback(L, L, msg, (int)level);
     return 1;
   }
-  if (!as_hook_push(L, st, "format")) {
-    luaL_traceback(L, L, msg, (int)level);
-    return 1;
-  }
-  if (msg != NULL) lua_pushstring(L, msg);
-  else lua_pushnil(L);
   o.skip = level > 1 ? (int)(level > 1000000 ? 1000000 : level - 1) : 0;
   as_backtrace_push_current(L, st, &o);
-  as_backtrace_expand(L, -1);
-  lua_remove(L, -2);
-  lua_call(L, 2, 1);
+  if (as_hook_push(L, st, "format")) {   /* the policy overrides the text */
+    lua_insert(L, -2);
+    if (msg != NULL) lua_pushstring(L, msg);
+    else lua_pushnil(L);
+    lua_insert(L, -2);
+    as_backtrace_expand(L, -1);
+    lua_remove(L, -2);
+    lua_call(L, 2, 1);
+    return 1;
+  }
+  push_text(L, -1, msg);
   return 1;
 }
 
@@ -491,7 +877,8 @@ void as_backtrace_open(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"debug_backtrace", bt_debug_backtrace}, {"traceback", bt_traceback},
     {"fork_backtrace", bt_fork_backtrace}, {"capture", bt_capture},
-    {"expand", bt_expand}, {NULL, NULL}
+    {"expand", bt_expand}, {"global_name", bt_global_name},
+    {"format_trace", bt_format_trace}, {NULL, NULL}
   };
   as_module_setfuncs(L, funcs);
 }

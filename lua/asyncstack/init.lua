@@ -24,7 +24,9 @@ end
 
 --------------------------------------------------------------- policy hooks
 
-core.set_hook("format", trace.format)
+-- Traceback text is built in C from the raw capture (backtrace.c push_text,
+-- the same text as trace.format gives; spec/trace_text_spec.lua). Setting a
+-- "format" hook (msg, frames) -> string here would override it.
 
 -- A fork failed: its waiters see an exception. Plain error values become an
 -- ErrorException whose trace is `raw`, the async chain at the raise site

@@ -2,31 +2,27 @@
 -- with one marker line per coroutine or fork boundary (README "Traces").
 -- Pure formatting over frame tables (core.expand); no state.
 
+local core = require "asyncstack.core"
+
 local concat, format = table.concat, string.format
-local type, pairs = type, pairs
+local type, tostring = type, tostring
 
 local M = {}
 
+-- Text is built with `..` rather than string.format on the per-frame path:
+-- a traceback formats every frame, and concatenation of strings and
+-- integers costs a fraction of format's buffer and tostring machinery
+-- (bench/run.lua row 5).
+
 local function fork_label(id, name)
-  if name then return format("fork #%d '%s'", id, name) end
-  return format("fork #%d", id)
+  if name then return "fork #" .. id .. " '" .. name .. "'" end
+  return "fork #" .. id
 end
 
 -- The name of a function as Lua's own traceback finds it for nameless
 -- frames: a field of a loaded module ("_G." dropped). Used only for spawn
--- sites, whose caller context is gone.
-local function loaded_name(fn)
-  for modname, mod in pairs(package.loaded) do
-    if type(mod) == "table" then
-      for key, value in pairs(mod) do
-        if value == fn and type(key) == "string" then
-          if modname == "_G" then return key end
-          return modname .. "." .. key
-        end
-      end
-    end
-  end
-end
+-- sites, whose caller context is gone. The search is in C (core.global_name).
+local loaded_name = core.global_name
 
 -- The name under which `fn` is an upvalue of `holder`, if it is one.
 local function upvalue_name(holder, fn)
@@ -57,18 +53,20 @@ end
 local function describe(fr, frames, i)
   local name, namewhat = fr["function"], fr.namewhat
   if name and namewhat and namewhat ~= "" then
-    if namewhat == "global" then return format("function '%s'", name) end
-    return format("%s '%s'", namewhat, name)
+    if namewhat == "global" then return "function '" .. name .. "'" end
+    return namewhat .. " '" .. name .. "'"
   end
   local guessed = frames and guess_name(frames, i)
-  if guessed then return format("function '%s'", guessed) end
-  if fr.what == "main" then return "main chunk" end
-  if fr.what ~= "C" then return format("function <%s:%d>", fr.file, fr.linedefined or 0) end
+  if guessed then return "function '" .. guessed .. "'" end
+  local what = fr.what
+  if what == "main" then return "main chunk" end
+  if what ~= "C" then return "function <" .. tostring(fr.file) .. ":" .. (fr.linedefined or 0) .. ">" end
   return "?"
 end
 
 local function location(fr)
-  if fr.line then return format("%s:%d", fr.file, fr.line) end
+  local line = fr.line
+  if line then return tostring(fr.file) .. ":" .. line end
   return fr.file
 end
 
@@ -92,14 +90,14 @@ local function boundary_line(fr, frames, i)
 end
 
 local function frame_line(fr, frames, i)
-  local line
-  if fr.line then
-    line = format("%s:%d: in %s", fr.file, fr.line, describe(fr, frames, i))
+  local text, line = nil, fr.line
+  if line then
+    text = tostring(fr.file) .. ":" .. line .. ": in " .. describe(fr, frames, i)
   else
-    line = format("%s: in %s", fr.file, describe(fr, frames, i))
+    text = tostring(fr.file) .. ": in " .. describe(fr, frames, i)
   end
-  if fr.root then line = line .. "  (root of " .. fork_label(fr.fork, fr.fork_name) .. ")" end
-  return line
+  if fr.root then text = text .. "  (root of " .. fork_label(fr.fork, fr.fork_name) .. ")" end
+  return text
 end
 
 local HEAD, TAIL = 100, 100  -- frames shown at each end of a very long trace
