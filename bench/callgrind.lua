@@ -110,11 +110,13 @@ local function annotate(file, inclusive)
   return t
 end
 
-local function top_diff(fa, fb, n, limit, min)
+-- `skip_above`: leave out entries at or above this count (for inclusive
+-- lists: the interpreter and as.run frames that contain the whole loop).
+local function top_diff(fa, fb, n, limit, min, skip_above)
   local rows = {}
   for fn, v in pairs(fb) do
     local d = (v - (fa[fn] or 0)) / n
-    if d >= min then rows[#rows + 1] = { fn, d } end
+    if d >= min and not (skip_above and d >= skip_above) then rows[#rows + 1] = { fn, d } end
   end
   table.sort(rows, function(x, y) return x[2] > y[2] end)
   for i = 1, math.min(limit, #rows) do print(format("  %8.0f  %s", rows[i][2], rows[i][1])) end
@@ -138,11 +140,13 @@ if opts.profile then
     local a = callgrind(luaprof, on_dir, kernel, n, "profile")
     local b = callgrind(luaprof, on_dir, kernel, 2 * n, "profile")
     print()
-    print(format("== %s: %.0f instructions per operation", kernel, (read_total(b) - read_total(a)) / n))
+    local total = (read_total(b) - read_total(a)) / n
+    print(format("== %s: %.0f instructions per operation", kernel, total))
     print("exclusive (the function's own instructions):")
     top_diff(annotate(a, false), annotate(b, false), n, 30, 5)
-    print("inclusive (with its callees; recursion counted once per level):")
-    top_diff(annotate(a, true), annotate(b, true), n, 45, 20)
+    print("inclusive (with its callees; recursion counted once per level;")
+    print("frames holding 90 % or more of the operation, the driver loop, left out):")
+    top_diff(annotate(a, true), annotate(b, true), n, 40, 20, 0.9 * total)
   end
   return
 end

@@ -58,9 +58,14 @@ end
 function H.header()
   local model, ncpu = H.cpu_model()
   local load = (read_file("/proc/loadavg") or ""):match("^(%S+)") or "?"
-  local commit = first_line("git rev-parse --short HEAD") or "no git"
-  if first_line("git status --porcelain --untracked-files=no") then
-    commit = commit .. "+uncommitted"
+  -- ASYNCSTACK_BENCH_COMMIT names the commit of a tree without .git (an
+  -- export made with `git archive`)
+  local commit = os.getenv("ASYNCSTACK_BENCH_COMMIT")
+  if not commit then
+    commit = first_line("git rev-parse --short HEAD") or "unknown"
+    if first_line("git status --porcelain --untracked-files=no") then
+      commit = commit .. "+uncommitted"
+    end
   end
   return format("%s, %s (%d CPUs), load %s, commit %s, %s", _VERSION, model, ncpu,
                 load, commit, os.date("!%Y-%m-%d %H:%M UTC"))
