@@ -3,7 +3,7 @@
 # missing and we are allowed to (root with apt-get). Otherwise says what to
 # install and carries on: `make` itself reports what is really missing.
 set -u
-PACKAGES="lua5.4 liblua5.4-dev lua-busted libunwind-dev pkg-config"
+PACKAGES="lua5.4 liblua5.4-dev lua-busted lua-socket libunwind-dev pkg-config"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
