@@ -1,6 +1,6 @@
 -- asyncstack.socket: LuaSocket TCP that suspends forks. Unit specs on
--- loopback pairs (child-process specs are tagged #child, which
--- `make valgrind` excludes).
+-- loopback pairs, then the echo server end to end in child processes
+-- (tagged #child, which `make valgrind` excludes).
 local as = require "asyncstack"
 local socket = require "asyncstack.socket"
 local luasocket = require "socket"
@@ -460,6 +460,84 @@ describe("asyncstack.socket", function()
         assert.is_false(ok)
         assert.matches("^spec/socket_spec%.lua:%d+: ", err)
       end
+    end)
+  end)
+
+  describe("examples/echo_server.lua", function()
+    local env = ("LUA_PATH='%s' LUA_CPATH='%s'"):format(
+      os.getenv("LUA_PATH") or "lua/?.lua;lua/?/init.lua;;", os.getenv("LUA_CPATH") or "build/?.so;;")
+
+    local function read_file(path)
+      local f = io.open(path)
+      if not f then return "" end
+      local text = f:read("a")
+      f:close()
+      return text
+    end
+
+    -- Running, not a zombie: the server is reparented to pid 1 once its
+    -- shell exits, and pid 1 may take its time to reap it.
+    local function alive(pid)
+      local state = read_file(("/proc/%d/stat"):format(pid)):match("^%d+ %b() (%a)")
+      return state ~= nil and state ~= "Z"
+    end
+
+    -- A plain blocking LuaSocket client, bounded by its timeout.
+    local function talk(port, text)
+      local c = assert(luasocket.connect("127.0.0.1", port))
+      c:settimeout(5)
+      c:send(text)
+      local line, err = c:receive("*l")
+      c:close()
+      return line, err
+    end
+
+    it("serves 200 concurrent connections, survives a poisoned handler, and quits #child", function()
+      local out, err, pidfile = os.tmpname(), os.tmpname(), os.tmpname()
+      local pid
+      finally(function()
+        if pid and alive(pid) then os.execute(("kill %d 2>/dev/null"):format(pid)) end
+        os.remove(out); os.remove(err); os.remove(pidfile)
+      end)
+      -- `timeout` bounds the server even if this process dies without cleaning up
+      assert.is_true(os.execute(("%s timeout 60 lua5.4 examples/echo_server.lua 0 >%s 2>%s & echo $! >%s")
+                                :format(env, out, err, pidfile)))
+      pid = assert(tonumber(read_file(pidfile)))
+      local port
+      for _ = 1, 200 do                      -- at most 10 s
+        port = read_file(out):match("^listening on 127%.0%.0%.1:(%d+)\n")
+        if port or not alive(pid) then break end
+        luasocket.sleep(0.05)
+      end
+      assert(port, "the server did not start: " .. read_file(err))
+
+      local load = assert(io.popen(("timeout 30 env %s lua5.4 spec/fixtures/echo_load.lua %s 200 20 2>&1; echo status=$?")
+                                   :format(env, port)))
+      local report = load:read("a")
+      load:close()
+      assert.matches("^200 connections, 1200 lines, 0 errors\ntime [%d.]+s\nstatus=0\n$", report)
+
+      assert.are.same({ nil, "closed" }, { talk(port, "poison\n") })
+      local log
+      for _ = 1, 100 do                      -- the log may lag the close by a moment
+        log = read_file(err)
+        if log:find("\t%[C%]: in %?\n") then break end
+        luasocket.sleep(0.05)
+      end
+      assert.matches("^echo_server: conn 127%.0%.0%.1:%d+ failed:\n"
+                     .. "asyncstack%.ErrorException: examples/echo_server%.lua:%d+: poisoned line received", log)
+      assert.matches("in upvalue 'check_line'\n", log)
+      assert.matches("in upvalue 'reply_for'\n", log)
+      assert.matches("%(root of fork #%d+ 'conn 127%.0%.0%.1:%d+'%)\n", log)
+      assert.matches("%[fork #%d+ 'conn 127%.0%.0%.1:%d+' awaited by fork #%d+ 'supervisor'", log)
+
+      assert.are.equal("still serving", talk(port, "still serving\n"))
+      talk(port, "quit\n")
+      for _ = 1, 100 do                      -- it exits once its connections are closed
+        if not alive(pid) then break end
+        luasocket.sleep(0.05)
+      end
+      assert.is_false(alive(pid))
     end)
   end)
 end)
