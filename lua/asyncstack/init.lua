@@ -120,11 +120,9 @@ M.Deadlock = exception.Deadlock
 -- stack unwinds, so the trace is that of the raise site.
 local function to_exception(err)
   if exception.is_exception(err) then return err end
-  local raw = core.take_error_trace(err)
-  if not raw then
-    local ok, captured = pcall(core.capture, exception.capture_options)
-    raw = ok and captured or { n = 0 }
-  end
+  -- called directly, not through pcall: a pcall here would be a visible C
+  -- frame on top of the trace (capture raises only when memory runs out)
+  local raw = core.take_error_trace(err) or core.capture(exception.capture_options)
   return exception.from_error(err, raw)
 end
 

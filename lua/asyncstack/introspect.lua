@@ -143,10 +143,11 @@ local function header(sched, tasks)
                 fds, fds == 1 and "" or "s")
 end
 
--- The report for `tasks` (all live ones unless given).
-local function report(tasks, sched)
+-- The report for `tasks`; spawners are looked up in `all` (default: tasks),
+-- so a one-fork dump still names a live spawner.
+local function report(tasks, sched, all)
   local now, by_id, out = core.now(), {}, {}
-  for _, t in ipairs(tasks) do by_id[t.id] = t end
+  for _, t in ipairs(all or tasks) do by_id[t.id] = t end
   out[1] = header(sched, tasks)
   for _, t in ipairs(tasks) do fork_block(out, t, by_id, now) end
   return concat(out, "\n") .. "\n"
@@ -181,7 +182,7 @@ function M.dump(target)
       if not one[1] then
         text = format("fork #%d: no such live fork\n", only)
       else
-        text = report(one, sched):gsub("^[^\n]*\n", "")
+        text = report(one, sched, tasks):gsub("^[^\n]*\n", "")
       end
     else
       text = report(tasks, sched)
