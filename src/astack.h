@@ -55,10 +55,12 @@
 **    it as an argument or upvalue). No references are taken here.
 **  * A signal handler may read the stack at any instruction: push stores the
 **    frame before the depth that covers it, and growing publishes a complete
-**    new array before freeing the old one (compiler fences, no atomics).
+**    new array; the old one is freed later by the collector (compiler
+**    fences, no atomics).
 **  * Push, pop and reading the root are a few pointer stores/loads: no
 **    allocation except when depth exceeds every earlier depth of that fork (the
-**    array then grows once), and no string work.
+**    array then grows once, as a userdata the fork anchors: see
+**    as_sched_reserve_frame), and no string work.
 **  * After a fork ends its depth is 0 and its coroutine stack is gone.
 */
 #ifndef ASYNCSTACK_ASTACK_H
@@ -83,11 +85,16 @@ typedef struct as_astack {
 /* Prepares an empty stack whose bottom frame is `root`. */
 void as_astack_init(as_astack *a, lua_State *root);
 
-/* Releases a grown array. Safe to call twice. Never raises. */
-void as_astack_free(lua_State *L, as_astack *a);
+/* Switches to `frames` (capacity `capacity` > depth), copying the frames in
+** use. The caller owns the new array (the fork anchors it as a userdata, so
+** the old one stays valid until the collector frees it: a signal handler
+** reading the stack never sees freed memory). Never raises. */
+void as_astack_adopt(as_astack *a, as_frame *frames, int capacity);
 
-/* Grows the array; raises a memory error in L on failure (holds nothing). */
-void as_astack_grow(lua_State *L, as_astack *a);
+/* True when a push needs a bigger array first (see as_astack_adopt). */
+static inline int as_astack_full(const as_astack *a) {
+  return a->depth == a->capacity;
+}
 
 #ifdef ASYNCSTACK_NO_TRACKING
 /*
@@ -98,17 +105,16 @@ void as_astack_grow(lua_State *L, as_astack *a);
 ** scheduler suspension from a nested coroutine is refused as "unbridged". It
 ** exists only to measure what the watchers cost; never ship or test it.
 */
-static inline void as_astack_push(lua_State *L, as_astack *a, lua_State *co) {
-  (void)L; (void)a; (void)co;
+static inline void as_astack_push(as_astack *a, lua_State *co) {
+  (void)a; (void)co;
 }
 
 static inline void as_astack_pop(as_astack *a) {
   (void)a;
 }
 #else
-/* Pushes `co` as the innermost frame. May raise a memory error (see grow). */
-static inline void as_astack_push(lua_State *L, as_astack *a, lua_State *co) {
-  if (a->depth == a->capacity) as_astack_grow(L, a);
+/* Pushes `co` as the innermost frame. Precondition: !as_astack_full(a). */
+static inline void as_astack_push(as_astack *a, lua_State *co) {
   a->frames[a->depth].thread = co;
   /* a signal handler must never see the new depth before the frame: a
   ** compiler-only fence, free at run time */

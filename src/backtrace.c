@@ -54,7 +54,7 @@ static void set_boundary(walker *w, const char *kind, as_fork *from) {
 
 /* Pushes the userdata of a live fork, or nil. */
 static void push_fork_ud(walker *w, as_fork *f) {
-  if (f != NULL && w->s != NULL) as_sched_push_live(w->L, w->s, f->id);
+  if (w->s != NULL) as_sched_push_fork(w->L, w->s, f);
   else lua_pushnil(w->L);
 }
 
@@ -258,7 +258,7 @@ static void walk_from_fork(walker *w, as_fork *f, int top, int async) {
         walk_thread(w, w->s->L, NULL, 0);
         return;
       }
-      next = as_sched_find_live(w->L, w->s, f->spawner_id);
+      next = as_sched_spawner(w->L, w->s, f);
       emit_spawn_site(w, f, next);
       if (next == NULL || next->walk_mark == mark) return;
       next->walk_mark = mark;

@@ -151,7 +151,10 @@ static int bridge_start(lua_State *L, lua_State *co, int narg, int mode) {
                        "asyncstack call of a suspended fork");
     return bridge_fail(L, co, mode, 0);
   }
-  if (f != NULL) as_astack_push(L, &f->astack, co);
+  if (f != NULL) {
+    as_sched_reserve_frame(L, f);   /* may raise: before anything moves */
+    as_astack_push(&f->astack, co);
+  }
   lua_xmove(L, co, narg);
   status = lua_resume(co, L, narg, &nres);
   return bridge_finish(L, co, status, nres, mode, f);

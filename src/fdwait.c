@@ -173,7 +173,7 @@ static int fdwait_wait_fd(lua_State *L) {
   lua_settop(L, 1);
   lua_pushboolean(L, write);   /* for the continuation's message */
   as_sched_mark_suspended(me, AS_WAITING, AS_AWAIT_FD);
-  if (timeout < HUGE_VAL) as_sched_add_timer(L, s, me, me->since + timeout);
+  if (timeout < HUGE_VAL) as_sched_add_timer(L, s, me, as_now() + timeout);
   return lua_yieldk(L, 0, 0, fdwait_k);
 }
 

@@ -23,22 +23,51 @@ static const char *const await_names[] = {
 const char *as_fork_status_name(int status) { return status_names[status]; }
 const char *as_fork_await_name(int kind) { return await_names[kind]; }
 
-/* The Fork metatable is also kept at registry[&fork_mt_key]: the hot paths
-** (fork creation, every wait) find it by a light userdata key instead of
-** interning and hashing its name (bench/run.lua row 1). */
+/* Forks have one of two metatables, alike but for __gc: a finalizer costs
+** every object that has one an extra collection cycle and a call, so only a
+** fork holding a failure nobody has retrieved gets it (to report that
+** failure when the fork is collected; as_fork_enable_finalizer). Both are
+** kept at registry[&key] so the hot paths (fork creation, every wait) find
+** them by a light userdata key, not by interning their name (bench row 1). */
 static const char fork_mt_key = 'F';
+static const char fork_gc_mt_key = 'G';
 
-as_fork *as_fork_check(lua_State *L, int idx) {
+as_fork *as_fork_test(lua_State *L, int idx) {
   void *p = lua_touserdata(L, idx);
   if (p != NULL && lua_getmetatable(L, idx)) {
     int same;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &fork_mt_key);
     same = lua_rawequal(L, -1, -2);
+    if (!same) {
+      lua_pop(L, 1);
+      lua_rawgetp(L, LUA_REGISTRYINDEX, &fork_gc_mt_key);
+      same = lua_rawequal(L, -1, -2);
+    }
     lua_pop(L, 2);
     if (same) return (as_fork *)p;
   }
-  luaL_typeerror(L, idx, AS_FORK_MT);   /* luaL_checkudata's message */
   return NULL;
+}
+
+as_fork *as_fork_check(lua_State *L, int idx) {
+  as_fork *f = as_fork_test(L, idx);
+  if (f == NULL) luaL_typeerror(L, idx, AS_FORK_MT);   /* luaL_checkudata's message */
+  return f;
+}
+
+void as_fork_enable_finalizer(lua_State *L, int ud_idx) {
+  ud_idx = lua_absindex(L, ud_idx);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &fork_gc_mt_key);
+  lua_setmetatable(L, ud_idx);
+}
+
+void as_fork_grow_astack(lua_State *L, int ud_idx, as_fork *f) {
+  int capacity = f->astack.capacity * 2;
+  as_frame *frames;
+  ud_idx = lua_absindex(L, ud_idx);
+  frames = (as_frame *)lua_newuserdatauv(L, sizeof(as_frame) * (size_t)capacity, 0);
+  as_astack_adopt(&f->astack, frames, capacity);
+  lua_setiuservalue(L, ud_idx, 5);   /* the old array goes to the collector */
 }
 
 as_fork *as_fork_new(lua_State *L, int fn_idx, int nargs) {
@@ -46,10 +75,11 @@ as_fork *as_fork_new(lua_State *L, int fn_idx, int nargs) {
   lua_State *co;
   int i;
   fn_idx = lua_absindex(L, fn_idx);
-  f = (as_fork *)lua_newuserdatauv(L, sizeof(as_fork), 4);
+  f = (as_fork *)lua_newuserdatauv(L, sizeof(as_fork), 5);
   memset(f, 0, sizeof *f);
   f->heap_index = -1;
   f->wait_fd = -1;
+  f->slot = f->spawner_slot = 0;
   f->nargs = nargs;
   f->status = AS_RUNNABLE;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &fork_mt_key);
@@ -114,11 +144,11 @@ static int fork_tostring(lua_State *L) {
   return 1;
 }
 
+/* Only forks with an unretrieved failure have this (see above). */
 static int fork_gc(lua_State *L) {
   as_fork *f = (as_fork *)lua_touserdata(L, 1);
   if (f->status == AS_FAILED && !f->retrieved && !f->reported)
     as_sched_report_unhandled(L, as_state_get(L), 1);
-  as_astack_free(L, &f->astack);
   return 0;
 }
 
@@ -128,12 +158,27 @@ void as_fork_open(lua_State *L) {
     {NULL, NULL}
   };
   static const luaL_Reg meta[] = {
-    {"__tostring", fork_tostring}, {"__gc", fork_gc}, {NULL, NULL}
+    {"__tostring", fork_tostring}, {NULL, NULL}
   };
-  luaL_newmetatable(L, AS_FORK_MT);
-  as_module_setfuncs(L, meta);
+  int methods_idx;
   lua_newtable(L);
   as_module_setfuncs(L, methods);
+  methods_idx = lua_gettop(L);
+  /* the plain metatable is also the one registered under the name */
+  luaL_newmetatable(L, AS_FORK_MT);
+  as_module_setfuncs(L, meta);
+  lua_pushvalue(L, methods_idx);
   lua_setfield(L, -2, "__index");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &fork_mt_key);
+  lua_createtable(L, 0, 4);
+  lua_pushliteral(L, AS_FORK_MT);
+  lua_setfield(L, -2, "__name");
+  as_module_setfuncs(L, meta);
+  lua_pushvalue(L, methods_idx);
+  lua_setfield(L, -2, "__index");
+  lua_pushvalue(L, AS_STATE_UPVALUE);
+  lua_pushcclosure(L, fork_gc, 1);
+  lua_setfield(L, -2, "__gc");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &fork_gc_mt_key);
+  lua_pop(L, 1);   /* methods */
 }

@@ -7,8 +7,9 @@
 **   2  its name (string or nil)
 **   3  the function that spawned it (spawn site), or nil
 **   4  for a failed fork: the value a waiter re-raises (see on_failure)
-** While a fork has not ended, the scheduler's live table (id -> userdata)
-** anchors it, so the pointers between live forks (waiters, run queue, timer
+**   5  the async stack's array once it outgrew the inline frames
+** While a fork has not ended, the scheduler's live table anchors it (at
+** `slot`), so the pointers between live forks (waiters, run queue, timer
 ** heap) never dangle. Ended forks are held only by user references.
 */
 #ifndef ASYNCSTACK_FORK_H
@@ -88,7 +89,9 @@ typedef struct as_fork {
   /* waiting for an fd (AS_AWAIT_FD) */
   int wait_fd;
   unsigned char fd_write;     /* waiting for writability, else readability */
+  int slot;                   /* index in the scheduler's live table; 0 once ended */
   lua_Integer spawner_id;     /* fork that called fork(); 0 for run()'s root */
+  int spawner_slot;           /* its slot then (check the id: slots are reused) */
   int spawn_line;             /* current line of the spawn site */
   unsigned walk_mark;         /* trace walks stamp visited forks (cycle safety) */
   /* The chars of the name in uservalue 2 (which anchors them), or NULL. Kept
@@ -98,6 +101,13 @@ typedef struct as_fork {
 } as_fork;
 
 as_fork *as_fork_check(lua_State *L, int idx);
+as_fork *as_fork_test(lua_State *L, int idx);   /* NULL when not a Fork */
+
+/* Gives the fork at ud_idx the metatable with __gc (see fork.c). */
+void as_fork_enable_finalizer(lua_State *L, int ud_idx);
+
+/* Doubles the async stack's array (anchored as uservalue 5). May raise. */
+void as_fork_grow_astack(lua_State *L, int ud_idx, as_fork *f);
 
 /* Creates a fork whose coroutine will call the function at `fn_idx` with the
 ** `nargs` values above it; pushes the userdata. May raise (memory). */

@@ -131,29 +131,65 @@ static void timer_remove(as_sched *s, as_fork *f) {
 
 /* ------------------------------------------------------------- live forks */
 
-int as_sched_push_live(lua_State *L, as_sched *s, lua_Integer id) {
+/* The live table is an array of slots (ids only grow, so a table keyed by
+** id would churn through its hash part); freed slots are reused through a
+** C free list. Looking a fork up by id is rare (spawners) and goes through
+** the slot it had, checking the id. */
+
+int as_sched_push_fork(lua_State *L, as_sched *s, const as_fork *f) {
+  if (f == NULL || f->slot <= 0 || f->sched != s) {
+    lua_pushnil(L);
+    return 0;
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->live_ref);
-  lua_rawgeti(L, -1, id);
+  lua_rawgeti(L, -1, f->slot);
   lua_remove(L, -2);
-  return !lua_isnil(L, -1);
+  return 1;
 }
 
-as_fork *as_sched_find_live(lua_State *L, as_sched *s, lua_Integer id) {
-  as_fork *f;
-  if (id <= 0) return NULL;
-  as_sched_push_live(L, s, id);
-  f = (as_fork *)lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  return f;
-}
-
-/* live[id] = the userdata at ud_idx, or nil when ud_idx is 0 */
-static void live_set(lua_State *L, as_sched *s, lua_Integer id, int ud_idx) {
-  if (ud_idx != 0) ud_idx = lua_absindex(L, ud_idx);
+as_fork *as_sched_spawner(lua_State *L, as_sched *s, const as_fork *f) {
+  as_fork *p;
+  if (f->spawner_id <= 0 || f->spawner_slot <= 0) return NULL;
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->live_ref);
-  if (ud_idx != 0) lua_pushvalue(L, ud_idx);
-  else lua_pushnil(L);
-  lua_rawseti(L, -2, id);
+  lua_rawgeti(L, -1, f->spawner_slot);
+  p = (as_fork *)lua_touserdata(L, -1);
+  lua_pop(L, 2);
+  return (p != NULL && p->id == f->spawner_id) ? p : NULL;
+}
+
+/* live[new slot] = the fork userdata at ud_idx */
+static void live_add(lua_State *L, as_sched *s, as_fork *f, int ud_idx) {
+  int slot;
+  ud_idx = lua_absindex(L, ud_idx);
+  slot = s->nfree > 0 ? s->free_slots[--s->nfree] : ++s->top_slot;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->live_ref);
+  lua_pushvalue(L, ud_idx);
+  lua_rawseti(L, -2, slot);
+  lua_pop(L, 1);
+  f->slot = slot;
+  s->nlive++;
+}
+
+static void live_remove(lua_State *L, as_sched *s, as_fork *f) {
+  if (s->nfree == s->free_cap) {
+    int cap = s->free_cap ? s->free_cap * 2 : 64;
+    s->free_slots = (int *)sched_realloc(L, s->free_slots, (size_t)s->free_cap * sizeof(int),
+                                         (size_t)cap * sizeof(int));
+    s->free_cap = cap;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->live_ref);
+  lua_pushnil(L);
+  lua_rawseti(L, -2, f->slot);
+  lua_pop(L, 1);
+  s->free_slots[s->nfree++] = f->slot;
+  f->slot = 0;
+  s->nlive--;
+}
+
+void as_sched_reserve_frame(lua_State *L, as_fork *f) {
+  if (!as_astack_full(&f->astack)) return;
+  as_sched_push_fork(L, f->sched, f);
+  as_fork_grow_astack(L, -1, f);
   lua_pop(L, 1);
 }
 
@@ -186,10 +222,9 @@ static void finish(lua_State *L, as_sched *s, as_fork *f, int status) {
   f->status = (unsigned char)status;
   f->await_kind = AS_AWAIT_NONE;
   f->astack.depth = 0;
-  f->since = as_now();
+  f->since = s->now;
   as_wait_target_ended(L, s, f);
-  live_set(L, s, f->id, 0);
-  s->nlive--;
+  live_remove(L, s, f);
 }
 
 /* The fork's coroutine raised: capture the async trace while its stack is
@@ -199,7 +234,7 @@ static void fail(lua_State *L, as_state *st, as_sched *s, as_fork *f) {
   lua_State *co = f->thread;
   as_walk_opts opts = {0, 256, 1};  /* bounded: a stack overflow is deep */
   int ud, cancelled = 0;
-  as_sched_push_live(L, s, f->id);
+  as_sched_push_fork(L, s, f);
   ud = lua_gettop(L);
   lua_pushvalue(co, -1);
   lua_xmove(co, L, 1);                      /* error value */
@@ -226,6 +261,12 @@ static void fail(lua_State *L, as_state *st, as_sched *s, as_fork *f) {
   lua_settop(co, 0);
   f->nresults = 0;
   if (cancelled) f->retrieved = 1;          /* a cancellation is no lost failure */
+  else {
+    /* nobody has seen it yet: report it if the fork is collected unseen */
+    as_sched_push_fork(L, s, f);
+    as_fork_enable_finalizer(L, -1);
+    lua_pop(L, 1);
+  }
   finish(L, s, f, cancelled ? AS_CANCELLED : AS_FAILED);
 }
 
@@ -233,7 +274,7 @@ static void fail(lua_State *L, as_state *st, as_sched *s, as_fork *f) {
 ** waiters see as.Cancelled. */
 static void cancel_unstarted(lua_State *L, as_state *st, as_sched *s, as_fork *f) {
   int ud;
-  as_sched_push_live(L, s, f->id);
+  as_sched_push_fork(L, s, f);
   ud = lua_gettop(L);
   lua_pushfstring(L, "fork #%I was cancelled before it started", (LUAI_UACINT)f->id);
   as_sched_push_kind(L, st, "Cancelled", lua_tostring(L, -1));
@@ -349,7 +390,7 @@ static void resume_fork(lua_State *L, as_state *st, as_sched *s, as_fork *f) {
       /* a plain coroutine.yield at the fork's root: same as as.yield() */
       lua_pop(f->thread, nres);
       f->await_kind = AS_AWAIT_YIELD;
-      f->since = as_now();
+      f->since = s->now;
       as_sched_wake(L, s, f, AS_WAKE_READY);
     }
   } else if (status == LUA_OK) {
@@ -373,11 +414,9 @@ static void sleep_until(double deadline) {
 static void sched_loop(lua_State *L, as_state *st, as_sched *s) {
   for (;;) {
     size_t batch;
-    if (s->heap_len > 0) {
-      double now = as_now();
-      while (s->heap_len > 0 && s->heap[0]->deadline <= now)
-        as_sched_wake(L, s, s->heap[0], AS_WAKE_TIMEOUT);
-    }
+    s->now = as_now();
+    while (s->heap_len > 0 && s->heap[0]->deadline <= s->now)
+      as_sched_wake(L, s, s->heap[0], AS_WAKE_TIMEOUT);
     if (s->nwatched > 0 && s->rq_len > 0)
       as_fdwait_poll(L, s, 0);              /* busy forks must not starve I/O */
     batch = s->rq_len;
@@ -407,6 +446,9 @@ static int sched_gc(lua_State *L) {
   as_sched *s = (as_sched *)lua_touserdata(L, 1);
   sched_realloc(L, s->runq, s->rq_cap * sizeof *s->runq, 0);
   sched_realloc(L, s->heap, (size_t)s->heap_cap * sizeof *s->heap, 0);
+  sched_realloc(L, s->free_slots, (size_t)s->free_cap * sizeof(int), 0);
+  s->free_slots = NULL;
+  s->free_cap = s->nfree = 0;
   s->runq = NULL;
   s->heap = NULL;
   s->rq_cap = s->rq_len = 0;
@@ -456,6 +498,10 @@ static void push_sorted_forks(lua_State *L, int t_idx, int use_keys) {
   lua_newtable(L);
   lua_pushnil(L);
   while (lua_next(L, t_idx)) {
+    if (!lua_isuserdata(L, use_keys ? -2 : -1)) {   /* not a fork */
+      lua_pop(L, 1);
+      continue;
+    }
     if (use_keys) lua_pushvalue(L, -2);
     else lua_pushvalue(L, -1);
     lua_rawseti(L, -4, (lua_Integer)++n);  /* anchors it while we sort */
@@ -537,10 +583,9 @@ static int sched_run(lua_State *L) {
   st->run_serial++;
   root->sched = s;
   root->run_serial = st->run_serial;
-  root->since = as_now();
+  s->now = root->since = as_now();
   s->root = root;
-  live_set(L, s, root->id, ridx);
-  s->nlive = 1;
+  live_add(L, s, root, ridx);
   runq_push(L, s, root);
 
   st->sched = s;
@@ -618,11 +663,13 @@ static int sched_fork(lua_State *L) {
   f = as_fork_new(L, 1, nargs);
   f->sched = s;
   f->run_serial = st->run_serial;
-  f->spawner_id = s->running ? s->running->id : 0;
-  f->since = as_now();
+  if (s->running != NULL) {
+    f->spawner_id = s->running->id;
+    f->spawner_slot = s->running->slot;
+  }
+  f->since = s->now;
   as_fork_set_spawn_site(L, -1, f, 1);
-  live_set(L, s, f->id, -1);
-  s->nlive++;
+  live_add(L, s, f, -1);
   runq_push(L, s, f);
   return 1;
 }
@@ -659,7 +706,7 @@ as_fork *as_sched_enter_suspend(lua_State *L, as_state *st, const char *name) {
 void as_sched_mark_suspended(as_fork *f, int status, int kind) {
   f->status = (unsigned char)status;
   f->await_kind = (unsigned char)kind;
-  f->since = as_now();
+  f->since = f->sched->now;
   f->wake = AS_WAKE_NONE;
   f->suspend_pending = 1;
 }
@@ -711,6 +758,7 @@ static int sched_sleep(lua_State *L) {
   luaL_argcheck(L, secs >= 0, 1, "non-negative number expected");
   f = as_sched_enter_suspend(L, st, "sleep");
   as_sched_mark_suspended(f, AS_SLEEPING, AS_AWAIT_SLEEP);
+  f->since = as_now();   /* timers need the real time, not the batch's */
   if (secs < HUGE_VAL) timer_add(L, st->sched, f, f->since + secs);
   return lua_yieldk(L, 0, 0, sched_sleep_k);
 }
@@ -756,7 +804,7 @@ static int sched_now(lua_State *L) {
 static int sched_current(lua_State *L) {
   as_state *st = as_state_get(L);
   if (st->sched == NULL || st->sched->running == NULL) lua_pushnil(L);
-  else as_sched_push_live(L, st->sched, st->sched->running->id);
+  else as_sched_push_fork(L, st->sched, st->sched->running);
   return 1;
 }
 

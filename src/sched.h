@@ -19,8 +19,13 @@ typedef struct as_sched {
   lua_State *L;             /* the thread that called run() */
   as_fork *running;         /* async stack root (astack.h); NULL in the loop */
   as_fork *root;            /* run()'s fork */
-  int live_ref;             /* registry: table id -> fork userdata of live forks */
+  int live_ref;             /* registry: table slot -> userdata of live forks */
   size_t nlive;             /* forks not yet ended */
+  int *free_slots;          /* slots of ended forks, for reuse */
+  int nfree, free_cap;
+  int top_slot;             /* highest slot handed out */
+  double now;               /* as_now() at the start of the loop's batch:
+                               cheap enough for `since` stamps, never timers */
   as_fork **runq;           /* ring buffer of runnable forks */
   size_t rq_head, rq_len, rq_cap;
   as_fork **heap;           /* timer min-heap by (deadline, timer_seq) */
@@ -50,11 +55,16 @@ static inline as_fork *as_sched_fork_of(as_state *st, lua_State *L) {
   return as_astack_top(&s->running->astack) == L ? s->running : NULL;
 }
 
-/* Pushes the live fork with this id (userdata) or nil. */
-int as_sched_push_live(lua_State *L, as_sched *s, lua_Integer id);
+/* Pushes the userdata of fork f if it is live in s, else nil; returns 1
+** when it pushed the fork. */
+int as_sched_push_fork(lua_State *L, as_sched *s, const as_fork *f);
 
-/* Looks a live fork up by id; NULL when it has ended or never existed. */
-as_fork *as_sched_find_live(lua_State *L, as_sched *s, lua_Integer id);
+/* The fork that spawned f, if it is still live; NULL otherwise. */
+as_fork *as_sched_spawner(lua_State *L, as_sched *s, const as_fork *f);
+
+/* Makes room for one more async frame in the running fork f (grows its
+** array when full). May raise a memory error. */
+void as_sched_reserve_frame(lua_State *L, as_fork *f);
 
 /* ---- the blocking protocol, shared by the primitives (sched.c, wait.c,
 ** channel.c, fdwait.c). A primitive: validates its arguments; calls

@@ -160,7 +160,7 @@ static int wait_common(lua_State *L, int protected) {
   me->awaiting = t;
   node_link(&me->own_node);
   as_sched_mark_suspended(me, AS_WAITING, AS_AWAIT_WAIT);
-  if (timeout < HUGE_VAL) as_sched_add_timer(L, s, me, me->since + timeout);
+  if (timeout < HUGE_VAL) as_sched_add_timer(L, s, me, as_now() + timeout);
   return lua_yieldk(L, 0, (lua_KContext)protected, wait_k);
 }
 
@@ -271,7 +271,7 @@ static int combinator(lua_State *L, int mode) {
   if (n == 0 && mode == AS_WAIT_ANY) luaL_argerror(L, 1, "list of forks is empty");
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, i);
-    if (luaL_testudata(L, -1, AS_FORK_MT) == NULL) {
+    if (as_fork_test(L, -1) == NULL) {
       const char *msg = lua_pushfstring(L, "list of forks expected, item %d is %s", i,
                                         luaL_typename(L, -1));   /* the item */
       luaL_argerror(L, 1, msg);
@@ -305,7 +305,7 @@ static int combinator(lua_State *L, int mode) {
   me->wait_mode = (unsigned char)mode;
   me->awaiting = NULL;
   as_sched_mark_suspended(me, AS_WAITING, AS_AWAIT_WAIT);
-  if (timeout < HUGE_VAL) as_sched_add_timer(L, s, me, me->since + timeout);
+  if (timeout < HUGE_VAL) as_sched_add_timer(L, s, me, as_now() + timeout);
   return lua_yieldk(L, 0, (lua_KContext)mode, combinator_k);
 }
 
