@@ -151,9 +151,7 @@ static int channel_send(lua_State *L) {
   }
   me = as_sched_enter_suspend(L, st, "send");
   queue_push(ch, me, OP_SEND);
-  as_sched_mark_suspended(me, AS_WAITING, AS_AWAIT_CHANNEL);
-  if (timeout < HUGE_VAL) as_sched_add_timer(L, st->sched, me, as_now() + timeout);
-  return lua_yieldk(L, 0, 0, send_k);
+  return as_sched_suspend(L, me, AS_WAITING, AS_AWAIT_CHANNEL, timeout, 0, send_k);
 }
 
 /* ------------------------------------------------------------------ recv */
@@ -214,9 +212,7 @@ static int channel_recv(lua_State *L) {
   }
   me = as_sched_enter_suspend(L, st, "recv");
   queue_push(ch, me, OP_RECV);
-  as_sched_mark_suspended(me, AS_WAITING, AS_AWAIT_CHANNEL);
-  if (timeout < HUGE_VAL) as_sched_add_timer(L, st->sched, me, as_now() + timeout);
-  return lua_yieldk(L, 0, 0, recv_k);
+  return as_sched_suspend(L, me, AS_WAITING, AS_AWAIT_CHANNEL, timeout, 0, recv_k);
 }
 
 /* ch:close() -> true, or false when it was closed already. Blocked receivers

@@ -172,9 +172,7 @@ static int fdwait_wait_fd(lua_State *L) {
   me->fd_write = (unsigned char)write;
   lua_settop(L, 1);
   lua_pushboolean(L, write);   /* for the continuation's message */
-  as_sched_mark_suspended(me, AS_WAITING, AS_AWAIT_FD);
-  if (timeout < HUGE_VAL) as_sched_add_timer(L, s, me, as_now() + timeout);
-  return lua_yieldk(L, 0, 0, fdwait_k);
+  return as_sched_suspend(L, me, AS_WAITING, AS_AWAIT_FD, timeout, 0, fdwait_k);
 }
 
 /* core.watched_fds() -> number of forks waiting for fds (for dumps) */

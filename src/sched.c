@@ -213,9 +213,6 @@ void as_sched_wake(lua_State *L, as_sched *s, as_fork *f, int wake) {
   runq_push(L, s, f);
 }
 
-void as_sched_add_timer(lua_State *L, as_sched *s, as_fork *f, double deadline) {
-  timer_add(L, s, f, deadline);
-}
 
 /* A fork ended: wake its waiters and drop it from the live set. */
 static void finish(lua_State *L, as_sched *s, as_fork *f, int status) {
@@ -703,12 +700,24 @@ as_fork *as_sched_enter_suspend(lua_State *L, as_state *st, const char *name) {
   return f;
 }
 
-void as_sched_mark_suspended(as_fork *f, int status, int kind) {
+static void mark_suspended(as_fork *f, int status, int kind) {
   f->status = (unsigned char)status;
   f->await_kind = (unsigned char)kind;
   f->since = f->sched->now;
   f->wake = AS_WAKE_NONE;
   f->suspend_pending = 1;
+}
+
+int as_sched_suspend(lua_State *L, as_fork *f, int status, int kind,
+                     double timeout, lua_KContext ctx, lua_KFunction k) {
+  mark_suspended(f, status, kind);
+  if (timeout < HUGE_VAL) {
+    /* a timer needs the real time; `since` then shares it, so a dump's
+    ** "sleeping 1.5s of 5.0s" adds up exactly */
+    f->since = as_now();
+    timer_add(L, f->sched, f, f->since + timeout);
+  }
+  return lua_yieldk(L, 0, ctx, k);
 }
 
 double as_sched_opt_timeout(lua_State *L, int arg) {
@@ -757,18 +766,14 @@ static int sched_sleep(lua_State *L) {
   as_fork *f;
   luaL_argcheck(L, secs >= 0, 1, "non-negative number expected");
   f = as_sched_enter_suspend(L, st, "sleep");
-  as_sched_mark_suspended(f, AS_SLEEPING, AS_AWAIT_SLEEP);
-  f->since = as_now();   /* timers need the real time, not the batch's */
-  if (secs < HUGE_VAL) timer_add(L, st->sched, f, f->since + secs);
-  return lua_yieldk(L, 0, 0, sched_sleep_k);
+  return as_sched_suspend(L, f, AS_SLEEPING, AS_AWAIT_SLEEP, secs, 0, sched_sleep_k);
 }
 
 static int sched_yield(lua_State *L) {
   as_state *st = as_state_get(L);
   as_fork *f = as_sched_enter_suspend(L, st, "yield");
-  as_sched_mark_suspended(f, AS_RUNNABLE, AS_AWAIT_YIELD);
   runq_push(L, st->sched, f);
-  return lua_yieldk(L, 0, 0, sched_sleep_k);
+  return as_sched_suspend(L, f, AS_RUNNABLE, AS_AWAIT_YIELD, HUGE_VAL, 0, sched_sleep_k);
 }
 
 /* f:cancel() -> true, or false when f has already ended. A suspended fork

@@ -69,17 +69,19 @@ void as_sched_reserve_frame(lua_State *L, as_fork *f);
 /* ---- the blocking protocol, shared by the primitives (sched.c, wait.c,
 ** channel.c, fdwait.c). A primitive: validates its arguments; calls
 ** as_sched_enter_suspend (raises unless the caller may suspend, and raises
-** Cancelled when a cancel is pending); registers what it waits on;
-** as_sched_mark_suspended; optionally as_sched_add_timer; then returns
-** lua_yieldk(L, 0, ctx, k). Its continuation reads fork->wake: READY (what
+** Cancelled when a cancel is pending); registers what it waits on; then
+** returns as_sched_suspend(...), which marks the fork, arms the timeout and
+** yields with continuation k. Its continuation reads fork->wake: READY (what
 ** it waited for happened), TIMEOUT, CANCEL (call as_sched_check_cancel),
 ** CLOSED (channels). Whoever wakes a fork calls as_sched_wake, which also
 ** undoes every registration (timer, wait nodes, channel queue, fd). */
 
 as_sched *as_sched_check_in_run(lua_State *L, as_state *st, const char *name);
 as_fork *as_sched_enter_suspend(lua_State *L, as_state *st, const char *name);
-void as_sched_mark_suspended(as_fork *f, int status, int kind);
-void as_sched_add_timer(lua_State *L, as_sched *s, as_fork *f, double deadline);
+/* Marks f suspended (status, await kind, since), arms a timer `timeout`
+** seconds from now unless it is HUGE_VAL, and yields; k continues. */
+int as_sched_suspend(lua_State *L, as_fork *f, int status, int kind,
+                     double timeout, lua_KContext ctx, lua_KFunction k);
 void as_sched_wake(lua_State *L, as_sched *s, as_fork *f, int wake);
 
 /* Raises as.Cancelled in the fork when it was woken by a cancel. */

@@ -142,8 +142,8 @@ static int wait_common(lua_State *L, int protected) {
   as_state *st = as_state_get(L);
   as_fork *t = as_fork_check(L, 1);
   double timeout = as_sched_opt_timeout(L, 2);
-  as_sched *s = as_sched_check_in_run(L, st, name);
   as_fork *me;
+  as_sched_check_in_run(L, st, name);
   lua_settop(L, 1);
   check_same_run(L, st, t, name);
   if (as_fork_ended(t))
@@ -159,9 +159,8 @@ static int wait_common(lua_State *L, int protected) {
   me->wait_mode = AS_WAIT_ONE;
   me->awaiting = t;
   node_link(&me->own_node);
-  as_sched_mark_suspended(me, AS_WAITING, AS_AWAIT_WAIT);
-  if (timeout < HUGE_VAL) as_sched_add_timer(L, s, me, as_now() + timeout);
-  return lua_yieldk(L, 0, (lua_KContext)protected, wait_k);
+  return as_sched_suspend(L, me, AS_WAITING, AS_AWAIT_WAIT, timeout,
+                          (lua_KContext)protected, wait_k);
 }
 
 static int wait_wait(lua_State *L) { return wait_common(L, 0); }
@@ -259,13 +258,12 @@ static int combinator(lua_State *L, int mode) {
   const char *name = mode == AS_WAIT_ALL ? "wait_all" : "wait_any";
   as_state *st = as_state_get(L);
   double timeout;
-  as_sched *s;
   as_fork *me;
   as_waitnode *nodes;
   int n, i, r, pending = 0;
   luaL_checktype(L, 1, LUA_TTABLE);
   timeout = as_sched_opt_timeout(L, 2);
-  s = as_sched_check_in_run(L, st, name);
+  as_sched_check_in_run(L, st, name);
   lua_settop(L, 1);
   n = (int)lua_rawlen(L, 1);
   if (n == 0 && mode == AS_WAIT_ANY) luaL_argerror(L, 1, "list of forks is empty");
@@ -304,9 +302,8 @@ static int combinator(lua_State *L, int mode) {
   me->remaining = pending;
   me->wait_mode = (unsigned char)mode;
   me->awaiting = NULL;
-  as_sched_mark_suspended(me, AS_WAITING, AS_AWAIT_WAIT);
-  if (timeout < HUGE_VAL) as_sched_add_timer(L, s, me, as_now() + timeout);
-  return lua_yieldk(L, 0, (lua_KContext)mode, combinator_k);
+  return as_sched_suspend(L, me, AS_WAITING, AS_AWAIT_WAIT, timeout,
+                          (lua_KContext)mode, combinator_k);
 }
 
 static int wait_all(lua_State *L) { return combinator(L, AS_WAIT_ALL); }
