@@ -398,8 +398,15 @@ static void resume_fork(lua_State *L, as_state *st, as_sched *s, as_fork *f) {
   }
 }
 
+/* Longest single idle sleep: a far deadline (sleep(1e308)) must neither
+** overflow time_t, which made clock_nanosleep fail at once and the loop
+** spin, nor keep the loop from re-checking. */
+#define AS_MAX_IDLE 3600.0
+
 static void sleep_until(double deadline) {
   struct timespec ts;
+  double limit = as_now() + AS_MAX_IDLE;
+  if (!(deadline < limit)) deadline = limit;   /* also catches NaN */
   ts.tv_sec = (time_t)deadline;
   ts.tv_nsec = (long)((deadline - (double)ts.tv_sec) * 1e9);
   if (ts.tv_nsec >= 1000000000L) ts.tv_nsec = 999999999L;
