@@ -37,11 +37,13 @@ static int is_parked(lua_State *co, as_state *st) {
 static int bridge_finish(lua_State *L, lua_State *co, int status, int nres,
                          int mode, as_fork *f);
 
-/* Keeps the raw trace (at raw_idx) of the error value at val_idx: when that
-** value ends a fork or reaches as.pcall, its trace is the raise site inside
-** the coroutine, not the place the bridge re-raised it. Only the latest one
-** is kept (see take_error_trace). */
+/* Keeps the raw trace (at raw_idx) of the error value at val_idx raised in
+** the running fork: when that value ends the fork or reaches as.pcall, its
+** trace is the raise site inside the coroutine, not the place the bridge
+** re-raised it (see bridge.h). */
 static void stash_error_trace(lua_State *L, as_state *st, int raw_idx, int val_idx) {
+  as_fork *f = st->sched ? st->sched->running : NULL;
+  if (f == NULL) return;
   raw_idx = lua_absindex(L, raw_idx);
   val_idx = lua_absindex(L, val_idx);
   lua_rawgeti(L, LUA_REGISTRYINDEX, st->stash_ref);
@@ -50,6 +52,40 @@ static void stash_error_trace(lua_State *L, as_state *st, int raw_idx, int val_i
   lua_pushvalue(L, raw_idx);
   lua_setfield(L, -2, "raw");
   lua_pop(L, 1);
+  st->stash_live = 1;
+  st->stash_fork = f->id;
+  st->stash_run = st->run_serial;
+}
+
+void as_bridge_clear_stash(lua_State *L, as_state *st) {
+  if (!st->stash_live) return;
+  st->stash_live = 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, st->stash_ref);
+  lua_pushnil(L);
+  lua_setfield(L, -2, "value");
+  lua_pushnil(L);
+  lua_setfield(L, -2, "raw");
+  lua_pop(L, 1);
+}
+
+int as_bridge_take_stash(lua_State *L, as_state *st, const as_fork *f, int err_idx) {
+  int same;
+  if (!st->stash_live || f == NULL || st->stash_fork != f->id ||
+      st->stash_run != st->run_serial)
+    return 0;
+  err_idx = lua_absindex(L, err_idx);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, st->stash_ref);
+  lua_getfield(L, -1, "value");
+  same = lua_rawequal(L, -1, err_idx);
+  lua_pop(L, 1);
+  if (!same) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_getfield(L, -1, "raw");
+  lua_remove(L, -2);
+  as_bridge_clear_stash(L, st);
+  return 1;
 }
 
 /* The resume failed with the message on top of L (and, when raw_idx is not
@@ -115,9 +151,18 @@ static int bridge_finish(lua_State *L, lua_State *co, int status, int nres,
     }
     if (status != LUA_OK && status != LUA_YIELD) {
       /* co failed: its stack is intact and still on the async stack, so
-      ** this is the moment to capture the raise site */
-      as_walk_opts opts = {0, 256, 1};
-      as_backtrace_push_fork(L, as_state_get(L), f, &opts);
+      ** this is the moment to capture the raise site, unless the error
+      ** came up from a coroutine further in, which kept a nearer one */
+      as_state *st = as_state_get(L);
+      int reused;
+      lua_pushvalue(co, -1);
+      lua_xmove(co, L, 1);
+      reused = as_bridge_take_stash(L, st, f, -1);
+      lua_remove(L, reused ? -2 : -1);          /* the error copy */
+      if (!reused) {
+        as_walk_opts opts = {0, 256, 1};
+        as_backtrace_push_fork(L, st, f, &opts);
+      }
       raw_idx = lua_gettop(L);
     }
     as_astack_pop(&f->astack);
@@ -142,6 +187,7 @@ static int bridge_start(lua_State *L, lua_State *co, int narg, int mode) {
   as_state *st = as_state_get(L);
   as_fork *f = as_sched_fork_of(st, L);
   int status, nres = 0;
+  if (st->stash_live) as_bridge_clear_stash(L, st);   /* the last error was handled */
   if (!lua_checkstack(co, narg)) {
     lua_pushliteral(L, "too many arguments to resume");
     return bridge_fail(L, co, mode, 0);
@@ -297,17 +343,8 @@ static int bridge_l_uninstall(lua_State *L) {
 static int bridge_l_take_error_trace(lua_State *L) {
   as_state *st = as_state_get(L);
   lua_settop(L, 1);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, st->stash_ref);
-  lua_getfield(L, 2, "value");
-  if (!lua_isnil(L, 1) && lua_rawequal(L, 1, 3)) {
-    lua_getfield(L, 2, "raw");
+  if (!as_bridge_take_stash(L, st, st->sched ? st->sched->running : NULL, 1))
     lua_pushnil(L);
-    lua_setfield(L, 2, "value");
-    lua_pushnil(L);
-    lua_setfield(L, 2, "raw");
-    return 1;
-  }
-  lua_pushnil(L);
   return 1;
 }
 

@@ -15,4 +15,19 @@ int as_bridge_install(lua_State *L, as_state *st);
 /* Puts back the originals where the bridged functions still stand. */
 void as_bridge_uninstall(lua_State *L, as_state *st);
 
+struct as_fork;
+
+/* The raise-site trace stash (bridge.c): when an error leaves a bridged
+** coroutine, the trace of its raise site is kept for the one place that
+** turns that very value into an exception (the fork failing, or as.pcall)
+** a moment later. It is dropped as soon as the error has evidently been
+** handled: a new bridged resume starts, the fork suspends, or run ends. */
+
+/* Pushes the stashed raw trace and returns 1 when it belongs to the error
+** value at err_idx raised in fork f (then the stash is emptied); else 0. */
+int as_bridge_take_stash(lua_State *L, as_state *st, const struct as_fork *f, int err_idx);
+
+/* Empties the stash. Cheap when it is empty. */
+void as_bridge_clear_stash(lua_State *L, as_state *st);
+
 #endif

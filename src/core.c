@@ -68,7 +68,8 @@ static int core_set_internal_prefix(lua_State *L) {
 }
 
 static int state_gc(lua_State *L) {
-  as_state *st = (as_state *)lua_touserdata(L, 1);
+  as_state *st = (as_state *)luaL_testudata(L, 1, AS_STATE_MT);
+  if (st == NULL) return 0;   /* reachable through debug.*: check, don't trust */
   st->sched = NULL;
   return 0;
 }

@@ -146,7 +146,8 @@ static int fork_tostring(lua_State *L) {
 
 /* Only forks with an unretrieved failure have this (see above). */
 static int fork_gc(lua_State *L) {
-  as_fork *f = (as_fork *)lua_touserdata(L, 1);
+  as_fork *f = as_fork_test(L, 1);   /* getmetatable(fork) hands this out */
+  if (f == NULL) return 0;
   if (f->status == AS_FAILED && !f->retrieved && !f->reported)
     as_sched_report_unhandled(L, as_state_get(L), 1);
   return 0;

@@ -24,7 +24,10 @@ typedef struct as_state {
   int hooks_ref;            /* table of Lua policy hooks (see as_hook_push) */
   int originals_ref;        /* table of the original coroutine/debug functions */
   int stash_ref;            /* {value, raw}: raise-site trace of the last error
-                               that came out of a bridged coroutine */
+                               that came out of a bridged coroutine (bridge.c) */
+  int stash_live;           /* stash_ref holds an entry */
+  lua_Integer stash_fork;   /* ... for an error of this fork */
+  unsigned stash_run;       /* ... in this run */
   int internal_prefix_ref;  /* string: source prefix of our Lua front end */
   const char *internal_prefix;  /* points into the anchored string above */
   size_t internal_prefix_len;

@@ -237,7 +237,10 @@ static void fail(lua_State *L, as_state *st, as_sched *s, as_fork *f) {
   lua_xmove(co, L, 1);                      /* error value */
   if (as_hook_push(L, st, "on_failure")) {
     lua_pushvalue(L, ud + 1);
-    as_backtrace_push_fork(L, st, f, &opts);
+    /* the trace of the raise site: kept by the bridge when the error came
+    ** out of a nested coroutine, else the fork's stack, still intact */
+    if (!as_bridge_take_stash(L, st, f, ud + 1))
+      as_backtrace_push_fork(L, st, f, &opts);
     lua_pushvalue(L, ud);
     /* -> the value waiters see, and whether it is a cancellation */
     if (lua_pcall(L, 3, 2, 0) == LUA_OK) {
@@ -447,7 +450,8 @@ static void sched_loop(lua_State *L, as_state *st, as_sched *s) {
 /* ---------------------------------------------------------------- run() */
 
 static int sched_gc(lua_State *L) {
-  as_sched *s = (as_sched *)lua_touserdata(L, 1);
+  as_sched *s = (as_sched *)luaL_testudata(L, 1, AS_SCHED_MT);
+  if (s == NULL) return 0;   /* the metatable is reachable through debug.* */
   sched_realloc(L, s->runq, s->rq_cap * sizeof *s->runq, 0);
   sched_realloc(L, s->heap, (size_t)s->heap_cap * sizeof *s->heap, 0);
   sched_realloc(L, s->free_slots, (size_t)s->free_cap * sizeof(int), 0);
@@ -476,6 +480,13 @@ static void abandon_live(lua_State *L, as_sched *s) {
     f->waiters = NULL;
     f->status = AS_CANCELLED;
     f->await_kind = AS_AWAIT_NONE;
+    {
+      /* close the coroutines it is parked in, innermost first, as their
+      ** own unwinding would: their <close> variables run too */
+      int i;
+      for (i = f->astack.depth - 1; i >= 1; i--)
+        lua_resetthread(f->astack.frames[i].thread);
+    }
     f->astack.depth = 0;
     f->sched = NULL;
     lua_resetthread(f->thread);
@@ -636,7 +647,12 @@ static int sched_run(lua_State *L) {
   as_sched_active = NULL;
   abandon_live(L, s);
   as_fdwait_close(L, s);
-  if (installed) as_bridge_uninstall(L, st);
+  as_bridge_clear_stash(L, st);
+  /* leave the bridge as install()/uninstall() last said, even if they were
+  ** called during this run */
+  (void)installed;
+  if (st->bridge_installed) as_bridge_install(L, st);
+  else as_bridge_uninstall(L, st);
   root->sched = NULL;
   luaL_unref(L, LUA_REGISTRYINDEX, s->live_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, s->failed_ref);
@@ -717,6 +733,8 @@ static void mark_suspended(as_fork *f, int status, int kind) {
 
 int as_sched_suspend(lua_State *L, as_fork *f, int status, int kind,
                      double timeout, lua_KContext ctx, lua_KFunction k) {
+  as_state *st = as_state_get(L);
+  if (st->stash_live) as_bridge_clear_stash(L, st);   /* the fork went on */
   mark_suspended(f, status, kind);
   if (timeout < HUGE_VAL) {
     /* a timer needs the real time; `since` then shares it, so a dump's

@@ -34,7 +34,7 @@ end
 -- The second result says the fork was cancelled (as.Cancelled escaped it):
 -- such a fork ends "cancelled", and that is no failure to report.
 core.set_hook("on_failure", function(err, raw)
-  local e = exception.from_error(err, core.take_error_trace(err) or raw)
+  local e = exception.from_error(err, raw)
   return e, exception.Cancelled:is(e)
 end)
 
