@@ -168,7 +168,7 @@ describe("asyncstack.backtrace", function()
       end)
 
       it("rejects bad level and limit options", function()
-        assert.are.equal("bad option 'limit' to 'debug_backtrace' (positive integer expected, got a smaller number)",
+        assert.are.equal("bad option 'limit' to 'debug_backtrace' (positive integer expected, got 0)",
                          error_of(function() as.debug_backtrace { limit = 0 } end))
         assert.are.equal("bad option 'level' to 'debug_backtrace' (positive integer expected, got string)",
                          error_of(function() as.debug_backtrace { level = "x" } end))

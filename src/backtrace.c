@@ -772,6 +772,16 @@ static int bt_format_trace(lua_State *L) {
   return 1;
 }
 
+/* Raises for option `opt` (on top of the stack), which is not a positive
+** integer, showing the integer given, or the type of anything else. */
+static void bad_count_option(lua_State *L, const char *opt, const char *fname) {
+  if (lua_isinteger(L, -1))
+    luaL_error(L, "bad option '%s' to '%s' (positive integer expected, got %I)",
+               opt, fname, (LUAI_UACINT)lua_tointeger(L, -1));
+  luaL_error(L, "bad option '%s' to '%s' (positive integer expected, got %s)",
+             opt, fname, luaL_typename(L, -1));
+}
+
 /* Reads {level=, limit=, async=} from the table at `idx` (absent: defaults). */
 static void read_opts(lua_State *L, int idx, as_walk_opts *o, const char *fname) {
   lua_Integer level = 1;
@@ -783,15 +793,13 @@ static void read_opts(lua_State *L, int idx, as_walk_opts *o, const char *fname)
   lua_getfield(L, idx, "level");
   if (!lua_isnil(L, -1)) {
     if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1)
-      luaL_error(L, "bad option 'level' to '%s' (positive integer expected, got %s)",
-                 fname, lua_isinteger(L, -1) ? "a smaller number" : luaL_typename(L, -1));
+      bad_count_option(L, "level", fname);
     level = lua_tointeger(L, -1);
   }
   lua_getfield(L, idx, "limit");
   if (!lua_isnil(L, -1)) {
     if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1)
-      luaL_error(L, "bad option 'limit' to '%s' (positive integer expected, got %s)",
-                 fname, lua_isinteger(L, -1) ? "a smaller number" : luaL_typename(L, -1));
+      bad_count_option(L, "limit", fname);
     o->limit = (int)(lua_tointeger(L, -1) > 1000000 ? 1000000 : lua_tointeger(L, -1));
   }
   lua_getfield(L, idx, "async");

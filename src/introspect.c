@@ -81,7 +81,10 @@ static int introspect_dump_on_signal(lua_State *L) {
     dump_state = NULL;
     return 0;
   }
-  if (!lua_isnoneornil(L, 1)) name = luaL_checkstring(L, 1);
+  if (!lua_isnoneornil(L, 1)) {
+    if (lua_type(L, 1) != LUA_TSTRING) luaL_typeerror(L, 1, "string");
+    name = lua_tostring(L, 1);
+  }
   for (i = 0; dump_signals[i].name != NULL; i++) {
     if (strcmp(name, dump_signals[i].name) == 0 ||
         strcmp(name, dump_signals[i].name + 3) == 0) {

@@ -132,6 +132,9 @@ static void check_cycle(lua_State *L, as_fork *me, as_fork *t, const char *name)
       lua_pushfstring(L, " -> fork #%I", (LUAI_UACINT)me->id);
       luaL_addvalue(&b);
       luaL_pushresult(&b);
+      luaL_where(L, 1);          /* positioned at the caller, as luaL_error does */
+      lua_insert(L, -2);
+      lua_concat(L, 2);
       lua_error(L);
     }
   }

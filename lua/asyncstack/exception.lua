@@ -119,8 +119,10 @@ function Exception.extend(class, name)
     error("bad argument #1 to 'extend' (exception class expected)", 2)
   end
   if type(name) ~= "string" or name == "" then
-    error(format("bad argument #2 to 'extend' (non-empty string expected, got %s)",
-                 name == "" and "empty string" or type(name)), 2)
+    -- called as Class:extend(name) the name is argument #1, as C counts it
+    local as_method = (debug.getinfo(2, "n") or {}).namewhat == "method"
+    error(format("bad argument #%d to 'extend' (non-empty string expected, got %s)",
+                 as_method and 1 or 2, name == "" and "empty string" or type(name)), 2)
   end
   local sub = {
     __parent = class, __class_name = name, __name = name,
@@ -138,17 +140,30 @@ end
 
 ------------------------------------------------------------------- readers
 
-function Exception:getMessage() return rawget(self, "_message") end
-function Exception:getCode() return rawget(self, "_code") end
-function Exception:getPrevious() return rawget(self, "_previous") end
+-- Readers check their self, so a bad call names the reader, not an
+-- internal rawget (level 3: the caller of the reader).
+local function check_self(self, fname)
+  if not is_exception(self) then
+    local mt = getmetatable(self)
+    local name = type(mt) == "table" and rawget(mt, "__name")
+    error(format("bad argument #1 to '%s' (asyncstack.Exception expected, got %s)", fname,
+                 type(name) == "string" and name or type(self)), 3)
+  end
+end
+
+function Exception:getMessage() check_self(self, "getMessage"); return rawget(self, "_message") end
+function Exception:getCode() check_self(self, "getCode"); return rawget(self, "_code") end
+function Exception:getPrevious() check_self(self, "getPrevious"); return rawget(self, "_previous") end
 
 -- The original error value of an ErrorException (what error() was given).
 function Exception:getOriginal()
+  check_self(self, "getOriginal")
   if rawget(self, "_has_original") then return rawget(self, "_original") end
   return nil
 end
 
 function Exception:getTrace()
+  check_self(self, "getTrace")
   local frames = rawget(self, "_frames")
   if not frames then
     frames = core.expand(rawget(self, "_raw"))
@@ -165,11 +180,13 @@ local function origin(self)
 end
 
 function Exception:getFile()
+  check_self(self, "getFile")
   local fr = origin(self)
   return fr and fr.file
 end
 
 function Exception:getLine()
+  check_self(self, "getLine")
   local fr = origin(self)
   return fr and fr.line
 end
@@ -185,6 +202,7 @@ end
 
 -- PHP's format: "#0 file(line): function()" per frame, then "#N {main}".
 function Exception:getTraceAsString()
+  check_self(self, "getTraceAsString")
   local out = {}
   local frames = self:getTrace()
   for i, fr in ipairs(frames) do

@@ -101,13 +101,9 @@ M.tasks = introspect.tasks
 M.dump = introspect.dump
 
 -- as.dump_on_signal([name]): dump to stderr when the signal (default
--- SIGUSR1) arrives, at the next safe point. false removes the handler.
-function M.dump_on_signal(name)
-  if name ~= nil and name ~= false and type(name) ~= "string" then
-    error(format("bad argument #1 to 'dump_on_signal' (string expected, got %s)", type(name)), 2)
-  end
-  return core.dump_on_signal(name)
-end
+-- SIGUSR1) arrives, at the next safe point; false removes the handler.
+-- (C, so that argument errors point at the caller.)
+M.dump_on_signal = core.dump_on_signal
 
 -- exceptions
 M.Exception = exception.Exception
