@@ -140,10 +140,13 @@ describe("asyncstack.exception", function()
 
     describe("bad arguments", function()
       it("rejects a bad class name", function()
-        assert.are.equal("bad argument #2 to 'extend' (non-empty string expected, got number)",
+        -- called with ':' the name is argument #1, as C functions count it
+        assert.are.equal("bad argument #1 to 'extend' (non-empty string expected, got number)",
                          error_of(function() as.Exception:extend(1) end))
-        assert.are.equal("bad argument #2 to 'extend' (non-empty string expected, got empty string)",
+        assert.are.equal("bad argument #1 to 'extend' (non-empty string expected, got empty string)",
                          error_of(function() as.Exception:extend("") end))
+        assert.are.equal("bad argument #2 to 'extend' (non-empty string expected, got number)",
+                         error_of(function() as.Exception.extend(as.Exception, 1) end))
         assert.are.equal("bad argument #1 to 'extend' (exception class expected)",
                          error_of(function() as.Exception.extend({}, "X") end))
       end)

@@ -120,7 +120,7 @@ function Exception.extend(class, name)
   end
   if type(name) ~= "string" or name == "" then
     -- called as Class:extend(name) the name is argument #1, as C counts it
-    local as_method = (debug.getinfo(2, "n") or {}).namewhat == "method"
+    local as_method = (debug.getinfo(1, "n") or {}).namewhat == "method"
     error(format("bad argument #%d to 'extend' (non-empty string expected, got %s)",
                  as_method and 1 or 2, name == "" and "empty string" or type(name)), 2)
   end
