@@ -113,3 +113,41 @@ install: all
 
 clean:
 	rm -rf build build-asan $(NOTRACK)
+
+# ------------------------------------------------------- reliability (issue 8)
+# fuzz: FUZZ_PROGRAMS random programs (spec/random_spec.lua) from FUZZ_SEED,
+# through the asan target (its build, flags and preloaded runtimes). When the
+# run dies, the seed of the program it was in is printed; a failing seed
+# replays with tools/replay.lua, or under ASan with FUZZ_PROGRAMS=1.
+# gc-stress: the specs again, with busted's process under an aggressive
+# collector (spec/support/gc_stress.lua), once per mode; #slow (scale) and
+# #child specs are left out (a child process is not under the helper).
+# scale: spec/scale_spec.lua alone, printing its numbers (make test runs it
+# too, quietly).
+FUZZ_PROGRAMS     ?= 20000
+FUZZ_SEED         ?= $(shell date +%s)
+GC_STRESS_MODES   ?= pause0 generational
+GC_STRESS_FLAGS   ?= --exclude-tags=slow,child
+
+.PHONY: fuzz gc-stress scale
+
+fuzz:
+	@echo "fuzz: $(FUZZ_PROGRAMS) random programs from seed $(FUZZ_SEED) under ASan+UBSan"
+	@ASYNCSTACK_PROGRAMS=$(FUZZ_PROGRAMS) ASYNCSTACK_SEED=$(FUZZ_SEED) \
+	  ASYNCSTACK_SEED_LOG=$(CURDIR)/build-asan/fuzz-seed \
+	  $(MAKE) --no-print-directory asan BUSTED_FLAGS='--tags=random $(BUSTED_FLAGS)' || { \
+	  seed=$$(cat build-asan/fuzz-seed 2>/dev/null); \
+	  echo "fuzz: failed; the last program started has seed $$seed. Replay it with"; \
+	  echo "  $(RUN_ENV) $(LUA) tools/replay.lua $$seed"; \
+	  echo "  make fuzz FUZZ_PROGRAMS=1 FUZZ_SEED=$$seed    (under ASan+UBSan)"; \
+	  exit 1; }
+
+gc-stress: all test-helpers
+	@for mode in $(GC_STRESS_MODES); do \
+	  echo "gc-stress: $$mode"; \
+	  $(RUN_ENV) $(BUSTED) --helper=spec/support/gc_stress.lua -Xhelper=$$mode \
+	    $(GC_STRESS_FLAGS) $(BUSTED_FLAGS) spec || exit 1; \
+	done
+
+scale: all
+	$(RUN_ENV) ASYNCSTACK_SCALE_REPORT=1 $(BUSTED) $(BUSTED_FLAGS) spec/scale_spec.lua
