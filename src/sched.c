@@ -328,24 +328,31 @@ void as_sched_report_unhandled(lua_State *L, as_state *st, int ud_idx) {
   s->pending = 1;
 }
 
-/* Delivers the reports queued by finalizers. */
+/* Delivers the reports queued by finalizers. The queue is swapped for a
+** fresh one before any hook runs: a handler allocates, collections run,
+** and the finalizers they run queue more reports, which go to the fresh
+** queue and are delivered by the next round of this loop. */
 static void drain_pending(lua_State *L, as_state *st, as_sched *s) {
-  lua_Integer i, n;
-  s->pending = 0;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, s->pending_ref);
-  n = (lua_Integer)lua_rawlen(L, -1);
-  for (i = 1; i <= n; i++) {
-    lua_rawgeti(L, -1, i);
-    if (as_hook_push(L, st, "on_unhandled")) {
-      lua_getfield(L, -2, "error");
-      lua_pushvalue(L, -3);
-      if (lua_pcall(L, 2, 0, 0) != LUA_OK) lua_pop(L, 1);
+  while (s->pending) {
+    lua_Integer i, n;
+    int queue;
+    s->pending = 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->pending_ref);
+    queue = lua_gettop(L);
+    lua_newtable(L);
+    lua_rawseti(L, LUA_REGISTRYINDEX, s->pending_ref);
+    n = (lua_Integer)lua_rawlen(L, queue);   /* no holes: nothing removed here */
+    for (i = 1; i <= n; i++) {
+      lua_rawgeti(L, queue, i);
+      if (as_hook_push(L, st, "on_unhandled")) {
+        lua_getfield(L, -2, "error");
+        lua_pushvalue(L, -3);
+        if (lua_pcall(L, 2, 0, 0) != LUA_OK) lua_pop(L, 1);
+      }
+      lua_pop(L, 1);
     }
-    lua_pop(L, 1);
-    lua_pushnil(L);
-    lua_rawseti(L, -2, i);
+    lua_settop(L, queue - 1);
   }
-  lua_pop(L, 1);
 }
 
 /* At the end of run: every failure nobody retrieved is reported. */
@@ -365,6 +372,8 @@ static void report_unretrieved(lua_State *L, as_state *st, as_sched *s) {
     }
   }
   lua_pop(L, 2);
+  /* finalizers that ran during those reports queued theirs */
+  if (s->pending) drain_pending(L, st, s);
 }
 
 static void resume_fork(lua_State *L, as_state *st, as_sched *s, as_fork *f) {
