@@ -39,11 +39,18 @@ static inline as_state *as_state_get(lua_State *L) {
 }
 
 /* Pushes the Lua hook `name` set by the front end (core.set_hook) and returns
-** 1, or pushes nothing and returns 0 when it is not set. Hooks are policy:
-**   format(msg, frames) -> string          traceback text
-**   on_failure(err, frames, fork) -> value what waiters of a failed fork see
-**   new_error(kind, message, level) -> value  Timeout, deadlock, ... errors
-**   on_deadlock(blocked_forks) -> value    the error run() raises */
+** 1, or pushes nothing and returns 0 when it is not set. Hooks are policy
+** (lua/asyncstack/init.lua sets them):
+**   on_failure(err, raw, fork) -> value, cancelled   what waiters of a failed
+**                                         fork see; cancelled ends it "cancelled"
+**   new_error(kind, message) -> value     Timeout, Cancelled, Deadlock errors
+**   on_deadlock(blocked_forks) -> value   the error run() raises
+**   on_rethrow(err, how)                  wait/pwait/wait_all handed err on
+**   on_unhandled(err, {id =, name =})     a failure nobody retrieved
+**   to_exception(err) -> exception        as.pcall's message handler
+**   dump_signal()                         print the dump a signal asked for
+**   format(msg, frames) -> string         optional: overrides the traceback
+**                                         text backtrace.c builds itself */
 int as_hook_push(lua_State *L, as_state *st, const char *name);
 
 /* Registers `l` into the table on top of the stack with the state as upvalue. */
