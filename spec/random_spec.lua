@@ -1,7 +1,8 @@
 -- Randomized programs (issue 8, part 1): seeded programs mixing fork, wait,
--- pwait, sleep, yield, errors, pcall/as.pcall, nested coroutines and trace
--- calls, run under as.run and checked against the invariants listed at the
--- top of spec/random/generator.lua.
+-- pwait, sleep, yield, errors, pcall/as.pcall, nested coroutines, trace
+-- calls, channels, wait_all/wait_any, cancel and timeouts, run under as.run
+-- and checked against the invariants listed at the top of
+-- spec/random/generator.lua.
 --
 --   ASYNCSTACK_PROGRAMS  how many programs (default 1000)
 --   ASYNCSTACK_SEED      seed of the first program (default 8000001); program
@@ -73,14 +74,40 @@ describe("asyncstack.random", function()
     end)
 
     it("works out each fork's events and outcome", function()
-      local prog = generator.generate(8000001)
-      for _, spec in ipairs(prog.forks) do
-        assert.are.equal("start", spec.expected[1])
-        if spec.outcome.status == "done" then
-          assert.are.equal("end", spec.expected[#spec.expected])
-        else
-          assert.is_number(spec.outcome.tag)
+      for seed = 8000001, 8000050 do
+        local prog = generator.generate(seed)
+        for _, spec in ipairs(prog.forks) do
+          if spec.unstarted then                   -- cancelled before it ran
+            assert.are.same({}, spec.expected)
+            assert.are.equal("cancelled", spec.outcome.status)
+          else
+            assert.are.equal("start", spec.expected[1])
+            if spec.outcome.status == "done" then
+              assert.are.equal("end", spec.expected[#spec.expected])
+            elseif spec.outcome.status == "cancelled" then
+              assert.is_true(spec.victim)
+              assert.matches("^x%d+$", spec.expected[#spec.expected])  -- its guard, last
+            else
+              assert.is_number(spec.outcome.tag)
+            end
+          end
         end
+      end
+    end)
+
+    it("mixes channels, combinators, cancellation and timeouts in", function()
+      local kinds = {}
+      local function walk(block)
+        for _, op in ipairs(block) do
+          kinds[op.kind] = (kinds[op.kind] or 0) + 1
+          if op.body then walk(op.body) end
+        end
+      end
+      for seed = 8000001, 8000100 do
+        for _, spec in ipairs(generator.generate(seed).forks) do walk(spec.body) end
+      end
+      for _, kind in ipairs({ "chan", "role", "combo", "cancel", "park", "timeout" }) do
+        assert.is_true((kinds[kind] or 0) >= 10, kind .. " ops are rare: " .. tostring(kinds[kind]))
       end
     end)
   end)
@@ -144,6 +171,69 @@ describe("asyncstack.random", function()
       rt.reports, rt.delivered = {}, {}
       assert.matches("failure was reported 0 times, seen by no waiter",
                      table.concat(generator.check(rt), "\n"), 1, true)
+    end)
+
+    -- seeds whose program has a synced cancel op and a chan op whose child
+    -- consumes (so the victim parks, and values arrive in the child)
+    local function seed_with(pred)
+      for s = 8000001, 8002000 do
+        local prog = generator.generate(s)
+        if prog.forks[1].outcome.status == "done" then
+          for _, spec in ipairs(prog.forks) do
+            for _, op in ipairs(spec.body) do
+              if pred(op, prog) then return s, op end
+            end
+          end
+        end
+      end
+    end
+
+    it("finds a cancelled fork whose <close> guard did not run", function()
+      local s, op = seed_with(function(op, prog)
+        return op.kind == "cancel" and op.variant == "synced" and prog.forks[op.victim].outcome.status == "cancelled"
+      end)
+      local ok, problems = generator.run_seed(s, {
+        inject = function(rt)
+          rt.mutate = function(fx, e)
+            if fx.spec.id == op.victim and e:match("^x") then return nil end
+            return e
+          end
+        end,
+      })
+      assert.is_false(ok)
+      assert.matches(("fork %d was cancelled after"):format(op.victim), table.concat(problems, "\n"), 1, true)
+    end)
+
+    it("finds a victim that did not end cancelled, and a channel value out of order", function()
+      local s, op = seed_with(function(op, prog)
+        return op.kind == "cancel" and prog.forks[op.victim].outcome.status == "cancelled"
+      end)
+      local prog = generator.generate(s)
+      local rt = generator.run(prog)
+      assert.are.same({}, generator.check(rt))
+      local real = rt.strong[op.victim]
+      rt.strong[op.victim] = setmetatable({}, { __index = function(_, k)
+        if k == "status" then return function() return "done" end end
+        return function(_, ...) return real[k](real, ...) end
+      end })
+      assert.matches(("fork %d ended done, expected cancelled"):format(op.victim),
+                     table.concat(generator.check(rt), "\n"), 1, true)
+
+      local s2, chan = seed_with(function(o)
+        return o.kind == "chan" and o.child_produces and #o.values >= 2 and o.values[1] == "int"
+      end)
+      local ok, problems = generator.run_seed(s2, {
+        inject = function(rt2)
+          rt2.mutate = function(fx, e)
+            -- the consumer saw the first two values swapped
+            local head, a, b, tail = e:match("^(<" .. chan.n .. ":recv:)([^,]+),([^,]+)(.*)$")
+            if head and fx.spec.id ~= chan.child then return head .. b .. "," .. a .. tail end
+            return e
+          end
+        end,
+      })
+      assert.is_false(ok)
+      assert.matches("recorded events that the program does not imply", table.concat(problems, "\n"), 1, true)
     end)
 
     it("finds a trace that lost a frame or does not end at the root", function()
