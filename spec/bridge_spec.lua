@@ -14,6 +14,7 @@ local function bridged_lib()
   for k, v in pairs(coroutine) do lib[k] = v end
   lib.traceback = debug.traceback
   as.uninstall()
+  assert(lib.yield ~= coroutine.yield, "the bridge replaces coroutine.yield")
   return lib
 end
 
@@ -24,9 +25,13 @@ local function original_lib()
   return lib
 end
 
--- Outcome of a scenario, with threads replaced by a marker so both runs compare.
-local function outcome(scenario, lib)
+-- Outcome of a scenario, with threads replaced by a marker so both runs
+-- compare. The bridged side runs installed, as users run it (Lua's traceback
+-- names C functions by finding them in the loaded modules).
+local function outcome(scenario, lib, installed)
+  if installed then as.install() end
   local results = table.pack(pcall(scenario, lib))
+  if installed then as.uninstall() end
   for i = 1, results.n do
     if type(results[i]) == "thread" then results[i] = "<thread>" end
   end
@@ -133,8 +138,10 @@ local scenarios = {
 
 describe("asyncstack.bridge", function()
   describe("install()", function()
-    it("replaces coroutine.resume/wrap/close and debug.traceback until uninstall()", function()
+    it("replaces coroutine.resume/wrap/close/yield and debug.traceback until uninstall()", function()
+      local original_yield = coroutine.yield
       as.install()
+      assert.are_not.equal(original_yield, coroutine.yield)
       assert.are_not.equal(original.resume, coroutine.resume)
       assert.are_not.equal(original.wrap, coroutine.wrap)
       assert.are_not.equal(original.close, coroutine.close)
@@ -174,7 +181,7 @@ describe("asyncstack.bridge", function()
     for _, name in ipairs(names) do
       it("behaves like Lua: " .. name, function()
         assert.are.same(outcome(scenarios[name], original_lib()),
-                        outcome(scenarios[name], bridged))
+                        outcome(scenarios[name], bridged, true))
       end)
     end
   end)

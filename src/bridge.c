@@ -23,13 +23,17 @@ enum { BRIDGE_RESUME, BRIDGE_WRAP };
 /* True when `co` is suspended inside one of our blocking calls (its level 0 is
 ** a core function): it belongs to a suspended fork and only that fork's
 ** wake-up may resume it. */
+static int bridge_yield(lua_State *L);
+
 static int is_parked(lua_State *co, as_state *st) {
   lua_Debug ar;
   int parked;
   if (st->sched == NULL || lua_status(co) != LUA_YIELD) return 0;
   if (!lua_getstack(co, 0, &ar) || !lua_checkstack(co, 2)) return 0;
   lua_getinfo(co, "f", &ar);
-  parked = as_is_internal_function(co, st, -1);
+  /* our coroutine.yield is a plain yield there: not parked */
+  parked = as_is_internal_function(co, st, -1) &&
+           lua_tocfunction(co, -1) != bridge_yield;
   lua_pop(co, 1);
   return parked;
 }
@@ -228,6 +232,21 @@ static int bridge_wrap(lua_State *L) {
   return 1;
 }
 
+/* coroutine.yield: Lua's own, except at a fork's own level (its root
+** coroutine, not a coroutine resumed inside it), where there is nobody to
+** yield to but the scheduler: there it is as.yield(), an await point like
+** any other (cancel reaches it). Values yielded there are dropped, and it
+** returns nothing, as the scheduler resumes forks with no values. */
+static int bridge_yield(lua_State *L) {
+  as_state *st = as_state_get(L);
+  as_fork *f = as_sched_fork_of(st, L);
+  if (f != NULL && f->astack.depth == 1) {
+    lua_settop(L, 0);
+    return as_sched_yield(L, st, "yield");
+  }
+  return lua_yield(L, lua_gettop(L));
+}
+
 /* coroutine.close, refusing coroutines parked by a suspended fork. */
 static int bridge_close(lua_State *L) {
   as_state *st = as_state_get(L);
@@ -271,6 +290,7 @@ static int bridge_traceback(lua_State *L) {
 
 static const struct { const char *lib, *name; } bridged_slots[] = {
   {"coroutine", "resume"}, {"coroutine", "wrap"}, {"coroutine", "close"},
+  {"coroutine", "yield"},
   {"debug", "traceback"}, {NULL, NULL}
 };
 
@@ -364,6 +384,7 @@ void as_bridge_open(lua_State *L) {
   };
   static const luaL_Reg bridged[] = {
     {"resume", bridge_resume}, {"wrap", bridge_wrap}, {"close", bridge_close},
+    {"yield", bridge_yield},
     {"traceback", bridge_traceback}, {NULL, NULL}
   };
   as_state *st = as_state_get(L);

@@ -231,6 +231,14 @@ static int channel_close(lua_State *L) {
   return 1;
 }
 
+/* ch() is ch:recv() with no timeout, so `for v in ch do ... end` drains a
+** channel until it is closed (a generic for passes its control value as an
+** argument, which recv would take for a timeout). */
+static int channel_call(lua_State *L) {
+  lua_settop(L, 1);
+  return channel_recv(L);
+}
+
 static int channel_len(lua_State *L) {
   lua_pushinteger(L, check_channel(L, 1)->count);
   return 1;
@@ -282,7 +290,8 @@ void as_channel_open(lua_State *L) {
     {"id", channel_id}, {NULL, NULL}
   };
   static const luaL_Reg meta[] = {
-    {"__tostring", channel_tostring}, {"__close", channel_close}, {NULL, NULL}
+    {"__tostring", channel_tostring}, {"__close", channel_close},
+    {"__call", channel_call}, {NULL, NULL}
   };
   static const luaL_Reg funcs[] = { {"channel", channel_new}, {NULL, NULL} };
   luaL_newmetatable(L, AS_CHANNEL_MT);

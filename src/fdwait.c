@@ -9,6 +9,7 @@
 */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -157,6 +158,9 @@ static int fdwait_wait_fd(lua_State *L) {
   int err;
   me = as_sched_enter_suspend(L, st, "wait_fd");
   s = st->sched;
+  /* a closed fd would otherwise size the table by its number first */
+  if (fcntl(fd, F_GETFD) == -1)
+    return luaL_error(L, "wait_fd: cannot watch fd %d: %s", fd, strerror(errno));
   ensure_fd(L, s, fd);
   slot = write ? &s->fds[fd].writer : &s->fds[fd].reader;
   if (*slot != NULL)

@@ -803,11 +803,14 @@ static int sched_sleep(lua_State *L) {
   return as_sched_suspend(L, f, AS_SLEEPING, AS_AWAIT_SLEEP, secs, 0, sched_sleep_k);
 }
 
-static int sched_yield(lua_State *L) {
-  as_state *st = as_state_get(L);
-  as_fork *f = as_sched_enter_suspend(L, st, "yield");
+int as_sched_yield(lua_State *L, as_state *st, const char *name) {
+  as_fork *f = as_sched_enter_suspend(L, st, name);
   runq_push(L, st->sched, f);
   return as_sched_suspend(L, f, AS_RUNNABLE, AS_AWAIT_YIELD, HUGE_VAL, 0, sched_sleep_k);
+}
+
+static int sched_yield(lua_State *L) {
+  return as_sched_yield(L, as_state_get(L), "yield");
 }
 
 /* f:cancel() -> true, or false when f has already ended. A suspended fork
@@ -828,9 +831,12 @@ static int sched_cancel(lua_State *L) {
   f->cancel_requested = 1;
   if (f->status == AS_SLEEPING || f->status == AS_WAITING) {
     as_sched_wake(L, s, f, AS_WAKE_CANCEL);
-  } else if (f->status == AS_RUNNABLE && f->nargs < 0) {
-    f->wake = AS_WAKE_CANCEL;   /* queued (yielded or woken): raised on resume */
+  } else if (f->status == AS_RUNNABLE && f->nargs < 0 && f->wake == AS_WAKE_NONE) {
+    f->wake = AS_WAKE_CANCEL;   /* queued by yield(): raised when it resumes */
   }
+  /* else running, or woken because its operation completed (a value was
+  ** received or sent, a wait ended): that result stands, and the cancel
+  ** stays pending for its next blocking call */
   lua_pushboolean(L, 1);
   return 1;
 }

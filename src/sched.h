@@ -84,6 +84,10 @@ int as_sched_suspend(lua_State *L, as_fork *f, int status, int kind,
                      double timeout, lua_KContext ctx, lua_KFunction k);
 void as_sched_wake(lua_State *L, as_sched *s, as_fork *f, int wake);
 
+/* as.yield() for the running fork (the bridge's coroutine.yield at a fork's
+** own level calls it too); `name` names the call in errors. */
+int as_sched_yield(lua_State *L, as_state *st, const char *name);
+
 /* Raises as.Cancelled in the fork when it was woken by a cancel. */
 void as_sched_check_cancel(lua_State *L, as_state *st, as_fork *f);
 

@@ -25,13 +25,9 @@
 -- checks), or document that a coroutine.yield is no await point for cancel.
 local as = require "asyncstack"
 
-local function known_bug(reason)
-  if os.getenv("ASYNCSTACK_REGRESS") ~= "1" then pending(reason) end
-end
 
 describe("regression: cancel-at-coroutine-yield", function()
   it("cancels a fork that yielded with coroutine.yield, as it does at as.yield", function()
-    known_bug("src/sched.c resume_fork: a cancel at a root coroutine.yield is not raised there")
     local after, ok, e, status
     as.run(function()
       local f = as.fork(function()

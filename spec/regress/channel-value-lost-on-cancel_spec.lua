@@ -31,13 +31,9 @@
 -- itself; the same holds for a wait whose target has already ended.
 local as = require "asyncstack"
 
-local function known_bug(reason)
-  if os.getenv("ASYNCSTACK_REGRESS") ~= "1" then pending(reason) end
-end
 
 describe("regression: channel-value-lost-on-cancel", function()
   it("a value handed to a receiver is not lost when the receiver is cancelled before it runs", function()
-    known_bug("src/sched.c sched_cancel overwrites AS_WAKE_READY; recv_k raises Cancelled")
     local got, sent, len
     as.run(function()
       local ch = as.channel()
@@ -57,7 +53,6 @@ describe("regression: channel-value-lost-on-cancel", function()
   end)
 
   it("a send whose value was taken does not raise Cancelled (its value would be sent twice)", function()
-    known_bug("src/sched.c sched_cancel overwrites AS_WAKE_READY; send_k raises Cancelled")
     local outcome, received
     as.run(function()
       local ch = as.channel()

@@ -19,9 +19,6 @@
 -- or bound the table by RLIMIT_NOFILE instead of 2^24.
 local helper = require "spec.helper"
 
-local function known_bug(reason)
-  if os.getenv("ASYNCSTACK_REGRESS") ~= "1" then pending(reason) end
-end
 
 local SCRIPT = [[
 local as = require "asyncstack"
@@ -39,7 +36,6 @@ print("grew", hwm() - before, ok, err)
 
 describe("regression: wait-fd-bad-fd-table", function()
   it("a closed fd number is refused without allocating a table as large as the number #child", function()
-    known_bug("src/fdwait.c ensure_fd grows the fd table before checking the fd")
     local out, status = helper.run_child(SCRIPT)
     assert.are.equal(0, status, out)
     local grew = tonumber(out:match("grew\t(%d+)"))
