@@ -207,6 +207,7 @@ static void unblock(as_sched *s, as_fork *f) {
 }
 
 void as_sched_wake(lua_State *L, as_sched *s, as_fork *f, int wake) {
+  if (s == NULL) return;   /* run() has ended: nobody is left to wake */
   unblock(s, f);
   f->wake = (unsigned char)wake;
   f->status = AS_RUNNABLE;
@@ -481,26 +482,38 @@ static int run_loop_protected(lua_State *L) {
 /* Ends every fork still live (run is over): they are cancelled, their
 ** coroutines closed so pending to-be-closed variables run. */
 static void abandon_live(lua_State *L, as_sched *s) {
+  int live;
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->live_ref);
+  live = lua_gettop(L);
+  /* first every fork lets go of what it waits on (channel queues, waiter
+  ** lists, timers, fds) and ends: the <close> handlers the second pass runs
+  ** may close channels or send on them, and must find nobody to wake */
   lua_pushnil(L);
-  while (lua_next(L, -2)) {
+  while (lua_next(L, live)) {
     as_fork *f = (as_fork *)lua_touserdata(L, -1);
-    unblock(s, f);
-    f->waiters = NULL;
-    f->status = AS_CANCELLED;
-    f->await_kind = AS_AWAIT_NONE;
-    {
-      /* close the coroutines it is parked in, innermost first, as their
-      ** own unwinding would: their <close> variables run too */
+    if (f != NULL) {
+      unblock(s, f);
+      f->waiters = NULL;
+      f->status = AS_CANCELLED;
+      f->await_kind = AS_AWAIT_NONE;
+      f->sched = NULL;
+    }
+    lua_pop(L, 1);
+  }
+  /* then close their coroutines, innermost first, as their own unwinding
+  ** would: their <close> variables run */
+  lua_pushnil(L);
+  while (lua_next(L, live)) {
+    as_fork *f = (as_fork *)lua_touserdata(L, -1);
+    if (f != NULL) {
       int i;
       for (i = f->astack.depth - 1; i >= 1; i--)
         lua_resetthread(f->astack.frames[i].thread);
+      f->astack.depth = 0;
+      lua_resetthread(f->thread);
+      lua_settop(f->thread, 0);
+      f->nresults = 0;
     }
-    f->astack.depth = 0;
-    f->sched = NULL;
-    lua_resetthread(f->thread);
-    lua_settop(f->thread, 0);
-    f->nresults = 0;
     lua_pop(L, 1);
   }
   lua_pop(L, 1);

@@ -270,6 +270,9 @@ static int combinator(lua_State *L, int mode) {
   lua_settop(L, 1);
   n = (int)lua_rawlen(L, 1);
   if (n == 0 && mode == AS_WAIT_ANY) luaL_argerror(L, 1, "list of forks is empty");
+  /* checked into a private copy: the caller may change its list while we
+  ** wait, and the continuation reads the list again */
+  lua_createtable(L, n, 0);
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, i);
     if (as_fork_test(L, -1) == NULL) {
@@ -278,8 +281,9 @@ static int combinator(lua_State *L, int mode) {
       luaL_argerror(L, 1, msg);
     }
     check_same_run(L, st, (as_fork *)lua_touserdata(L, -1), name);
-    lua_pop(L, 1);
+    lua_rawseti(L, 2, i);
   }
+  lua_replace(L, 1);
   r = combinator_outcome(L, st, mode, n);
   if (r >= 0) return r;
   me = as_sched_enter_suspend(L, st, name);

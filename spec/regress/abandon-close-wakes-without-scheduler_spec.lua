@@ -40,9 +40,6 @@
 -- in runq_push <- as_sched_wake <- channel_close <- abandon_live).
 local helper = require "spec.helper"
 
-local function known_bug(reason)
-  if os.getenv("ASYNCSTACK_REGRESS") ~= "1" then pending(reason) end
-end
 
 local SCRIPT = [[
 local as = require "asyncstack"
@@ -70,7 +67,6 @@ describe("regression: abandon-close-wakes-without-scheduler", function()
     it(("survives a <close> handler that does ch:%s on abandonment (%s) #child")
          :format(mode == "deadlock" and "close" or mode, mode == "deadlock" and "a deadlock" or "the root failed"),
        function()
-      known_bug("src/sched.c abandon_live: channel wakers run with st->sched == NULL")
       local out, status = helper.run_child(SCRIPT:format(mode))
       assert.are.equal(0, status, out)
       assert.matches("survived\tfalse\t", out)

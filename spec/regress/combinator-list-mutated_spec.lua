@@ -24,9 +24,6 @@
 -- from the caller's table.
 local helper = require "spec.helper"
 
-local function known_bug(reason)
-  if os.getenv("ASYNCSTACK_REGRESS") ~= "1" then pending(reason) end
-end
 
 local SCRIPT = [[
 local as = require "asyncstack"
@@ -50,7 +47,6 @@ describe("regression: combinator-list-mutated", function()
   for _, mode in ipairs { "string", "grow", "channel", "emptied" } do
     it(("wait_all answers for the forks it was given when the list changes meanwhile (%s) #child"):format(mode),
        function()
-      known_bug("src/wait.c combinator_k: re-reads the caller's list")
       local out, status = helper.run_child(SCRIPT:format(mode))
       assert.are.equal(0, status, out)
       assert.matches("result\t1\ta", out)
