@@ -622,9 +622,7 @@ local ROWS = {
     message = "bad argument #1 to 'wait_all' (list of forks expected, item 2 is nil)" },
   { api = "wait_all", what = "a list with a channel", where = "inside",
     call = function() as.wait_all({ as.channel() }) end,
-    message = "bad argument #1 to 'wait_all' (list of forks expected, item 1 is asyncstack.Channel)",
-    pending = "today: 'item 1 is userdata' (luaL_typename); Lua's own argument errors, and every " ..
-              "other row here, name a userdata by its __name" },
+    message = "bad argument #1 to 'wait_all' (list of forks expected, item 1 is asyncstack.Channel)" },
   { api = "wait_any", what = "an empty list", where = "inside",
     call = function() as.wait_any({}) end,
     message = "bad argument #1 to 'wait_any' (list of forks is empty)" },
@@ -707,9 +705,7 @@ local ROWS = {
     call = function()
       as.wait_fd(setmetatable({}, { __index = { getfd = function() return "3" end } }), "r")
     end,
-    message = "bad argument #1 to 'wait_fd' (getfd() returned string, integer fd expected)",
-    pending = "today: '(integer fd or object with getfd() expected, got string)', which names the " ..
-              "type of getfd()'s result as if it were the argument (a table with getfd)" },
+    message = "bad argument #1 to 'wait_fd' (getfd() returned string, integer fd expected)" },
   { api = "wait_fd", what = "a negative fd", where = "both",
     call = function() as.wait_fd(-1, "r") end,
     message = "bad argument #1 to 'wait_fd' (fd out of range)" },

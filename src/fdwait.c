@@ -133,6 +133,9 @@ static int check_fd(lua_State *L, int arg) {
     if (lua_getfield(L, arg, "getfd") == LUA_TFUNCTION) {
       lua_pushvalue(L, arg);
       lua_call(L, 1, 1);
+      if (lua_type(L, -1) != LUA_TNUMBER)
+        luaL_argerror(L, arg, lua_pushfstring(L, "getfd() returned %s, integer fd expected",
+                                              luaL_typename(L, -1)));
       lua_replace(L, arg);
     } else {
       lua_pop(L, 1);

@@ -276,8 +276,9 @@ static int combinator(lua_State *L, int mode) {
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, i);
     if (as_fork_test(L, -1) == NULL) {
-      const char *msg = lua_pushfstring(L, "list of forks expected, item %d is %s", i,
-                                        luaL_typename(L, -1));   /* the item */
+      const char *tname = luaL_getmetafield(L, -1, "__name") == LUA_TSTRING
+                          ? lua_tostring(L, -1) : luaL_typename(L, -1);   /* as luaL_typeerror */
+      const char *msg = lua_pushfstring(L, "list of forks expected, item %d is %s", i, tname);
       luaL_argerror(L, 1, msg);
     }
     check_same_run(L, st, (as_fork *)lua_touserdata(L, -1), name);
