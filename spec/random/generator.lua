@@ -694,13 +694,11 @@ end
 local function produce(rt, fx, op, role, shadow, c)
   local ch = c.ch
   do
-    -- "tbc" holds the channel in a <close> variable over the sends. KNOWN
-    -- BUG (spec/regress/abandon-close-wakes-without-scheduler_spec.lua):
-    -- when the root fails while this fork is live, run() abandons it and
-    -- that close wakes a consumer still blocked in recv with no scheduler:
-    -- the process crashes. Only ASYNCSTACK_STRICT=1 holds it; otherwise the
-    -- channel is closed by a <close> variable right after the sends.
-    local held <close> = (role.close == "tbc" and rt.strict) and ch or nil
+    -- "tbc" holds the channel in a <close> variable over the sends: when
+    -- the root fails while this fork is live, run() abandons it and that
+    -- close wakes a consumer still blocked in recv (this crashed once:
+    -- spec/regress/abandon-close-wakes-without-scheduler_spec.lua)
+    local held <close> = role.close == "tbc" and ch or nil
     for i = 1, #c.values do
       set_state(fx, "channel", shadow)
       fx.chan = { id = ch:id(), op = "send" }
@@ -714,11 +712,7 @@ local function produce(rt, fx, op, role, shadow, c)
       end
     end
   end
-  if role.close == "tbc" then
-    if not ch:is_closed() then
-      do local _ <close> = ch end
-    end
-  else
+  if role.close ~= "tbc" then
     local r = ch:close()
     if r ~= true then problem(rt, fx, op, "the first close() returned %s", tostring(r)) end
   end
@@ -743,14 +737,28 @@ local function consume(rt, fx, op, role, shadow, c)
     clear_state(fx)
     return v, why
   end
-  if role.style == "iter" then
-    -- not `for v in ch.recv, ch`: that hands each value back to recv as its
-    -- timeout (spec/regress/channel-recv-iterator_spec.lua); and a false
-    -- value would end the loop, so "iter" is chosen only without one
+  if role.style == "iter" or role.style == "call" then
+    -- "iter": a closure; "call": `for v in ch` (ch() is ch:recv()). Never
+    -- `for v in ch.recv, ch`, which handed each value back to recv as its
+    -- timeout (spec/regress/channel-recv-iterator_spec.lua). A false value
+    -- ends either loop, so these are chosen only without one.
     local i = 0
-    for v in recv do
-      i = i + 1
-      parts[i] = value_text(c, i, v)
+    if role.style == "iter" then
+      for v in recv do
+        i = i + 1
+        parts[i] = value_text(c, i, v)
+      end
+    else
+      set_state(fx, "channel", shadow)
+      fx.chan = { id = ch:id(), op = "recv" }
+      for v in ch do
+        clear_state(fx)
+        i = i + 1
+        parts[i] = value_text(c, i, v)
+        set_state(fx, "channel", shadow)
+        fx.chan = { id = ch:id(), op = "recv" }
+      end
+      clear_state(fx)
     end
     parts[#parts + 1] = ch:is_closed() and "closed" or "open"
   else
@@ -789,7 +797,7 @@ op_kind("chan", {
         timeout = g.rng:chance(0.25) and LONG or nil,   -- a timer that never fires
         close = g.rng:chance(0.3) and "tbc" or "close",
         yields = g.rng:chance(0.3),
-        style = (not has_false and g.rng:chance(0.5)) and "iter" or "loop",
+        style = has_false and "loop" or g.rng:pick({ "loop", "iter", "call" }),
       }
     end
     op.own = role()
@@ -1005,7 +1013,8 @@ op_kind("combo", {
 -- Cancellation. A cancel op spawns a victim fork of its own (no other op
 -- sees it), and:
 --   synced     the victim parks (sleep 60 s or forever, recv or send on a
---              channel nobody else has, pwait or wait_all for the canceller)
+--              channel nobody else has, pwait or wait_all for the canceller,
+--              or a coroutine.yield at its own level: runnable, not blocked)
 --              after telling the canceller over a channel; the canceller
 --              probes it with waits that time out (or, when the victim
 --              pwaits the canceller, that refuse the wait cycle), cancels it
@@ -1016,8 +1025,11 @@ op_kind("combo", {
 -- as.Cancelled unwinds it. Parks may sit inside call, pcall, as.pcall,
 -- coroutine.wrap or coroutine.resume; a pcall or resume catches the
 -- Cancelled (the fork may), and then the victim goes on and ends done.
-local PARKS = { "sleep", "sleepinf", "recv", "send", "waitparent", "waitall" }
+local PARKS = { "sleep", "sleepinf", "recv", "send", "waitparent", "waitall", "ryield" }
 local WRAPS = { "call", "pcall", "aspcall", "wrap", "resume" }
+-- a coroutine.yield at the fork's own level parks it runnable: no
+-- coroutine of the program's around it, and no probe (a wait would let it run)
+local LEVEL_WRAPS = { "call", "pcall", "aspcall" }
 local CANCEL_VARIANTS = { "synced", "synced", "synced", "self", "unstarted" }
 local PROBES = { "wait", "pwait", "pwait0", "wait_all", "wait_any" }
 
@@ -1055,6 +1067,8 @@ op_kind("park", {
     if op.park == "recv" or op.park == "send" then ch = as.channel() end
     if op.park == "sleep" or op.park == "sleepinf" then
       set_state(fx, "sleep", shadow)
+    elseif op.park == "ryield" then
+      set_state(fx, "yield", shadow)
     elseif ch then
       set_state(fx, "channel", shadow)
       fx.chan = { id = ch:id(), op = op.park }
@@ -1070,6 +1084,7 @@ op_kind("park", {
     elseif op.park == "recv" then ch:recv(op.timeout)
     elseif op.park == "send" then ch:send("never", op.timeout)
     elseif op.park == "waitparent" then as.pwait(parent)
+    elseif op.park == "ryield" then coroutine.yield()
     else as.wait_all({ parent }) end
     clear_state(fx)
     problem(rt, fx, op, "the %s park returned: as.Cancelled was not raised", op.park)
@@ -1141,7 +1156,8 @@ op_kind("cancel", {
         park.park, park.self, park.raises = op.park, op.variant == "self", "C"
         if park.park == "recv" or park.park == "send" then park.timeout = g2.rng:chance(0.3) and LONG or nil end
         local inner = park
-        for _ = 1, g2.rng:int(0, 2) do inner = wrap_op(g2, inner, g2.rng:pick(WRAPS)) end
+        local wraps = op.park == "ryield" and LEVEL_WRAPS or WRAPS
+        for _ = 1, g2.rng:int(0, 2) do inner = wrap_op(g2, inner, g2.rng:pick(wraps)) end
         return { inner }
       end, { post_safe = true })
     end
@@ -1149,7 +1165,7 @@ op_kind("cancel", {
     op.victim = victim.id
     op.outcome = victim.outcome.status
     op.probes = {}
-    if op.variant == "synced" then
+    if op.variant == "synced" and op.park ~= "ryield" then
       for i = 1, g.rng:int(0, 2) do op.probes[i] = g.rng:pick(PROBES) end
     end
     return op
@@ -1178,7 +1194,8 @@ op_kind("cancel", {
       local v = sync:recv()
       clear_state(fx)
       if v ~= true then problem(rt, fx, op, "the victim's signal was %s", tostring(v)) end
-      local want = (op.park == "sleep" or op.park == "sleepinf") and "sleeping" or "waiting"
+      local want = (op.park == "sleep" or op.park == "sleepinf") and "sleeping"
+                   or op.park == "ryield" and "runnable" or "waiting"
       if h:status() ~= want then problem(rt, fx, op, "the parked victim is %s, expected %s", h:status(), want) end
       for _, probe in ipairs(op.probes) do
         record(rt, fx, format("t%d:%s:%s", op.n, probe, run_probe(rt, fx, op, shadow, h, probe)))
