@@ -31,13 +31,15 @@
 -- make the wakers do nothing when no scheduler runs.
 --
 -- The random programs (spec/random/generator.lua, chan op, "tbc" producer)
--- hold a channel in a <close> variable over the sends only with
--- ASYNCSTACK_STRICT=1; then seed 8101948 dies this way (its root fails while
--- fork 2, a producer holding its channel in a <close> variable, is live and
--- its consumer, fork 6, waits in recv on that channel):
---   lua5.4 tools/replay.lua 8101948 --strict
--- (under ASan+UBSan: "src/sched.c:47: member access within null pointer"
--- in runq_push <- as_sched_wake <- channel_close <- abandon_live).
+-- found it: seed 8101948 died this way (its root fails while fork 2, a
+-- producer holding its channel in a <close> variable, is live and its
+-- consumer, fork 6, waits in recv on that channel; under ASan+UBSan:
+-- "src/sched.c:47: member access within null pointer" in runq_push <-
+-- as_sched_wake <- channel_close <- abandon_live).
+--
+-- Fixed (ab6e300): abandoning unblocks every fork first, then closes the
+-- coroutines; waking without a scheduler does nothing. The random programs
+-- now always hold the "tbc" producer's channel over its sends.
 local helper = require "spec.helper"
 
 

@@ -8,9 +8,7 @@
 -- the timeout of the next recv. README's own example sends 1, 2, 3, so it
 -- waits with timeouts of 1 and 2 seconds; other values break the loop:
 --
---   -- Fixed: channels have __call (ch() is ch:recv() without a timeout) and
--- README documents `for v in ch do`.
-local as = require "asyncstack"
+--   local as = require "asyncstack"
 --   as.run(function()
 --     local ch = as.channel(8)
 --     as.fork(function()
@@ -29,9 +27,11 @@ local as = require "asyncstack"
 -- fds") against src/channel.c channel_recv. Either document
 -- `for v in function() return ch:recv() end do`, or give channels an
 -- iterator (ch:values(), or __call) that calls recv without a timeout.
--- The random programs use the closure form.
+--
+-- Fixed: channels have __call (ch() is ch:recv() without a timeout) and
+-- README documents `for v in ch do`; the random programs' consumers drain
+-- with it too (and with a closure, and recv in a loop).
 local as = require "asyncstack"
-
 
 local function drain(values)
   return pcall(as.run, function()

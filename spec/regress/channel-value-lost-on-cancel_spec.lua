@@ -29,6 +29,9 @@
 -- completed should return its result and leave the cancel pending
 -- (cancel_requested) for the next blocking call, as for a fork cancelling
 -- itself; the same holds for a wait whose target has already ended.
+--
+-- Fixed (d87e716): a fork woken because its operation completed keeps the
+-- result; the cancel stays pending for its next blocking call.
 local as = require "asyncstack"
 
 

@@ -22,6 +22,9 @@
 -- node array (nodes[i].target already holds them; keep the userdata
 -- anchored in a private table) and build the outcome from that copy, never
 -- from the caller's table.
+--
+-- Fixed (ab6e300): wait_all/wait_any work on a private copy of the list
+-- made when called.
 local helper = require "spec.helper"
 
 

@@ -17,6 +17,9 @@
 -- Where: src/fdwait.c ensure_fd / fdwait_wait_fd. Check the fd first
 -- (fcntl(fd, F_GETFD), or register with epoll before growing the table),
 -- or bound the table by RLIMIT_NOFILE instead of 2^24.
+--
+-- Fixed (d87e716): wait_fd checks that the fd is open before sizing its fd
+-- table by the fd's number.
 local helper = require "spec.helper"
 
 
