@@ -299,8 +299,8 @@ static void push_bridge_table(lua_State *L, as_state *st) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, st->originals_ref);
 }
 
-int as_bridge_install(lua_State *L, as_state *st) {
-  int i, changed = 0;
+void as_bridge_install(lua_State *L, as_state *st) {
+  int i;
   push_bridge_table(L, st);
   for (i = 0; bridged_slots[i].lib; i++) {
     if (lua_getglobal(L, bridged_slots[i].lib) != LUA_TTABLE) {
@@ -313,14 +313,12 @@ int as_bridge_install(lua_State *L, as_state *st) {
     if (!lua_rawequal(L, -1, -2)) {
       lua_rawseti(L, -3, 1);                       /* remember the original */
       lua_setfield(L, -3, bridged_slots[i].name);  /* lib[name] = ours */
-      changed = 1;
     } else {
       lua_pop(L, 2);
     }
     lua_pop(L, 2);
   }
   lua_pop(L, 1);
-  return changed;
 }
 
 void as_bridge_uninstall(lua_State *L, as_state *st) {
@@ -368,18 +366,9 @@ static int bridge_l_take_error_trace(lua_State *L) {
   return 1;
 }
 
-/* core.is_parked(co): for the specs and the policy layer. */
-static int bridge_l_is_parked(lua_State *L) {
-  lua_State *co = lua_tothread(L, 1);
-  luaL_argexpected(L, co, 1, "thread");  /* lcorolib 5.4.4 says "thread" */
-  lua_pushboolean(L, is_parked(co, as_state_get(L)));
-  return 1;
-}
-
 void as_bridge_open(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"install", bridge_l_install}, {"uninstall", bridge_l_uninstall},
-    {"is_parked", bridge_l_is_parked},
     {"take_error_trace", bridge_l_take_error_trace}, {NULL, NULL}
   };
   static const luaL_Reg bridged[] = {

@@ -8,9 +8,9 @@
 #include <lua.h>
 #include "module.h"
 
-/* Puts the bridged functions in the global `coroutine` and `debug` tables.
-** Returns 1 when it replaced anything. */
-int as_bridge_install(lua_State *L, as_state *st);
+/* Puts the bridged functions in the global `coroutine` and `debug` tables
+** (where they are not there already). */
+void as_bridge_install(lua_State *L, as_state *st);
 
 /* Puts back the originals where the bridged functions still stand. */
 void as_bridge_uninstall(lua_State *L, as_state *st);

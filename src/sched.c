@@ -589,7 +589,7 @@ static int sched_run(lua_State *L) {
   as_state *st = as_state_get(L);
   as_sched *s;
   as_fork *root;
-  int nargs = lua_gettop(L) - 1, status, installed, nres = 0, sidx, ridx;
+  int nargs = lua_gettop(L) - 1, status, nres = 0, sidx, ridx;
   luaL_checktype(L, 1, LUA_TFUNCTION);
   if (st->sched != NULL)
     return luaL_error(L, "run: already inside asyncstack.run() (runs do not nest)");
@@ -627,7 +627,7 @@ static int sched_run(lua_State *L) {
 
   st->sched = s;
   as_sched_active = s;
-  installed = as_bridge_install(L, st);
+  as_bridge_install(L, st);   /* for this run, whatever install() said */
 
   lua_pushvalue(L, AS_STATE_UPVALUE);
   lua_pushcclosure(L, run_loop_protected, 1);
@@ -672,7 +672,6 @@ static int sched_run(lua_State *L) {
   as_bridge_clear_stash(L, st);
   /* leave the bridge as install()/uninstall() last said, even if they were
   ** called during this run */
-  (void)installed;
   if (st->bridge_installed) as_bridge_install(L, st);
   else as_bridge_uninstall(L, st);
   root->sched = NULL;
