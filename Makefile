@@ -7,7 +7,8 @@ UNWIND_CFLAGS := $(shell pkg-config --cflags libunwind 2>/dev/null)
 UNWIND_LIBS   := $(shell pkg-config --libs libunwind 2>/dev/null)
 CC         ?= cc
 WARN       := -Wall -Wextra -Wshadow -Wundef -Wwrite-strings \
-              -Wmissing-prototypes -Wstrict-prototypes
+              -Wmissing-prototypes -Wstrict-prototypes \
+              -Wdeclaration-after-statement -Wmissing-declarations
 CFLAGS     ?= -O2 -g
 WERROR     ?=
 ALL_CFLAGS  = -std=c99 -fPIC -fvisibility=hidden $(WARN) $(WERROR) $(CFLAGS) \
@@ -64,7 +65,7 @@ demo: deps all
 # ASan+UBSan build of the module, specs run with the runtime preloaded
 # (Debian's lua5.4 is not instrumented).
 asan:
-	$(MAKE) BUILD=build-asan CFLAGS='-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer' LDLIBS='-fsanitize=address,undefined' all test-helpers
+	$(MAKE) BUILD=build-asan CFLAGS='-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -DASYNCSTACK_ASSERT' LDLIBS='-fsanitize=address,undefined' all test-helpers
 	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ASYNCSTACK_ASAN=1 \

@@ -27,6 +27,7 @@
 #include <string.h>
 #include "backtrace.h"
 #include "sched.h"
+#include "wait.h"
 #include <lauxlib.h>
 
 typedef struct walker {
@@ -118,9 +119,8 @@ static void store_frame(walker *w, int line, const char *name,
   raw_set_fork(w, w->boundary_from, RAW_FROM, RAW_FROM_NAME);
   lua_pushinteger(L, flags);
   raw_set(w, RAW_FLAGS);
-  if (w->boundary_via != NULL && w->boundary_via->waiter->wait_mode != AS_WAIT_ONE)
-    lua_pushfstring(L, "%s (index %d)",
-                    w->boundary_via->waiter->wait_mode == AS_WAIT_ALL ? "wait_all" : "wait_any",
+  if (w->boundary_via != NULL && as_wait_node_combinator(w->boundary_via) != NULL)
+    lua_pushfstring(L, "%s (index %d)", as_wait_node_combinator(w->boundary_via),
                     w->boundary_via->index);
   else
     lua_pushboolean(L, 0);

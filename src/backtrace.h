@@ -8,6 +8,10 @@
 #include "module.h"
 #include "fork.h"
 
+/* Most frames a capture of a failure's raise site keeps (a stack overflow
+** is deep); the rest are counted. */
+#define AS_CAPTURE_LIMIT 256
+
 typedef struct as_walk_opts {
   int skip;     /* visible frames to skip before the first one emitted */
   int limit;    /* most frames to emit; <= 0 for no limit */

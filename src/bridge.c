@@ -164,7 +164,7 @@ static int bridge_finish(lua_State *L, lua_State *co, int status, int nres,
       reused = as_bridge_take_stash(L, st, f, -1);
       lua_remove(L, reused ? -2 : -1);          /* the error copy */
       if (!reused) {
-        as_walk_opts opts = {0, 256, 1};
+        as_walk_opts opts = {0, AS_CAPTURE_LIMIT, 1};
         as_backtrace_push_fork(L, st, f, &opts);
       }
       raw_idx = lua_gettop(L);

@@ -8,7 +8,7 @@
 ** receiver's suspended coroutine, which is how lua_resume hands values to a
 ** yield: its continuation finds it on top. So nothing is allocated per
 ** message and blocked forks are queued first-in first-out through links in
-** the fork (chan_next/chan_prev).
+** the fork (as_fork.await.chan, valid while its await_ops is channel_ops).
 **
 ** Convention (README "Channels"): nil cannot be sent; recv on a closed and
 ** drained channel returns nil, "closed"; send on a closed channel raises;
@@ -16,9 +16,8 @@
 */
 #include <math.h>
 #include "sched.h"
+#include "channel.h"
 #include <lauxlib.h>
-
-#define AS_CHANNEL_MT "asyncstack.Channel"
 
 typedef struct as_channel as_channel;
 
@@ -42,30 +41,47 @@ static as_channel *check_channel(lua_State *L, int idx) {
   return (as_channel *)luaL_checkudata(L, idx, AS_CHANNEL_MT);
 }
 
+static void channel_unlink(as_sched *s, as_fork *f);
+static void channel_describe(lua_State *L, const as_fork *f);
+
+static const as_await_ops channel_ops = {
+  AS_AWAIT_CHANNEL, "channel", channel_unlink, channel_describe, NULL
+};
+
 static void queue_push(as_channel *ch, as_fork *f, int op) {
   as_fork **head = op == OP_SEND ? &ch->send_head : &ch->recv_head;
   as_fork **tail = op == OP_SEND ? &ch->send_tail : &ch->recv_tail;
-  f->channel = ch;
-  f->chan_op = (unsigned char)op;
-  f->chan_next = NULL;
-  f->chan_prev = *tail;
-  if (*tail) (*tail)->chan_next = f;
+  f->await.chan.channel = ch;
+  f->await.chan.op = (unsigned char)op;
+  f->await.chan.next = NULL;
+  f->await.chan.prev = *tail;
+  if (*tail) (*tail)->await.chan.next = f;
   else *head = f;
   *tail = f;
 }
 
-void as_channel_unlink(as_fork *f) {
-  as_channel *ch = f->channel;
+static void channel_unlink(as_sched *s, as_fork *f) {
+  struct as_chan_fields *c = &f->await.chan;
+  as_channel *ch = c->channel;
   as_fork **head, **tail;
+  (void)s;
   if (ch == NULL) return;
-  head = f->chan_op == OP_SEND ? &ch->send_head : &ch->recv_head;
-  tail = f->chan_op == OP_SEND ? &ch->send_tail : &ch->recv_tail;
-  if (f->chan_prev) f->chan_prev->chan_next = f->chan_next;
-  else *head = f->chan_next;
-  if (f->chan_next) f->chan_next->chan_prev = f->chan_prev;
-  else *tail = f->chan_prev;
-  f->chan_next = f->chan_prev = NULL;
-  f->channel = NULL;
+  head = c->op == OP_SEND ? &ch->send_head : &ch->recv_head;
+  tail = c->op == OP_SEND ? &ch->send_tail : &ch->recv_tail;
+  if (c->prev) c->prev->await.chan.next = c->next;
+  else *head = c->next;
+  if (c->next) c->next->await.chan.prev = c->prev;
+  else *tail = c->prev;
+  c->next = c->prev = NULL;
+  c->channel = NULL;
+}
+
+/* core.fork_info: "channel #3 (recv)" */
+static void channel_describe(lua_State *L, const as_fork *f) {
+  if (f->await.chan.channel == NULL) return;
+  lua_pushfstring(L, "channel #%I (%s)", (LUAI_UACINT)f->await.chan.channel->id,
+                  f->await.chan.op == OP_SEND ? "send" : "recv");
+  lua_setfield(L, -2, "waiting_for");
 }
 
 /* The coroutine a blocked fork is suspended in. */
@@ -83,10 +99,9 @@ static void push_sender_value(lua_State *L, as_fork *sender) {
 /* Moves the value on top of L to a blocked receiver and wakes it. */
 static void give_to_receiver(lua_State *L, as_sched *s, as_fork *r) {
   lua_State *th = blocked_thread(r);
-  as_channel_unlink(r);
-  luaL_checkstack(th, 1, "channel receive");
+  luaL_checkstack(th, 1, "channel receive");   /* may raise: before anything moves */
   lua_xmove(L, th, 1);
-  as_sched_wake(L, s, r, AS_WAKE_READY);
+  as_sched_wake(s, r, AS_WAKE_READY);          /* unlinks it */
 }
 
 static void ring_push(lua_State *L, as_channel *ch, int ch_idx) {
@@ -112,10 +127,9 @@ static void ring_pop(lua_State *L, as_channel *ch, int ch_idx) {
 
 static int send_k(lua_State *L, int status, lua_KContext ctx) {
   as_state *st = as_state_get(L);
-  as_fork *me = as_sched_fork_of(st, L);
+  as_fork *me = as_sched_continue(L, st);
   as_channel *ch = (as_channel *)lua_touserdata(L, 1);
   (void)status; (void)ctx;
-  as_sched_check_cancel(L, st, me);
   if (me != NULL && me->wake == AS_WAKE_TIMEOUT) {
     lua_pushfstring(L, "send: timed out on channel #%I", (LUAI_UACINT)ch->id);
     return as_sched_raise_kind(L, st, "Timeout", lua_tostring(L, -1));
@@ -150,18 +164,17 @@ static int channel_send(lua_State *L) {
     return 1;
   }
   me = as_sched_enter_suspend(L, st, "send");
-  queue_push(ch, me, OP_SEND);
-  return as_sched_suspend(L, me, AS_WAITING, AS_AWAIT_CHANNEL, timeout, 0, send_k);
+  queue_push(ch, me, OP_SEND);   /* registered: nothing below raises */
+  return as_sched_suspend(L, me, AS_WAITING, &channel_ops, timeout, 0, send_k);
 }
 
 /* ------------------------------------------------------------------ recv */
 
 static int recv_k(lua_State *L, int status, lua_KContext ctx) {
   as_state *st = as_state_get(L);
-  as_fork *me = as_sched_fork_of(st, L);
+  as_fork *me = as_sched_continue(L, st);
   as_channel *ch = (as_channel *)lua_touserdata(L, 1);
   (void)status; (void)ctx;
-  as_sched_check_cancel(L, st, me);
   if (me != NULL && me->wake == AS_WAKE_TIMEOUT) {
     lua_pushfstring(L, "recv: timed out on channel #%I", (LUAI_UACINT)ch->id);
     return as_sched_raise_kind(L, st, "Timeout", lua_tostring(L, -1));
@@ -180,18 +193,16 @@ static int take_value(lua_State *L, as_sched *s, as_channel *ch) {
     ring_pop(L, ch, 1);
     if (ch->send_head != NULL) {              /* room now: take a sender's value */
       as_fork *sender = ch->send_head;
-      as_channel_unlink(sender);
       push_sender_value(L, sender);
       ring_push(L, ch, 1);
-      as_sched_wake(L, s, sender, AS_WAKE_READY);
+      as_sched_wake(s, sender, AS_WAKE_READY);  /* unlinks it */
     }
     return 1;
   }
   if (ch->send_head != NULL) {                /* rendezvous */
     as_fork *sender = ch->send_head;
-    as_channel_unlink(sender);
     push_sender_value(L, sender);
-    as_sched_wake(L, s, sender, AS_WAKE_READY);
+    as_sched_wake(s, sender, AS_WAKE_READY);    /* unlinks it */
     return 1;
   }
   return 0;
@@ -211,8 +222,8 @@ static int channel_recv(lua_State *L) {
     return 2;
   }
   me = as_sched_enter_suspend(L, st, "recv");
-  queue_push(ch, me, OP_RECV);
-  return as_sched_suspend(L, me, AS_WAITING, AS_AWAIT_CHANNEL, timeout, 0, recv_k);
+  queue_push(ch, me, OP_RECV);   /* registered: nothing below raises */
+  return as_sched_suspend(L, me, AS_WAITING, &channel_ops, timeout, 0, recv_k);
 }
 
 /* ch:close() -> true, or false when it was closed already. Blocked receivers
@@ -225,8 +236,8 @@ static int channel_close(lua_State *L) {
     return 1;
   }
   ch->closed = 1;
-  while (ch->recv_head != NULL) as_sched_wake(L, st->sched, ch->recv_head, AS_WAKE_CLOSED);
-  while (ch->send_head != NULL) as_sched_wake(L, st->sched, ch->send_head, AS_WAKE_CLOSED);
+  while (ch->recv_head != NULL) as_sched_wake(st->sched, ch->recv_head, AS_WAKE_CLOSED);
+  while (ch->send_head != NULL) as_sched_wake(st->sched, ch->send_head, AS_WAKE_CLOSED);
   lua_pushboolean(L, 1);
   return 1;
 }

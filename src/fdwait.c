@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "sched.h"
+#include "fdwait.h"
+#include "mem.h"
 #include <lauxlib.h>
 
 typedef struct as_fdwatch {
@@ -23,15 +25,30 @@ typedef struct as_fdwatch {
   uint32_t events;             /* registered with epoll */
 } as_fdwatch;
 
+/* The poller's state in a run (as_sched.poller_state). */
+typedef struct as_fdset {
+  int epfd;                    /* epoll instance */
+  as_fdwatch *fds;             /* per-fd waiters, indexed by fd */
+  int cap;                     /* length of fds */
+} as_fdset;
+
 #define POLL_BATCH 64
+
+static void fdwait_unlink(as_sched *s, as_fork *f);
+static void fdwait_describe(lua_State *L, const as_fork *f);
+static int fdwait_poll(lua_State *L, as_sched *s, double timeout);
+static void fdwait_close(lua_State *L, as_sched *s);
+
+static const as_await_ops fd_ops = { AS_AWAIT_FD, "fd", fdwait_unlink, fdwait_describe, NULL };
+static const as_poller fd_poller = { fdwait_poll, fdwait_close };
 
 static uint32_t wanted(const as_fdwatch *w) {
   return (w->reader ? EPOLLIN : 0) | (w->writer ? EPOLLOUT : 0);
 }
 
 /* Brings the epoll registration of fd in line with its waiters. */
-static int sync_fd(as_sched *s, int fd) {
-  as_fdwatch *w = &s->fds[fd];
+static int sync_fd(as_fdset *set, int fd) {
+  as_fdwatch *w = &set->fds[fd];
   uint32_t ev = wanted(w);
   struct epoll_event e;
   int op;
@@ -40,80 +57,99 @@ static int sync_fd(as_sched *s, int fd) {
   e.events = ev;
   e.data.fd = fd;
   op = w->events == 0 ? EPOLL_CTL_ADD : (ev == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD);
-  if (epoll_ctl(s->epfd, op, fd, &e) != 0 && !(op == EPOLL_CTL_DEL && (errno == EBADF || errno == ENOENT)))
+  if (epoll_ctl(set->epfd, op, fd, &e) != 0 && !(op == EPOLL_CTL_DEL && (errno == EBADF || errno == ENOENT)))
     return errno;
   w->events = ev;
   return 0;
 }
 
-void as_fdwait_unlink(as_sched *s, as_fork *f) {
+static void fdwait_unlink(as_sched *s, as_fork *f) {
+  as_fdset *set = (as_fdset *)s->poller_state;
+  int fd = f->await.fd.fd;
   as_fdwatch *w;
-  if (f->wait_fd < 0 || f->wait_fd >= s->fds_cap) return;
-  w = &s->fds[f->wait_fd];
+  if (set == NULL || fd < 0 || fd >= set->cap) return;
+  w = &set->fds[fd];
   if (w->reader == f) w->reader = NULL;
   else if (w->writer == f) w->writer = NULL;
   else return;
-  sync_fd(s, f->wait_fd);
+  sync_fd(set, fd);
   s->nwatched--;
-  f->wait_fd = -1;
+  f->await.fd.fd = -1;
 }
 
-int as_fdwait_poll(lua_State *L, as_sched *s, double timeout) {
+/* core.fork_info: "fd 3 (read)" */
+static void fdwait_describe(lua_State *L, const as_fork *f) {
+  lua_pushfstring(L, "fd %d (%s)", f->await.fd.fd, f->await.fd.write ? "write" : "read");
+  lua_setfield(L, -2, "waiting_for");
+}
+
+static int fdwait_poll(lua_State *L, as_sched *s, double timeout) {
+  as_fdset *set = (as_fdset *)s->poller_state;
   struct epoll_event ev[POLL_BATCH];
   int n, i, ms;
-  if (s->epfd < 0) return 1;
+  (void)L;
   if (timeout < 0) ms = -1;
   else ms = (int)ceil(timeout * 1000.0 > 2147483647.0 ? 2147483647.0 : timeout * 1000.0);
-  n = epoll_wait(s->epfd, ev, POLL_BATCH, ms);
+  n = epoll_wait(set->epfd, ev, POLL_BATCH, ms);
   if (n < 0) return 0;               /* EINTR: a signal; the loop goes on */
   for (i = 0; i < n; i++) {
     int fd = ev[i].data.fd;
-    as_fdwatch *w = &s->fds[fd];
+    as_fdwatch *w = &set->fds[fd];
     uint32_t e = ev[i].events;
     /* errors and hangups wake both sides: their next I/O call tells them */
     if (w->reader && (e & (EPOLLIN | EPOLLERR | EPOLLHUP)))
-      as_sched_wake(L, s, w->reader, AS_WAKE_READY);
+      as_sched_wake(s, w->reader, AS_WAKE_READY);
     if (w->writer && (e & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
-      as_sched_wake(L, s, w->writer, AS_WAKE_READY);
+      as_sched_wake(s, w->writer, AS_WAKE_READY);
   }
   return 1;
 }
 
-void as_fdwait_close(lua_State *L, as_sched *s) {
-  void *ud;
-  lua_Alloc alloc = lua_getallocf(L, &ud);
-  if (s->epfd >= 0) close(s->epfd);
-  s->epfd = -1;
-  if (s->fds) alloc(ud, s->fds, (size_t)s->fds_cap * sizeof *s->fds, 0);
-  s->fds = NULL;
-  s->fds_cap = 0;
+static void fdwait_close(lua_State *L, as_sched *s) {
+  as_fdset *set = (as_fdset *)s->poller_state;
+  if (set == NULL) return;
+  if (set->epfd >= 0) close(set->epfd);
+  as_mem_resize(L, set->fds, (size_t)set->cap * sizeof *set->fds, 0);
+  as_mem_resize(L, set, sizeof *set, 0);
+  s->poller_state = NULL;
   s->nwatched = 0;
 }
 
-static void ensure_fd(lua_State *L, as_sched *s, int fd) {
-  void *ud;
-  lua_Alloc alloc = lua_getallocf(L, &ud);
-  if (s->epfd < 0) {
-    s->epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (s->epfd < 0) luaL_error(L, "wait_fd: cannot create an epoll instance: %s", strerror(errno));
+/* The run's fd set, with room for fd; installs the poller on first use.
+** May raise: called before anything is registered. */
+static as_fdset *ensure_fd(lua_State *L, as_sched *s, int fd) {
+  as_fdset *set = (as_fdset *)s->poller_state;
+  if (set == NULL) {
+    int epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0) luaL_error(L, "wait_fd: cannot create an epoll instance: %s", strerror(errno));
+    set = (as_fdset *)as_mem_resize(L, NULL, 0, sizeof *set);
+    if (set == NULL) {
+      close(epfd);
+      luaL_error(L, "not enough memory");
+    }
+    set->epfd = epfd;
+    set->fds = NULL;
+    set->cap = 0;
+    s->poller_state = set;
+    s->poller = &fd_poller;
   }
-  if (fd >= s->fds_cap) {
-    int cap = s->fds_cap ? s->fds_cap : 64;
+  if (fd >= set->cap) {
+    int cap = set->cap ? set->cap : 64;
     as_fdwatch *nf;
     while (cap <= fd) cap *= 2;
-    nf = (as_fdwatch *)alloc(ud, s->fds, (size_t)s->fds_cap * sizeof *nf, (size_t)cap * sizeof *nf);
-    if (nf == NULL) luaL_error(L, "not enough memory");
-    memset(nf + s->fds_cap, 0, (size_t)(cap - s->fds_cap) * sizeof *nf);
-    s->fds = nf;
-    s->fds_cap = cap;
+    nf = (as_fdwatch *)as_mem_realloc(L, set->fds, (size_t)set->cap * sizeof *nf,
+                                      (size_t)cap * sizeof *nf);
+    memset(nf + set->cap, 0, (size_t)(cap - set->cap) * sizeof *nf);
+    set->fds = nf;
+    set->cap = cap;
   }
+  return set;
 }
 
 static int fdwait_k(lua_State *L, int status, lua_KContext ctx) {
   as_state *st = as_state_get(L);
-  as_fork *me = as_sched_fork_of(st, L);
+  as_fork *me = as_sched_continue(L, st);
   (void)status; (void)ctx;
-  as_sched_check_cancel(L, st, me);
   if (me != NULL && me->wake == AS_WAKE_TIMEOUT) {
     lua_pushfstring(L, "wait_fd: timed out waiting for fd %d to be %s",
                     (int)lua_tointeger(L, 1), lua_toboolean(L, 2) ? "writable" : "readable");
@@ -145,7 +181,7 @@ static int check_fd(lua_State *L, int arg) {
   fd = lua_tointegerx(L, arg, &isint);
   if (lua_type(L, arg) != LUA_TNUMBER || !isint)
     luaL_typeerror(L, arg, "integer fd or object with getfd()");
-  luaL_argcheck(L, fd >= 0 && fd < (1 << 24), arg, "fd out of range");
+  luaL_argcheck(L, fd >= 0 && fd < AS_FDWAIT_MAX_FD, arg, "fd out of range");
   return (int)fd;
 }
 
@@ -157,6 +193,7 @@ static int fdwait_wait_fd(lua_State *L) {
   int write = luaL_checkoption(L, 2, NULL, modes);
   double timeout = as_sched_opt_timeout(L, 3);
   as_sched *s;
+  as_fdset *set;
   as_fork *me, **slot;
   int err;
   me = as_sched_enter_suspend(L, st, "wait_fd");
@@ -164,22 +201,23 @@ static int fdwait_wait_fd(lua_State *L) {
   /* a closed fd would otherwise size the table by its number first */
   if (fcntl(fd, F_GETFD) == -1)
     return luaL_error(L, "wait_fd: cannot watch fd %d: %s", fd, strerror(errno));
-  ensure_fd(L, s, fd);
-  slot = write ? &s->fds[fd].writer : &s->fds[fd].reader;
+  set = ensure_fd(L, s, fd);
+  slot = write ? &set->fds[fd].writer : &set->fds[fd].reader;
   if (*slot != NULL)
     return luaL_error(L, "wait_fd: fd %d already has a fork waiting to %s (fork #%I)",
                       fd, write ? "write" : "read", (LUAI_UACINT)(*slot)->id);
+  lua_settop(L, 1);
+  lua_pushboolean(L, write);   /* for the continuation's message */
   *slot = me;
-  if ((err = sync_fd(s, fd)) != 0) {
+  if ((err = sync_fd(set, fd)) != 0) {
     *slot = NULL;
     return luaL_error(L, "wait_fd: cannot watch fd %d: %s", fd, strerror(err));
   }
+  /* registered: nothing below raises */
   s->nwatched++;
-  me->wait_fd = fd;
-  me->fd_write = (unsigned char)write;
-  lua_settop(L, 1);
-  lua_pushboolean(L, write);   /* for the continuation's message */
-  return as_sched_suspend(L, me, AS_WAITING, AS_AWAIT_FD, timeout, 0, fdwait_k);
+  me->await.fd.fd = fd;
+  me->await.fd.write = (unsigned char)write;
+  return as_sched_suspend(L, me, AS_WAITING, &fd_ops, timeout, 0, fdwait_k);
 }
 
 /* core.watched_fds() -> number of forks waiting for fds (for dumps) */

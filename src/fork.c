@@ -1,6 +1,7 @@
 /*
-** fork.c: the asyncstack.Fork userdata: creation, methods, finalizer.
-** Scheduling (when a fork runs, what wakes it) lives in sched.c.
+** fork.c: the asyncstack.Fork userdata: creation, methods (all of them,
+** cancel included), finalizer, and core.fork_info. Scheduling (when a fork
+** runs, what wakes it) lives in sched.c.
 */
 #include <string.h>
 #include "fork.h"
@@ -16,12 +17,7 @@ static const char *const status_names[] = {
   "runnable", "running", "sleeping", "waiting", "done", "failed", "cancelled"
 };
 
-static const char *const await_names[] = {
-  "none", "sleep", "wait", "yield", "channel", "fd"
-};
-
 const char *as_fork_status_name(int status) { return status_names[status]; }
-const char *as_fork_await_name(int kind) { return await_names[kind]; }
 
 /* Forks have one of two metatables, alike but for __gc: a finalizer costs
 ** every object that has one an extra collection cycle and a call, so only a
@@ -78,7 +74,6 @@ as_fork *as_fork_new(lua_State *L, int fn_idx, int nargs) {
   f = (as_fork *)lua_newuserdatauv(L, sizeof(as_fork), 5);
   memset(f, 0, sizeof *f);
   f->heap_index = -1;
-  f->wait_fd = -1;
   f->slot = f->spawner_slot = 0;
   f->nargs = nargs;
   f->status = AS_RUNNABLE;
@@ -144,20 +139,73 @@ static int fork_tostring(lua_State *L) {
   return 1;
 }
 
+/* f:cancel() -> true, or false when f has already ended (sched.c says what
+** a cancel does to each state). */
+static int fork_cancel(lua_State *L) {
+  return as_sched_cancel(L, as_state_get(L), as_fork_check(L, 1));
+}
+
 /* Only forks with an unretrieved failure have this (see above). */
 static int fork_gc(lua_State *L) {
   as_fork *f = as_fork_test(L, 1);   /* getmetatable(fork) hands this out */
   if (f == NULL) return 0;
   if (f->status == AS_FAILED && !f->retrieved && !f->reported)
-    as_sched_report_unhandled(L, as_state_get(L), 1);
+    as_unhandled_report(L, as_state_get(L), 1);
   return 0;
+}
+
+/* core.fork_info(f) -> table: the raw state of a fork, for the Lua policy
+** (deadlock reports, dumps). Times are as.now() based. What a waiting fork
+** waits for comes from its await kind's describe op. */
+static int fork_info(lua_State *L) {
+  as_fork *f = as_fork_check(L, 1);
+  lua_createtable(L, 0, 12);
+  lua_pushinteger(L, f->id); lua_setfield(L, -2, "id");
+  as_fork_push_name(L, 1); lua_setfield(L, -2, "name");
+  lua_pushstring(L, as_fork_status_name(f->status)); lua_setfield(L, -2, "status");
+  if (f->await_ops != NULL && !as_fork_ended(f)) {
+    lua_pushstring(L, f->await_ops->name);
+    lua_setfield(L, -2, "await_kind");
+  }
+  lua_pushnumber(L, f->since); lua_setfield(L, -2, "since");
+  if (f->heap_index >= 0) { lua_pushnumber(L, f->deadline); lua_setfield(L, -2, "deadline"); }
+  if (f->status == AS_WAITING && f->await_ops != NULL && f->await_ops->describe != NULL)
+    f->await_ops->describe(L, f);
+  lua_pushinteger(L, f->spawner_id); lua_setfield(L, -2, "spawned_by");
+  lua_pushinteger(L, (lua_Integer)f->resumes); lua_setfield(L, -2, "resumes");
+  lua_getiuservalue(L, 1, 3);
+  if (!lua_isnil(L, -1)) {
+    lua_Debug ar;
+    if (lua_getinfo(L, ">S", &ar)) {
+      lua_pushstring(L, ar.short_src); lua_setfield(L, -2, "spawn_file");
+      lua_pushinteger(L, f->spawn_line); lua_setfield(L, -2, "spawn_line");
+      lua_pushinteger(L, ar.linedefined); lua_setfield(L, -2, "spawn_linedefined");
+      lua_pushstring(L, ar.what); lua_setfield(L, -2, "spawn_what");
+    }
+    lua_getiuservalue(L, 1, 3);
+    lua_setfield(L, -2, "spawn_func");
+  } else {
+    lua_pop(L, 1);
+  }
+  {
+    lua_Integer nwaiters = 0;
+    as_waitnode *w;
+    lua_newtable(L);
+    for (w = f->waiters; w; w = w->next) {
+      lua_pushinteger(L, w->waiter->id);
+      lua_rawseti(L, -2, ++nwaiters);
+    }
+    lua_setfield(L, -2, "waiters");
+  }
+  return 1;
 }
 
 void as_fork_open(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"id", fork_id}, {"name", fork_name}, {"status", fork_status},
-    {NULL, NULL}
+    {"cancel", fork_cancel}, {NULL, NULL}
   };
+  static const luaL_Reg funcs[] = { {"fork_info", fork_info}, {NULL, NULL} };
   static const luaL_Reg meta[] = {
     {"__tostring", fork_tostring}, {NULL, NULL}
   };
@@ -182,4 +230,5 @@ void as_fork_open(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &fork_gc_mt_key);
   lua_pop(L, 1);   /* methods */
+  as_module_setfuncs(L, funcs);
 }

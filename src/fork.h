@@ -25,7 +25,8 @@ enum as_status {
   AS_DONE, AS_FAILED, AS_CANCELLED
 };
 
-/* What a suspended fork waits on (its await point's kind). */
+/* What a suspended fork waits on (its await point's kind): keys the union
+** as_fork.await. */
 enum as_await {
   AS_AWAIT_NONE, AS_AWAIT_SLEEP, AS_AWAIT_WAIT, AS_AWAIT_YIELD,
   AS_AWAIT_CHANNEL, AS_AWAIT_FD
@@ -41,10 +42,11 @@ enum as_wait_mode { AS_WAIT_ONE, AS_WAIT_ALL, AS_WAIT_ANY };
 
 struct as_fork;
 struct as_channel;
+struct as_await_ops;   /* sched.h */
 
 /* One fork waiting for another: a node in target->waiters. A plain wait uses
-** the node inside the waiter (own_node); wait_all/wait_any use an array the
-** combinator keeps on its own stack for as long as it waits. */
+** the node inside the waiter (await.wait.own_node); wait_all/wait_any use an
+** array the combinator keeps on its own stack for as long as it waits. */
 typedef struct as_waitnode {
   struct as_fork *waiter;          /* who waits */
   struct as_fork *target;          /* for whom */
@@ -53,17 +55,49 @@ typedef struct as_waitnode {
   unsigned char linked;            /* in target->waiters now */
 } as_waitnode;
 
+/*
+** The fields of one await kind (what a suspended fork is registered with).
+** Key: as_fork.await_ops->kind. Valid from the moment the primitive fills
+** them (just before as_sched_suspend) until the fork is resumed (the loop
+** clears await_ops then); their owner's unlink op undoes the registration
+** and may run more than once (waking, then abandoning). Outside that window
+** the bytes belong to whichever kind came last: read them only through the
+** key. Sleep and yield have no fields (the timer and the run queue are the
+** scheduler's own, outside the union).
+*/
+typedef union as_await_fields {
+  struct as_wait_fields {            /* AS_AWAIT_WAIT: wait.c */
+    struct as_fork *awaiting;        /* the one fork of a plain wait (cycle
+                                        checks), or NULL (combinator; woken) */
+    as_waitnode *nodes;              /* own_node, or the combinator's array */
+    int nnodes;                      /* how many */
+    int remaining;                   /* targets not ended yet (wait_all) */
+    int woken_index;                 /* node index whose target woke it (wait_any) */
+    unsigned char mode;              /* enum as_wait_mode */
+    as_waitnode own_node;            /* the node of a plain wait */
+  } wait;
+  struct as_chan_fields {            /* AS_AWAIT_CHANNEL: channel.c */
+    struct as_channel *channel;      /* NULL once unlinked */
+    struct as_fork *next, *prev;     /* links in the channel's queue */
+    unsigned char op;                /* 1 send, 2 recv */
+  } chan;
+  struct as_fd_fields {              /* AS_AWAIT_FD: fdwait.c */
+    int fd;                          /* -1 once unlinked */
+    unsigned char write;             /* waiting for writability, else readability */
+  } fd;
+} as_await_fields;
+
 typedef struct as_fork {
   lua_Integer id;             /* never repeats within the process */
   struct as_sched *sched;     /* owning run(); NULL once that run ended */
   lua_State *thread;          /* root coroutine (uservalue 1) */
   unsigned run_serial;        /* as_state.run_serial of the owning run */
   unsigned char status;       /* enum as_status */
-  unsigned char await_kind;   /* enum as_await, valid while suspended */
   unsigned char wake;         /* enum as_wake, set by whoever wakes it */
   unsigned char suspend_pending; /* a primitive is yielding to the scheduler */
   unsigned char retrieved;    /* a waiter (or pwait) has seen its failure */
   unsigned char reported;     /* its failure went to the unhandled report */
+  unsigned char cancel_requested; /* f:cancel() was called; raised at its await point */
   int nargs;                  /* arguments for the first resume; -1 once started */
   int nresults;               /* results (or 1 error) left on `thread` when ended */
   unsigned resumes;           /* times the scheduler resumed it */
@@ -72,24 +106,13 @@ typedef struct as_fork {
   double deadline;            /* timer deadline; valid while heap_index >= 0 */
   int heap_index;             /* position in the timer heap, or -1 */
   unsigned long timer_seq;    /* orders equal deadlines first-in first-out */
-  /* waiting for forks (AS_AWAIT_WAIT) */
-  struct as_fork *awaiting;   /* the one fork of a plain wait (cycle checks), or NULL */
-  as_waitnode *nodes;         /* the nodes it waits through (own_node or an array) */
-  int nnodes;                 /* how many */
-  int remaining;              /* targets not ended yet (wait_all) */
-  int woken_index;            /* node index whose target woke it (wait_any) */
-  unsigned char wait_mode;    /* enum as_wait_mode */
-  unsigned char cancel_requested; /* f:cancel() was called; raised at its await point */
-  unsigned char chan_op;      /* 1 send, 2 recv (AS_AWAIT_CHANNEL) */
-  as_waitnode own_node;
+  /* What it waits on: set by as_sched_suspend, kept while it is suspended
+  ** and after it was woken, until the loop resumes it; NULL otherwise.
+  ** Keys `await` (see as_await_fields). */
+  const struct as_await_ops *await_ops;
+  as_await_fields await;
   as_waitnode *waiters;       /* nodes of the forks waiting for this one */
-  /* blocked on a channel (AS_AWAIT_CHANNEL) */
-  struct as_channel *channel;
-  struct as_fork *chan_next, *chan_prev;  /* links in the channel's queue */
-  /* waiting for an fd (AS_AWAIT_FD) */
-  int wait_fd;
-  unsigned char fd_write;     /* waiting for writability, else readability */
-  int slot;                   /* index in the scheduler's live table; 0 once ended */
+  int slot;                   /* index in the scheduler's live set; 0 once ended */
   lua_Integer spawner_id;     /* fork that called fork(); 0 for run()'s root */
   int spawner_slot;           /* its slot then (check the id: slots are reused) */
   int spawn_line;             /* current line of the spawn site */
@@ -116,8 +139,9 @@ as_fork *as_fork_new(lua_State *L, int fn_idx, int nargs);
 /* Records the caller at `level` of L as the spawn site of the fork at `ud_idx`. */
 void as_fork_set_spawn_site(lua_State *L, int ud_idx, as_fork *f, int level);
 
+/* "runnable", "running", ...: the one spelling of each status (Lua reads
+** them from core.STATUSES). */
 const char *as_fork_status_name(int status);
-const char *as_fork_await_name(int kind);
 
 /* Pushes the fork's name (or nil). `ud_idx` is the fork's userdata. */
 void as_fork_push_name(lua_State *L, int ud_idx);

@@ -121,9 +121,9 @@ static int introspect_scheduler_info(lua_State *L) {
   lua_createtable(L, 0, 4);
   as_sched_push_live_list(L, s);
   lua_setfield(L, -2, "forks");
-  lua_pushinteger(L, (lua_Integer)s->rq_len);
+  lua_pushinteger(L, (lua_Integer)s->runq.len);
   lua_setfield(L, -2, "runq");
-  lua_pushinteger(L, s->heap_len);
+  lua_pushinteger(L, (lua_Integer)s->timers.len);
   lua_setfield(L, -2, "timers");
   if (s->running != NULL) {
     lua_pushinteger(L, s->running->id);

@@ -1,12 +1,18 @@
 /*
-** sched.h: the scheduler of one as.run(): a FIFO run queue, a timer heap over
-** CLOCK_MONOTONIC, the set of live forks, and the async stack root.
+** sched.h: the scheduler of one as.run(): the loop, the live set, and the
+** suspend/wake protocol every blocking primitive uses.
 **
-** Forks are resumed from one flat C loop (as_sched_loop): a fork never resumes
+** Forks are resumed from one flat C loop (sched.c): a fork never resumes
 ** another one, so chains of forks waiting on each other cost no C stack.
-** A blocking primitive (sleep, wait, yield, ...) registers what the fork waits
+** A blocking primitive (sleep, wait, recv, ...) registers what the fork waits
 ** for, sets fork->suspend_pending and yields; the bridge passes that yield up
 ** through any nested coroutines to the fork's root, where the loop sees it.
+**
+** The scheduler knows no primitive: a primitive describes its await kind by
+** an as_await_ops table it passes to as_sched_suspend, and the scheduler
+** reaches the primitive only through it (unlink on wake, describe for
+** core.fork_info, the ended-target notice for waits). The fd poller plugs
+** into the loop the same way (as_poller).
 */
 #ifndef ASYNCSTACK_SCHED_H
 #define ASYNCSTACK_SCHED_H
@@ -14,31 +20,70 @@
 #include <lua.h>
 #include "fork.h"
 #include "module.h"
+#include "runq.h"
+#include "unhandled.h"
 
+struct as_sched;
+
+/* One await kind, described by the file that implements it. */
+typedef struct as_await_ops {
+  unsigned char kind;   /* enum as_await: keys as_fork.await */
+  const char *name;     /* core.fork_info's await_kind ("sleep", "wait", ...) */
+  /* Undoes f's registration (wait nodes, channel queue, fd watch). Never
+  ** raises; runs when f is woken and again when run() abandons it, so it
+  ** must be idempotent. NULL: nothing to undo. */
+  void (*unlink)(struct as_sched *s, as_fork *f);
+  /* Sets the fields that say what f waits for (waiting_for, combinator) in
+  ** the core.fork_info table on top of L; called only while f's status is
+  ** "waiting". May raise (memory). NULL: nothing to say. */
+  void (*describe)(lua_State *L, const as_fork *f);
+  /* The fork that node->target names has ended; node is in its waiters
+  ** list and node->waiter has these ops. Must unlink node (and may wake
+  ** the waiter). Only kinds that link wait nodes have it. */
+  void (*target_ended)(lua_State *L, struct as_sched *s, as_waitnode *node);
+} as_await_ops;
+
+/* An event source the loop polls besides its timers (fdwait.c installs one
+** into a run on its first use). */
+typedef struct as_poller {
+  /* Wakes the forks whose events arrived, blocking at most `timeout`
+  ** seconds (< 0: until an event, 0: not at all). Returns 0 when a signal
+  ** cut the wait short. */
+  int (*poll)(lua_State *L, struct as_sched *s, double timeout);
+  /* run() is over: releases the poller's state (s->poller_state). Never
+  ** raises. */
+  void (*close)(lua_State *L, struct as_sched *s);
+} as_poller;
+
+/*
+** One run()'s state. Invariants (checked by as_assert under `make asan`):
+**  * every fork in `runq` or `timers` is live, in the run queue at most
+**    once, with at most one timer; so both have room for nlive forks,
+**    reserved when a fork is created, and pushing never allocates;
+**  * slots[1..top_slot] hold the live forks by slot (NULL for a free slot),
+**    readable from a signal handler: a slot is stored before top_slot covers
+**    it, and a grown array is complete before it is published.
+*/
 typedef struct as_sched {
   lua_State *L;             /* the thread that called run() */
   as_fork *running;         /* async stack root (astack.h); NULL in the loop */
   as_fork *root;            /* run()'s fork */
-  int live_ref;             /* registry: table slot -> userdata of live forks */
-  size_t nlive;             /* forks not yet ended */
-  int *free_slots;          /* slots of ended forks, for reuse */
-  int nfree, free_cap;
+  int live_ref;             /* registry: table slot -> userdata (anchors them) */
+  as_fork **slots;          /* slot -> live fork, or NULL (see above) */
+  int slots_cap;            /* length of slots (index 0 unused) */
   int top_slot;             /* highest slot handed out */
+  size_t nlive;             /* forks not yet ended */
+  int *free_slots;          /* slots of ended forks, for reuse (room for all) */
+  int nfree;
   double now;               /* as_now() at the start of the loop's batch:
                                cheap enough for `since` stamps, never timers */
-  as_fork **runq;           /* ring buffer of runnable forks */
-  size_t rq_head, rq_len, rq_cap;
-  as_fork **heap;           /* timer min-heap by (deadline, timer_seq) */
-  int heap_len, heap_cap;
-  unsigned long timer_seq;
+  as_runq runq;             /* runnable forks, FIFO */
+  as_timers timers;         /* deadlines of suspended forks */
   unsigned walk_mark;       /* last mark used by a trace walk */
-  int epfd;                 /* epoll instance for wait_fd, or -1 until needed */
-  struct as_fdwatch *fds;   /* per-fd waiters, indexed by fd (fdwait.c) */
-  int fds_cap;              /* length of fds */
-  int nwatched;             /* forks waiting for an fd */
-  int failed_ref;           /* registry: weak-keyed set of failed forks */
-  int pending_ref;          /* registry: unhandled reports queued by __gc */
-  int pending;              /* pending_ref holds something */
+  const as_poller *poller;  /* NULL until a primitive installs one */
+  void *poller_state;       /* owned by the poller (opaque here) */
+  int nwatched;             /* forks waiting on the poller (it writes this) */
+  as_unhandled unhandled;   /* failures nobody retrieved (unhandled.h) */
 } as_sched;
 
 /* Process-wide pointer to the scheduler that runs now, for signal handlers
@@ -55,34 +100,68 @@ static inline as_fork *as_sched_fork_of(as_state *st, lua_State *L) {
   return as_astack_top(&s->running->astack) == L ? s->running : NULL;
 }
 
+/* ---- the live set (live.c) */
+
+/* The live fork in `slot` of s, or NULL. Reads a C array only: no Lua API,
+** safe in a signal handler (slots are published before the count that
+** covers them). */
+as_fork *as_sched_fork_at_slot(const as_sched *s, int slot);
+
 /* Pushes the userdata of fork f if it is live in s, else nil; returns 1
 ** when it pushed the fork. */
 int as_sched_push_fork(lua_State *L, as_sched *s, const as_fork *f);
 
-/* The fork that spawned f, if it is still live; NULL otherwise. */
+/* The fork that spawned f, if it is still live; NULL otherwise. No Lua API
+** (L is unused; kept for the callers). */
 as_fork *as_sched_spawner(lua_State *L, as_sched *s, const as_fork *f);
+
+/* Adds the new fork at ud_idx to the live set and the run queue. Everything
+** that can raise (the live table, room in the run queue, timer heap and slot
+** arrays) happens before anything is published. */
+void as_sched_live_add(lua_State *L, as_sched *s, as_fork *f, int ud_idx);
+
+/* Drops an ended fork from the live set. Never raises. */
+void as_sched_live_remove(lua_State *L, as_sched *s, as_fork *f);
+
+/* Frees the C arrays of the live set. */
+void as_sched_live_free(lua_State *L, as_sched *s);
+
+/* Pushes an array of the live forks' userdata, in id order. */
+void as_sched_push_live_list(lua_State *L, as_sched *s);
+
+/* Pushes an array of the fork userdata found as keys (use_keys) or values
+** of the table at t_idx, sorted by id. */
+void as_sched_push_sorted_forks(lua_State *L, int t_idx, int use_keys);
 
 /* Makes room for one more async frame in the running fork f (grows its
 ** array when full). May raise a memory error. */
 void as_sched_reserve_frame(lua_State *L, as_fork *f);
 
-/* ---- the blocking protocol, shared by the primitives (sched.c, wait.c,
-** channel.c, fdwait.c). A primitive: validates its arguments; calls
-** as_sched_enter_suspend (raises unless the caller may suspend, and raises
-** Cancelled when a cancel is pending); registers what it waits on; then
-** returns as_sched_suspend(...), which marks the fork, arms the timeout and
-** yields with continuation k. Its continuation reads fork->wake: READY (what
-** it waited for happened), TIMEOUT, CANCEL (call as_sched_check_cancel),
-** CLOSED (channels). Whoever wakes a fork calls as_sched_wake, which also
-** undoes every registration (timer, wait nodes, channel queue, fd). */
+/* ---- the blocking protocol, shared by the primitives. A primitive:
+** validates its arguments; calls as_sched_enter_suspend (raises unless the
+** caller may suspend, and raises Cancelled when a cancel is pending); does
+** everything that can raise; then registers what it waits on (from here
+** nothing may raise) and returns as_sched_suspend(...), which marks the fork,
+** arms the timeout and yields with continuation k. Its continuation starts
+** with as_sched_continue and then reads fork->wake: READY (what it waited for
+** happened), TIMEOUT, CLOSED (channels). Whoever wakes a fork calls
+** as_sched_wake, which undoes the registration (timer, and the ops' unlink)
+** and never raises. */
 
 as_sched *as_sched_check_in_run(lua_State *L, as_state *st, const char *name);
 as_fork *as_sched_enter_suspend(lua_State *L, as_state *st, const char *name);
-/* Marks f suspended (status, await kind, since), arms a timer `timeout`
-** seconds from now unless it is HUGE_VAL, and yields; k continues. */
-int as_sched_suspend(lua_State *L, as_fork *f, int status, int kind,
+/* Marks f suspended (status, await ops, since), arms a timer `timeout`
+** seconds from now unless it is HUGE_VAL, and yields; k continues. Never
+** raises before the yield. */
+int as_sched_suspend(lua_State *L, as_fork *f, int status, const as_await_ops *ops,
                      double timeout, lua_KContext ctx, lua_KFunction k);
-void as_sched_wake(lua_State *L, as_sched *s, as_fork *f, int wake);
+/* Makes suspended f runnable with reason `wake`. Never raises. */
+void as_sched_wake(as_sched *s, as_fork *f, int wake);
+
+/* The prologue of every continuation: the fork that resumes (or NULL when
+** L is no fork's innermost coroutine), after raising as.Cancelled when a
+** cancel woke it. */
+as_fork *as_sched_continue(lua_State *L, as_state *st);
 
 /* as.yield() for the running fork (the bridge's coroutine.yield at a fork's
 ** own level calls it too); `name` names the call in errors. */
@@ -90,6 +169,9 @@ int as_sched_yield(lua_State *L, as_state *st, const char *name);
 
 /* Raises as.Cancelled in the fork when it was woken by a cancel. */
 void as_sched_check_cancel(lua_State *L, as_state *st, as_fork *f);
+
+/* f:cancel() (fork.c): true, or false when f has already ended. */
+int as_sched_cancel(lua_State *L, as_state *st, as_fork *f);
 
 /* Raises the error of `kind` ("Timeout", "Cancelled", ...) the policy builds. */
 int as_sched_raise_kind(lua_State *L, as_state *st, const char *kind, const char *msg);
@@ -100,28 +182,5 @@ void as_sched_push_kind(lua_State *L, as_state *st, const char *kind, const char
 /* An optional timeout argument: nil/none gives HUGE_VAL; negative or NaN
 ** raise an argument error. */
 double as_sched_opt_timeout(lua_State *L, int arg);
-
-/* channel.c: the id of a channel (for reports). */
-lua_Integer as_channel_id(const struct as_channel *ch);
-
-/* Undo registrations owned by other files (called by as_sched_wake). */
-void as_wait_unlink(as_fork *f);                 /* wait.c */
-void as_channel_unlink(as_fork *f);              /* channel.c */
-void as_fdwait_unlink(as_sched *s, as_fork *f);  /* fdwait.c */
-
-/* fdwait.c: polls the fds; blocks at most `timeout` seconds (< 0: forever,
-** 0: not at all), waking ready forks. Returns 0 when interrupted by a signal. */
-int as_fdwait_poll(lua_State *L, as_sched *s, double timeout);
-void as_fdwait_close(lua_State *L, as_sched *s);
-
-/* wait.c: a fork ended; wake the forks waiting for it as their mode says. */
-void as_wait_target_ended(lua_State *L, as_sched *s, as_fork *t);
-
-/* Pushes an array of the live forks' userdata, in id order. */
-void as_sched_push_live_list(lua_State *L, as_sched *s);
-
-/* The failed fork at ud_idx was never waited for: report it once, now when
-** no run is active, else at the loop's next safe point. */
-void as_sched_report_unhandled(lua_State *L, as_state *st, int ud_idx);
 
 #endif

@@ -8,10 +8,34 @@
 ** ends, as_wait_target_ended decides per waiter: wait/pwait/wait_any wake at
 ** once; wait_all wakes when its last target ends, or at once when one fails
 ** (it fails fast, as Promise.all does). Waking unlinks every node left.
+** The wait fields of a fork are as_fork.await.wait (fork.h), valid while its
+** await_ops is wait_ops.
 */
 #include <math.h>
 #include "sched.h"
+#include "wait.h"
 #include <lauxlib.h>
+
+static void wait_unlink_all(as_sched *s, as_fork *f);
+static void wait_describe(lua_State *L, const as_fork *f);
+static void wait_target_ended(lua_State *L, as_sched *s, as_waitnode *n);
+
+static const as_await_ops wait_ops = {
+  AS_AWAIT_WAIT, "wait", wait_unlink_all, wait_describe, wait_target_ended
+};
+
+const char *as_wait_mode_name(int mode) {
+  switch (mode) {
+    case AS_WAIT_ALL: return "wait_all";
+    case AS_WAIT_ANY: return "wait_any";
+    default: return NULL;
+  }
+}
+
+const char *as_wait_node_combinator(const as_waitnode *node) {
+  as_assert(node->waiter->await_ops == &wait_ops);
+  return as_wait_mode_name(node->waiter->await.wait.mode);
+}
 
 static void node_link(as_waitnode *n) {
   as_fork *t = n->target;
@@ -31,23 +55,46 @@ static void node_unlink(as_waitnode *n) {
   n->linked = 0;
 }
 
-void as_wait_unlink(as_fork *f) {
+static void wait_unlink_all(as_sched *s, as_fork *f) {
   int i;
-  for (i = 0; i < f->nnodes; i++) node_unlink(&f->nodes[i]);
-  f->awaiting = NULL;
+  (void)s;
+  for (i = 0; i < f->await.wait.nnodes; i++) node_unlink(&f->await.wait.nodes[i]);
+  f->await.wait.awaiting = NULL;
 }
 
-void as_wait_target_ended(lua_State *L, as_sched *s, as_fork *t) {
-  while (t->waiters != NULL) {
-    as_waitnode *n = t->waiters;
-    as_fork *w = n->waiter;
-    node_unlink(n);
-    w->remaining--;
-    if (w->wait_mode == AS_WAIT_ALL && w->remaining > 0 && t->status == AS_DONE)
-      continue;                             /* wait_all: not yet */
-    w->woken_index = n->index;
-    as_sched_wake(L, s, w, AS_WAKE_READY);
+/* The fork t = n->target ended: wait/pwait/wait_any wake at once; wait_all
+** when its last target ended, or at once when one failed. */
+static void wait_target_ended(lua_State *L, as_sched *s, as_waitnode *n) {
+  as_fork *w = n->waiter, *t = n->target;
+  (void)L;
+  node_unlink(n);
+  w->await.wait.remaining--;
+  if (w->await.wait.mode == AS_WAIT_ALL && w->await.wait.remaining > 0 && t->status == AS_DONE)
+    return;                                 /* wait_all: not yet */
+  w->await.wait.woken_index = n->index;
+  as_sched_wake(s, w, AS_WAKE_READY);
+}
+
+/* core.fork_info: the ids of the forks it waits for, and the combinator. */
+static void wait_describe(lua_State *L, const as_fork *f) {
+  int i, n = 0;
+  const char *combinator = as_wait_mode_name(f->await.wait.mode);
+  lua_createtable(L, f->await.wait.nnodes, 1);
+  for (i = 0; i < f->await.wait.nnodes; i++) {
+    if (!f->await.wait.nodes[i].linked) continue;
+    lua_pushinteger(L, f->await.wait.nodes[i].target->id);
+    lua_rawseti(L, -2, ++n);
   }
+  lua_setfield(L, -2, "waiting_for");
+  if (combinator != NULL) {
+    lua_pushstring(L, combinator);
+    lua_setfield(L, -2, "combinator");
+  }
+}
+
+/* The fork a plain wait of f waits for, or NULL. */
+static as_fork *plain_wait_target(const as_fork *f) {
+  return f->await_ops == &wait_ops ? f->await.wait.awaiting : NULL;
 }
 
 /* --------------------------------------------------------- wait / pwait */
@@ -90,12 +137,10 @@ static int deliver(lua_State *L, as_state *st, int idx, int protected, const cha
 
 static int wait_k(lua_State *L, int status, lua_KContext ctx) {
   as_state *st = as_state_get(L);
-  as_fork *me = as_sched_fork_of(st, L);
+  as_fork *me = as_sched_continue(L, st);
   as_fork *t = (as_fork *)lua_touserdata(L, 1);
   int protected = (int)ctx;
   (void)status;
-  if (me != NULL) me->nnodes = 0;
-  as_sched_check_cancel(L, st, me);
   if (me && me->wake == AS_WAKE_TIMEOUT && !as_fork_ended(t)) {
     const char *msg = lua_pushfstring(L, "%s: timed out waiting for fork #%I",
                                       protected ? "pwait" : "wait", (LUAI_UACINT)t->id);
@@ -118,14 +163,14 @@ static void check_cycle(lua_State *L, as_fork *me, as_fork *t, const char *name)
   as_fork *p;
   if (t == me)
     luaL_error(L, "%s: fork #%I cannot wait for itself", name, (LUAI_UACINT)me->id);
-  for (p = t->awaiting; p != NULL; p = p->awaiting) {
+  for (p = plain_wait_target(t); p != NULL; p = plain_wait_target(p)) {
     if (p == me) {   /* me -> t -> ... -> me */
       luaL_Buffer b;
       luaL_buffinit(L, &b);
       lua_pushfstring(L, "%s: waiting for fork #%I would close a wait cycle: fork #%I",
                       name, (LUAI_UACINT)t->id, (LUAI_UACINT)me->id);
       luaL_addvalue(&b);
-      for (p = t; p != me; p = p->awaiting) {
+      for (p = t; p != me; p = plain_wait_target(p)) {
         lua_pushfstring(L, " -> fork #%I", (LUAI_UACINT)p->id);
         luaL_addvalue(&b);
       }
@@ -146,6 +191,7 @@ static int wait_common(lua_State *L, int protected) {
   as_fork *t = as_fork_check(L, 1);
   double timeout = as_sched_opt_timeout(L, 2);
   as_fork *me;
+  struct as_wait_fields *w;
   as_sched_check_in_run(L, st, name);
   lua_settop(L, 1);
   check_same_run(L, st, t, name);
@@ -153,16 +199,18 @@ static int wait_common(lua_State *L, int protected) {
     return deliver(L, st, 1, protected, protected ? "returned by pwait()" : "rethrown by wait()");
   me = as_sched_enter_suspend(L, st, name);
   check_cycle(L, me, t, name);
-  me->own_node.waiter = me;
-  me->own_node.target = t;
-  me->own_node.index = 0;
-  me->nodes = &me->own_node;
-  me->nnodes = 1;
-  me->remaining = 1;
-  me->wait_mode = AS_WAIT_ONE;
-  me->awaiting = t;
-  node_link(&me->own_node);
-  return as_sched_suspend(L, me, AS_WAITING, AS_AWAIT_WAIT, timeout,
+  /* registered: nothing below raises */
+  w = &me->await.wait;
+  w->own_node.waiter = me;
+  w->own_node.target = t;
+  w->own_node.index = 0;
+  w->nodes = &w->own_node;
+  w->nnodes = 1;
+  w->remaining = 1;
+  w->mode = AS_WAIT_ONE;
+  w->awaiting = t;
+  node_link(&w->own_node);
+  return as_sched_suspend(L, me, AS_WAITING, &wait_ops, timeout,
                           (lua_KContext)protected, wait_k);
 }
 
@@ -185,7 +233,7 @@ static as_fork *list_fork(lua_State *L, int i) {
 ** first failure in list order; wait_any: index and results of the first
 ** ended fork in list order (or raises its failure). */
 static int combinator_outcome(lua_State *L, as_state *st, int mode, int n) {
-  const char *name = mode == AS_WAIT_ALL ? "wait_all" : "wait_any";
+  const char *name = as_wait_mode_name(mode);
   int i, all_done = 1;
   for (i = 1; i <= n; i++) {
     as_fork *f = list_fork(L, i);
@@ -228,14 +276,9 @@ static int combinator_outcome(lua_State *L, as_state *st, int mode, int n) {
 
 static int combinator_k(lua_State *L, int status, lua_KContext ctx) {
   as_state *st = as_state_get(L);
-  as_fork *me = as_sched_fork_of(st, L);
   int mode = (int)ctx, n = (int)lua_rawlen(L, 1), r;
   (void)status;
-  if (me != NULL) {
-    me->nnodes = 0;            /* the node array is about to go */
-    me->nodes = &me->own_node;
-  }
-  as_sched_check_cancel(L, st, me);
+  as_sched_continue(L, st);
   r = combinator_outcome(L, st, mode, n);
   if (r >= 0) return r;
   {
@@ -243,7 +286,7 @@ static int combinator_k(lua_State *L, int status, lua_KContext ctx) {
     luaL_Buffer b;
     int i, first = 1;
     luaL_buffinit(L, &b);
-    lua_pushfstring(L, "%s: timed out waiting for ", mode == AS_WAIT_ALL ? "wait_all" : "wait_any");
+    lua_pushfstring(L, "%s: timed out waiting for ", as_wait_mode_name(mode));
     luaL_addvalue(&b);
     for (i = 1; i <= n; i++) {
       as_fork *f = list_fork(L, i);
@@ -258,7 +301,7 @@ static int combinator_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int combinator(lua_State *L, int mode) {
-  const char *name = mode == AS_WAIT_ALL ? "wait_all" : "wait_any";
+  const char *name = as_wait_mode_name(mode);
   as_state *st = as_state_get(L);
   double timeout;
   as_fork *me;
@@ -293,6 +336,7 @@ static int combinator(lua_State *L, int mode) {
       return luaL_error(L, "%s: fork #%I cannot wait for itself (index %d)", name,
                         (LUAI_UACINT)me->id, i);
   nodes = (as_waitnode *)lua_newuserdatauv(L, (size_t)n * sizeof *nodes, 0);  /* index 2 */
+  /* registered: nothing below raises */
   for (i = 0; i < n; i++) {
     as_fork *t = list_fork(L, i + 1);
     nodes[i].waiter = me;
@@ -305,22 +349,22 @@ static int combinator(lua_State *L, int mode) {
       pending++;
     }
   }
-  me->nodes = nodes;
-  me->nnodes = n;
-  me->remaining = pending;
-  me->wait_mode = (unsigned char)mode;
-  me->awaiting = NULL;
-  return as_sched_suspend(L, me, AS_WAITING, AS_AWAIT_WAIT, timeout,
+  me->await.wait.nodes = nodes;
+  me->await.wait.nnodes = n;
+  me->await.wait.remaining = pending;
+  me->await.wait.mode = (unsigned char)mode;
+  me->await.wait.awaiting = NULL;
+  return as_sched_suspend(L, me, AS_WAITING, &wait_ops, timeout,
                           (lua_KContext)mode, combinator_k);
 }
 
-static int wait_all(lua_State *L) { return combinator(L, AS_WAIT_ALL); }
-static int wait_any(lua_State *L) { return combinator(L, AS_WAIT_ANY); }
+static int wait_wait_all(lua_State *L) { return combinator(L, AS_WAIT_ALL); }
+static int wait_wait_any(lua_State *L) { return combinator(L, AS_WAIT_ANY); }
 
 void as_wait_open(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"wait", wait_wait}, {"pwait", wait_pwait},
-    {"wait_all", wait_all}, {"wait_any", wait_any}, {NULL, NULL}
+    {"wait_all", wait_wait_all}, {"wait_any", wait_wait_any}, {NULL, NULL}
   };
   as_module_setfuncs(L, funcs);
 }

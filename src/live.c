@@ -1,0 +1,180 @@
+/*
+** live.c: the live forks of a run (see sched.h): anchored in a Lua table by
+** slot, mirrored in a C array by slot that a signal handler may read, and
+** listed in id order for reports.
+**
+** The live table is an array of slots (ids only grow, so a table keyed by
+** id would churn through its hash part); freed slots are reused through a
+** C free list. Looking a fork up by id is rare (spawners) and goes through
+** the slot it had, checking the id.
+*/
+#include <stdlib.h>
+#include "sched.h"
+#include "mem.h"
+#include <lauxlib.h>
+
+as_fork *as_sched_fork_at_slot(const as_sched *s, int slot) {
+  int top = s->top_slot;
+  as_fork *const *slots;
+  /* the count first, then the array it covers (published in that order
+  ** reversed by live_add) */
+  __atomic_signal_fence(__ATOMIC_ACQUIRE);
+  slots = s->slots;
+  if (slot < 1 || slot > top || slots == NULL) return NULL;
+  return slots[slot];
+}
+
+int as_sched_push_fork(lua_State *L, as_sched *s, const as_fork *f) {
+  if (f == NULL || f->slot <= 0 || f->sched != s) {
+    lua_pushnil(L);
+    return 0;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->live_ref);
+  lua_rawgeti(L, -1, f->slot);
+  lua_remove(L, -2);
+  return 1;
+}
+
+as_fork *as_sched_spawner(lua_State *L, as_sched *s, const as_fork *f) {
+  as_fork *p;
+  (void)L;
+  if (f->spawner_id <= 0) return NULL;
+  p = as_sched_fork_at_slot(s, f->spawner_slot);
+  return (p != NULL && p->id == f->spawner_id) ? p : NULL;
+}
+
+/* Grows the slot array to hold slot `n` and the free list to hold every
+** slot, publishing a complete array before the pointer to it. Raises. */
+static void reserve_slots(lua_State *L, as_sched *s, int n) {
+  int cap = s->slots_cap ? s->slots_cap * 2 : 64, i;
+  as_fork **slots, **old = s->slots;
+  int *free_slots;
+  if (n < s->slots_cap) return;
+  while (cap <= n) cap *= 2;
+  slots = (as_fork **)as_mem_realloc(L, NULL, 0, (size_t)cap * sizeof *slots);
+  free_slots = (int *)as_mem_resize(L, s->free_slots, (size_t)s->slots_cap * sizeof(int),
+                                    (size_t)cap * sizeof(int));
+  if (free_slots == NULL) {
+    as_mem_resize(L, slots, (size_t)cap * sizeof *slots, 0);
+    luaL_error(L, "not enough memory");
+  }
+  s->free_slots = free_slots;   /* nfree entries kept; room for every slot */
+  for (i = 0; i < cap; i++) slots[i] = i < s->slots_cap ? old[i] : NULL;
+  __atomic_signal_fence(__ATOMIC_RELEASE);   /* contents before the pointer */
+  s->slots = slots;
+  /* a signal handler runs on this thread: once it can see the new pointer,
+  ** nobody reads the old array any more */
+  as_mem_resize(L, old, (size_t)s->slots_cap * sizeof *old, 0);
+  s->slots_cap = cap;
+}
+
+void as_sched_live_add(lua_State *L, as_sched *s, as_fork *f, int ud_idx) {
+  void *ud;
+  lua_Alloc alloc = lua_getallocf(L, &ud);
+  size_t n = s->nlive + 1;
+  int slot = s->nfree > 0 ? s->free_slots[s->nfree - 1] : s->top_slot + 1;
+  ud_idx = lua_absindex(L, ud_idx);
+  /* every step that can raise, before anything is published */
+  if (!as_runq_reserve(&s->runq, n, alloc, ud) || !as_timers_reserve(&s->timers, n, alloc, ud))
+    luaL_error(L, "not enough memory");
+  reserve_slots(L, s, slot);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->live_ref);
+  lua_pushvalue(L, ud_idx);
+  lua_rawseti(L, -2, slot);
+  lua_pop(L, 1);
+  /* publish: nothing below raises */
+  if (s->nfree > 0 && s->free_slots[s->nfree - 1] == slot) s->nfree--;
+  s->slots[slot] = f;
+  __atomic_signal_fence(__ATOMIC_RELEASE);   /* the slot before the count */
+  if (slot > s->top_slot) s->top_slot = slot;
+  f->slot = slot;
+  s->nlive++;
+  as_runq_push(&s->runq, f);
+}
+
+void as_sched_live_remove(lua_State *L, as_sched *s, as_fork *f) {
+  as_assert(f->slot > 0 && f->slot <= s->top_slot && s->slots[f->slot] == f);
+  as_assert(s->nfree < s->slots_cap);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->live_ref);
+  lua_pushnil(L);
+  lua_rawseti(L, -2, f->slot);   /* storing nil never allocates */
+  lua_pop(L, 1);
+  s->slots[f->slot] = NULL;
+  s->free_slots[s->nfree++] = f->slot;
+  f->slot = 0;
+  s->nlive--;
+}
+
+void as_sched_live_free(lua_State *L, as_sched *s) {
+  as_mem_resize(L, s->slots, (size_t)s->slots_cap * sizeof *s->slots, 0);
+  as_mem_resize(L, s->free_slots, (size_t)s->slots_cap * sizeof(int), 0);
+  s->slots = NULL;
+  s->free_slots = NULL;
+  s->slots_cap = s->top_slot = s->nfree = 0;
+}
+
+void as_sched_reserve_frame(lua_State *L, as_fork *f) {
+  if (!as_astack_full(&f->astack)) return;
+  as_sched_push_fork(L, f->sched, f);
+  as_fork_grow_astack(L, -1, f);
+  lua_pop(L, 1);
+}
+
+/* ------------------------------------------------------------ id order */
+
+static int compare_fork_ids(const void *a, const void *b) {
+  lua_Integer x = (*(as_fork *const *)a)->id, y = (*(as_fork *const *)b)->id;
+  return (x > y) - (x < y);
+}
+
+/* qsort over a scratch array: the tables are keyed by slot or userdata, so
+** their order is arbitrary. */
+void as_sched_push_sorted_forks(lua_State *L, int t_idx, int use_keys) {
+  size_t n = 0, cap, i;
+  as_fork **v;
+  int vidx;
+  t_idx = lua_absindex(L, t_idx);
+  lua_newtable(L);
+  lua_pushnil(L);
+  while (lua_next(L, t_idx)) {
+    if (!lua_isuserdata(L, use_keys ? -2 : -1)) {   /* not a fork */
+      lua_pop(L, 1);
+      continue;
+    }
+    if (use_keys) lua_pushvalue(L, -2);
+    else lua_pushvalue(L, -1);
+    lua_rawseti(L, -4, (lua_Integer)++n);  /* anchors it while we sort */
+    lua_pop(L, 1);
+  }
+  cap = n ? n : 1;
+  /* the scratch array is a userdata so an error cannot leak it */
+  v = (as_fork **)lua_newuserdatauv(L, cap * sizeof *v, 0);
+  vidx = lua_gettop(L);
+  for (i = 0; i < n; i++) {
+    lua_rawgeti(L, vidx - 1, (lua_Integer)i + 1);
+    v[i] = (as_fork *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+  }
+  qsort(v, n, sizeof *v, compare_fork_ids);
+  /* back from pointers to userdata values through a table keyed by the
+  ** pointers (light userdata) */
+  lua_createtable(L, (int)n, 0);
+  lua_createtable(L, 0, (int)n);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, vidx - 1, (lua_Integer)i);
+    lua_rawsetp(L, -2, lua_touserdata(L, -1));
+  }
+  for (i = 0; i < n; i++) {
+    lua_rawgetp(L, -1, v[i]);
+    lua_rawseti(L, -3, (lua_Integer)i + 1);
+  }
+  lua_pop(L, 1);
+  lua_replace(L, vidx - 1);   /* sorted array replaces the unsorted one */
+  lua_pop(L, 1);              /* scratch */
+}
+
+void as_sched_push_live_list(lua_State *L, as_sched *s) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->live_ref);
+  as_sched_push_sorted_forks(L, -1, 0);
+  lua_remove(L, -2);
+}

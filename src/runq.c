@@ -1,0 +1,111 @@
+/*
+** runq.c: the run queue and the timer heap (see runq.h). Pure C.
+*/
+#include "runq.h"
+
+/* The capacity that holds n: powers of two from 64. */
+static size_t grown_cap(size_t cap, size_t n) {
+  if (cap == 0) cap = 64;
+  while (cap < n) cap *= 2;
+  return cap;
+}
+
+int as_runq_reserve(as_runq *q, size_t n, lua_Alloc alloc, void *ud) {
+  size_t cap, i;
+  as_fork **ring;
+  if (n <= q->cap) return 1;
+  cap = grown_cap(q->cap, n);
+  ring = (as_fork **)alloc(ud, NULL, 0, cap * sizeof *ring);
+  if (ring == NULL) return 0;
+  for (i = 0; i < q->len; i++) ring[i] = q->ring[(q->head + i) % q->cap];
+  if (q->ring != NULL) alloc(ud, q->ring, q->cap * sizeof *ring, 0);
+  q->ring = ring;
+  q->cap = cap;
+  q->head = 0;
+  return 1;
+}
+
+void as_runq_free(as_runq *q, lua_Alloc alloc, void *ud) {
+  if (q->ring != NULL) alloc(ud, q->ring, q->cap * sizeof *q->ring, 0);
+  q->ring = NULL;
+  q->head = q->len = q->cap = 0;
+}
+
+/* ------------------------------------------------------------- timer heap */
+
+int as_timers_reserve(as_timers *t, size_t n, lua_Alloc alloc, void *ud) {
+  size_t cap;
+  as_fork **heap;
+  if (n <= t->cap) return 1;
+  cap = grown_cap(t->cap, n);
+  heap = (as_fork **)alloc(ud, t->heap, t->cap * sizeof *heap, cap * sizeof *heap);
+  if (heap == NULL) return 0;
+  t->heap = heap;
+  t->cap = cap;
+  return 1;
+}
+
+void as_timers_free(as_timers *t, lua_Alloc alloc, void *ud) {
+  if (t->heap != NULL) alloc(ud, t->heap, t->cap * sizeof *t->heap, 0);
+  t->heap = NULL;
+  t->len = t->cap = 0;
+}
+
+static int timer_before(const as_fork *a, const as_fork *b) {
+  return a->deadline < b->deadline ||
+         (a->deadline == b->deadline && a->timer_seq < b->timer_seq);
+}
+
+static void heap_set(as_timers *t, size_t i, as_fork *f) {
+  t->heap[i] = f;
+  f->heap_index = (int)i;
+}
+
+static void heap_up(as_timers *t, size_t i) {
+  as_fork *f = t->heap[i];
+  while (i > 0) {
+    size_t parent = (i - 1) / 2;
+    if (!timer_before(f, t->heap[parent])) break;
+    heap_set(t, i, t->heap[parent]);
+    i = parent;
+  }
+  heap_set(t, i, f);
+}
+
+static void heap_down(as_timers *t, size_t i) {
+  as_fork *f = t->heap[i];
+  for (;;) {
+    size_t child = 2 * i + 1;
+    if (child >= t->len) break;
+    if (child + 1 < t->len && timer_before(t->heap[child + 1], t->heap[child]))
+      child++;
+    if (!timer_before(t->heap[child], f)) break;
+    heap_set(t, i, t->heap[child]);
+    i = child;
+  }
+  heap_set(t, i, f);
+}
+
+void as_timers_add(as_timers *t, as_fork *f, double deadline) {
+  as_assert(t->len < t->cap && f->heap_index < 0);
+  f->deadline = deadline;
+  f->timer_seq = t->seq++;
+  t->heap[t->len] = f;
+  f->heap_index = (int)t->len++;
+  heap_up(t, (size_t)f->heap_index);
+}
+
+void as_timers_remove(as_timers *t, as_fork *f) {
+  size_t i;
+  as_fork *moved;
+  if (f->heap_index < 0) return;
+  i = (size_t)f->heap_index;
+  as_assert(i < t->len && t->heap[i] == f);
+  f->heap_index = -1;
+  t->len--;
+  if (i == t->len) return;
+  moved = t->heap[t->len];
+  heap_set(t, i, moved);
+  heap_up(t, i);
+  heap_down(t, (size_t)moved->heap_index);
+}

@@ -1,0 +1,69 @@
+/*
+** runq.h: the scheduler's two queues, in pure C (no Lua stack work, never
+** raises): the FIFO run queue of runnable forks and the timer min-heap of
+** suspended forks with a deadline.
+**
+** Growth is separate from use, so that nothing can fail half-way through a
+** state change: the scheduler reserves room for every live fork when the fork
+** is created (a fork is in the run queue at most once and has at most one
+** timer), and pushing or arming a timer is then a few stores. Memory comes
+** from the Lua state's allocator, passed in by the caller.
+*/
+#ifndef ASYNCSTACK_RUNQ_H
+#define ASYNCSTACK_RUNQ_H
+
+#include <stddef.h>
+#include <lua.h>
+#include "fork.h"
+#include "check.h"
+
+typedef struct as_runq {
+  as_fork **ring;             /* ring buffer of `cap` entries */
+  size_t head, len, cap;      /* entries head .. head+len-1 (mod cap) */
+} as_runq;
+
+typedef struct as_timers {
+  as_fork **heap;             /* min-heap by (deadline, timer_seq) */
+  size_t len, cap;
+  unsigned long seq;          /* next timer_seq: orders equal deadlines FIFO */
+} as_timers;
+
+/* Makes room for at least n entries. Returns 0 (queue unchanged) when the
+** allocator refuses. */
+int as_runq_reserve(as_runq *q, size_t n, lua_Alloc alloc, void *ud);
+int as_timers_reserve(as_timers *t, size_t n, lua_Alloc alloc, void *ud);
+
+/* Frees the arrays (queues become empty). */
+void as_runq_free(as_runq *q, lua_Alloc alloc, void *ud);
+void as_timers_free(as_timers *t, lua_Alloc alloc, void *ud);
+
+/* Appends f. Precondition: room reserved (len < cap). */
+static inline void as_runq_push(as_runq *q, as_fork *f) {
+  as_assert(q->len < q->cap);
+  q->ring[(q->head + q->len) % q->cap] = f;
+  q->len++;
+}
+
+/* Removes and returns the oldest entry. Precondition: len > 0. */
+static inline as_fork *as_runq_pop(as_runq *q) {
+  as_fork *f;
+  as_assert(q->len > 0);
+  f = q->ring[q->head];
+  q->head = (q->head + 1) % q->cap;
+  q->len--;
+  return f;
+}
+
+/* Arms f's timer at `deadline` (monotonic seconds). Preconditions: room
+** reserved, f has no timer (heap_index < 0). */
+void as_timers_add(as_timers *t, as_fork *f, double deadline);
+
+/* Disarms f's timer if it has one (heap_index >= 0); else does nothing. */
+void as_timers_remove(as_timers *t, as_fork *f);
+
+/* The fork with the earliest deadline, or NULL. */
+static inline as_fork *as_timers_first(const as_timers *t) {
+  return t->len > 0 ? t->heap[0] : NULL;
+}
+
+#endif
