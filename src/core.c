@@ -84,6 +84,7 @@ static int core_open_all(lua_State *L) {
   as_module_setfuncs(L, funcs);
   as_fork_open(L);
   as_sched_open(L);
+  as_run_open(L);
   as_sleep_open(L);
   as_bridge_open(L);
   as_backtrace_open(L);

@@ -66,6 +66,7 @@ int as_is_internal_source(const as_state *st, const char *source);
 ** functions to the module table on top of the stack. */
 void as_fork_open(lua_State *L);
 void as_sched_open(lua_State *L);
+void as_run_open(lua_State *L);
 void as_sleep_open(lua_State *L);
 void as_bridge_open(lua_State *L);
 void as_backtrace_open(lua_State *L);

@@ -137,6 +137,16 @@ void as_sched_push_sorted_forks(lua_State *L, int t_idx, int use_keys);
 ** array when full). May raise a memory error. */
 void as_sched_reserve_frame(lua_State *L, as_fork *f);
 
+/* ---- the loop and run()'s end (sched.c) */
+
+/* Runs until every fork has ended, the root failed, or nothing can progress. */
+void as_sched_loop(lua_State *L, as_state *st, as_sched *s);
+
+/* Ends every fork still live (run is over): each lets go of what it waits
+** on, then its coroutines are closed so pending to-be-closed variables run.
+** Call with the run no longer active. */
+void as_sched_abandon_live(lua_State *L, as_sched *s);
+
 /* ---- the blocking protocol, shared by the primitives. A primitive:
 ** validates its arguments; calls as_sched_enter_suspend (raises unless the
 ** caller may suspend, and raises Cancelled when a cancel is pending); does
