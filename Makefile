@@ -24,6 +24,11 @@ CORE        = $(BUILD)/asyncstack/core.so
 # Crashes on request, for spec/crash_spec.lua and examples/crash.lua only:
 # built by `make test` / `make test-helpers`, never installed.
 CRASHHELPER = $(BUILD)/test/asyncstack_crashhelper.so
+# A Lua host whose allocator fails on request (src-test/failalloc.c), for the
+# allocation-failure regression specs; liblua is linked into it (not into
+# the module) and exported for the module to bind to.
+FAILALLOC   = $(BUILD)/test/failalloc
+LUA_LIBDIR ?= $(shell pkg-config --variable=libdir lua5.4 2>/dev/null)
 
 PREFIX     ?= /usr/local
 LUA_VERSION = 5.4
@@ -50,7 +55,11 @@ $(CRASHHELPER): src-test/crashhelper.c
 	@mkdir -p $(dir $@)
 	$(CC) $(LIBFLAG) $(ALL_CFLAGS) -pthread -o $@ $< $(LDLIBS)
 
-test-helpers: $(CRASHHELPER)
+$(FAILALLOC): src-test/failalloc.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LUA_LIBDIR)/liblua5.4.a -Wl,-E -lm -ldl $(LDLIBS)
+
+test-helpers: $(CRASHHELPER) $(FAILALLOC)
 
 test: all test-helpers
 	$(RUN_ENV) $(BUSTED) $(BUSTED_FLAGS) spec
@@ -83,7 +92,6 @@ valgrind: all
 # BENCH_ARGS passes options and row numbers, e.g. BENCH_ARGS='--quick 1 2'.
 NOTRACK    ?= build-notrack
 BENCH_ENV   = $(RUN_ENV) ASYNCSTACK_BENCH_NOTRACK=$(NOTRACK)
-LUA_LIBDIR ?= $(shell pkg-config --variable=libdir lua5.4 2>/dev/null)
 LUAPROF     = $(BUILD)/bench/luaprof
 
 bench: all notrack
