@@ -67,6 +67,7 @@
 #define ASYNCSTACK_ASTACK_H
 
 #include <lua.h>
+#include "check.h"
 
 /* Async frames held inside the fork itself; deeper nesting grows a heap array. */
 #define AS_ASTACK_INLINE 4
@@ -115,6 +116,7 @@ static inline void as_astack_pop(as_astack *a) {
 #else
 /* Pushes `co` as the innermost frame. Precondition: !as_astack_full(a). */
 static inline void as_astack_push(as_astack *a, lua_State *co) {
+  as_assert(a->depth >= 1 && a->depth < a->capacity);
   a->frames[a->depth].thread = co;
   /* a signal handler must never see the new depth before the frame: a
   ** compiler-only fence, free at run time */

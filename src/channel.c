@@ -65,6 +65,7 @@ static void channel_unlink(as_sched *s, as_fork *f) {
   as_channel *ch = c->channel;
   as_fork **head, **tail;
   (void)s;
+  as_assert(f->await_ops == &channel_ops);
   if (ch == NULL) return;
   head = c->op == OP_SEND ? &ch->send_head : &ch->recv_head;
   tail = c->op == OP_SEND ? &ch->send_tail : &ch->recv_tail;

@@ -67,6 +67,7 @@ static void fdwait_unlink(as_sched *s, as_fork *f) {
   as_fdset *set = (as_fdset *)s->poller_state;
   int fd = f->await.fd.fd;
   as_fdwatch *w;
+  as_assert(f->await_ops == &fd_ops);
   if (set == NULL || fd < 0 || fd >= set->cap) return;
   w = &set->fds[fd];
   if (w->reader == f) w->reader = NULL;
@@ -94,8 +95,10 @@ static int fdwait_poll(lua_State *L, as_sched *s, double timeout) {
   if (n < 0) return 0;               /* EINTR: a signal; the loop goes on */
   for (i = 0; i < n; i++) {
     int fd = ev[i].data.fd;
-    as_fdwatch *w = &set->fds[fd];
     uint32_t e = ev[i].events;
+    as_fdwatch *w;
+    as_assert(fd >= 0 && fd < set->cap);
+    w = &set->fds[fd];
     /* errors and hangups wake both sides: their next I/O call tells them */
     if (w->reader && (e & (EPOLLIN | EPOLLERR | EPOLLHUP)))
       as_sched_wake(s, w->reader, AS_WAKE_READY);

@@ -7,17 +7,21 @@
 #include "fork.h"
 #include "module.h"
 #include "sched.h"
+#include "check.h"
 #include <lauxlib.h>
 
 /* Fork ids are unique per process (DESIGN §2), so the counter cannot live in
 ** a per-state structure; it is the one piece of process-wide state here. */
 static lua_Integer next_fork_id = 1;
 
-static const char *const status_names[] = {
-  "runnable", "running", "sleeping", "waiting", "done", "failed", "cancelled"
-};
+#define AS_STATUS_NAME(e, name) name,
+static const char *const status_names[AS_STATUS_COUNT] = { AS_STATUS_LIST(AS_STATUS_NAME) };
+#undef AS_STATUS_NAME
 
-const char *as_fork_status_name(int status) { return status_names[status]; }
+const char *as_fork_status_name(int status) {
+  as_assert(status >= 0 && status < AS_STATUS_COUNT);
+  return status_names[status];
+}
 
 /* Forks have one of two metatables, alike but for __gc: a finalizer costs
 ** every object that has one an extra collection cycle and a call, so only a

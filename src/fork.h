@@ -20,10 +20,16 @@
 
 #define AS_FORK_MT "asyncstack.Fork"
 
-enum as_status {
-  AS_RUNNABLE, AS_RUNNING, AS_SLEEPING, AS_WAITING,
-  AS_DONE, AS_FAILED, AS_CANCELLED
-};
+/* The status set, defined once: the enum and its names (as_fork_status_name,
+** what Fork:status() and core.fork_info say). Ended statuses come last. */
+#define AS_STATUS_LIST(X) \
+  X(AS_RUNNABLE, "runnable") X(AS_RUNNING, "running") X(AS_SLEEPING, "sleeping") \
+  X(AS_WAITING, "waiting") X(AS_DONE, "done") X(AS_FAILED, "failed") \
+  X(AS_CANCELLED, "cancelled")
+
+#define AS_STATUS_ENUM(e, name) e,
+enum as_status { AS_STATUS_LIST(AS_STATUS_ENUM) AS_STATUS_COUNT };
+#undef AS_STATUS_ENUM
 
 /* What a suspended fork waits on (its await point's kind): keys the union
 ** as_fork.await. */
@@ -139,8 +145,7 @@ as_fork *as_fork_new(lua_State *L, int fn_idx, int nargs);
 /* Records the caller at `level` of L as the spawn site of the fork at `ud_idx`. */
 void as_fork_set_spawn_site(lua_State *L, int ud_idx, as_fork *f, int level);
 
-/* "runnable", "running", ...: the one spelling of each status (Lua reads
-** them from core.STATUSES). */
+/* "runnable", "running", ...: the one spelling of each status. */
 const char *as_fork_status_name(int status);
 
 /* Pushes the fork's name (or nil). `ud_idx` is the fork's userdata. */

@@ -58,6 +58,7 @@ static void node_unlink(as_waitnode *n) {
 static void wait_unlink_all(as_sched *s, as_fork *f) {
   int i;
   (void)s;
+  as_assert(f->await_ops == &wait_ops);
   for (i = 0; i < f->await.wait.nnodes; i++) node_unlink(&f->await.wait.nodes[i]);
   f->await.wait.awaiting = NULL;
 }
@@ -67,6 +68,7 @@ static void wait_unlink_all(as_sched *s, as_fork *f) {
 static void wait_target_ended(lua_State *L, as_sched *s, as_waitnode *n) {
   as_fork *w = n->waiter, *t = n->target;
   (void)L;
+  as_assert(n->linked && w->await_ops == &wait_ops && w->status == AS_WAITING);
   node_unlink(n);
   w->await.wait.remaining--;
   if (w->await.wait.mode == AS_WAIT_ALL && w->await.wait.remaining > 0 && t->status == AS_DONE)
