@@ -102,6 +102,31 @@ function K.cq_poll(n)
   return t
 end
 
+------------------------------------------------------- row 9: channels
+
+-- ours: one value per op from the root fork through a channel to a
+-- consumer fork. Capacity 0: every send meets a receiver parked in recv
+-- (each value wakes it: a suspension and a wake per value); capacity 64:
+-- the two forks take turns filling and draining the buffer.
+local function channel_kernel(capacity)
+  return function(n)
+    return as.run(function()
+      local ch = as.channel(capacity)
+      local consumer = as.fork(function()
+        local recv = ch.recv
+        for _ = 1, n do recv(ch) end
+      end)
+      local send = ch.send
+      local t0 = clock()
+      for i = 1, n do send(ch, i) end
+      as.wait(consumer)
+      return clock() - t0
+    end)
+  end
+end
+K.channel_rendezvous = channel_kernel(0)
+K.channel_buffered = channel_kernel(64)
+
 -------------------------------------------- row 4: the bridge's watchers
 
 -- A resume/yield pair through the bridged coroutine.resume, from a fork:

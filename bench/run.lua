@@ -19,6 +19,8 @@
 --        peak RSS of 1,000,000 sleeping forks created and completed
 --   8  as.tasks{backtrace=false} (100,000 forks) and as.dump() (10,000
 --        forks) per fork, next to debug.traceback(co) per coroutine (report)
+--   9  a value through a channel from one fork to another, capacity 0 and
+--        64, next to a raw resume/yield pair (report)
 --
 -- Each row runs ours and its baseline in this process, interleaved
 -- (bench/harness.lua), and prints medians. Internal modes, used by row 4,
@@ -417,6 +419,15 @@ end
 
 ------------------------------------------------------------------ main
 
+rows[9] = function()
+  local m = H.interleave({ rdv = K.channel_rendezvous, buf = K.channel_buffered,
+                           base = K.co_resume_yield }, { "rdv", "buf", "base" })
+  H.row { id = "9a", name = "channel send+recv between two forks, capacity 0, per value vs raw resume/yield pair",
+          ours = m.rdv, base = m.base }
+  H.row { id = "9b", name = "channel send+recv between two forks, capacity 64, per value vs raw resume/yield pair",
+          ours = m.buf, base = m.base }
+end
+
 -- --row N: one row, in this process (the driver below runs each so).
 if opts.row then
   if not rows[opts.row] then error("no row " .. opts.row, 0) end
@@ -425,7 +436,7 @@ if opts.row then
 end
 
 local selected = opts.rows
-if #selected == 0 then selected = { 1, 2, 3, 4, 5, 6, 7, 8 } end
+if #selected == 0 then selected = { 1, 2, 3, 4, 5, 6, 7, 8, 9 } end
 for _, r in ipairs(selected) do
   if not rows[r] then error("no row " .. r, 0) end
 end

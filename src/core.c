@@ -67,7 +67,7 @@ static int core_set_internal_prefix(lua_State *L) {
   return 0;
 }
 
-static int state_gc(lua_State *L) {
+static int core_state_gc(lua_State *L) {
   as_state *st = (as_state *)luaL_testudata(L, 1, AS_STATE_MT);
   if (st == NULL) return 0;   /* reachable through debug.*: check, don't trust */
   st->sched = NULL;
@@ -107,7 +107,7 @@ int luaopen_asyncstack_core(lua_State *L) {
   memset(st, 0, sizeof *st);
   st->internal_prefix_ref = LUA_NOREF;
   if (luaL_newmetatable(L, AS_STATE_MT)) {
-    lua_pushcfunction(L, state_gc);
+    lua_pushcfunction(L, core_state_gc);
     lua_setfield(L, -2, "__gc");
   }
   lua_setmetatable(L, -2);

@@ -49,7 +49,6 @@ static void reserve_slots(lua_State *L, as_sched *s, int n) {
   int cap = s->slots_cap ? s->slots_cap * 2 : 64, i;
   as_fork **slots, **old = s->slots;
   int *free_slots;
-  if (n < s->slots_cap) return;
   while (cap <= n) cap *= 2;
   slots = (as_fork **)as_mem_realloc(L, NULL, 0, (size_t)cap * sizeof *slots);
   free_slots = (int *)as_mem_resize(L, s->free_slots, (size_t)s->slots_cap * sizeof(int),
@@ -68,16 +67,21 @@ static void reserve_slots(lua_State *L, as_sched *s, int n) {
   s->slots_cap = cap;
 }
 
-void as_sched_live_add(lua_State *L, as_sched *s, as_fork *f, int ud_idx) {
+/* Room in the run queue and the timer heap for n forks. Raises. */
+static void reserve_queues(lua_State *L, as_sched *s, size_t n) {
   void *ud;
   lua_Alloc alloc = lua_getallocf(L, &ud);
+  if (!as_runq_reserve(&s->runq, n, alloc, ud) || !as_timers_reserve(&s->timers, n, alloc, ud))
+    luaL_error(L, "not enough memory");
+}
+
+void as_sched_live_add(lua_State *L, as_sched *s, as_fork *f, int ud_idx) {
   size_t n = s->nlive + 1;
   int slot = s->nfree > 0 ? s->free_slots[s->nfree - 1] : s->top_slot + 1;
   ud_idx = lua_absindex(L, ud_idx);
   /* every step that can raise, before anything is published */
-  if (!as_runq_reserve(&s->runq, n, alloc, ud) || !as_timers_reserve(&s->timers, n, alloc, ud))
-    luaL_error(L, "not enough memory");
-  reserve_slots(L, s, slot);
+  if (n > s->runq.cap || n > s->timers.cap) reserve_queues(L, s, n);
+  if (slot >= s->slots_cap) reserve_slots(L, s, slot);
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->live_ref);
   lua_pushvalue(L, ud_idx);
   lua_rawseti(L, -2, slot);

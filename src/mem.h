@@ -14,9 +14,11 @@
 ** the allocator refuses (p is then untouched). Never raises. */
 static inline void *as_mem_resize(lua_State *L, void *p, size_t oldsz, size_t newsz) {
   void *ud;
-  lua_Alloc alloc = lua_getallocf(L, &ud);
-  void *np = alloc(ud, p, oldsz, newsz);
-  return newsz > 0 ? np : NULL;
+  lua_Alloc alloc;
+  if (p == NULL && newsz == 0) return NULL;   /* nothing to free */
+  alloc = lua_getallocf(L, &ud);
+  p = alloc(ud, p, oldsz, newsz);
+  return newsz > 0 ? p : NULL;
 }
 
 /* As as_mem_resize, but raises "not enough memory" when refused. */

@@ -3,7 +3,8 @@
 */
 #include "runq.h"
 
-/* The capacity that holds n: powers of two from 64. */
+/* The capacity that holds n: powers of two from 64 (the run queue masks its
+** indexes with cap - 1). */
 static size_t grown_cap(size_t cap, size_t n) {
   if (cap == 0) cap = 64;
   while (cap < n) cap *= 2;
@@ -17,7 +18,7 @@ int as_runq_reserve(as_runq *q, size_t n, lua_Alloc alloc, void *ud) {
   cap = grown_cap(q->cap, n);
   ring = (as_fork **)alloc(ud, NULL, 0, cap * sizeof *ring);
   if (ring == NULL) return 0;
-  for (i = 0; i < q->len; i++) ring[i] = q->ring[(q->head + i) % q->cap];
+  for (i = 0; i < q->len; i++) ring[i] = q->ring[(q->head + i) & (q->cap - 1)];
   if (q->ring != NULL) alloc(ud, q->ring, q->cap * sizeof *ring, 0);
   q->ring = ring;
   q->cap = cap;

@@ -19,7 +19,8 @@
 
 typedef struct as_runq {
   as_fork **ring;             /* ring buffer of `cap` entries */
-  size_t head, len, cap;      /* entries head .. head+len-1 (mod cap) */
+  size_t head, len, cap;      /* entries head .. head+len-1 (mod cap); cap is
+                                 0 or a power of two (indexes are masked) */
 } as_runq;
 
 typedef struct as_timers {
@@ -40,7 +41,7 @@ void as_timers_free(as_timers *t, lua_Alloc alloc, void *ud);
 /* Appends f. Precondition: room reserved (len < cap). */
 static inline void as_runq_push(as_runq *q, as_fork *f) {
   as_assert(q->len < q->cap);
-  q->ring[(q->head + q->len) % q->cap] = f;
+  q->ring[(q->head + q->len) & (q->cap - 1)] = f;
   q->len++;
 }
 
@@ -49,7 +50,7 @@ static inline as_fork *as_runq_pop(as_runq *q) {
   as_fork *f;
   as_assert(q->len > 0);
   f = q->ring[q->head];
-  q->head = (q->head + 1) % q->cap;
+  q->head = (q->head + 1) & (q->cap - 1);
   q->len--;
   return f;
 }

@@ -328,12 +328,6 @@ int as_sched_suspend(lua_State *L, as_fork *f, int status, const as_await_ops *o
   return lua_yieldk(L, 0, ctx, k);
 }
 
-as_fork *as_sched_continue(lua_State *L, as_state *st) {
-  as_fork *f = as_sched_fork_of(st, L);
-  as_sched_check_cancel(L, st, f);
-  return f;
-}
-
 double as_sched_opt_timeout(lua_State *L, int arg) {
   lua_Number t;
   if (lua_isnoneornil(L, arg)) return HUGE_VAL;

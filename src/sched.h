@@ -168,17 +168,21 @@ int as_sched_suspend(lua_State *L, as_fork *f, int status, const as_await_ops *o
 /* Makes suspended f runnable with reason `wake`. Never raises. */
 void as_sched_wake(as_sched *s, as_fork *f, int wake);
 
+/* Raises as.Cancelled in the fork when it was woken by a cancel. */
+void as_sched_check_cancel(lua_State *L, as_state *st, as_fork *f);
+
 /* The prologue of every continuation: the fork that resumes (or NULL when
 ** L is no fork's innermost coroutine), after raising as.Cancelled when a
 ** cancel woke it. */
-as_fork *as_sched_continue(lua_State *L, as_state *st);
+static inline as_fork *as_sched_continue(lua_State *L, as_state *st) {
+  as_fork *f = as_sched_fork_of(st, L);
+  if (f != NULL && f->wake == AS_WAKE_CANCEL) as_sched_check_cancel(L, st, f);
+  return f;
+}
 
 /* as.yield() for the running fork (the bridge's coroutine.yield at a fork's
 ** own level calls it too); `name` names the call in errors. */
 int as_sched_yield(lua_State *L, as_state *st, const char *name);
-
-/* Raises as.Cancelled in the fork when it was woken by a cancel. */
-void as_sched_check_cancel(lua_State *L, as_state *st, as_fork *f);
 
 /* f:cancel() (fork.c): true, or false when f has already ended. */
 int as_sched_cancel(lua_State *L, as_state *st, as_fork *f);
