@@ -43,7 +43,7 @@
 **    scheduler suspension (sleep, wait, yield...), the frame stays pushed while
 **    the fork is suspended and the bridge yields its own coroutine in turn, up
 **    to the fork's root; on wake-up the bridge continuation resumes it again.
-**  * A suspension records its kind and time in the fork (await_kind, since);
+**  * A suspension records its kind and time in the fork (await_ops, since);
 **    the file/line of the await point is not recorded: it is read lazily from
 **    the suspended coroutine's stack, which stays intact while suspended.
 **

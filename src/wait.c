@@ -5,9 +5,10 @@
 ** node (fork.h): its own embedded node for wait/pwait, or an array for the
 ** combinators, kept as a userdata on the combinator's own stack so it lives
 ** exactly as long as the wait (no allocation for plain waits). When a target
-** ends, as_wait_target_ended decides per waiter: wait/pwait/wait_any wake at
-** once; wait_all wakes when its last target ends, or at once when one fails
-** (it fails fast, as Promise.all does). Waking unlinks every node left.
+** ends, the scheduler calls the waiter's target_ended op (wait_target_ended)
+** per node: wait/pwait/wait_any wake at once; wait_all wakes when its last
+** target ends, or at once when one fails (it fails fast, as Promise.all
+** does). Waking unlinks every node left (the unlink op).
 ** The wait fields of a fork are as_fork.await.wait (fork.h), valid while its
 ** await_ops is wait_ops.
 */
