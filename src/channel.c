@@ -35,8 +35,6 @@ struct as_channel {
 /* Channel ids, like fork ids, never repeat in the process. */
 static lua_Integer next_channel_id = 1;
 
-lua_Integer as_channel_id(const struct as_channel *ch) { return ch->id; }
-
 static as_channel *check_channel(lua_State *L, int idx) {
   return (as_channel *)luaL_checkudata(L, idx, AS_CHANNEL_MT);
 }

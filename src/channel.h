@@ -6,13 +6,11 @@
 #ifndef ASYNCSTACK_CHANNEL_H
 #define ASYNCSTACK_CHANNEL_H
 
-#include <lua.h>
-
+/* The metatable of channels (its __name appears in argument errors). */
 #define AS_CHANNEL_MT "asyncstack.Channel"
 
+/* A channel (opaque outside channel.c); a blocked fork's
+** as_fork.await.chan.channel points to it. */
 struct as_channel;
-
-/* The id of a channel (never repeats in the process). */
-lua_Integer as_channel_id(const struct as_channel *ch);
 
 #endif
