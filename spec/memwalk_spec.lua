@@ -382,6 +382,23 @@ describe("asyncstack.memwalk", function()
       assert.are.same(a, b)
     end)
 
+    it("survives reads that fail or return corrupted bytes", function()
+      local co = coroutine.create(function(check)
+        local obj = {}
+        function obj:m() local function f() coroutine.yield() end f() end
+        local t = {f = function() pcall(obj.m, obj) end}
+        t.f()
+      end)
+      coroutine.resume(co)
+      local complete, truncated, failed = mw.fuzz(co, 1234, 1500)
+      assert.are.equal(1500, complete + truncated + failed)
+      assert.truthy(failed > 0, "some walks fail")
+      assert.truthy(complete > 0, "some walks complete")
+      local w, st = mw.frames(co)  -- and the coroutine is intact
+      assert.are.equal("complete", st)
+      assert.are.equal(6, #w)
+    end)
+
     it("gives failed, not a crash, for addresses that are not a thread", function()
       local function address(v) return tonumber(string.format("%p", v):sub(3), 16) end
       for _, addr in ipairs({0, 8, 0x7ffffffff000, address({}), address("a string"),

@@ -21,8 +21,12 @@
 **                              that garbage gives "failed", not a crash)
 **   depth([co])                frames counted from memory
 **   bench(co, rounds)          seconds per frame: walker, lua_getinfo "Slnt"
+**   fuzz(co, seed, rounds)     walks through a reader that fails and
+**                              corrupts reads: counts of complete,
+**                              truncated, failed walks (no crash is the test)
 */
 #define _GNU_SOURCE
+#include <stdint.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -199,6 +203,64 @@ static int mw_bench(lua_State *L) {
   return 3;
 }
 
+/* A reader over the own memory (process_vm_readv, so any address is safe)
+** that fails some reads and corrupts a byte of others: what a walk of a
+** running process can see when the reads are torn. */
+typedef struct fuzz_reader {
+  pid_t pid;
+  uint64_t rng;
+  unsigned fail_per_1024, flip_per_1024;
+} fuzz_reader;
+
+static unsigned fuzz_next(fuzz_reader *f) {
+  f->rng ^= f->rng << 13;
+  f->rng ^= f->rng >> 7;
+  f->rng ^= f->rng << 17;
+  return (unsigned)(f->rng >> 11);
+}
+
+static int fuzz_read(void *ctx, uintptr_t address, size_t length, void *out) {
+  fuzz_reader *f = (fuzz_reader *)ctx;
+  if (fuzz_next(f) % 1024 < f->fail_per_1024) return -1;
+  if (as_memwalk_read_vm(&f->pid, address, length, out) != 0) return -1;
+  if (length > 0 && fuzz_next(f) % 1024 < f->flip_per_1024)
+    ((unsigned char *)out)[fuzz_next(f) % length] = (unsigned char)fuzz_next(f);
+  return 0;
+}
+
+/* fuzz(co, seed, rounds) -> complete, truncated, failed counts of walks
+** (with package.loaded searches) through the corrupting reader. */
+static int mw_fuzz(lua_State *L) {
+  const as_lualayout *lay = check_layout(L);
+  lua_State *co = lua_tothread(L, 1);
+  lua_Integer seed = luaL_checkinteger(L, 2);
+  int rounds = (int)luaL_checkinteger(L, 3), r, counts[3] = {0, 0, 0};
+  as_memwalk_frame *fr;
+  fuzz_reader f;
+  as_memwalk_reader rd;
+  luaL_argexpected(L, co != NULL, 1, "thread");
+  fr = (as_memwalk_frame *)lua_newuserdatauv(L, sizeof *fr * 256, 0);
+  f.pid = getpid();
+  f.rng = (uint64_t)seed * 2654435761u + 1;
+  rd.read = fuzz_read;
+  rd.ctx = &f;
+  for (r = 0; r < rounds; r++) {
+    int n = 0, i;
+    as_memwalk_status st;
+    char name[64];
+    f.fail_per_1024 = fuzz_next(&f) % 8;
+    f.flip_per_1024 = fuzz_next(&f) % 64;
+    st = as_memwalk_frames(lay, &rd, (uintptr_t)co, 0, fr, 256, &n);
+    for (i = 0; i < n && i < 2; i++)
+      as_memwalk_global_name(lay, &rd, (uintptr_t)co, &fr[i], name, sizeof name);
+    counts[st]++;
+  }
+  lua_pushinteger(L, counts[0]);
+  lua_pushinteger(L, counts[1]);
+  lua_pushinteger(L, counts[2]);
+  return 3;
+}
+
 static const luaL_Reg mw_funcs[] = {
   {"release", mw_release},
   {"verify", mw_verify},
@@ -206,6 +268,7 @@ static const luaL_Reg mw_funcs[] = {
   {"walk_address", mw_walk_address},
   {"depth", mw_depth},
   {"bench", mw_bench},
+  {"fuzz", mw_fuzz},
   {NULL, NULL}
 };
 

@@ -19,6 +19,7 @@ typedef struct walker {
   const as_memwalk_reader *rd;
   uintptr_t L;
   int truncated;   /* a string was cut to its buffer */
+  long budget;     /* reads left for the current frame or search */
 } walker;
 
 /* A name being derived: `set` is 0 for Lua's NULL name. */
@@ -55,7 +56,8 @@ static const char str_hook[] = "hook";
 /* ------------------------------------------------------------ reading */
 
 static int rd(walker *w, uintptr_t addr, size_t len, void *out) {
-  if (addr == 0 || addr + len < addr) return -1;
+  if (addr == 0 || addr + len < addr || w->budget <= 0) return -1;
+  w->budget--;
   return w->rd->read(w->rd->ctx, addr, len, out) == 0 ? 0 : -1;
 }
 
@@ -720,6 +722,7 @@ static void fill_frame(walker *w, const ciinfo *ci, const ciinfo *prev,
   const char *namewhat;
   int saved = w->truncated;
   w->truncated = 0;
+  w->budget = AS_MEMWALK_FRAME_READS;
   memset(f, 0, sizeof *f);
   f->ci = ci->addr;
   f->what = str_c;
@@ -771,6 +774,7 @@ static int init_walker(walker *w, const as_lualayout *lay,
   w->rd = rdr;
   w->L = L;
   w->truncated = 0;
+  w->budget = AS_MEMWALK_FRAME_READS;
   return (lay != NULL && rdr != NULL && rdr->read != NULL && gc_ok(L)) ? 0 : -1;
 }
 
@@ -792,6 +796,7 @@ as_memwalk_status as_memwalk_frames(const as_lualayout *lay,
   if (read_ci(&w, ci_addr, &ci) != 0) return AS_MEMWALK_FAILED;
   for (;;) {
     if (++steps > AS_MEMWALK_MAX_CALLINFO) return AS_MEMWALK_FAILED;
+    w.budget = 8;
     if (ci.previous == 0 || read_ci(&w, ci.previous, &prev) != 0)
       return AS_MEMWALK_FAILED;
     if (level > 0)
@@ -825,6 +830,7 @@ int as_memwalk_depth(const as_lualayout *lay, const as_memwalk_reader *rdr,
   base = L + lay->L_base_ci;
   if (rd_ptr(&w, L + lay->L_ci, &ci) != 0) return -1;
   while (ci != base && n < limit) {
+    w.budget = 8;
     if (n >= AS_MEMWALK_MAX_CALLINFO || !gc_ok(ci) ||
         rd_ptr(&w, ci + lay->ci_previous, &ci) != 0)
       return -1;

@@ -29,7 +29,8 @@
 **  * Every loop is bounded: frames by the caller's `max` and by
 **    AS_MEMWALK_MAX_CALLINFO, instructions by the Proto's sizecode and
 **    AS_MEMWALK_MAX_CODE, table nodes by AS_MEMWALK_MAX_LSIZENODE, register
-**    name chains by AS_MEMWALK_MAX_NAME_DEPTH.
+**    name chains by AS_MEMWALK_MAX_NAME_DEPTH, and all reads for one frame
+**    (or one package.loaded search) by AS_MEMWALK_FRAME_READS.
 **  * Every value read is checked before use (alignment, tags, sizes, pc
 **    ranges, string lengths); a read the callback refuses, or a value that
 **    cannot be right, ends that frame or that walk as "failed", never as a
@@ -70,6 +71,9 @@ typedef enum as_memwalk_status {
 #define AS_MEMWALK_MAX_CODE (1 << 26)
 #define AS_MEMWALK_MAX_LSIZENODE 24
 #define AS_MEMWALK_MAX_NAME_DEPTH 32
+/* Reads allowed for one frame's fields and name, and for one search of
+** package.loaded: a bound on the work when sizes read are torn. */
+#define AS_MEMWALK_FRAME_READS (1L << 20)
 
 typedef struct as_memwalk_frame {
   uintptr_t ci;          /* address of the frame's CallInfo */
