@@ -305,6 +305,17 @@ describe("asyncstack.memwalk", function()
       end)
     end)
 
+    it("matches inside a finalizer", function()
+      local ran = false
+      run_shape(function(check)
+        do setmetatable({}, {__gc = function() ran = true; check() end}) end
+        collectgarbage()
+        collectgarbage()
+        coroutine.yield()
+      end)
+      assert.is_true(ran)
+    end)
+
     it("matches a coroutine that is normal (it resumed another)", function()
       local outer
       local diffs = {}

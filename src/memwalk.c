@@ -138,28 +138,44 @@ static void set_name_ts(walker *w, objname *nm, uintptr_t ts) {
 
 /* ------------------------------------------------------------ Proto */
 
+/* Field `off` of a struct image `buf` read in one piece. */
+static int img_int(const unsigned char *buf, unsigned off) {
+  int32_t v;
+  memcpy(&v, buf + off, sizeof v);
+  return (int)v;
+}
+
+static uintptr_t img_ptr(const unsigned char *buf, unsigned off) {
+  uint64_t v;
+  memcpy(&v, buf + off, sizeof v);
+  return (uintptr_t)v;
+}
+
+/* Reads the Proto at `p` in one read (every field used lies before
+** p_source + 8) and checks its sizes. */
 static int read_proto(walker *w, uintptr_t p, protoinfo *pi) {
   const as_lualayout *lay = w->lay;
-  if (!gc_ok(p)) return -1;
+  unsigned char buf[192];
+  size_t len = (size_t)lay->p_source + 8;
+  if (!gc_ok(p) || len > sizeof buf || rd(w, p, len, buf) != 0) return -1;
   pi->addr = p;
   pi->window_start = 0;
   pi->window_len = 0;
-  if (rd_int(w, p + lay->p_sizeupvalues, &pi->sizeupvalues) ||
-      rd_int(w, p + lay->p_sizek, &pi->sizek) ||
-      rd_int(w, p + lay->p_sizecode, &pi->sizecode) ||
-      rd_int(w, p + lay->p_sizelineinfo, &pi->sizelineinfo) ||
-      rd_int(w, p + lay->p_sizelocvars, &pi->sizelocvars) ||
-      rd_int(w, p + lay->p_sizeabslineinfo, &pi->sizeabslineinfo) ||
-      rd_int(w, p + lay->p_linedefined, &pi->linedefined) ||
-      rd_int(w, p + lay->p_lastlinedefined, &pi->lastlinedefined) ||
-      rd_ptr(w, p + lay->p_k, &pi->k) ||
-      rd_ptr(w, p + lay->p_code, &pi->code) ||
-      rd_ptr(w, p + lay->p_upvalues, &pi->upvalues) ||
-      rd_ptr(w, p + lay->p_lineinfo, &pi->lineinfo) ||
-      rd_ptr(w, p + lay->p_abslineinfo, &pi->abslineinfo) ||
-      rd_ptr(w, p + lay->p_locvars, &pi->locvars) ||
-      rd_ptr(w, p + lay->p_source, &pi->source))
-    return -1;
+  pi->sizeupvalues = img_int(buf, lay->p_sizeupvalues);
+  pi->sizek = img_int(buf, lay->p_sizek);
+  pi->sizecode = img_int(buf, lay->p_sizecode);
+  pi->sizelineinfo = img_int(buf, lay->p_sizelineinfo);
+  pi->sizelocvars = img_int(buf, lay->p_sizelocvars);
+  pi->sizeabslineinfo = img_int(buf, lay->p_sizeabslineinfo);
+  pi->linedefined = img_int(buf, lay->p_linedefined);
+  pi->lastlinedefined = img_int(buf, lay->p_lastlinedefined);
+  pi->k = img_ptr(buf, lay->p_k);
+  pi->code = img_ptr(buf, lay->p_code);
+  pi->upvalues = img_ptr(buf, lay->p_upvalues);
+  pi->lineinfo = img_ptr(buf, lay->p_lineinfo);
+  pi->abslineinfo = img_ptr(buf, lay->p_abslineinfo);
+  pi->locvars = img_ptr(buf, lay->p_locvars);
+  pi->source = img_ptr(buf, lay->p_source);
   if (pi->sizecode < 0 || pi->sizecode > AS_MEMWALK_MAX_CODE ||
       pi->sizeupvalues < 0 || pi->sizeupvalues > 255 ||
       pi->sizek < 0 || pi->sizelineinfo < 0 ||

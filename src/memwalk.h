@@ -70,7 +70,7 @@ typedef enum as_memwalk_status {
 #define AS_MEMWALK_MAX_CALLINFO 1100000 /* > LUAI_MAXSTACK (1e6) frames */
 #define AS_MEMWALK_MAX_CODE (1 << 26)
 #define AS_MEMWALK_MAX_LSIZENODE 24
-#define AS_MEMWALK_MAX_NAME_DEPTH 32
+#define AS_MEMWALK_MAX_NAME_DEPTH 16
 /* Reads allowed for one frame's fields and name, and for one search of
 ** package.loaded: a bound on the work when sizes read are torn. */
 #define AS_MEMWALK_FRAME_READS (1L << 20)
