@@ -332,6 +332,31 @@ describe("asyncstack.memwalk", function()
       assert.is_nil(diffs[1])
     end)
 
+    it("matches stripped functions (no line info, no names)", function()
+      local f = load(string.dump(function(check)
+        local function g() check(); coroutine.yield() end
+        g()
+      end, true))
+      local walked = run_shape(f)
+      assert.are.equal(-1, walked[2].currentline)
+    end)
+
+    it("matches fresh, finished and failed coroutines", function()
+      local fresh = coroutine.create(function() end)
+      local done = coroutine.create(function() end)
+      coroutine.resume(done)
+      local failed = coroutine.create(function()
+        local function boom() error("boom") end
+        boom()
+      end)
+      assert.is_false(coroutine.resume(failed))
+      for _, co in ipairs({fresh, done, failed}) do
+        local d, w = co_difference(co)
+        assert.is_nil(d)
+        assert.are.equal(co == failed and 3 or 0, #w)
+      end
+    end)
+
     it("matches sources as luaO_chunkid shortens them", function()
       local long = ("x"):rep(80)
       local chunks = {
