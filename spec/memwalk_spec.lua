@@ -435,6 +435,58 @@ describe("asyncstack.memwalk", function()
       assert.are.equal(6, #w)
     end)
 
+    it("walks a coroutine of another process through process_vm_readv", function()
+      local own = io.open("/proc/self/stat"):read("l"):match("^(%d+)")
+      local exe = io.popen("readlink /proc/" .. own .. "/exe"):read("l")
+      local flag = os.tmpname()
+      os.remove(flag)
+      local script = os.tmpname()
+      local f = assert(io.open(script, "w"))
+      f:write(([=[
+        local co = coroutine.create(function(x)
+          local t = {}
+          function t.inner() coroutine.yield() end
+          t.inner()
+        end)
+        coroutine.resume(co)
+        for level = 0, 100 do
+          local i = debug.getinfo(co, level, "Slnt")
+          if not i then break end
+          print(("frame %%s|%%d|%%d|%%s|%%s|%%s"):format(i.short_src, i.currentline,
+            i.linedefined, i.what, i.namewhat, i.name or ""))
+        end
+        print("pid " .. io.open("/proc/self/stat"):read("l"):match("^(%%d+)"))
+        print("thread " .. string.format("%%p", co))
+        io.stdout:flush()
+        for _ = 1, 200 do
+          if io.open(%q) then break end
+          os.execute("sleep 0.05")
+        end
+      ]=]):format(flag))
+      f:close()
+      local p = io.popen(("'%s' '%s'"):format(exe, script))
+      local expected, pid, thread = {}, nil, nil
+      for line in p:lines() do
+        if line:find("^frame ") then expected[#expected + 1] = line:sub(7)
+        elseif line:find("^pid ") then pid = tonumber(line:sub(5))
+        elseif line:find("^thread ") then thread = tonumber(line:sub(8):gsub("^0x", ""), 16); break end
+      end
+      local ok, w, st = pcall(mw.walk_address, thread, "vm", pid)
+      io.open(flag, "w"):close()
+      p:close()
+      os.remove(flag)
+      os.remove(script)
+      assert(ok, w)
+      assert.are.equal("complete", st)
+      local got = {}
+      for i, fr in ipairs(w) do
+        got[i] = ("%s|%d|%d|%s|%s|%s"):format(fr.source, fr.currentline, fr.linedefined,
+          fr.what, fr.namewhat, fr.name or "")
+      end
+      assert.are.equal(3, #expected)
+      assert.are.same(expected, got)
+    end)
+
     it("gives failed, not a crash, for addresses that are not a thread", function()
       local function address(v) return tonumber(string.format("%p", v):sub(3), 16) end
       for _, addr in ipairs({0, 8, 0x7ffffffff000, address({}), address("a string"),

@@ -16,9 +16,10 @@
 **                              and the walk's status: "complete",
 **                              "truncated" or "failed". reader: "memcpy"
 **                              (default) or "vm" (process_vm_readv on self).
-**   walk_address(address, reader)
+**   walk_address(address, reader [, pid])
 **                              the same from any integer address (to show
-**                              that garbage gives "failed", not a crash)
+**                              that garbage gives "failed", not a crash), in
+**                              this process or (reader "vm") in process pid
 **   depth([co])                frames counted from memory
 **   bench(co, rounds)          seconds per frame: walker, lua_getinfo "Slnt"
 **   fuzz(co, seed, rounds)     walks through a reader that fails and
@@ -149,11 +150,18 @@ static int mw_frames(lua_State *L) {
   return walk_and_push(L, lay, &rd, (uintptr_t)co, level, max);
 }
 
+static pid_t other_pid;
+
 static int mw_walk_address(lua_State *L) {
   const as_lualayout *lay = check_layout(L);
   uintptr_t address = (uintptr_t)luaL_checkinteger(L, 1);
   as_memwalk_reader rd;
   reader_from(L, 2, &rd);
+  if (!lua_isnoneornil(L, 3)) {  /* another process's memory */
+    luaL_argcheck(L, rd.read == as_memwalk_read_vm, 3, "needs the 'vm' reader");
+    other_pid = (pid_t)luaL_checkinteger(L, 3);
+    rd.ctx = &other_pid;
+  }
   return walk_and_push(L, lay, &rd, address, 0, 64);
 }
 
