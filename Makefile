@@ -209,3 +209,9 @@ test-lua-versions: all $(MEMWALK_TEST) $(LUAV)/lualayout_print \
 	@status=0; for lua in $(foreach v,$(LUA_VERSIONS),$(LUAV)/$(v)/lua) $(LUA); do \
 	  $(LUAV_ENV) $$lua src-test/memwalk_runner.lua spec/memwalk_spec.lua || status=1; \
 	done; exit $$status
+
+# bench-memwalk: the memory walker's time per frame next to lua_getinfo, and
+# the load-time verification (src-test/memwalk_bench.lua; numbers only).
+.PHONY: bench-memwalk
+bench-memwalk: $(MEMWALK_TEST)
+	$(LUAV_ENV) $(LUA) src-test/memwalk_bench.lua
