@@ -7,7 +7,6 @@
 ** implemented; the code is ours, written from those descriptions.
 */
 #define _GNU_SOURCE  /* process_vm_readv */
-#include <errno.h>
 #include <string.h>
 #include <sys/types.h>
 #include <sys/uio.h>
