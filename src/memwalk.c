@@ -790,7 +790,8 @@ static int init_walker(walker *w, const as_lualayout *lay,
   w->L = L;
   w->truncated = 0;
   w->budget = AS_MEMWALK_FRAME_READS;
-  return (lay != NULL && rdr != NULL && rdr->read != NULL && gc_ok(L)) ? 0 : -1;
+  return (lay != NULL && lay->lua_idsize == AS_MEMWALK_SOURCE_SIZE &&
+          rdr != NULL && rdr->read != NULL && gc_ok(L)) ? 0 : -1;
 }
 
 as_memwalk_status as_memwalk_frames(const as_lualayout *lay,
