@@ -160,3 +160,67 @@ gc-stress: all test-helpers
 
 scale: all
 	$(RUN_ENV) ASYNCSTACK_SCALE_REPORT=1 $(BUSTED) $(BUSTED_FLAGS) spec/scale_spec.lua
+
+# ------------------------------------------- memory-level walker (issue 14)
+# asyncstack_memwalk: a test-only module over the memory walker
+# (src/lualayout.c, src/memwalk.c, src/memwalk_verify.c) for
+# spec/memwalk_spec.lua. Nothing in core.so calls the walker yet.
+MEMWALK_TEST = $(BUILD)/test/asyncstack_memwalk.so
+MEMWALK_SRCS = src/lualayout.c src/memwalk.c src/memwalk_verify.c
+
+$(MEMWALK_TEST): src-test/memwalk_module.c $(MEMWALK_SRCS) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LIBFLAG) $(ALL_CFLAGS) -Isrc -o $@ src-test/memwalk_module.c $(MEMWALK_SRCS) $(LDLIBS)
+
+test-helpers: $(MEMWALK_TEST)
+
+# test-lua-versions: the stated layouts (src/lualayout.c) are compared with
+# what every release's own headers say (src-test/lualayout_facts.c, 5.4.0 to
+# 5.4.8), then spec/memwalk_spec.lua runs under interpreters built from
+# ../shared/lua/ (LUA_VERSIONS) and under the system's lua5.4, through
+# src-test/memwalk_runner.lua (busted's C modules are built for Debian's
+# lua5.4 only). Lua's sources are unpacked under $(BUILD)/lua-versions/.
+LUA_VERSIONS    ?= 5.4.0 5.4.3 5.4.6 5.4.8
+LUA_FACTS_VERSIONS ?= 5.4.0 5.4.1 5.4.2 5.4.3 5.4.4 5.4.5 5.4.6 5.4.7 5.4.8
+LUA_TARBALLS    ?= ../shared/lua
+LUAV            = $(BUILD)/lua-versions
+LUAV_ENV        = LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/test/?.so;$(BUILD)/?.so;;'
+
+.PHONY: test-lua-versions
+.PRECIOUS: $(LUAV)/%/unpacked $(LUAV)/%/lua $(LUAV)/%/facts
+
+$(LUAV)/%/unpacked:
+	@mkdir -p $(LUAV)/$*
+	tar -xzf $(LUA_TARBALLS)/lua-$*.tar.gz -C $(LUAV)/$*
+	@touch $@
+
+$(LUAV)/%/lua: $(LUAV)/%/unpacked
+	$(CC) -O2 -std=gnu99 -DLUA_USE_LINUX -Wl,-E -o $@ $(LUAV)/$*/lua-$*/onelua.c -lm -ldl
+
+$(LUAV)/%/facts: src-test/lualayout_facts.c $(LUAV)/%/unpacked
+	$(CC) -std=gnu99 -DLUA_USE_LINUX -I$(LUAV)/$*/lua-$* -o $@ $< $(LUAV)/$*/lua-$*/lopcodes.c
+
+$(LUAV)/lualayout_print: src-test/lualayout_print.c src/lualayout.c src/lualayout.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Isrc -o $@ src-test/lualayout_print.c src/lualayout.c
+
+test-lua-versions: all $(MEMWALK_TEST) $(LUAV)/lualayout_print \
+                   $(foreach v,$(LUA_FACTS_VERSIONS),$(LUAV)/$(v)/facts) \
+                   $(foreach v,$(LUA_VERSIONS),$(LUAV)/$(v)/lua)
+	@for v in $(LUA_FACTS_VERSIONS); do \
+	  minor=$${v##*.}; \
+	  $(LUAV)/$$v/facts > $(LUAV)/$$v/facts.txt && \
+	  $(LUAV)/lualayout_print $$minor > $(LUAV)/$$v/stated.txt && \
+	  if diff $(LUAV)/$$v/facts.txt $(LUAV)/$$v/stated.txt; then \
+	    echo "lualayout: Lua $$v: the stated layout matches its headers"; \
+	  else echo "lualayout: Lua $$v: the stated layout differs from its headers"; exit 1; fi; \
+	done
+	@status=0; for lua in $(foreach v,$(LUA_VERSIONS),$(LUAV)/$(v)/lua) $(LUA); do \
+	  $(LUAV_ENV) $$lua src-test/memwalk_runner.lua spec/memwalk_spec.lua || status=1; \
+	done; exit $$status
+
+# bench-memwalk: the memory walker's time per frame next to lua_getinfo, and
+# the load-time verification (src-test/memwalk_bench.lua; numbers only).
+.PHONY: bench-memwalk
+bench-memwalk: $(MEMWALK_TEST)
+	$(LUAV_ENV) $(LUA) src-test/memwalk_bench.lua
