@@ -49,7 +49,14 @@ $(CRASHHELPER): src-test/crashhelper.c
 	@mkdir -p $(dir $@)
 	$(CC) $(LIBFLAG) $(ALL_CFLAGS) -pthread -o $@ $< $(LDLIBS)
 
-test-helpers: $(CRASHHELPER)
+# The allocation-failure host (issue 13, src-test/oomhost.c): a test
+# program, the one place that links liblua (Debian's); never installed.
+OOMHOST     = $(BUILD)/test/oomhost
+$(OOMHOST): src-test/oomhost.c src-test/abort_trace.c
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(WERROR) $(CFLAGS) -std=c99 -I$(LUA_INCDIR) -o $@ $^ -llua5.4 $(LDLIBS)
+
+test-helpers: $(CRASHHELPER) $(OOMHOST)
 
 test: all test-helpers
 	$(RUN_ENV) $(BUSTED) $(BUSTED_FLAGS) spec
@@ -178,6 +185,19 @@ SYS_LUA_CPATH  := $(shell $(LUA) -e 'io.write(package.cpath)' 2>/dev/null)
 APICHECK_ENV    = PATH="$(CURDIR)/$(APICHECK_DIR)/bin:$$PATH" \
                   LUA_PATH='lua/?.lua;lua/?/init.lua;$(SYS_LUA_PATH)' \
                   LUA_CPATH='$(BUILD)/?.so;$(BUILD)/test/?.so;$(SYS_LUA_CPATH)'
+
+# ------------------------------------------- allocation failure (issue 13)
+# oomtest: the full sweep (tools/oomtest.lua over src-test/oomprog.lua, every
+# failure point, modes "every" and "next") against the ASan+UBSan build, the
+# host ASan-instrumented too, with leak detection. make test runs a sample
+# of it (spec/oom_spec.lua, OOMTEST_SAMPLE points per mode).
+ASAN_CFLAGS = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+.PHONY: oomtest
+oomtest:
+	$(MAKE) BUILD=build-asan CFLAGS='$(ASAN_CFLAGS)' LDLIBS='-fsanitize=address,undefined' all test-helpers
+	LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build-asan/?.so;;' \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(LUA) tools/oomtest.lua build-asan/test/oomhost $(OOMTEST_FLAGS)
 
 .PHONY: test-apicheck apicheck-lua
 
