@@ -107,7 +107,7 @@ local function classify(mode, n, outcome, step, message)
     end
   end
   if label == "FAILURE" then failures = failures + 1; st.unknown = st.unknown + 1 end
-  local key = mode .. " " .. outcome .. " " .. normalise(text:sub(1, 200))
+  local key = label .. " " .. mode .. " " .. outcome .. " " .. normalise(text:sub(1, 200))
   local d = distinct[key]
   if not d then
     d = { mode = mode, outcome = outcome, first = n, count = 0, label = label, text = text }
