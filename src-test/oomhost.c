@@ -25,7 +25,8 @@
 ** absorbed), memory (a clean "not enough memory" error), error (any other
 ** error: a defect), broken (the following check() failed: a defect), leak
 ** (blocks still allocated after lua_close, or file descriptors left open).
-** A crash or ASan report ends the process; the driver restarts after it.
+** A crash or ASan report ends the process, and so does a hang (SIGALRM after
+** HANG_SECONDS); the driver reports it and restarts after that point.
 **
 ** Test code: links Debian's liblua5.4; the module itself never links liblua.
 */
@@ -38,6 +39,10 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
+
+/* A failure point whose program runs longer than this has hung (the whole
+** program takes well under a second): SIGALRM ends the host. */
+#define HANG_SECONDS 20
 
 typedef struct limiter {
   int active;          /* the limit applies */
@@ -184,7 +189,7 @@ int main(int argc, char **argv)
     m.active = 1; m.limit = -1; m.every = 0;
     int st = call_field(L, "program");
     m.active = 0;
-    if (st != LUA_OK) { printf("count failed: %s\n", lua_tostring(L, -1)); return 1; }
+    if (st != LUA_OK) { printf("count failed: %s\n", error_text(L)); return 1; }
     printf("allocations %ld\n", m.count);
     lua_close(L);
     return 0;
@@ -201,7 +206,9 @@ int main(int argc, char **argv)
     lua_State *L = new_state(&m, program);
     char step[256];
     m.every = every; m.limit = n; m.active = 1;
+    alarm(HANG_SECONDS);          /* a hang ends the host: the driver reports it */
     int st = call_field(L, "program");
+    alarm(0);
     m.active = 0;
     long allocs = m.count;
     const char *outcome = "completed";

@@ -14,7 +14,14 @@
 local P = {}
 local as, socket
 
-local function step(name) OOM_STEP = name end
+local growth_steps  -- defined below
+
+-- The step also goes to stderr, so that when the host dies (an ASan
+-- report) tools/oomtest.lua can name the step it died in.
+local function step(name)
+  OOM_STEP = name
+  io.stderr:write("oomstep: ", name, "\n")
+end
 
 -- Is `e` the memory error: the string Lua raises, or an exception made
 -- from it (an ErrorException whose original value it is, or whose message
@@ -187,7 +194,129 @@ function P.program()
     return 7
   end)
   assert(total == 7)
+  growth_steps()
   step("done")
+end
+
+-- After an injected failure was caught: true when `ok, e` is a memory
+-- error (absorbed: the program goes on, to show what the failed call left
+-- behind), false when the call succeeded; any other error is raised.
+local function absorbed(ok, e)
+  if ok then return false end
+  if P.is_memory(e) then return true end
+  error(e, 0)
+end
+
+local function nop() end
+
+-- Runs whose first timed call allocates the scheduler's timer heap (a new
+-- run has a new scheduler), and runs whose 65th queued fork grows the run
+-- queue: failing exactly that allocation checks that a call which raises
+-- leaves nothing registered (issue 13 D2, D3). The memory error is caught
+-- (absorbed) and the run goes on to use what a stale registration breaks.
+growth_steps = function()
+  step("timer heap: sleep, then a generator yields")
+  as.run(function()
+    absorbed(pcall(as.sleep, 0.001))
+    local sum = 0
+    for v in coroutine.wrap(function() for i = 1, 3 do coroutine.yield(i) end end) do sum = sum + v end
+    expect(sum == 6, "generator sum", sum)
+  end)
+
+  -- t blocks in recv until `helper` sends; the timed call under test waits
+  -- for t. When that call fails, main goes on at once and helper's send
+  -- ends t while main sleeps: a stale registration would wake main early
+  -- (wait) or touch a dropped node array (wait_all: ASan).
+  local function blocked_pair()
+    local ch = as.channel()
+    local t = as.fork(function() return ch:recv() end)
+    local helper = as.fork(function() as.yield(); ch:send("go") end)
+    as.yield()
+    return t, helper
+  end
+
+  step("timer heap: wait with a timeout")
+  as.run(function()
+    local t, helper = blocked_pair()
+    absorbed(pcall(as.wait, t, 5))
+    local t0 = as.now()
+    as.sleep(0.004)
+    expect(as.now() - t0 >= 0.0039, "sleep(0.004) returned early after", as.now() - t0)
+    reraise_memory(as.pwait(t))
+    reraise_memory(as.pwait(helper))
+  end)
+
+  step("timer heap: wait_all with a timeout")
+  as.run(function()
+    local t, helper = blocked_pair()
+    absorbed(pcall(as.wait_all, { t }, 5))
+    as.sleep(0.001)
+    reraise_memory(as.pwait(t))
+    reraise_memory(as.pwait(helper))
+  end)
+
+  step("timer heap: send with a timeout")
+  as.run(function()
+    local ch = as.channel(1)
+    ch:send("x")
+    local helper = as.fork(function() as.yield(); return ch:recv() end)
+    local failed = absorbed(pcall(ch.send, ch, "ghost", 5))
+    reraise_memory(as.pwait(helper))
+    local ok, v = reraise_memory(pcall(ch.recv, ch, 0.002))
+    if failed then
+      expect(not ok and as.Timeout:is(v), "a value whose send failed", ok, v)
+    else
+      expect(ok and v == "ghost", "the value sent", ok, v)
+    end
+  end)
+
+  step("timer heap: recv with a timeout")
+  as.run(function()
+    local ch = as.channel()
+    local helper = as.fork(function() as.yield(); return ch:send("first", 5) end)
+    local ok, v = pcall(ch.recv, ch, 5)
+    if absorbed(ok, v) then ok, v = reraise_memory(pcall(ch.recv, ch, 1)) end
+    expect(ok and v == "first", "the value sent", ok, v)
+    reraise_memory(as.pwait(helper))
+  end)
+
+  step("run queue: close wakes receivers")
+  as.run(function()
+    local ch = as.channel()
+    local receivers = {}
+    for i = 1, 3 do receivers[i] = as.fork(function() return ch:recv() end) end
+    as.yield()
+    for _ = 1, 64 do as.fork(nop) end
+    if absorbed(pcall(ch.close, ch)) then absorbed(pcall(ch.close, ch)) end
+    for i = 1, 3 do reraise_memory(as.pwait(receivers[i])) end
+  end)
+
+  step("run queue: cancel wakes a blocked fork")
+  as.run(function()
+    local ch = as.channel()
+    local victim = as.fork(function() return ch:recv() end)
+    as.yield()
+    for _ = 1, 64 do as.fork(nop) end
+    if absorbed(pcall(victim.cancel, victim)) then absorbed(pcall(victim.cancel, victim)) end
+    reraise_memory(as.pwait(victim))
+  end)
+
+  step("run queue: fork")
+  as.run(function()
+    for _ = 1, 64 do as.fork(nop) end
+    absorbed(pcall(as.fork, nop))
+  end)
+
+  step("bridge: a generator's error, then the fork blocks")
+  as.run(function()
+    local gen = coroutine.wrap(function() error("from the generator") end)
+    local ok, e = pcall(gen)
+    if not ok and not P.is_memory(e) then
+      expect(tostring(e):find("from the generator", 1, true), "generator error", e)
+    end
+    as.sleep(0)
+    as.yield()
+  end)
 end
 
 -- A following run() works, with no limit: a fork, a wait and a channel.

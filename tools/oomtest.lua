@@ -1,7 +1,7 @@
 -- Allocation-failure sweep (issue 13): drives src-test/oomhost.c over
 -- src-test/oomprog.lua and prints the figures.
 --
---   lua5.4 tools/oomtest.lua HOST [--sample K] [--modes every,next]
+--   lua5.4 tools/oomtest.lua HOST [--sample K] [--modes every,next] [--jobs J]
 --
 -- Without --sample every failure point 1..T (T = the program's allocation
 -- count, measured first) is tried in each mode; with --sample K, K points
@@ -9,8 +9,8 @@
 -- The module and LuaSocket come from LUA_PATH / LUA_CPATH.
 --
 -- Outcomes per failure point (see oomhost.c): completed and memory are
--- clean; error, broken, leak and crash (the host died: an ASan report, an
--- abort, a signal) are defects. A crash is reported with the failure point
+-- clean; error, broken, leak, crash (the host died: an ASan report, an
+-- abort, a signal) and hang (no end within 20 s) are defects. A crash is reported with the failure point
 -- and ASan's first lines, and the sweep goes on after it.
 --
 -- Known defects: tools/oomtest-known.txt, one per line,
@@ -21,11 +21,15 @@
 
 local host = assert(arg[1], "usage: tools/oomtest.lua HOST [--sample K] [--modes every,next]")
 local program = "src-test/oomprog.lua"
-local sample, modes = nil, { "every", "next" }
+local sample, modes, jobs, worker = nil, { "every", "next" }, 2, nil
 do
   local i = 2
   while arg[i] do
     if arg[i] == "--sample" then sample = tonumber(arg[i + 1]); i = i + 2
+    elseif arg[i] == "--jobs" then jobs = assert(tonumber(arg[i + 1]), "--jobs N"); i = i + 2
+    elseif arg[i] == "--worker" then
+      worker = { mode = arg[i + 1], from = tonumber(arg[i + 2]), last = tonumber(arg[i + 3]), step = tonumber(arg[i + 4]) }
+      i = i + 5
     elseif arg[i] == "--modes" then
       modes = {}
       for m in arg[i + 1]:gmatch("[^,]+") do modes[#modes + 1] = m end
@@ -117,16 +121,10 @@ local function classify(mode, n, outcome, step, message)
   d.count = d.count + 1
 end
 
-local start = os.time()
-local T = count_allocations()
-print(("oomtest: %s allocates %d times (counted allocations) with no failure; %s"):format(
-  program, T, sample and ("sampling " .. sample .. " failure points per mode") or "trying every failure point"))
-
-for _, mode in ipairs(modes) do
-  stats[mode] = { tried = 0, known = 0, unknown = 0 }
-  local last = mode == "every" and T + 1 or T
-  local step = sample and math.max(1, last // sample) or 1
-  local from = 1
+-- Tries failure points from, from + step, ... up to last in one mode,
+-- restarting the host after a point where it died; emit(n, outcome, step
+-- name, message) for each point.
+local function sweep(mode, from, last, step, emit)
   while from <= last do
     local errfile = os.tmpname()
     local p = assert(io.popen(("%s %s %s %d %d %d 2>%s"):format(q(host), q(program), mode, from, last, step, errfile)))
@@ -134,7 +132,7 @@ for _, mode in ipairs(modes) do
     for line in p:lines() do
       local n, outcome, step_name, message = line:match("^N (%d+) (%S+) allocs=%d+ step=(.-) :: (.*)$")
       if n then
-        classify(mode, tonumber(n), outcome, step_name, message)
+        emit(tonumber(n), outcome, step_name, message)
         expect = tonumber(n) + step
       end
     end
@@ -145,10 +143,63 @@ for _, mode in ipairs(modes) do
     os.remove(errfile)
     if ok or expect > last then break end
     -- The host died at failure point `expect`.
-    classify(mode, expect, "crash", "?", ("host %s %s at oom %s %d:\n    %s"):format(
-      how, tostring(code), mode, expect, crash_summary(stderr)))
+    local died_in = "?"
+    for name in stderr:gmatch("oomstep: ([^\n]*)") do died_in = name end
+    if how == "signal" and code == 14 then
+      emit(expect, "hang", died_in, ("the program hung (SIGALRM after 20 s) at oom %s %d"):format(mode, expect))
+    else
+      emit(expect, "crash", died_in, ("host %s %s at oom %s %d: %s"):format(
+        how, tostring(code), mode, expect, crash_summary(stderr):gsub("\n", "|")))
+    end
     from = expect + step
   end
+end
+
+-- Worker (the parallel sweep starts several): one range, results to stdout.
+if worker then
+  sweep(worker.mode, worker.from, worker.last, worker.step, function(n, outcome, step_name, message)
+    io.write(("R %d %s\t%s\t%s\n"):format(n, outcome, step_name, message))
+    io.flush()
+  end)
+  os.exit(0)
+end
+
+local start = os.time()
+local T = count_allocations()
+print(("oomtest: %s allocates %d times (counted allocations) with no failure; %s, %d jobs per mode"):format(
+  program, T, sample and ("sampling " .. sample .. " failure points per mode") or "trying every failure point", jobs))
+
+-- Each mode's points are split into `jobs` contiguous ranges, all swept at
+-- once (the program mostly sleeps in short timeouts: more processes than
+-- cores still help); results are then read back in order.
+local workers, script = {}, {}
+for _, mode in ipairs(modes) do
+  stats[mode] = { tried = 0, known = 0, unknown = 0 }
+  local last = mode == "every" and T + 1 or T
+  local step = sample and math.max(1, last // sample) or 1
+  local points = (last - 1) // step + 1
+  local per = (points + jobs - 1) // jobs
+  for j = 0, jobs - 1 do
+    local from = 1 + j * per * step
+    local to = math.min(last, from + (per - 1) * step)
+    if from <= last then
+      local out = os.tmpname()
+      workers[#workers + 1] = { mode = mode, out = out }
+      script[#script + 1] = ("%s %s %s --worker %s %d %d %d > %s &"):format(
+        q(arg[-1] or "lua5.4"), q(arg[0]), q(host), mode, from, to, step, out)
+    end
+  end
+end
+script[#script + 1] = "wait"
+os.execute(table.concat(script, "\n"))
+for _, w in ipairs(workers) do
+  local f = assert(io.open(w.out))
+  for line in f:lines() do
+    local n, outcome, step_name, message = line:match("^R (%d+) (%S+)\t([^\t]*)\t(.*)$")
+    if n then classify(w.mode, tonumber(n), outcome, step_name, message) end
+  end
+  f:close()
+  os.remove(w.out)
 end
 
 print("oomtest: distinct defects (first failure point; replay one with")
@@ -160,7 +211,7 @@ for _, key in ipairs(distinct_order) do
 end
 for _, mode in ipairs(modes) do
   local st, parts = stats[mode], {}
-  for _, o in ipairs { "completed", "memory", "error", "broken", "leak", "crash" } do
+  for _, o in ipairs { "completed", "memory", "error", "broken", "leak", "crash", "hang" } do
     parts[#parts + 1] = ("%s %d"):format(o, st[o] or 0)
   end
   print(("oomtest: mode %-5s %d failure points tried: %s; %d known, %d unknown")
