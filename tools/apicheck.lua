@@ -87,7 +87,11 @@ local function abort_of(text)
   if not assertion then return nil end
   local frames = native_frames(text)
   local api = assertion:match("%.c:%d+: ([%w_]+): Assertion") or "?"
-  local site = frames[1] and frames[1]:gsub(":%d+[^)]*%)", ")") or "?"
+  local site = "?"
+  if frames[1] then
+    local fn, file = frames[1]:match("^(%S+) %(([^:)]+)")
+    site = fn and (fn .. " (" .. file .. ")") or frames[1]
+  end
   return {
     signature = api .. " in " .. site,
     assertion = assertion:gsub("^%s*#?%s*%(?%w*%)?%s*'?", ""),

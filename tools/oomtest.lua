@@ -145,6 +145,7 @@ local function sweep(mode, from, last, step, emit)
     -- The host died at failure point `expect`.
     local died_in = "?"
     for name in stderr:gmatch("oomstep: ([^\n]*)") do died_in = name end
+    if how == "exit" and code > 128 then how, code = "signal", code - 128 end  -- through the shell
     if how == "signal" and code == 14 then
       emit(expect, "hang", died_in, ("the program hung (SIGALRM after 20 s) at oom %s %d"):format(mode, expect))
     else
