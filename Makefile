@@ -177,6 +177,7 @@ scale: all
 # PATH, builds the rock for it too).
 # Failures still open are listed, each naming its issue-13 defect, in
 # tools/apicheck-known.txt by signature (see there); they still run.
+# APICHECK_JOBS (default 2) spec files run at once.
 LUA_TARBALL    ?= ../shared/lua/lua-5.4.4.tar.gz
 APICHECK_DIR    = $(BUILD)/lua-apicheck
 APICHECK_LUA    = $(APICHECK_DIR)/lua

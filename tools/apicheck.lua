@@ -173,12 +173,61 @@ local function run_file(file)
   totals.failed = totals.failed + 1
 end
 
+-- Parallel: the master starts APICHECK_JOBS workers (default 2), each
+-- running every Nth spec file and writing what it found to a file as a Lua
+-- chunk; the master merges them and prints the report.
+local worker_of = os.getenv("APICHECK_WORKER")
 local start = os.time()
-for _, file in ipairs(spec_files()) do
-  totals.files = totals.files + 1
-  io.write("apicheck: ", file, "\n"); io.flush()
-  run_file(file)
+if worker_of then
+  local k, jobs = worker_of:match("^(%d+)/(%d+)$")
+  k, jobs = tonumber(k), tonumber(jobs)
+  for i, file in ipairs(spec_files()) do
+    if i % jobs == k then
+      totals.files = totals.files + 1
+      io.write("apicheck: ", file, "\n"); io.flush()
+      run_file(file)
+    end
+  end
+  local out = assert(io.open(assert(os.getenv("APICHECK_OUT")), "w"))
+  local function dump(v)
+    if type(v) == "table" then
+      local parts = {}
+      for key, x in pairs(v) do parts[#parts + 1] = "[" .. dump(key) .. "]=" .. dump(x) end
+      return "{" .. table.concat(parts, ",") .. "}"
+    end
+    return string.format("%q", v)
+  end
+  local seen = {}
+  for key, k2 in pairs(known) do seen[key] = k2.seen end
+  out:write("return ", dump { totals = totals, problems = problems, signatures = signatures, seen = seen })
+  out:close()
+  os.exit(0)
 end
+
+local jobs = tonumber(os.getenv("APICHECK_JOBS")) or 2
+local script, outs = {}, {}
+for k = 0, jobs - 1 do
+  outs[k] = os.tmpname()
+  script[#script + 1] = ("APICHECK_WORKER=%d/%d APICHECK_OUT=%s %s %s %s %s &"):format(
+    k, jobs, outs[k], shell_quote(arg[-1] or "lua5.4"), shell_quote(arg[0]), shell_quote(interpreter), busted_flags)
+end
+script[#script + 1] = "wait"
+os.execute(table.concat(script, "\n"))
+for k = 0, jobs - 1 do
+  local chunk = loadfile(outs[k])
+  os.remove(outs[k])
+  if not chunk then
+    totals.failed = totals.failed + 1
+    problems[#problems + 1] = ("FAILED: apicheck worker %d/%d wrote no result"):format(k, jobs)
+  else
+    local r = chunk()
+    for key, v in pairs(r.totals) do totals[key] = totals[key] + v end
+    for _, p in ipairs(r.problems) do problems[#problems + 1] = p end
+    for sig, n in pairs(r.signatures) do signatures[sig] = (signatures[sig] or 0) + n end
+    for key, n in pairs(r.seen) do known[key].seen = known[key].seen + n end
+  end
+end
+
 for _, p in ipairs(problems) do print(p) end
 print("apicheck: distinct aborts (assertion in our innermost function), with the tests that hit each:")
 local sigs = {}
