@@ -238,9 +238,12 @@ int main(int argc, char **argv)
         outcome = "leak";
         snprintf(msg, sizeof msg, "%d file descriptors open after lua_close, %d before:%s", fds, fds0, open_fds);
       }
-    } else if (fds != fds0) {
+    } else {
       size_t used = strlen(msg);
-      snprintf(msg + used, sizeof msg - used, " (and %d file descriptors left open)", fds - fds0);
+      if (m.live != 0)
+        used += (size_t)snprintf(msg + used, sizeof msg - used, " (and %ld blocks left after lua_close)", m.live);
+      if (fds != fds0 && used < sizeof msg)
+        snprintf(msg + used, sizeof msg - used, " (and %d file descriptors left open)", fds - fds0);
     }
     fds0 = fds;  /* each leak is reported once, at the N that caused it */
     printf("N %ld %s allocs=%ld step=%s :: ", n, outcome, allocs, step);
