@@ -1,7 +1,10 @@
 package = "asyncstack"
 version = "scm-1"
 source = {
-   url = "git+https://example.invalid/asyncstack.git",
+   -- Placeholder until the project is published: set it to the public git
+   -- URL before `luarocks pack` / `luarocks upload` (README, "Installing").
+   -- `luarocks make` from a checkout never fetches it.
+   url = "git+https://example.invalid/asyncstack/asyncstack.git",
 }
 description = {
    summary = "Fork scheduler with async stack traces for Lua 5.4",
@@ -18,15 +21,22 @@ dependencies = {
 }
 -- libunwind (Debian: libunwind-dev) is found by the Makefile through
 -- pkg-config: its header lives in a multiarch directory LuaRocks does not search.
+-- The rock is built in its own directory (build-rock/), from scratch each
+-- time (the Makefile's `rock` target empties it first): whatever an earlier
+-- `make` left in build/, with other flags or other sources, is never what
+-- gets installed.
 build = {
    type = "make",
+   build_target = "rock",
    build_variables = {
       CFLAGS = "$(CFLAGS)",
       LIBFLAG = "$(LIBFLAG)",
       LUA_INCDIR = "$(LUA_INCDIR)",
+      BUILD = "build-rock",
    },
    install_variables = {
       INST_LIBDIR = "$(LIBDIR)",
       INST_LUADIR = "$(LUADIR)",
+      BUILD = "build-rock",
    },
 }

@@ -16,6 +16,9 @@ local type, pcall = type, pcall
 
 local M = {}
 
+-- The release this is ("asyncstack X.Y.Z", "-dev" between releases).
+M._VERSION = "asyncstack 0.1.0-dev"
+
 -- Frames of this directory's Lua files are ours: traces hide them.
 do
   local source = debug.getinfo(1, "S").source

@@ -1,0 +1,255 @@
+#define _POSIX_C_SOURCE 200809L
+/*
+** Allocation-failure test host (`make oomtest`, issue 13), after the
+** technique of Lua's own testes/api.lua: a lua_Alloc that fails after N
+** allocations, and a sweep over N of a program that uses every feature.
+**
+**   oomhost PROGRAM.lua count
+**   oomhost PROGRAM.lua every|next FROM TO STEP
+**
+** PROGRAM.lua returns a table with setup(), program() and check(); setup
+** runs with no limit (it loads the module), program() runs with the limit,
+** check() again with none (a following run() must work). Every N gets a
+** fresh Lua state, so one failure point cannot hide or cause another.
+**
+** Counting: an allocation is a call that asks for a new block or a larger
+** one (shrinking and freeing never fail). Mode "every": allocation N and
+** every later one fail. Mode "next": only allocation N fails. Lua answers a
+** failed allocation with an emergency collection and one retry of the same
+** request; the retry fails too (and is not counted), otherwise "next" would
+** never reach the code that asked.
+**
+** One line per N on stdout, flushed (tools/oomtest.lua reads them):
+**   N <n> <outcome> allocs=<k> step=<program step> :: <message>
+** outcomes: completed (the limit was never reached, or the failure was
+** absorbed), memory (a clean "not enough memory" error), error (any other
+** error: a defect), broken (the following check() failed: a defect), leak
+** (blocks still allocated after lua_close, or file descriptors left open).
+** A crash or ASan report ends the process, and so does a hang (SIGALRM after
+** HANG_SECONDS); the driver reports it and restarts after that point.
+**
+** Test code: links Debian's liblua5.4; the module itself never links liblua.
+*/
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+
+/* A failure point whose program runs longer than this has hung (the whole
+** program takes well under a second): SIGALRM ends the host. */
+#define HANG_SECONDS 20
+
+typedef struct limiter {
+  int active;          /* the limit applies */
+  int every;           /* 1: N and all later fail; 0: only N */
+  long limit;          /* N (1-based) */
+  long count;          /* allocations counted while active */
+  long live;           /* blocks allocated and not freed (always) */
+  const void *failed_ptr; size_t failed_osize, failed_nsize; int just_failed;
+} limiter;
+
+static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+  limiter *m = (limiter *)ud;
+  if (nsize == 0) {
+    if (ptr) { free(ptr); m->live--; }
+    return NULL;
+  }
+  int grows = (ptr == NULL || nsize > osize);
+  if (m->active && grows) {
+    if (m->just_failed && ptr == m->failed_ptr && osize == m->failed_osize &&
+        nsize == m->failed_nsize) {
+      m->just_failed = 0;       /* Lua's retry after its emergency collection */
+      return NULL;
+    }
+    m->just_failed = 0;
+    m->count++;
+    if (m->count == m->limit || (m->every && m->count > m->limit)) {
+      m->just_failed = 1;
+      m->failed_ptr = ptr; m->failed_osize = osize; m->failed_nsize = nsize;
+      return NULL;
+    }
+  }
+  void *p = realloc(ptr, nsize);
+  if (p && !ptr) m->live++;
+  return p;
+}
+
+static void ignore_warning(void *ud, const char *msg, int tocont)
+{
+  (void)ud; (void)msg; (void)tocont;
+}
+
+/* What the open fds are, for a leak report: "3->socket:[123] ...". */
+static void describe_fds(char *buf, size_t n)
+{
+  size_t used = 0;
+  buf[0] = 0;
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d)) && used + 64 < n) {
+    char path[300], target[128];
+    if (e->d_name[0] == '.') continue;
+    snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+    ssize_t k = readlink(path, target, sizeof target - 1);
+    if (k < 0) continue;
+    target[k] = 0;
+    used += (size_t)snprintf(buf + used, n - used, " %s->%s", e->d_name, target);
+  }
+  closedir(d);
+}
+
+static int count_fds(void)
+{
+  int n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) return -1;
+  while (readdir(d)) n++;
+  closedir(d);
+  return n;
+}
+
+/* Calls field `name` of the program table at index 1; returns the status
+** and leaves the error value (or nothing) on the stack. */
+static int call_field(lua_State *L, const char *name)
+{
+  lua_getfield(L, 1, name);
+  return lua_pcall(L, 0, 0, 0);
+}
+
+/* Text of the error at the top, with the limit off; "not enough memory"
+** anywhere in it makes it a memory error. */
+static const char *error_text(lua_State *L)
+{
+  const char *s = luaL_tolstring(L, -1, NULL);
+  lua_replace(L, -2);
+  return s;
+}
+
+/* PROGRAM.is_memory(value at idx), with no limit: the error is the memory
+** error itself or an exception made from it. */
+static int is_memory(lua_State *L, int idx)
+{
+  idx = lua_absindex(L, idx);
+  lua_getfield(L, 1, "is_memory");
+  lua_pushvalue(L, idx);
+  int yes = lua_pcall(L, 1, 1, 0) == LUA_OK && lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return yes;
+}
+
+static void one_line(const char *s)
+{
+  for (; *s; s++) putchar(*s == '\n' ? '|' : *s);
+}
+
+static lua_State *new_state(limiter *m, const char *program)
+{
+  lua_State *L = lua_newstate(limited_alloc, m);
+  if (!L) { fprintf(stderr, "oomhost: cannot create a state\n"); exit(2); }
+  lua_setwarnf(L, ignore_warning, NULL);
+  luaL_openlibs(L);
+  if (luaL_dofile(L, program) != LUA_OK || !lua_istable(L, -1)) {
+    fprintf(stderr, "oomhost: %s: %s\n", program, lua_tostring(L, -1));
+    exit(2);
+  }
+  if (call_field(L, "setup") != LUA_OK) {
+    fprintf(stderr, "oomhost: setup failed: %s\n", lua_tostring(L, -1));
+    exit(2);
+  }
+  return L;
+}
+
+static void step_of(lua_State *L, char *buf, size_t n)
+{
+  lua_getglobal(L, "OOM_STEP");
+  snprintf(buf, n, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
+  lua_pop(L, 1);
+}
+
+int main(int argc, char **argv)
+{
+  if (argc < 3) {
+    fprintf(stderr, "usage: oomhost PROGRAM.lua count | every|next FROM TO STEP\n");
+    return 2;
+  }
+  const char *program = argv[1], *mode = argv[2];
+  limiter m;
+  memset(&m, 0, sizeof m);
+  setvbuf(stdout, NULL, _IOLBF, 0);
+
+  if (strcmp(mode, "count") == 0) {
+    lua_State *L = new_state(&m, program);
+    m.active = 1; m.limit = -1; m.every = 0;
+    int st = call_field(L, "program");
+    m.active = 0;
+    if (st != LUA_OK) { printf("count failed: %s\n", error_text(L)); return 1; }
+    printf("allocations %ld\n", m.count);
+    lua_close(L);
+    return 0;
+  }
+  if (argc < 6) { fprintf(stderr, "oomhost: FROM TO STEP expected\n"); return 2; }
+  int every = strcmp(mode, "every") == 0;
+  if (!every && strcmp(mode, "next") != 0) { fprintf(stderr, "oomhost: bad mode %s\n", mode); return 2; }
+  long from = atol(argv[3]), to = atol(argv[4]), stepn = atol(argv[5]);
+  if (stepn < 1) stepn = 1;
+  int fds0 = count_fds();
+
+  for (long n = from; n <= to; n += stepn) {
+    memset(&m, 0, sizeof m);
+    lua_State *L = new_state(&m, program);
+    char step[256];
+    m.every = every; m.limit = n; m.active = 1;
+    alarm(HANG_SECONDS);          /* a hang ends the host: the driver reports it */
+    int st = call_field(L, "program");
+    alarm(0);
+    m.active = 0;
+    long allocs = m.count;
+    const char *outcome = "completed";
+    char msg[600] = "";
+    step_of(L, step, sizeof step);
+    if (st != LUA_OK) {
+      outcome = is_memory(L, -1) ? "memory" : "error";
+      const char *text = error_text(L);
+      snprintf(msg, sizeof msg, "%s", text);
+      lua_pop(L, 1);
+    }
+    lua_gc(L, LUA_GCCOLLECT);
+    if (call_field(L, "check") != LUA_OK) {
+      outcome = "broken";
+      snprintf(msg, sizeof msg, "after the failure, check() failed: %s", error_text(L));
+      lua_pop(L, 1);
+    }
+    lua_close(L);
+    int fds = count_fds();
+    if (strcmp(outcome, "completed") == 0 || strcmp(outcome, "memory") == 0) {
+      if (m.live != 0) {
+        outcome = "leak";
+        snprintf(msg, sizeof msg, "%ld blocks still allocated after lua_close", m.live);
+      } else if (fds != fds0) {
+        char open_fds[400];
+        describe_fds(open_fds, sizeof open_fds);
+        outcome = "leak";
+        snprintf(msg, sizeof msg, "%d file descriptors open after lua_close, %d before:%s", fds, fds0, open_fds);
+      }
+    } else {
+      size_t used = strlen(msg);
+      if (m.live != 0)
+        used += (size_t)snprintf(msg + used, sizeof msg - used, " (and %ld blocks left after lua_close)", m.live);
+      if (fds != fds0 && used < sizeof msg)
+        snprintf(msg + used, sizeof msg - used, " (and %d file descriptors left open)", fds - fds0);
+    }
+    fds0 = fds;  /* each leak is reported once, at the N that caused it */
+    printf("N %ld %s allocs=%ld step=%s :: ", n, outcome, allocs, step);
+    one_line(msg);
+    putchar('\n');
+    if (every && strcmp(outcome, "completed") == 0 && allocs < n) break;  /* past the end */
+  }
+  return 0;
+}
