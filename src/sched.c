@@ -19,7 +19,7 @@
 #include "sched.h"
 #include "backtrace.h"
 #include "bridge.h"
-#include "introspect.h"
+#include "signals.h"
 #include <lauxlib.h>
 
 as_sched *volatile as_sched_active = NULL;
@@ -445,14 +445,15 @@ static void sched_loop(lua_State *L, as_state *st, as_sched *s) {
       } else {
         sleep_until(s->heap[0]->deadline);  /* a signal cuts it short */
       }
-      if (as_introspect_dump_pending()) as_introspect_dump_now(L, st);
+      if (as_signals_pending()) as_signals_safe_point(L, st, s, NULL);
       continue;
     }
     while (batch-- > 0 && s->rq_len > 0) {
-      resume_fork(L, st, s, runq_pop(s));
+      as_fork *f = runq_pop(s);
+      resume_fork(L, st, s, f);
+      if (as_signals_pending()) as_signals_safe_point(L, st, s, f);  /* dump, Ctrl-C */
       if (s->root->status == AS_FAILED || s->root->status == AS_CANCELLED) return;
       if (s->pending) drain_pending(L, st, s);
-      if (as_introspect_dump_pending()) as_introspect_dump_now(L, st);
     }
   }
 }
@@ -625,6 +626,7 @@ static int sched_run(lua_State *L) {
   live_add(L, s, root, ridx);
   runq_push(L, s, root);
 
+  as_signals_run_begin(L, st);   /* Ctrl-C; may raise, before st->sched */
   st->sched = s;
   as_sched_active = s;
   as_bridge_install(L, st);   /* for this run, whatever install() said */
@@ -667,6 +669,7 @@ static int sched_run(lua_State *L) {
   ** handlers run by abandon_live see no scheduler, so they cannot block */
   st->sched = NULL;
   as_sched_active = NULL;
+  as_signals_run_end();
   abandon_live(L, s);
   as_fdwait_close(L, s);
   as_bridge_clear_stash(L, st);
@@ -795,6 +798,7 @@ void as_sched_check_cancel(lua_State *L, as_state *st, as_fork *f) {
   if (f == NULL || f->wake != AS_WAKE_CANCEL) return;
   f->wake = AS_WAKE_NONE;
   f->cancel_requested = 0;   /* one cancel, one Cancelled: the fork may catch it */
+  as_signals_check_interrupt(L, f);   /* Ctrl-C handed to the root raises here */
   lua_pushfstring(L, "fork #%I was cancelled", (LUAI_UACINT)f->id);
   as_sched_raise_kind(L, st, "Cancelled", lua_tostring(L, -1));
 }
