@@ -23,6 +23,9 @@ CORE        = $(BUILD)/asyncstack/core.so
 # Crashes on request, for spec/crash_spec.lua and examples/crash.lua only:
 # built by `make test` / `make test-helpers`, never installed.
 CRASHHELPER = $(BUILD)/test/asyncstack_crashhelper.so
+# A host that opens and closes Lua states (signal handlers must not outlive
+# them): links liblua, the module does not. Built by `make test-helpers`.
+STATEHOST   = $(BUILD)/test/statehost
 
 PREFIX     ?= /usr/local
 LUA_VERSION = 5.4
@@ -49,7 +52,11 @@ $(CRASHHELPER): src-test/crashhelper.c
 	@mkdir -p $(dir $@)
 	$(CC) $(LIBFLAG) $(ALL_CFLAGS) -pthread -o $@ $< $(LDLIBS)
 
-test-helpers: $(CRASHHELPER)
+$(STATEHOST): src-test/statehost.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 $(WARN) $(WERROR) $(CFLAGS) -I$(LUA_INCDIR) -o $@ $< -llua5.4 $(LDLIBS)
+
+test-helpers: $(CRASHHELPER) $(STATEHOST)
 
 test: all test-helpers
 	$(RUN_ENV) $(BUSTED) $(BUSTED_FLAGS) spec
