@@ -452,7 +452,8 @@ static void sched_loop(lua_State *L, as_state *st, as_sched *s) {
       as_fork *f = runq_pop(s);
       resume_fork(L, st, s, f);
       if (as_signals_pending()) as_signals_safe_point(L, st, s, f);  /* dump, Ctrl-C */
-      if (s->root->status == AS_FAILED || s->root->status == AS_CANCELLED) return;
+      if (s->root->status == AS_FAILED || s->root->status == AS_CANCELLED ||
+          as_signals_run_interrupted()) return;
       if (s->pending) drain_pending(L, st, s);
     }
   }
@@ -636,7 +637,9 @@ static int sched_run(lua_State *L) {
   lua_pushvalue(L, sidx);
   status = lua_pcall(L, 1, 0, 0);
 
-  if (status == LUA_OK && root->status == AS_DONE && s->nlive > 0) {
+  if (status == LUA_OK && as_signals_push_interrupt(L)) {
+    status = -1;                    /* Ctrl-C, after the root had ended */
+  } else if (status == LUA_OK && root->status == AS_DONE && s->nlive > 0) {
     /* nothing can progress: every live fork waits on something that will
     ** never come. Let the policy describe them while their stacks exist. */
     if (as_hook_push(L, st, "on_deadlock")) {

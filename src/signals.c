@@ -196,7 +196,9 @@ static volatile sig_atomic_t armed_next;
 static volatile sig_atomic_t dump_requested;
 static volatile sig_atomic_t interrupt_requested;   /* SIGINT not yet raised */
 static as_fork *interrupt_raised_in;    /* the hook raised it in this fork */
-static int interrupt_for_root;          /* handed to the root fork */
+static as_fork *interrupt_target;       /* handed to this fork's await point
+                                           (compared only: may have ended) */
+static int interrupt_ends_run;          /* run() raises the stored error */
 static as_state *run_state;             /* the state whose run() is active */
 static const as_state *interrupt_state; /* the run that took SIGINT */
 static const char interrupt_error_key = 'I';  /* registry: error for the root */
@@ -304,7 +306,8 @@ void as_signals_run_begin(lua_State *L, as_state *st) {
   as_signals_guard(L);              /* may raise: before any change */
   interrupt_requested = 0;
   interrupt_raised_in = NULL;
-  interrupt_for_root = 0;
+  interrupt_target = NULL;
+  interrupt_ends_run = 0;
   lua_pushnil(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &interrupt_error_key);
   run_state = st;
@@ -318,13 +321,23 @@ void as_signals_run_begin(lua_State *L, as_state *st) {
 }
 
 void as_signals_run_end(void) {
-  if (held[SIGINT].role == AS_SIGROLE_INTERRUPT && interrupt_state == run_state)
+  if (held[SIGINT].role == AS_SIGROLE_INTERRUPT && interrupt_state == run_state) {
+    struct sigaction cur;
+    int fired = sigaction(SIGINT, NULL, &cur) == 0 && cur.sa_handler == SIG_DFL;
     as_signals_release(SIGINT);
+    if (fired) {
+      /* as lua.c leaves it after a Ctrl-C: the next one ends the process
+      ** (the <close> handlers run() is about to run included) */
+      cur.sa_handler = SIG_DFL;
+      sigaction(SIGINT, &cur, NULL);
+    }
+  }
   interrupt_state = NULL;
   run_state = NULL;
   interrupt_requested = 0;
   interrupt_raised_in = NULL;
-  interrupt_for_root = 0;
+  interrupt_target = NULL;
+  interrupt_ends_run = 0;
 }
 
 /* Raises the interrupt in fork f, whose innermost coroutine is L: the
@@ -332,7 +345,7 @@ void as_signals_run_end(void) {
 ** "interrupted!" with the position, as lua.c raises it. */
 static void raise_interrupt(lua_State *L, as_fork *f) {
   interrupt_requested = 0;
-  interrupt_for_root = 0;
+  interrupt_target = NULL;
   interrupt_raised_in = f;
   f->cancel_requested = 0;
   if (f->wake == AS_WAKE_CANCEL) f->wake = AS_WAKE_NONE;
@@ -346,8 +359,7 @@ static void raise_interrupt(lua_State *L, as_fork *f) {
 }
 
 void as_signals_check_interrupt(lua_State *L, as_fork *f) {
-  as_sched *s = as_sched_active;
-  if (interrupt_for_root && s != NULL && f == s->root) raise_interrupt(L, f);
+  if (interrupt_target != NULL && f == interrupt_target) raise_interrupt(L, f);
 }
 
 static void signal_hook(lua_State *L, lua_Debug *ar) {
@@ -355,7 +367,7 @@ static void signal_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   disarm(L);
   if (s != NULL && s->running != NULL && as_astack_top(&s->running->astack) == L &&
-      (interrupt_requested || (interrupt_for_root && s->running == s->root)))
+      (interrupt_requested || s->running == interrupt_target))
     raise_interrupt(L, s->running);
   if (dump_requested && run_state != NULL) dump_now(L, run_state);
 }
@@ -378,21 +390,30 @@ static int push_failure(lua_State *L, as_sched *s, const as_fork *f) {
   return 0;
 }
 
-/* Hands the interrupt to the root fork: cancelled at its await point, the
-** cancel raises the interrupt instead (as_signals_check_interrupt); if it
-** runs Lua before its next await, the hook raises it there. */
-static void interrupt_root(lua_State *L, as_sched *s) {
-  as_fork *root = s->root;
-  if (root == NULL || as_fork_ended(root)) return;
-  interrupt_for_root = 1;
-  if (as_sched_push_fork(L, s, root) && lua_getfield(L, -1, "cancel") == LUA_TFUNCTION) {
+/* Hands the interrupt to fork f (not running): cancelled at its await
+** point, the cancel raises the interrupt instead (as_signals_check_interrupt);
+** if it runs Lua before its next await, the hook raises it there. */
+static void interrupt_fork(lua_State *L, as_sched *s, as_fork *f) {
+  interrupt_target = f;
+  if (as_sched_push_fork(L, s, f) && lua_getfield(L, -1, "cancel") == LUA_TFUNCTION) {
     lua_pushvalue(L, -2);
     if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
   } else {
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
-  arm(as_astack_top(&root->astack));
+  arm(as_astack_top(&f->astack));
+}
+
+/* The fork that gets an interrupt no running fork took: the root, or when
+** it has ended the oldest live fork. NULL when no fork is live. */
+static as_fork *interrupt_victim(lua_State *L, as_sched *s) {
+  as_fork *f = NULL;
+  if (s->root != NULL && !as_fork_ended(s->root)) return s->root;
+  as_sched_push_live_list(L, s);
+  if (lua_rawgeti(L, -1, 1) == LUA_TUSERDATA) f = (as_fork *)lua_touserdata(L, -1);
+  lua_pop(L, 2);
+  return f;
 }
 
 int as_signals_pending(void) {
@@ -403,20 +424,39 @@ void as_signals_safe_point(lua_State *L, as_state *st, as_sched *s, as_fork *res
   if (resumed != NULL && resumed == interrupt_raised_in) {
     interrupt_raised_in = NULL;
     if (resumed->status == AS_FAILED && resumed != s->root) {
-      /* it died of it: the root raises the same error, so run() ends */
+      /* it died of it: the root raises the same error, or run() does when
+      ** the root has ended */
       if (push_failure(L, s, resumed)) {
         resumed->retrieved = 1;
         lua_rawsetp(L, LUA_REGISTRYINDEX, &interrupt_error_key);
       }
-      interrupt_root(L, s);
+      if (!as_fork_ended(s->root)) interrupt_fork(L, s, s->root);
+      else interrupt_ends_run = 1;
     }
     /* else it caught the error and went on, as a Lua program may */
   } else if (resumed == NULL && interrupt_raised_in != NULL) {
     interrupt_raised_in = NULL;
   }
   if (interrupt_requested) {
+    as_fork *f = interrupt_victim(L, s);
     interrupt_requested = 0;
-    interrupt_root(L, s);
+    if (f != NULL) interrupt_fork(L, s, f);
   }
   if (dump_requested) dump_now(L, st);
+}
+
+int as_signals_run_interrupted(void) {
+  return interrupt_ends_run;
+}
+
+int as_signals_push_interrupt(lua_State *L) {
+  if (!interrupt_ends_run) return 0;
+  interrupt_ends_run = 0;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &interrupt_error_key) == LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_pushliteral(L, "interrupted!");
+  }
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &interrupt_error_key);
+  return 1;
 }

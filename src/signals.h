@@ -68,8 +68,9 @@ void as_signals_dump_disable(void);
 /* as.run's Ctrl-C (issue 12 item 6). run_begin may raise (memory) before
 ** it changes anything; run_end never raises. Between them SIGINT (unless
 ** the process ignores it or dump_on_signal holds it) raises "interrupted!"
-** in the running fork, or at the root fork's await point; a non-root fork
-** that dies of it hands its error to the root, so run() ends with it. */
+** in the running fork, or at the root fork's await point (the oldest live
+** fork's when the root has ended); a non-root fork that dies of it hands its
+** error to the root, or to run() itself, so run() ends with it. */
 void as_signals_run_begin(lua_State *L, as_state *st);
 void as_signals_run_end(void);
 
@@ -78,6 +79,10 @@ int as_signals_pending(void);
 /* The scheduler's safe point: `resumed` is the fork just resumed (or NULL
 ** after the idle wait). Prints a requested dump, delivers Ctrl-C. */
 void as_signals_safe_point(lua_State *L, as_state *st, as_sched *s, as_fork *resumed);
+/* A fork died of Ctrl-C after the root ended: the loop stops, and run()
+** raises what as_signals_push_interrupt pushes (it returns 0 otherwise). */
+int as_signals_run_interrupted(void);
+int as_signals_push_interrupt(lua_State *L);
 /* Called where a cancelled fork's await point raises (as_sched_check_cancel):
 ** raises the interrupt instead when it was handed to this fork. */
 void as_signals_check_interrupt(lua_State *L, as_fork *f);
