@@ -24,14 +24,14 @@ local BLOCKS = {
       os.remove(fifo)
   ]] },
   { name = "an io.popen read outside a run", code = [[
-      local p = io.popen("sleep 0.6; echo done")
+      local p = io.popen("exec 2>/dev/null; sleep 0.6; echo done")
       print("result:", p:read("l"))
       p:close()
   ]] },
   { name = "an io.popen read in a fork", in_run = true, fork = "reader", code = [[
       as.run(function()
         as.fork(function()
-          local p = io.popen("sleep 0.6; echo done")
+          local p = io.popen("exec 2>/dev/null; sleep 0.6; echo done")
           print("result:", p:read("l"))
           p:close()
         end):name("reader")

@@ -89,18 +89,6 @@ static struct {
   int lua_printed;                  /* Lua frames printed so far */
 } h;
 
-/* "fork #4 'name'" */
-static void out_fork(const as_fork *f) {
-  const char *name = f->name_cstr;
-  as_sigsafe_str(&h.w, "fork #");
-  as_sigsafe_dec(&h.w, (long long)f->id);
-  if (name != NULL) {
-    as_sigsafe_str(&h.w, " '");
-    as_sigsafe_text(&h.w, name, CRASH_LABEL_MAX);
-    as_sigsafe_char(&h.w, '\'');
-  }
-}
-
 /* ------------------------------------------------------- the header line */
 
 static void report_header(int sig, const siginfo_t *info) {
@@ -124,7 +112,25 @@ static void report_header(int sig, const siginfo_t *info) {
   as_sigsafe_str(&h.w, " ***\n");
 }
 
-/* ---------------------------------------------------------- Lua frames */
+/* ============================================================ async section
+** Everything from here to async_section() prints the Lua half of the
+** report (out_fork, last_level, out_function, lua_frames, async_section),
+** with today's output. It is kept together so that it can be replaced
+** whole by the renderer over the chain rule (issue 11 items 1-2), writing
+** to the same as_sigsafe writer through the renderer's fd sink. Nothing
+** else in this file reads forks or Lua stacks. */
+
+/* "fork #4 'name'" */
+static void out_fork(const as_fork *f) {
+  const char *name = f->name_cstr;
+  as_sigsafe_str(&h.w, "fork #");
+  as_sigsafe_dec(&h.w, (long long)f->id);
+  if (name != NULL) {
+    as_sigsafe_str(&h.w, " '");
+    as_sigsafe_text(&h.w, name, CRASH_LABEL_MAX);
+    as_sigsafe_char(&h.w, '\'');
+  }
+}
 
 /* The deepest valid level of L's stack, or -1 (lauxlib's lastlevel: a
 ** doubling search then a binary one, so a deep stack costs O(log n) calls). */
@@ -270,6 +276,9 @@ static void async_section(void) {
     f = w;
   }
 }
+
+/* ======================================================== end of the async
+** section */
 
 /* ------------------------------------------------------------ handler */
 

@@ -228,9 +228,9 @@ static int read_at(int fd, void *buf, size_t len, uintptr_t off) {
 static void symbolize_object(int obj) {
   elf_ehdr eh;
   elf_shdr sh, symtab, strtab;
-  memset(&symtab, 0, sizeof symtab);
   int fd, i, have = 0, any = 0;
   uintptr_t off;
+  memset(&symtab, 0, sizeof symtab);
   for (i = 0; i < ns.nframes; i++) ns.found[i] = 0;
   if (ns.objects[obj].path[0] != '/') return;   /* [vdso] and the like */
   fd = open(ns.objects[obj].path, O_RDONLY | O_CLOEXEC);

@@ -12,7 +12,7 @@ describe("regression: dump signal during a blocking read (issue 13 D7) #child", 
       local as = require "asyncstack"
       as.dump_on_signal()
       send_later("USR1", 0.3)
-      local p = io.popen("sleep 1; echo done")
+      local p = io.popen("exec 2>/dev/null; sleep 1; echo done")
       print("read:", p:read("a"))
       p:close()
     ]])
@@ -27,7 +27,7 @@ describe("regression: dump signal during a blocking read (issue 13 D7) #child", 
       as.run(function()
         as.fork(function()
           send_later("USR1", 0.3)
-          local p = io.popen("sleep 1; echo done")
+          local p = io.popen("exec 2>/dev/null; sleep 1; echo done")
           print("read:", p:read("a"))
           p:close()
         end):name("reader")

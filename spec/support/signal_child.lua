@@ -28,8 +28,11 @@ local function shell(cmd, limit)
   local p = assert(io.popen(full))
   local out = p:read("a")
   p:close()
-  local status = tonumber(out:match("status=(%d+)%s*$"))
-  return (out:gsub("status=%d+%s*$", "")), status
+  -- the status line is the shell's last word, but a process the child
+  -- started may still write after it (e.g. a popen'ed shell whose reader
+  -- died: SIGPIPE is ignored in busted, and such ignoring is inherited)
+  local status = tonumber(out:match(".*status=(%d+)\n"))
+  return (out:gsub("status=%d+\n", "", 1)), status
 end
 
 -- Runs Lua source `script` (after the prelude) in lua5.4 with `args`;
