@@ -11,6 +11,9 @@ local child = require "spec.support.signal_child"
 
 -- Where the process blocks. `in_run`: inside as.run; `fork`: a fork is
 -- running (blocked in C) when the signal comes, else the loop is idle.
+-- SEND() schedules the signal just before the block (not before the setup:
+-- os.execute's system() ignores SIGINT while it waits, and an ASan child is
+-- slow to start).
 local BLOCKS = {
   { name = "a fifo read outside a run", code = [[
       local fifo = os.tmpname()
@@ -18,12 +21,14 @@ local BLOCKS = {
       assert(os.execute("mkfifo " .. fifo))
       assert(os.execute(("(timeout 5 sh -c 'sleep 0.6; echo done > %s') >/dev/null 2>&1 &")
                         :format(fifo)))
+      SEND()
       local f = assert(io.open(fifo))
       print("result:", f:read("l"))
       f:close()
       os.remove(fifo)
   ]] },
   { name = "an io.popen read outside a run", code = [[
+      SEND()
       local p = io.popen("exec 2>/dev/null; sleep 0.6; echo done")
       print("result:", p:read("l"))
       p:close()
@@ -31,6 +36,7 @@ local BLOCKS = {
   { name = "an io.popen read in a fork", in_run = true, fork = "reader", code = [[
       as.run(function()
         as.fork(function()
+          SEND()
           local p = io.popen("exec 2>/dev/null; sleep 0.6; echo done")
           print("result:", p:read("l"))
           p:close()
@@ -41,12 +47,14 @@ local BLOCKS = {
       local socket = require "asyncstack.socket"
       local server = assert(socket.bind("127.0.0.1", 0))
       as.run(function()
+        SEND()
         server:settimeout(0.6)
         print("result:", select(2, server:accept()))
       end)
   ]] },
   { name = "clock_nanosleep (the loop idle, forks sleeping)", in_run = true, code = [[
       as.run(function()
+        SEND()
         as.fork(function() as.sleep(0.6) end)
         as.sleep(0.6)
         print("result:", "slept")
@@ -96,7 +104,7 @@ describe("signals into blocking system calls #child", function()
         local out, status = child.lua(([[
           local as = require "asyncstack"
           %s
-          send_later("%s", 0.2)
+          local function SEND() send_later("%s", 0.2) end
           %s
           print("survived")
         ]]):format(s.setup, s.sig, block.code))
