@@ -29,6 +29,9 @@ CRASHHELPER = $(BUILD)/test/asyncstack_crashhelper.so
 # the module) and exported for the module to bind to.
 FAILALLOC   = $(BUILD)/test/failalloc
 LUA_LIBDIR ?= $(shell pkg-config --variable=libdir lua5.4 2>/dev/null)
+# A host that opens and closes Lua states (signal handlers must not outlive
+# them): links liblua, the module does not. Built by `make test-helpers`.
+STATEHOST   = $(BUILD)/test/statehost
 
 PREFIX     ?= /usr/local
 LUA_VERSION = 5.4
@@ -68,6 +71,11 @@ $(OOMHOST): src-test/oomhost.c src-test/abort_trace.c
 	$(CC) $(WARN) -Wno-declaration-after-statement $(WERROR) $(CFLAGS) -std=c99 -I$(LUA_INCDIR) -o $@ $^ -llua5.4 $(LDLIBS)
 
 test-helpers: $(CRASHHELPER) $(OOMHOST)
+$(STATEHOST): src-test/statehost.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 $(WARN) $(WERROR) $(CFLAGS) -I$(LUA_INCDIR) -o $@ $< -llua5.4 $(LDLIBS)
+
+test-helpers: $(CRASHHELPER) $(STATEHOST)
 
 test: all test-helpers
 	$(RUN_ENV) $(BUSTED) $(BUSTED_FLAGS) spec

@@ -10,12 +10,21 @@
 **                      SIGSEGV while glibc's malloc arena lock is held; with
 **                      probe = true, calls malloc there instead of crashing
 **                      (which deadlocks: the proof that the lock is held)
+**   full_pipe()        the write end of a pipe that is full and never read
+**                      (its read end stays open), for the crash report's
+**                      bounded writes
+**   sleep_then_error(s)
+**                      sleeps s seconds in C (through signals), then raises
+**                      from C: a coroutine calling it last dies in C code
 **
 ** The crashing functions are noinline and named crash_*, so specs can find
 ** them among the native frames of a report.
 */
 #define _GNU_SOURCE         /* fopencookie */
+#include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
+#include <time.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,13 +126,35 @@ static int helper_crash_in_malloc(lua_State *L) {
   return 1;
 }
 
+static int helper_full_pipe(lua_State *L) {
+  int fds[2], flags;
+  static char chunk[4096];
+  if (pipe(fds) != 0) return luaL_error(L, "full_pipe: pipe failed");
+  flags = fcntl(fds[1], F_GETFL);
+  fcntl(fds[1], F_SETFL, flags | O_NONBLOCK);
+  while (write(fds[1], chunk, sizeof chunk) > 0) {}
+  fcntl(fds[1], F_SETFL, flags);       /* blocking again, as a pipe usually is */
+  lua_pushinteger(L, fds[1]);
+  return 1;
+}
+
+static int helper_sleep_then_error(lua_State *L) {
+  lua_Number secs = luaL_checknumber(L, 1);
+  struct timespec ts;
+  ts.tv_sec = (time_t)secs;
+  ts.tv_nsec = (long)((secs - (lua_Number)ts.tv_sec) * 1e9);
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+  return luaL_error(L, "sleep_then_error: slept %f s", (double)secs);
+}
+
 __attribute__((visibility("default"))) int luaopen_asyncstack_crashhelper(lua_State *L);
 
 int luaopen_asyncstack_crashhelper(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"null_deref", helper_null_deref}, {"abort", helper_abort},
     {"stack_overflow", helper_stack_overflow},
-    {"crash_in_malloc", helper_crash_in_malloc}, {NULL, NULL}
+    {"crash_in_malloc", helper_crash_in_malloc}, {"full_pipe", helper_full_pipe},
+    {"sleep_then_error", helper_sleep_then_error}, {NULL, NULL}
   };
   luaL_newlib(L, funcs);
   return 1;

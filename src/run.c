@@ -13,6 +13,7 @@
 
 #include "sched.h"
 #include "bridge.h"
+#include "signals.h"
 #include <lauxlib.h>
 
 #define AS_SCHED_MT "asyncstack.Scheduler"
@@ -45,6 +46,7 @@ static int sched_run_loop_protected(lua_State *L) {
   as_fork *root = s->root;
   as_bridge_install(L, st);   /* for this run, whatever install() said */
   as_sched_loop(L, st, s);
+  if (as_signals_push_interrupt(L)) return lua_error(L);   /* Ctrl-C ended it */
   if (root->status == AS_FAILED || root->status == AS_CANCELLED) {
     root->retrieved = 1;      /* run() raises it */
     lua_getiuservalue(L, 2, 4);
@@ -106,6 +108,7 @@ static int sched_run(lua_State *L) {
   lua_pushvalue(L, sidx);
   lua_pushvalue(L, ridx);
 
+  as_signals_run_begin(L, st);   /* Ctrl-C; may raise, so before the run is active */
   /* the run is active from here until the state is restored below, and
   ** nothing in between raises: whatever can runs in protected calls */
   st->sched = s;
@@ -124,6 +127,7 @@ static int sched_run(lua_State *L) {
   /* close handlers run by abandon_live see no scheduler, so they cannot block */
   st->sched = NULL;
   as_sched_active = NULL;
+  as_signals_run_end();
   as_sched_abandon_live(L, s);
   as_bridge_clear_stash(L, st);
   /* leave the bridge as install()/uninstall() last said, even if they were

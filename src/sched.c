@@ -19,7 +19,7 @@
 #include "sched.h"
 #include "backtrace.h"
 #include "bridge.h"
-#include "introspect.h"
+#include "signals.h"
 #include <lauxlib.h>
 
 as_sched *volatile as_sched_active = NULL;
@@ -197,14 +197,16 @@ void as_sched_loop(lua_State *L, as_state *st, as_sched *s) {
       } else {
         sleep_until(t->deadline);           /* a signal cuts it short */
       }
-      if (as_introspect_dump_pending()) as_introspect_dump_now(L, st);
+      if (as_signals_pending()) as_signals_safe_point(L, st, s, NULL);
       continue;
     }
     while (batch-- > 0 && s->runq.len > 0) {
-      resume_fork(L, st, s, as_runq_pop(&s->runq));
-      if (s->root->status == AS_FAILED || s->root->status == AS_CANCELLED) return;
+      as_fork *f = as_runq_pop(&s->runq);
+      resume_fork(L, st, s, f);
+      if (as_signals_pending()) as_signals_safe_point(L, st, s, f);  /* dump, Ctrl-C */
+      if (s->root->status == AS_FAILED || s->root->status == AS_CANCELLED ||
+          as_signals_run_interrupted()) return;
       if (s->unhandled.pending) as_unhandled_drain(L, st, &s->unhandled);
-      if (as_introspect_dump_pending()) as_introspect_dump_now(L, st);
     }
   }
 }
@@ -357,6 +359,7 @@ void as_sched_check_cancel(lua_State *L, as_state *st, as_fork *f) {
   if (f == NULL || f->wake != AS_WAKE_CANCEL) return;
   f->wake = AS_WAKE_NONE;
   f->cancel_requested = 0;   /* one cancel, one Cancelled: the fork may catch it */
+  as_signals_check_interrupt(L, f);   /* Ctrl-C handed to the root raises here */
   lua_pushfstring(L, "fork #%I was cancelled", (LUAI_UACINT)f->id);
   as_sched_raise_kind(L, st, "Cancelled", lua_tostring(L, -1));
 }
