@@ -370,46 +370,60 @@ static void push_bridge_table(lua_State *L, as_state *st) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, st->originals_ref);
 }
 
-void as_bridge_install(lua_State *L, as_state *st) {
-  int i;
+/* Pushes the library tables named `lib` that the bridge patches and returns
+** how many: the one in package.loaded (what require returns, even after the
+** program dropped the global, as Lua's test suite does with `debug = nil`)
+** and the global one when it is another table. */
+static int push_lib_tables(lua_State *L, const char *lib) {
+  int n = 0;
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, lib) == LUA_TTABLE) n++;
+  else lua_pop(L, 1);
+  lua_remove(L, -1 - n);
+  if (lua_getglobal(L, lib) == LUA_TTABLE && !(n == 1 && lua_rawequal(L, -1, -2))) n++;
+  else lua_pop(L, 1);
+  return n;
+}
+
+/* In the library table at lib_idx, puts ours (install) or the original
+** (uninstall) for slot `name`, whose bridge entry {original, ours} is at
+** entry_idx. Install leaves a slot that already holds ours; uninstall
+** leaves one the program replaced after install. */
+static void patch_slot(lua_State *L, int lib_idx, int entry_idx,
+                       const char *name, int install) {
+  lua_rawgeti(L, entry_idx, 2);                    /* ours */
+  lua_getfield(L, lib_idx, name);                  /* current */
+  if (install && !lua_rawequal(L, -1, -2)) {
+    lua_rawseti(L, entry_idx, 1);                  /* remember the original */
+    lua_setfield(L, lib_idx, name);                /* lib[name] = ours */
+    return;
+  }
+  if (!install && lua_rawequal(L, -1, -2)) {
+    lua_rawgeti(L, entry_idx, 1);                  /* original */
+    lua_setfield(L, lib_idx, name);
+  }
+  lua_pop(L, 2);
+}
+
+static void patch_all(lua_State *L, as_state *st, int install) {
+  int i, base = lua_gettop(L);
   push_bridge_table(L, st);
   for (i = 0; bridged_slots[i].lib; i++) {
-    if (lua_getglobal(L, bridged_slots[i].lib) != LUA_TTABLE) {
-      lua_pop(L, 1);
-      continue;
-    }
-    lua_getfield(L, -2, bridged_slots[i].name);   /* bridge[name]: {orig, ours} */
-    lua_rawgeti(L, -1, 2);                         /* ours */
-    lua_getfield(L, -3, bridged_slots[i].name);    /* current */
-    if (!lua_rawequal(L, -1, -2)) {
-      lua_rawseti(L, -3, 1);                       /* remember the original */
-      lua_setfield(L, -3, bridged_slots[i].name);  /* lib[name] = ours */
-    } else {
-      lua_pop(L, 2);
-    }
-    lua_pop(L, 2);
+    int j, n = push_lib_tables(L, bridged_slots[i].lib);
+    lua_getfield(L, base + 1, bridged_slots[i].name);   /* {original, ours} */
+    for (j = 0; j < n; j++)
+      patch_slot(L, base + 2 + j, lua_gettop(L), bridged_slots[i].name, install);
+    lua_settop(L, base + 1);
   }
-  lua_pop(L, 1);
+  lua_settop(L, base);
+}
+
+void as_bridge_install(lua_State *L, as_state *st) {
+  patch_all(L, st, 1);
 }
 
 void as_bridge_uninstall(lua_State *L, as_state *st) {
-  int i;
-  push_bridge_table(L, st);
-  for (i = 0; bridged_slots[i].lib; i++) {
-    if (lua_getglobal(L, bridged_slots[i].lib) != LUA_TTABLE) {
-      lua_pop(L, 1);
-      continue;
-    }
-    lua_getfield(L, -2, bridged_slots[i].name);
-    lua_getfield(L, -2, bridged_slots[i].name);    /* current */
-    lua_rawgeti(L, -2, 2);                         /* ours */
-    if (lua_rawequal(L, -1, -2)) {
-      lua_rawgeti(L, -3, 1);                       /* original */
-      lua_setfield(L, -5, bridged_slots[i].name);
-    }
-    lua_pop(L, 4);
-  }
-  lua_pop(L, 1);
+  patch_all(L, st, 0);
 }
 
 static int bridge_l_install(lua_State *L) {
