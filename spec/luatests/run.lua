@@ -92,7 +92,7 @@ local function patch(text, file, mode, applied)
         die(("edit of %s:%d does not apply: expected %q, found %q")
             :format(file, e.line, e.old, tostring(lines[e.line])))
       end
-      local new = e.new or ("--[[luatests: skipped]] " .. e.old)
+      local new = e.new or ("-- luatests: skipped: " .. e.old)
       assert(not new:find("\n"), "an edit replaces one line by one line (line numbers matter)")
       lines[e.line] = new
       applied[#applied + 1] = e
