@@ -151,3 +151,15 @@ gc-stress: all test-helpers
 
 scale: all
 	$(RUN_ENV) ASYNCSTACK_SCALE_REPORT=1 $(BUSTED) $(BUSTED_FLAGS) spec/scale_spec.lua
+
+# ------------------------------------------------------ Lua's own tests (issue 12)
+# luatests: Lua 5.4.4's coroutine.lua, db.lua, errors.lua, calls.lua and
+# closure.lua (extracted from LUA_TESTES into $(BUILD)/luatests/, never into
+# the tree) with as.install() and inside as.run(); the line edits they need
+# inside a fork, each with its reason, are in spec/luatests/edits.lua.
+LUA_TESTES ?= ../shared/lua/lua-5.4.4-testes.tar.gz
+
+.PHONY: luatests
+
+luatests: all
+	$(LUA) spec/luatests/run.lua --tarball $(LUA_TESTES) --build $(BUILD)

@@ -56,4 +56,22 @@ E[#E + 1] = { file = "db.lua", line = 926, mode = "fork", kind = "fork",
 E[#E + 1] = { file = "db.lua", line = 928, mode = "fork", kind = "fork",
   old = [[      assert(cl == total - start + 2)]], why = ASYNC_TRACE }
 
+-- errors.lua ---------------------------------------------------------------
+E[#E + 1] = { file = "errors.lua", line = 344, mode = "fork", kind = "fork",
+  old = [[checkmessage("coroutine.yield()", "outside a coroutine")]], why = FORK_YIELD }
+
+local QUADRATIC = "issue 12 item 4: inside a fork a traceback is quadratic in stack " ..
+  "depth (one lua_getstack per level from the top), so xpcall(g, debug.traceback) " ..
+  "after a stack overflow (~200k frames) runs for many minutes (src/backtrace.c, H1); " ..
+  "the three edits take out that traceback and the checks of its text"
+E[#E + 1] = { file = "errors.lua", line = 481, mode = "fork", kind = "known",
+  old = [[  local _, stackmsg = xpcall(g, debug.traceback, 1)]],
+  new = [[  local _, stackmsg = pcall(g, 1)  -- luatests: was xpcall(g, debug.traceback, 1)]],
+  why = QUADRATIC }
+E[#E + 1] = { file = "errors.lua", line = 489, mode = "fork", kind = "known",
+  old = [[  while stack[i] ~= l1 do]],
+  new = [[  while false do  -- luatests: was while stack[i] ~= l1 do]], why = QUADRATIC }
+E[#E + 1] = { file = "errors.lua", line = 493, mode = "fork", kind = "known",
+  old = [[  assert(i > 15)]], why = QUADRATIC }
+
 return E
