@@ -38,10 +38,12 @@ static as_state *bridge_state(lua_State *L, int mode) {
 
 /* True when `co` is suspended inside one of our blocking calls (its level 0 is
 ** a core function): it belongs to a suspended fork and only that fork's
-** wake-up may resume it. A coroutine.yield at a fork's own level is such a
-** call too: bridge_yield makes it through bridge_fork_yield, so level 0 is
-** that core function there, and bridge_yield only in a plain yield. */
+** wake-up may resume it. bridge_yield is one of those only when it made a
+** fork-level yield (as.yield()), which it marks by leaving fork_yield_mark
+** in its stack slot 1; a plain yield (inside a coroutine the fork resumed)
+** leaves no values there once the resumer has taken the yielded ones. */
 static int bridge_yield(lua_State *L);
+static const char fork_yield_mark = 'y';
 
 static int is_parked(lua_State *co, as_state *st) {
   lua_Debug ar;
@@ -49,9 +51,9 @@ static int is_parked(lua_State *co, as_state *st) {
   if (st->sched == NULL || lua_status(co) != LUA_YIELD) return 0;
   if (!lua_getstack(co, 0, &ar) || !lua_checkstack(co, 2)) return 0;
   lua_getinfo(co, "f", &ar);
-  /* our coroutine.yield is a plain yield there: not parked */
   parked = as_is_internal_function(co, st, -1) &&
-           lua_tocfunction(co, -1) != bridge_yield;
+           (lua_tocfunction(co, -1) != bridge_yield ||
+            lua_touserdata(co, 1) == (void *)&fork_yield_mark);
   lua_pop(co, 1);
   return parked;
 }
@@ -288,32 +290,20 @@ static int bridge_wrap(lua_State *L) {
   return 1;
 }
 
-/* as.yield() made on behalf of a fork-level coroutine.yield: a core function
-** of its own (state upvalue), so the parked fork's level 0 is one of ours and
-** is_parked refuses other forks' resume/close exactly as at as.yield(). */
-static int bridge_fork_yield(lua_State *L) {
-  return as_sched_yield(L, as_state_get(L), "yield");
-}
-
-static int bridge_yield_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)L; (void)status; (void)ctx;
-  return 0;
-}
-
 /* coroutine.yield: Lua's own, except at a fork's own level (its root
 ** coroutine, not a coroutine resumed inside it), where there is nobody to
 ** yield to but the scheduler: there it is as.yield(), an await point like
-** any other (cancel reaches it). Values yielded there are dropped, and it
-** returns nothing, as the scheduler resumes forks with no values. Upvalue 2
-** is the bridge_fork_yield closure. */
+** any other (cancel reaches it), and the mark in slot 1 makes is_parked
+** refuse other forks' resume/close as at as.yield(). Values yielded there
+** are dropped, and it returns nothing, as the scheduler resumes forks with
+** no values. */
 static int bridge_yield(lua_State *L) {
   as_state *st = as_state_get(L);
   as_fork *f = as_sched_fork_of(st, L);
   if (f != NULL && f->astack.depth == 1) {
     lua_settop(L, 0);
-    lua_pushvalue(L, lua_upvalueindex(2));
-    lua_callk(L, 0, 0, 0, bridge_yield_k);
-    return 0;
+    lua_pushlightuserdata(L, (void *)&fork_yield_mark);
+    return as_sched_yield(L, st, "yield");
   }
   return lua_yield(L, lua_gettop(L));
 }
@@ -476,12 +466,6 @@ void as_bridge_open(lua_State *L) {
   /* the bridged closures need the state upvalue: build them via setfuncs */
   lua_newtable(L);
   as_module_setfuncs(L, bridged);
-  /* coroutine.yield also carries the closure it calls at a fork's level */
-  lua_pushvalue(L, AS_STATE_UPVALUE);
-  lua_pushvalue(L, AS_STATE_UPVALUE);
-  lua_pushcclosure(L, bridge_fork_yield, 1);
-  lua_pushcclosure(L, bridge_yield, 2);
-  lua_setfield(L, -2, "yield");
   /* the raise-site capture, called under lua_pcall on a failure */
   lua_pushvalue(L, AS_STATE_UPVALUE);
   lua_pushcclosure(L, capture_body, 1);

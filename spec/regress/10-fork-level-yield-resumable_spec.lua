@@ -20,10 +20,11 @@
 -- core C function at its level 0, and excluded bridge_yield (a plain yield
 -- inside a generator) without telling the fork-level case apart.
 --
--- Fixed: at a fork's own level bridge_yield calls a core function of its
--- own (bridge_fork_yield, which is as.yield()), so the fork's level 0 is
--- that function and is_parked refuses resume and close with as.yield()'s
--- message. A plain yield (inside a coroutine the fork resumed) is untouched.
+-- Fixed: at a fork's own level bridge_yield leaves a private mark in its
+-- stack slot 1 before it yields to the scheduler, and is_parked treats a
+-- coroutine parked in bridge_yield with that mark as parked in as.yield():
+-- resume and close are refused with as.yield()'s message. A plain yield
+-- (inside a coroutine the fork resumed) is untouched.
 local as = require "asyncstack"
 local helper = require "spec.helper"
 

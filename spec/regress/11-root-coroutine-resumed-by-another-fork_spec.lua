@@ -5,8 +5,8 @@
 -- saw were overwritten.
 --
 -- Where: src/bridge.c, is_parked (see the issue-12 spec).
--- Fixed: a fork-level coroutine.yield is parked in a core function, which
--- is_parked refuses, as at as.yield().
+-- Fixed: is_parked recognises a fork-level coroutine.yield (bridge_yield
+-- marks it) and refuses it, as at as.yield().
 local as = require "asyncstack"
 
 describe("regression: 11-root-coroutine-resumed-by-another-fork", function()
