@@ -45,15 +45,24 @@ static as_state *bridge_state(lua_State *L, int mode) {
 static int bridge_yield(lua_State *L);
 static const char fork_yield_mark = 'y';
 
+static int bridge_wrap_call(lua_State *L);
+
 static int is_parked(lua_State *co, as_state *st) {
   lua_Debug ar;
-  int parked;
+  lua_CFunction fn;
+  int parked = 0;
   if (st->sched == NULL || lua_status(co) != LUA_YIELD) return 0;
   if (!lua_getstack(co, 0, &ar) || !lua_checkstack(co, 2)) return 0;
   lua_getinfo(co, "f", &ar);
-  parked = as_is_internal_function(co, st, -1) &&
-           (lua_tocfunction(co, -1) != bridge_yield ||
-            lua_touserdata(co, 1) == (void *)&fork_yield_mark);
+  fn = lua_tocfunction(co, -1);
+  if (fn == bridge_yield)
+    parked = lua_touserdata(co, 1) == (void *)&fork_yield_mark;
+  else if (fn == bridge_wrap_call)   /* yields only to pass a suspension up */
+    parked = 1;
+  else if (fn != NULL && lua_getupvalue(co, -1, 1) != NULL) {
+    parked = lua_touserdata(co, -1) == (void *)st;   /* a core function */
+    lua_pop(co, 1);
+  }
   lua_pop(co, 1);
   return parked;
 }

@@ -20,10 +20,15 @@ void as_module_setfuncs(lua_State *L, const luaL_Reg *l) {
 int as_is_internal_function(lua_State *L, as_state *st, int idx) {
   int internal = 0;
   idx = lua_absindex(L, idx);
-  if (lua_iscfunction(L, idx) &&   /* a wrap keeps its state in upvalue 2 */
-      lua_getupvalue(L, idx, as_bridge_state_upvalue(lua_tocfunction(L, idx))) != NULL) {
+  if (lua_iscfunction(L, idx) && lua_getupvalue(L, idx, 1) != NULL) {
     internal = lua_touserdata(L, -1) == (void *)st;
     lua_pop(L, 1);
+    /* a wrap function keeps its coroutine in upvalue 1, the state in 2 */
+    if (!internal && as_bridge_state_upvalue(lua_tocfunction(L, idx)) == 2 &&
+        lua_getupvalue(L, idx, 2) != NULL) {
+      internal = lua_touserdata(L, -1) == (void *)st;
+      lua_pop(L, 1);
+    }
   }
   return internal;
 }
