@@ -162,4 +162,4 @@ LUA_TESTES ?= ../shared/lua/lua-5.4.4-testes.tar.gz
 .PHONY: luatests
 
 luatests: all
-	$(LUA) spec/luatests/run.lua --tarball $(LUA_TESTES) --build $(BUILD)
+	$(LUA) spec/luatests/run.lua --tarball $(LUA_TESTES) --build $(BUILD) --lua $(LUA)

@@ -2,12 +2,14 @@
 -- (issue 12, "It must show"). `make luatests` runs it from the repository
 -- root:
 --
---   lua5.4 spec/luatests/run.lua [--tarball PATH] [--build DIR] [--mode M] [file ...]
+--   lua5.4 spec/luatests/run.lua [--tarball PATH] [--build DIR] [--lua LUA]
+--                                [--mode M] [--check-known SECONDS] [file ...]
 --
 -- It extracts the 5.4.4 test suite (testes/) from the tarball into
 -- DIR/luatests/<mode>/ (never into the source tree), applies the reviewed
 -- line-anchored edits of spec/luatests/edits.lua for that mode, and runs
--- each file in a child lua5.4 the way testes/all.lua runs it: globals
+-- each file in a child interpreter (--lua, default lua5.4; an absolute
+-- path for anything not in PATH) the way testes/all.lua runs it: globals
 -- _soft, _port, _nomsg false (test everything), T nil (no ltests), the
 -- global `debug` removed, the file loaded through string.dump/load, in
 -- two modes:
@@ -26,7 +28,7 @@ local edits = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/edits.lua")
 local FILES = { "coroutine.lua", "db.lua", "errors.lua", "calls.lua", "closure.lua" }
 local MODES = { "install", "fork" }
 
-local opts = { tarball = "../shared/lua/lua-5.4.4-testes.tar.gz", build = "build" }
+local opts = { tarball = "../shared/lua/lua-5.4.4-testes.tar.gz", build = "build", lua = "lua5.4" }
 local files, modes = {}, {}
 do
   local i = 1
@@ -34,12 +36,13 @@ do
     local a = arg[i]
     if a == "--tarball" then i = i + 1; opts.tarball = arg[i]
     elseif a == "--build" then i = i + 1; opts.build = arg[i]
+    elseif a == "--lua" then i = i + 1; opts.lua = arg[i]
     elseif a == "--mode" then i = i + 1; modes[#modes + 1] = arg[i]
     elseif a == "--check-known" then i = i + 1; opts.check_known = assert(tonumber(arg[i]), "--check-known SECONDS")
     elseif a:match("%.lua$") then files[#files + 1] = a
     else
       io.stderr:write("usage: lua5.4 spec/luatests/run.lua [--tarball PATH] [--build DIR] " ..
-                      "[--mode install|fork] [--check-known SECONDS] [file.lua ...]\n")
+                      "[--lua INTERPRETER] [--mode install|fork] [--check-known SECONDS] [file.lua ...]\n")
       os.exit(2)
     end
     i = i + 1
@@ -169,9 +172,10 @@ local function run_file(testes, env, mode, file, without, limit)
   end
   write(testes .. "/luatests_driver.lua", DRIVER:format(tostring(keep_debug)))
   local log = testes .. "/../" .. file .. ".log"
-  local cmd = ("cd %s && LUA_PATH=%s LUA_CPATH=%s %slua5.4 luatests_driver.lua %s %s > %s 2>&1")
+  local cmd = ("cd %s && LUA_PATH=%s LUA_CPATH=%s %s%s luatests_driver.lua %s %s > %s 2>&1")
     :format(sh_quote(testes), sh_quote(lpath), sh_quote(cpath),
-            limit and ("timeout " .. limit .. " ") or "", mode, file, sh_quote(log))
+            limit and ("timeout " .. limit .. " ") or "", sh_quote(opts.lua), mode, file,
+            sh_quote(log))
   local ok = sh(cmd)
   local out = read(log)
   ok = ok and out:find("luatests-child: " .. file .. " completed", 1, true) ~= nil
