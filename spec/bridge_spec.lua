@@ -129,6 +129,12 @@ local scenarios = {
            select(2, pcall(function() co.wrap(nil) end)),
            select(2, pcall(function() co.close("x") end))
   end,
+  ["wrap's upvalue 1 is its coroutine (issue 12 item 2)"] = function(co)
+    local g = co.wrap(function() co.yield(co.running()) end)
+    local name, t = debug.getupvalue(g, 1)
+    local inside = g()
+    return name, type(t), t == inside, co.status(t)
+  end,
   ["traceback of another thread is Lua's"] = function(co)
     local c = co.create(function() co.yield() end)
     co.resume(c)

@@ -11,6 +11,12 @@
 ** root, and on wake-up each continuation resumes the coroutine above it.
 ** That is how OpenResty bridges its light threads; it keeps C stack use equal
 ** to the nesting depth, never to the number of suspensions.
+**
+** Upvalues: every bridged function has the module state as upvalue 1 (like
+** every core function, module.h), except the function coroutine.wrap
+** returns: there upvalue 1 is the coroutine, as in lcorolib (code reads a
+** wrap's thread with debug.getupvalue(g, 1)), and the state is upvalue 2
+** (as_bridge_state_upvalue tells as_is_internal_function so).
 */
 #include <string.h>
 #include "bridge.h"
@@ -20,20 +26,43 @@
 
 enum { BRIDGE_RESUME, BRIDGE_WRAP };
 
+/* The state upvalue of the running bridged function: a wrap closure keeps
+** the coroutine in upvalue 1 (see the top of this file). */
+#define WRAP_THREAD_UPVALUE lua_upvalueindex(1)
+#define WRAP_STATE_UPVALUE lua_upvalueindex(2)
+
+static as_state *bridge_state(lua_State *L, int mode) {
+  return (as_state *)lua_touserdata(L, mode == BRIDGE_WRAP ? WRAP_STATE_UPVALUE
+                                                           : AS_STATE_UPVALUE);
+}
+
 /* True when `co` is suspended inside one of our blocking calls (its level 0 is
 ** a core function): it belongs to a suspended fork and only that fork's
-** wake-up may resume it. */
+** wake-up may resume it. bridge_yield is one of those only when it made a
+** fork-level yield (as.yield()), which it marks by leaving fork_yield_mark
+** in its stack slot 1; a plain yield (inside a coroutine the fork resumed)
+** leaves no values there once the resumer has taken the yielded ones. */
 static int bridge_yield(lua_State *L);
+static const char fork_yield_mark = 'y';
+
+static int bridge_wrap_call(lua_State *L);
 
 static int is_parked(lua_State *co, as_state *st) {
   lua_Debug ar;
-  int parked;
+  lua_CFunction fn;
+  int parked = 0;
   if (st->sched == NULL || lua_status(co) != LUA_YIELD) return 0;
   if (!lua_getstack(co, 0, &ar) || !lua_checkstack(co, 2)) return 0;
   lua_getinfo(co, "f", &ar);
-  /* our coroutine.yield is a plain yield there: not parked */
-  parked = as_is_internal_function(co, st, -1) &&
-           lua_tocfunction(co, -1) != bridge_yield;
+  fn = lua_tocfunction(co, -1);
+  if (fn == bridge_yield)
+    parked = lua_touserdata(co, 1) == (void *)&fork_yield_mark;
+  else if (fn == bridge_wrap_call)   /* yields only to pass a suspension up */
+    parked = 1;
+  else if (fn != NULL && lua_getupvalue(co, -1, 1) != NULL) {
+    parked = lua_touserdata(co, -1) == (void *)st;   /* a core function */
+    lua_pop(co, 1);
+  }
   lua_pop(co, 1);
   return parked;
 }
@@ -96,8 +125,8 @@ int as_bridge_take_stash(lua_State *L, as_state *st, const as_fork *f, int err_i
 ** 0, the raw trace of the failure at raw_idx): resume returns false +
 ** message; wrap closes a failed coroutine and raises, prefixing the caller's
 ** position to string messages (lcorolib's auxwrap). */
-static int bridge_fail(lua_State *L, lua_State *co, int mode, int raw_idx) {
-  as_state *st = as_state_get(L);
+static int bridge_fail(lua_State *L, as_state *st, lua_State *co, int mode,
+                       int raw_idx) {
   if (mode == BRIDGE_RESUME) {
     if (raw_idx) {
       stash_error_trace(L, st, raw_idx, -1);
@@ -127,14 +156,14 @@ static int bridge_fail(lua_State *L, lua_State *co, int mode, int raw_idx) {
 
 static lua_State *bridge_co(lua_State *L, int mode) {
   return mode == BRIDGE_RESUME ? lua_tothread(L, 1)
-                               : lua_tothread(L, lua_upvalueindex(2));
+                               : lua_tothread(L, WRAP_THREAD_UPVALUE);
 }
 
 /* Continuation: the fork woke up; resume the coroutine above us, which is
 ** still suspended inside the blocking call, and carry on as after any resume. */
 static int bridge_continue(lua_State *L, int status, lua_KContext ctx) {
-  as_state *st = as_state_get(L);
   int mode = (int)ctx, nres = 0;
+  as_state *st = bridge_state(L, mode);
   lua_State *co = bridge_co(L, mode);
   as_fork *f = st->sched ? st->sched->running : NULL;
   (void)status;
@@ -142,40 +171,65 @@ static int bridge_continue(lua_State *L, int status, lua_KContext ctx) {
   return bridge_finish(L, co, status, nres, mode, f);
 }
 
+/* Body of the raise-site capture, run by capture_raise_site under lua_pcall:
+** (state, fork, error value) -> raw trace. The error came up either from co
+** itself (its stack is intact and co still on the async stack: walk it) or
+** from a coroutine further in, which kept a nearer raise site in the stash. */
+static int capture_body(lua_State *L) {
+  as_state *st = (as_state *)lua_touserdata(L, 1);
+  as_fork *f = (as_fork *)lua_touserdata(L, 2);
+  if (!as_bridge_take_stash(L, st, f, 3)) {
+    as_walk_opts opts = {0, AS_CAPTURE_LIMIT, 1};
+    as_backtrace_push_fork(L, st, f, &opts);
+  }
+  return 1;
+}
+
+static const char capture_key = 'c';   /* registry: the capture_body closure */
+
+/* co failed in fork f with its error on top of L: pushes the raw trace of
+** the raise site below the error and returns its index, or returns 0 when
+** the capture failed (memory; a hook raising), which leaves the error alone:
+** the trace is best effort, the error and the async stack are not. Pops co's
+** async frame in every case: a frame left behind would keep the fork from
+** ever blocking again (issue 13 D4). */
+static int capture_raise_site(lua_State *L, as_state *st, as_fork *f) {
+  int status = -1;                                    /* not run */
+  if (lua_checkstack(L, 5)) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &capture_key);  /* internal: hidden */
+    lua_pushlightuserdata(L, st);
+    lua_pushlightuserdata(L, f);
+    lua_pushvalue(L, -4);                             /* the error */
+    status = lua_pcall(L, 3, 1, 0);                   /* nothing escapes */
+  }
+  as_astack_pop(&f->astack);
+  if (status != LUA_OK) {
+    if (status != -1) lua_pop(L, 1);                  /* the capture's error */
+    return 0;
+  }
+  lua_insert(L, -2);        /* raw below the error */
+  return lua_gettop(L) - 1;
+}
+
 /* Turns the outcome of lua_resume(co) into the results of resume or wrap,
 ** exactly as lcorolib's auxresume/luaB_coresume/auxwrap do. */
 static int bridge_finish(lua_State *L, lua_State *co, int status, int nres,
                          int mode, as_fork *f) {
+  as_state *st;
   int raw_idx = 0;
-  if (f != NULL) {
-    if (status == LUA_YIELD && f->suspend_pending) {
-      /* a scheduler suspension: leave co on the async stack, pass it up */
-      lua_pop(co, nres);
-      return lua_yieldk(L, 0, (lua_KContext)mode, bridge_continue);
-    }
-    if (status != LUA_OK && status != LUA_YIELD) {
-      /* co failed: its stack is intact and still on the async stack, so
-      ** this is the moment to capture the raise site, unless the error
-      ** came up from a coroutine further in, which kept a nearer one */
-      as_state *st = as_state_get(L);
-      int reused;
-      lua_pushvalue(co, -1);
-      lua_xmove(co, L, 1);
-      reused = as_bridge_take_stash(L, st, f, -1);
-      lua_remove(L, reused ? -2 : -1);          /* the error copy */
-      if (!reused) {
-        as_walk_opts opts = {0, AS_CAPTURE_LIMIT, 1};
-        as_backtrace_push_fork(L, st, f, &opts);
-      }
-      raw_idx = lua_gettop(L);
-    }
-    as_astack_pop(&f->astack);
-  }
   if (status == LUA_OK || status == LUA_YIELD) {
+    if (f != NULL) {
+      if (status == LUA_YIELD && f->suspend_pending) {
+        /* a scheduler suspension: leave co on the async stack, pass it up */
+        lua_pop(co, nres);
+        return lua_yieldk(L, 0, (lua_KContext)mode, bridge_continue);
+      }
+      as_astack_pop(&f->astack);
+    }
     if (!lua_checkstack(L, nres + 1)) {
       lua_pop(co, nres);
       lua_pushliteral(L, "too many results to resume");
-      return bridge_fail(L, co, mode, 0);
+      return bridge_fail(L, bridge_state(L, mode), co, mode, 0);
     }
     lua_xmove(co, L, nres);
     if (mode == BRIDGE_WRAP) return nres;
@@ -183,23 +237,31 @@ static int bridge_finish(lua_State *L, lua_State *co, int status, int nres,
     lua_insert(L, -(nres + 1));
     return nres + 1;
   }
-  lua_xmove(co, L, 1);  /* error object */
-  return bridge_fail(L, co, mode, raw_idx);
+  /* co failed: move its error object over first (never push onto co, which
+  ** may have no room left: lua_xmove only takes from it) */
+  st = bridge_state(L, mode);
+  if (!lua_checkstack(L, 2)) {
+    if (f != NULL) as_astack_pop(&f->astack);
+    return luaL_error(L, "stack overflow");
+  }
+  lua_xmove(co, L, 1);
+  if (f != NULL) raw_idx = capture_raise_site(L, st, f);
+  return bridge_fail(L, st, co, mode, raw_idx);
 }
 
-static int bridge_start(lua_State *L, lua_State *co, int narg, int mode) {
-  as_state *st = as_state_get(L);
+static int bridge_start(lua_State *L, as_state *st, lua_State *co, int narg,
+                        int mode) {
   as_fork *f = as_sched_fork_of(st, L);
   int status, nres = 0;
   if (st->stash_live) as_bridge_clear_stash(L, st);   /* the last error was handled */
   if (!lua_checkstack(co, narg)) {
     lua_pushliteral(L, "too many arguments to resume");
-    return bridge_fail(L, co, mode, 0);
+    return bridge_fail(L, st, co, mode, 0);
   }
   if (is_parked(co, st)) {
     lua_pushliteral(L, "cannot resume a coroutine that is blocked in an "
                        "asyncstack call of a suspended fork");
-    return bridge_fail(L, co, mode, 0);
+    return bridge_fail(L, st, co, mode, 0);
   }
   if (f != NULL) {
     as_sched_reserve_frame(L, f);   /* may raise: before anything moves */
@@ -213,21 +275,26 @@ static int bridge_start(lua_State *L, lua_State *co, int narg, int mode) {
 static int bridge_resume(lua_State *L) {
   lua_State *co = lua_tothread(L, 1);
   luaL_argexpected(L, co, 1, "thread");  /* lcorolib 5.4.4 says "thread" */
-  return bridge_start(L, co, lua_gettop(L) - 1, BRIDGE_RESUME);
+  return bridge_start(L, as_state_get(L), co, lua_gettop(L) - 1, BRIDGE_RESUME);
 }
 
 static int bridge_wrap_call(lua_State *L) {
-  lua_State *co = lua_tothread(L, lua_upvalueindex(2));
-  return bridge_start(L, co, lua_gettop(L), BRIDGE_WRAP);
+  lua_State *co = lua_tothread(L, WRAP_THREAD_UPVALUE);
+  return bridge_start(L, bridge_state(L, BRIDGE_WRAP), co, lua_gettop(L),
+                      BRIDGE_WRAP);
+}
+
+int as_bridge_state_upvalue(lua_CFunction fn) {
+  return fn == bridge_wrap_call ? 2 : 1;
 }
 
 static int bridge_wrap(lua_State *L) {
   lua_State *co;
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  lua_pushvalue(L, AS_STATE_UPVALUE);
-  co = lua_newthread(L);
+  co = lua_newthread(L);                 /* upvalue 1: the coroutine */
   lua_pushvalue(L, 1);
   lua_xmove(L, co, 1);
+  lua_pushvalue(L, AS_STATE_UPVALUE);    /* upvalue 2: the state */
   lua_pushcclosure(L, bridge_wrap_call, 2);
   return 1;
 }
@@ -235,13 +302,16 @@ static int bridge_wrap(lua_State *L) {
 /* coroutine.yield: Lua's own, except at a fork's own level (its root
 ** coroutine, not a coroutine resumed inside it), where there is nobody to
 ** yield to but the scheduler: there it is as.yield(), an await point like
-** any other (cancel reaches it). Values yielded there are dropped, and it
-** returns nothing, as the scheduler resumes forks with no values. */
+** any other (cancel reaches it), and the mark in slot 1 makes is_parked
+** refuse other forks' resume/close as at as.yield(). Values yielded there
+** are dropped, and it returns nothing, as the scheduler resumes forks with
+** no values. */
 static int bridge_yield(lua_State *L) {
   as_state *st = as_state_get(L);
   as_fork *f = as_sched_fork_of(st, L);
   if (f != NULL && f->astack.depth == 1) {
     lua_settop(L, 0);
+    lua_pushlightuserdata(L, (void *)&fork_yield_mark);
     return as_sched_yield(L, st, "yield");
   }
   return lua_yield(L, lua_gettop(L));
@@ -299,46 +369,60 @@ static void push_bridge_table(lua_State *L, as_state *st) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, st->originals_ref);
 }
 
-void as_bridge_install(lua_State *L, as_state *st) {
-  int i;
+/* Pushes the library tables named `lib` that the bridge patches and returns
+** how many: the one in package.loaded (what require returns, even after the
+** program dropped the global, as Lua's test suite does with `debug = nil`)
+** and the global one when it is another table. */
+static int push_lib_tables(lua_State *L, const char *lib) {
+  int n = 0;
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, lib) == LUA_TTABLE) n++;
+  else lua_pop(L, 1);
+  lua_remove(L, -1 - n);
+  if (lua_getglobal(L, lib) == LUA_TTABLE && !(n == 1 && lua_rawequal(L, -1, -2))) n++;
+  else lua_pop(L, 1);
+  return n;
+}
+
+/* In the library table at lib_idx, puts ours (install) or the original
+** (uninstall) for slot `name`, whose bridge entry {original, ours} is at
+** entry_idx. Install leaves a slot that already holds ours; uninstall
+** leaves one the program replaced after install. */
+static void patch_slot(lua_State *L, int lib_idx, int entry_idx,
+                       const char *name, int install) {
+  lua_rawgeti(L, entry_idx, 2);                    /* ours */
+  lua_getfield(L, lib_idx, name);                  /* current */
+  if (install && !lua_rawequal(L, -1, -2)) {
+    lua_rawseti(L, entry_idx, 1);                  /* remember the original */
+    lua_setfield(L, lib_idx, name);                /* lib[name] = ours */
+    return;
+  }
+  if (!install && lua_rawequal(L, -1, -2)) {
+    lua_rawgeti(L, entry_idx, 1);                  /* original */
+    lua_setfield(L, lib_idx, name);
+  }
+  lua_pop(L, 2);
+}
+
+static void patch_all(lua_State *L, as_state *st, int install) {
+  int i, base = lua_gettop(L);
   push_bridge_table(L, st);
   for (i = 0; bridged_slots[i].lib; i++) {
-    if (lua_getglobal(L, bridged_slots[i].lib) != LUA_TTABLE) {
-      lua_pop(L, 1);
-      continue;
-    }
-    lua_getfield(L, -2, bridged_slots[i].name);   /* bridge[name]: {orig, ours} */
-    lua_rawgeti(L, -1, 2);                         /* ours */
-    lua_getfield(L, -3, bridged_slots[i].name);    /* current */
-    if (!lua_rawequal(L, -1, -2)) {
-      lua_rawseti(L, -3, 1);                       /* remember the original */
-      lua_setfield(L, -3, bridged_slots[i].name);  /* lib[name] = ours */
-    } else {
-      lua_pop(L, 2);
-    }
-    lua_pop(L, 2);
+    int j, n = push_lib_tables(L, bridged_slots[i].lib);
+    lua_getfield(L, base + 1, bridged_slots[i].name);   /* {original, ours} */
+    for (j = 0; j < n; j++)
+      patch_slot(L, base + 2 + j, lua_gettop(L), bridged_slots[i].name, install);
+    lua_settop(L, base + 1);
   }
-  lua_pop(L, 1);
+  lua_settop(L, base);
+}
+
+void as_bridge_install(lua_State *L, as_state *st) {
+  patch_all(L, st, 1);
 }
 
 void as_bridge_uninstall(lua_State *L, as_state *st) {
-  int i;
-  push_bridge_table(L, st);
-  for (i = 0; bridged_slots[i].lib; i++) {
-    if (lua_getglobal(L, bridged_slots[i].lib) != LUA_TTABLE) {
-      lua_pop(L, 1);
-      continue;
-    }
-    lua_getfield(L, -2, bridged_slots[i].name);
-    lua_getfield(L, -2, bridged_slots[i].name);    /* current */
-    lua_rawgeti(L, -2, 2);                         /* ours */
-    if (lua_rawequal(L, -1, -2)) {
-      lua_rawgeti(L, -3, 1);                       /* original */
-      lua_setfield(L, -5, bridged_slots[i].name);
-    }
-    lua_pop(L, 4);
-  }
-  lua_pop(L, 1);
+  patch_all(L, st, 0);
 }
 
 static int bridge_l_install(lua_State *L) {
@@ -391,6 +475,10 @@ void as_bridge_open(lua_State *L) {
   /* the bridged closures need the state upvalue: build them via setfuncs */
   lua_newtable(L);
   as_module_setfuncs(L, bridged);
+  /* the raise-site capture, called under lua_pcall on a failure */
+  lua_pushvalue(L, AS_STATE_UPVALUE);
+  lua_pushcclosure(L, capture_body, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &capture_key);
   push_bridge_table(L, st);
   for (i = 0; bridged[i].name; i++) {
     lua_getfield(L, -1, bridged[i].name);

@@ -30,4 +30,10 @@ int as_bridge_take_stash(lua_State *L, as_state *st, const struct as_fork *f, in
 /* Empties the stash. Cheap when it is empty. */
 void as_bridge_clear_stash(lua_State *L, as_state *st);
 
+/* The upvalue that holds the module state in the core C function `fn`: 1
+** for every one (module.h) but the function coroutine.wrap returns, whose
+** upvalue 1 is its coroutine as in Lua (debug.getupvalue(g, 1) is the
+** thread) and whose state is upvalue 2. as_is_internal_function asks. */
+int as_bridge_state_upvalue(lua_CFunction fn);
+
 #endif

@@ -4,6 +4,7 @@
 */
 #include <string.h>
 #include "module.h"
+#include "bridge.h"
 #include <lauxlib.h>
 
 #define AS_STATE_MT "asyncstack.State"
@@ -22,6 +23,12 @@ int as_is_internal_function(lua_State *L, as_state *st, int idx) {
   if (lua_iscfunction(L, idx) && lua_getupvalue(L, idx, 1) != NULL) {
     internal = lua_touserdata(L, -1) == (void *)st;
     lua_pop(L, 1);
+    /* a wrap function keeps its coroutine in upvalue 1, the state in 2 */
+    if (!internal && as_bridge_state_upvalue(lua_tocfunction(L, idx)) == 2 &&
+        lua_getupvalue(L, idx, 2) != NULL) {
+      internal = lua_touserdata(L, -1) == (void *)st;
+      lua_pop(L, 1);
+    }
   }
   return internal;
 }
