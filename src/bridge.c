@@ -161,13 +161,17 @@ static int bridge_finish(lua_State *L, lua_State *co, int status, int nres,
       int reused;
       lua_pushvalue(co, -1);
       lua_xmove(co, L, 1);
-      reused = as_bridge_take_stash(L, st, f, -1);
-      lua_remove(L, reused ? -2 : -1);          /* the error copy */
-      if (!reused) {
-        as_walk_opts opts = {0, 256, 1};
-        as_backtrace_push_fork(L, st, f, &opts);
+      if (as_exception_test(L, st, -1)) {
+        lua_pop(L, 1);                          /* it carries its own trace */
+      } else {
+        reused = as_bridge_take_stash(L, st, f, -1);
+        lua_remove(L, reused ? -2 : -1);        /* the error copy */
+        if (!reused) {
+          as_walk_opts opts = AS_WALK_RAISE_SITE;
+          as_backtrace_push_fork(L, st, f, &opts);
+        }
+        raw_idx = lua_gettop(L);
       }
-      raw_idx = lua_gettop(L);
     }
     as_astack_pop(&f->astack);
   }

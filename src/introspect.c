@@ -33,7 +33,7 @@ int as_introspect_dump_pending(void) {
 
 void as_introspect_dump_now(lua_State *L, as_state *st) {
   dump_requested = 0;
-  if (st != NULL && as_hook_push(L, st, "dump_signal")) {
+  if (st != NULL && as_hook_push(L, st, AS_HOOK_DUMP_SIGNAL)) {
     if (lua_pcall(L, 0, 0, 0) != LUA_OK) lua_pop(L, 1);
   }
 }

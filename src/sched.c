@@ -147,6 +147,11 @@ int as_sched_push_fork(lua_State *L, as_sched *s, const as_fork *f) {
   return 1;
 }
 
+as_fork *as_sched_fork_at_slot(const as_sched *s, int slot) {
+  if (s == NULL || slot <= 0 || slot >= s->slots_cap || s->slots == NULL) return NULL;
+  return s->slots[slot];
+}
+
 as_fork *as_sched_spawner(lua_State *L, as_sched *s, const as_fork *f) {
   as_fork *p;
   if (f->spawner_id <= 0 || f->spawner_slot <= 0) return NULL;
@@ -162,11 +167,25 @@ static void live_add(lua_State *L, as_sched *s, as_fork *f, int ud_idx) {
   int slot;
   ud_idx = lua_absindex(L, ud_idx);
   slot = s->nfree > 0 ? s->free_slots[--s->nfree] : ++s->top_slot;
+  if (slot >= s->slots_cap) {   /* publish a complete new array, then free */
+    int cap = s->slots_cap ? s->slots_cap * 2 : 64;
+    int old_cap = s->slots_cap;
+    as_fork **old = s->slots, **grown;
+    while (cap <= slot) cap *= 2;
+    grown = (as_fork **)sched_realloc(L, NULL, 0, (size_t)cap * sizeof *grown);
+    memset(grown, 0, (size_t)cap * sizeof *grown);
+    if (old != NULL) memcpy(grown, old, (size_t)old_cap * sizeof *grown);
+    s->slots = grown;
+    __atomic_signal_fence(__ATOMIC_RELEASE);
+    s->slots_cap = cap;
+    sched_realloc(L, old, (size_t)old_cap * sizeof *grown, 0);
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->live_ref);
   lua_pushvalue(L, ud_idx);
   lua_rawseti(L, -2, slot);
   lua_pop(L, 1);
   f->slot = slot;
+  s->slots[slot] = f;
   s->nlive++;
 }
 
@@ -182,6 +201,7 @@ static void live_remove(lua_State *L, as_sched *s, as_fork *f) {
   lua_rawseti(L, -2, f->slot);
   lua_pop(L, 1);
   s->free_slots[s->nfree++] = f->slot;
+  s->slots[f->slot] = NULL;
   f->slot = 0;
   s->nlive--;
 }
@@ -230,17 +250,18 @@ static void finish(lua_State *L, as_sched *s, as_fork *f, int status) {
 ** the coroutine (running its pending to-be-closed variables). */
 static void fail(lua_State *L, as_state *st, as_sched *s, as_fork *f) {
   lua_State *co = f->thread;
-  as_walk_opts opts = {0, 256, 1};  /* bounded: a stack overflow is deep */
+  as_walk_opts opts = AS_WALK_RAISE_SITE;  /* bounded: a stack overflow is deep */
   int ud, cancelled = 0;
   as_sched_push_fork(L, s, f);
   ud = lua_gettop(L);
   lua_pushvalue(co, -1);
   lua_xmove(co, L, 1);                      /* error value */
-  if (as_hook_push(L, st, "on_failure")) {
+  if (as_hook_push(L, st, AS_HOOK_ON_FAILURE)) {
     lua_pushvalue(L, ud + 1);
     /* the trace of the raise site: kept by the bridge when the error came
     ** out of a nested coroutine, else the fork's stack, still intact */
-    if (!as_bridge_take_stash(L, st, f, ud + 1))
+    if (as_exception_test(L, st, ud + 1)) lua_pushnil(L);   /* has its trace */
+    else if (!as_bridge_take_stash(L, st, f, ud + 1))
       as_backtrace_push_fork(L, st, f, &opts);
     lua_pushvalue(L, ud);
     /* -> the value waiters see, and whether it is a cancellation */
@@ -295,7 +316,7 @@ static void call_unhandled(lua_State *L, as_state *st, int ud_idx) {
   as_fork *f = (as_fork *)lua_touserdata(L, ud_idx);
   ud_idx = lua_absindex(L, ud_idx);
   f->reported = 1;
-  if (!as_hook_push(L, st, "on_unhandled")) return;
+  if (!as_hook_push(L, st, AS_HOOK_ON_UNHANDLED)) return;
   lua_getiuservalue(L, ud_idx, 4);
   lua_createtable(L, 0, 2);
   lua_pushinteger(L, f->id);
@@ -345,7 +366,7 @@ static void drain_pending(lua_State *L, as_state *st, as_sched *s) {
     n = (lua_Integer)lua_rawlen(L, queue);   /* no holes: nothing removed here */
     for (i = 1; i <= n; i++) {
       lua_rawgeti(L, queue, i);
-      if (as_hook_push(L, st, "on_unhandled")) {
+      if (as_hook_push(L, st, AS_HOOK_ON_UNHANDLED)) {
         lua_getfield(L, -2, "error");
         lua_pushvalue(L, -3);
         if (lua_pcall(L, 2, 0, 0) != LUA_OK) lua_pop(L, 1);
@@ -467,6 +488,9 @@ static int sched_gc(lua_State *L) {
   sched_realloc(L, s->free_slots, (size_t)s->free_cap * sizeof(int), 0);
   s->free_slots = NULL;
   s->free_cap = s->nfree = 0;
+  sched_realloc(L, s->slots, (size_t)s->slots_cap * sizeof *s->slots, 0);
+  s->slots = NULL;
+  s->slots_cap = 0;
   s->runq = NULL;
   s->heap = NULL;
   s->rq_cap = s->rq_len = 0;
@@ -637,9 +661,10 @@ static int sched_run(lua_State *L) {
   if (status == LUA_OK && root->status == AS_DONE && s->nlive > 0) {
     /* nothing can progress: every live fork waits on something that will
     ** never come. Let the policy describe them while their stacks exist. */
-    if (as_hook_push(L, st, "on_deadlock")) {
+    if (as_hook_push(L, st, AS_HOOK_ON_DEADLOCK)) {
       as_sched_push_live_list(L, s);
-      if (lua_pcall(L, 1, 1, 0) != LUA_OK) { /* the hook's own error is raised */ }
+      as_backtrace_push_raise_site(L, st);
+      if (lua_pcall(L, 2, 1, 0) != LUA_OK) { /* the hook's own error is raised */ }
     } else {
       lua_pushliteral(L, "run: deadlock: forks remain and none can progress");
     }
@@ -648,9 +673,10 @@ static int sched_run(lua_State *L) {
     if (root->status == AS_FAILED || root->status == AS_CANCELLED) {
       root->retrieved = 1;   /* run() raises it */
       lua_getiuservalue(L, ridx, 4);
-    } else if (as_hook_push(L, st, "on_deadlock")) {
+    } else if (as_hook_push(L, st, AS_HOOK_ON_DEADLOCK)) {
       as_sched_push_live_list(L, s);
-      if (lua_pcall(L, 1, 1, 0) != LUA_OK) { /* the hook's own error is raised */ }
+      as_backtrace_push_raise_site(L, st);
+      if (lua_pcall(L, 2, 1, 0) != LUA_OK) { /* the hook's own error is raised */ }
     } else {
       lua_pushliteral(L, "run: deadlock: forks remain and none can progress");
     }
@@ -775,17 +801,18 @@ double as_sched_opt_timeout(lua_State *L, int arg) {
 }
 
 void as_sched_push_kind(lua_State *L, as_state *st, const char *kind, const char *msg) {
-  if (as_hook_push(L, st, "new_error")) {
+  if (as_hook_push(L, st, AS_HOOK_NEW_ERROR)) {
     lua_pushstring(L, kind);
     lua_pushstring(L, msg);
-    lua_call(L, 2, 1);
+    as_backtrace_push_raise_site(L, st);
+    lua_call(L, 3, 1);
   } else {
     lua_pushstring(L, msg);
   }
 }
 
 int as_sched_raise_kind(lua_State *L, as_state *st, const char *kind, const char *msg) {
-  if (!as_hook_push(L, st, "new_error")) return luaL_error(L, "%s", msg);
+  if (!as_hook_push(L, st, AS_HOOK_NEW_ERROR)) return luaL_error(L, "%s", msg);
   lua_pop(L, 1);
   as_sched_push_kind(L, st, kind, msg);
   return lua_error(L);

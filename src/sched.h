@@ -24,6 +24,8 @@ typedef struct as_sched {
   int *free_slots;          /* slots of ended forks, for reuse */
   int nfree, free_cap;
   int top_slot;             /* highest slot handed out */
+  as_fork **slots;          /* slot -> live fork or NULL (signal-safe reads) */
+  int slots_cap;            /* length of slots; set after the array */
   double now;               /* as_now() at the start of the loop's batch:
                                cheap enough for `since` stamps, never timers */
   as_fork **runq;           /* ring buffer of runnable forks */
@@ -58,6 +60,11 @@ static inline as_fork *as_sched_fork_of(as_state *st, lua_State *L) {
 /* Pushes the userdata of fork f if it is live in s, else nil; returns 1
 ** when it pushed the fork. */
 int as_sched_push_fork(lua_State *L, as_sched *s, const as_fork *f);
+
+/* The live fork in `slot` of s, or NULL. Reads a C array only: no Lua API,
+** safe in a signal handler (slots are published before the count that
+** covers them). */
+as_fork *as_sched_fork_at_slot(const as_sched *s, int slot);
 
 /* The fork that spawned f, if it is still live; NULL otherwise. */
 as_fork *as_sched_spawner(lua_State *L, as_sched *s, const as_fork *f);
