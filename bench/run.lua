@@ -19,6 +19,9 @@
 --        peak RSS of 1,000,000 sleeping forks created and completed
 --   8  as.tasks{backtrace=false} (100,000 forks) and as.dump() (10,000
 --        forks) per fork, next to debug.traceback(co) per coroutine (report)
+--   9  debug.traceback() 80,000 frames deep inside a fork (the bridged
+--        one) vs the same outside any fork (Lua's own): <= 2 (issue 12:
+--        every walk linear in depth)
 --
 -- Each row runs ours and its baseline in this process, interleaved
 -- (bench/harness.lua), and prints medians. Internal modes, used by row 4,
@@ -415,6 +418,26 @@ rows[8] = function()
           ours = m.dump, base = m.traceback }
 end
 
+rows[9] = function()
+  local DEEP = 80000
+  local N = opts.quick and 3 or 10
+  local function measure(n)
+    local tb = debug.traceback          -- inside run(): the bridged one
+    local t0 = clock()
+    for _ = 1, n do tb("x") end
+    return clock() - t0
+  end
+  local function deep(n)
+    return at_depth(DEEP, function() return measure(n) end)
+  end
+  local m = H.interleave({
+    ours = function(n) return as.run(function() return deep(n) end) end,
+    base = deep,
+  }, { "ours", "base" }, { ours = N, base = N })
+  H.row { id = "9", name = format("debug.traceback() %d frames deep inside a fork vs outside", DEEP),
+          ours = m.ours, base = m.base, max = 2.0 }
+end
+
 ------------------------------------------------------------------ main
 
 -- --row N: one row, in this process (the driver below runs each so).
@@ -425,7 +448,7 @@ if opts.row then
 end
 
 local selected = opts.rows
-if #selected == 0 then selected = { 1, 2, 3, 4, 5, 6, 7, 8 } end
+if #selected == 0 then selected = { 1, 2, 3, 4, 5, 6, 7, 8, 9 } end
 for _, r in ipairs(selected) do
   if not rows[r] then error("no row " .. r, 0) end
 end

@@ -33,33 +33,51 @@ static void raw_push(lua_State *L, int raw, lua_Integer i, int slot) {
   lua_rawgeti(L, raw, i * AS_RAW_STRIDE + slot);
 }
 
-/* Sets names[fn] = name when fn is wanted (names[fn] == false). The value
-** at `v`; the name is made by `make` pushes (1 or 3 values to concat). */
-static int wanted(lua_State *L, int names, int v) {
-  int t = lua_type(L, v), want;
-  if (t != LUA_TFUNCTION) return 0;
-  lua_pushvalue(L, v);
-  want = lua_rawget(L, names) == LUA_TBOOLEAN;
-  lua_pop(L, 1);
-  return want;
+/* The functions of a capture to name: an open-addressing set of function
+** identities (lua_topointer: equal for the same function value, distinct
+** for different ones), in a userdata; slot i's name, once found, is at [i+1]
+** of a table right above it. */
+typedef struct fnslot {
+  const void *fn;          /* NULL: empty */
+  int named;
+} fnslot;
+
+typedef struct fnset {
+  unsigned mask;           /* capacity - 1 (a power of two) */
+  int left;                /* functions not named yet */
+  fnslot slots[1];
+} fnset;
+
+static fnslot *fnset_find(fnset *set, const void *fn) {
+  unsigned i = (unsigned)(((size_t)fn >> 4) ^ ((size_t)fn >> 12)) & set->mask;
+  while (set->slots[i].fn != NULL && set->slots[i].fn != fn) i = (i + 1) & set->mask;
+  return &set->slots[i];
 }
 
-/* Stores the name on top (popped) for the function at v, "_G." dropped. */
-static void set_name(lua_State *L, int names, int v) {
+/* The function at v, if it is one still to be named: its slot. */
+static fnslot *wanted(lua_State *L, fnset *set, int v) {
+  fnslot *sl;
+  if (lua_type(L, v) != LUA_TFUNCTION) return NULL;
+  sl = fnset_find(set, lua_topointer(L, v));
+  return (sl->fn != NULL && !sl->named) ? sl : NULL;
+}
+
+/* Names slot sl with the string on top (popped), "_G." dropped. */
+static void set_name(lua_State *L, fnset *set, int names, fnslot *sl) {
   const char *name = lua_tostring(L, -1);
   if (strncmp(name, LUA_GNAME ".", 3) == 0) {
     lua_pushstring(L, name + 3);
     lua_remove(L, -2);
   }
-  lua_pushvalue(L, v);
-  lua_insert(L, -2);
-  lua_rawset(L, names);
+  lua_rawseti(L, names, (sl - set->slots) + 1);
+  sl->named = 1;
+  set->left--;
 }
 
 /* One pass over package.loaded in the order of luaL_traceback's findfield
-** (depth 2, string keys only), naming every wanted function of `names`
-** (fn -> false) by its first match. Calls no metamethod. */
-static void find_global_names(lua_State *L, int names) {
+** (depth 2, string keys only), naming each function of the set by its
+** first match; stops when all are named. Calls no metamethod. */
+static void find_global_names(lua_State *L, fnset *set, int names) {
   int loaded;
   luaL_checkstack(L, 8, NULL);
   if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) != LUA_TTABLE) {
@@ -68,20 +86,26 @@ static void find_global_names(lua_State *L, int names) {
   }
   loaded = lua_gettop(L);
   lua_pushnil(L);
-  while (lua_next(L, loaded)) {                 /* loaded+1 name, +2 module */
+  while (set->left > 0 && lua_next(L, loaded)) {   /* loaded+1 name, +2 module */
     if (lua_type(L, loaded + 1) == LUA_TSTRING) {
-      if (wanted(L, names, loaded + 2)) {
+      fnslot *sl = wanted(L, set, loaded + 2);
+      if (sl != NULL) {
         lua_pushvalue(L, loaded + 1);
-        set_name(L, names, loaded + 2);
+        set_name(L, set, names, sl);
       } else if (lua_type(L, loaded + 2) == LUA_TTABLE) {
         lua_pushnil(L);
-        while (lua_next(L, loaded + 2)) {       /* loaded+3 key, +4 value */
-          if (lua_type(L, loaded + 3) == LUA_TSTRING && wanted(L, names, loaded + 4)) {
+        while (lua_next(L, loaded + 2)) {          /* loaded+3 key, +4 value */
+          if (lua_type(L, loaded + 3) == LUA_TSTRING &&
+              (sl = wanted(L, set, loaded + 4)) != NULL) {
             lua_pushvalue(L, loaded + 1);
             lua_pushliteral(L, ".");
             lua_pushvalue(L, loaded + 3);
             lua_concat(L, 3);
-            set_name(L, names, loaded + 4);
+            set_name(L, set, names, sl);
+            if (set->left == 0) {
+              lua_pop(L, 2);                       /* value, key */
+              break;
+            }
           }
           lua_pop(L, 1);
         }
@@ -89,27 +113,45 @@ static void find_global_names(lua_State *L, int names) {
     }
     lua_pop(L, 1);
   }
-  lua_pop(L, 1);
+  lua_settop(L, loaded - 1);
 }
 
-/* Pushes a table naming the functions of frames [0, n) of the raw capture
-** (fn -> global name, or false). */
-static void push_names(lua_State *L, int raw, lua_Integer n) {
+/* Pushes the set of the functions of frames [0, n) of the raw capture and
+** the table of their global names (see fnset); returns the set. */
+static fnset *push_names(lua_State *L, int raw, lua_Integer n) {
   lua_Integer i;
-  int names, any = 0;
+  unsigned cap = 16;
+  fnset *set;
+  while (cap < 2 * (lua_Unsigned)n + 2 && cap < (1u << 30)) cap *= 2;
+  set = (fnset *)lua_newuserdatauv(L, sizeof(fnset) + (cap - 1) * sizeof(fnslot), 0);
+  memset(set, 0, sizeof(fnset) + (cap - 1) * sizeof(fnslot));
+  set->mask = cap - 1;
   lua_newtable(L);
-  names = lua_gettop(L);
   for (i = 0; i < n; i++) {
     raw_push(L, raw, i, AS_RAW_FUNC);
     if (lua_isfunction(L, -1)) {
-      lua_pushboolean(L, 0);
-      lua_rawset(L, names);
-      any = 1;
-    } else {
-      lua_pop(L, 1);
+      fnslot *sl = fnset_find(set, lua_topointer(L, -1));
+      if (sl->fn == NULL) {
+        sl->fn = lua_topointer(L, -1);
+        set->left++;
+      }
     }
+    lua_pop(L, 1);
   }
-  if (any) find_global_names(L, names);
+  if (set->left > 0) find_global_names(L, set, lua_gettop(L));
+  return set;
+}
+
+/* The global name of the function at fn (a string anchored by `names`). */
+static const char *global_name(lua_State *L, fnset *set, int names, int fn) {
+  const char *name = NULL;
+  fnslot *sl = fnset_find(set, lua_topointer(L, fn));
+  if (sl->fn != NULL && sl->named) {
+    lua_rawgeti(L, names, (sl - set->slots) + 1);
+    name = lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  return name;
 }
 
 /* The name under which the function at `fn` is an upvalue of the value at
@@ -135,7 +177,9 @@ typedef struct reader {
   as_rtrace t;
   lua_State *L;
   int raw;                 /* absolute index of the raw capture */
-  int names;               /* of push_names' table, or 0 */
+  fnset *set;              /* push_names' set, or NULL */
+  int names;               /* and its table (the set is right below) */
+  int full;                /* read every field (else what the text needs) */
   lua_Debug ar;            /* of the frame read last: fr->file points in */
 } reader;
 
@@ -156,12 +200,14 @@ static lua_Integer raw_integer(lua_State *L, int raw, lua_Integer i, int slot) {
 }
 
 /* Fills fr from frame i of the capture. Leaves the stack as it found it
-** (the text is being built in a luaL_Buffer above the reader's values). */
-static void read_frame(lua_State *L, int raw, int names, lua_Integer i,
-                       lua_Debug *ar, as_rframe *fr) {
-  lua_Integer via;
+** (the text is being built in a luaL_Buffer above the reader's values).
+** Fork fields are read only where a view prints them, unless r->full. */
+static void read_frame(reader *r, lua_Integer i, as_rframe *fr) {
+  lua_State *L = r->L;
+  int raw = r->raw;
+  lua_Debug *ar = &r->ar;
   memset(fr, 0, sizeof *fr);
-  memset(ar, 0, sizeof *ar);
+  fr->flags = (int)raw_integer(L, raw, i, AS_RAW_FLAGS);
   raw_push(L, raw, i, AS_RAW_FUNC);
   if (lua_isfunction(L, -1)) {
     int fn = lua_gettop(L);
@@ -170,37 +216,39 @@ static void read_frame(lua_State *L, int raw, int names, lua_Integer i,
     fr->file = ar->short_src;
     fr->what = ar->what[0] == 'm' ? 'm' : ar->what[0] == 'C' ? 'C' : 'L';
     fr->linedefined = ar->linedefined;
-    if (names != 0) {
-      lua_pushvalue(L, fn);
-      if (lua_rawget(L, names) == LUA_TSTRING)
-        fr->global_name = lua_tostring(L, -1);   /* anchored by `names` */
-      lua_pop(L, 1);
-    }
-    if (fr->global_name == NULL && (raw_integer(L, raw, i, AS_RAW_FLAGS) & AS_RFRAME_ROOT)) {
+    if (r->set != NULL) fr->global_name = global_name(L, r->set, r->names, fn);
+    if (fr->global_name == NULL && (fr->flags & AS_RFRAME_ROOT)) {
       raw_push(L, raw, i, AS_RAW_HOLDER);
       fr->guessed_name = upvalue_name(L, fn + 1, fn);
       lua_pop(L, 1);
     }
+  } else {
+    ar->what = NULL;
+    ar->source = NULL;
   }
   lua_pop(L, 1);
   fr->line = (long)raw_integer(L, raw, i, AS_RAW_LINE);
   fr->name = raw_string(L, raw, i, AS_RAW_NAME);
-  fr->namewhat = raw_string(L, raw, i, AS_RAW_NAMEWHAT);
-  fr->fork_id = raw_integer(L, raw, i, AS_RAW_FORK);
-  fr->fork_name = raw_string(L, raw, i, AS_RAW_FORK_NAME);
+  if (fr->name != NULL) fr->namewhat = raw_string(L, raw, i, AS_RAW_NAMEWHAT);
   fr->boundary = (int)raw_integer(L, raw, i, AS_RAW_BOUNDARY);
-  fr->from_id = raw_integer(L, raw, i, AS_RAW_FROM);
-  fr->from_name = raw_string(L, raw, i, AS_RAW_FROM_NAME);
-  fr->flags = (int)raw_integer(L, raw, i, AS_RAW_FLAGS);
-  via = raw_integer(L, raw, i, AS_RAW_VIA);
-  fr->via = (int)(via % 4);
-  fr->via_index = (int)(via / 4);
+  if (r->full || fr->boundary != AS_BOUND_NONE || (fr->flags & AS_RFRAME_ROOT)) {
+    fr->fork_id = raw_integer(L, raw, i, AS_RAW_FORK);
+    fr->fork_name = raw_string(L, raw, i, AS_RAW_FORK_NAME);
+  }
+  if (r->full || fr->boundary != AS_BOUND_NONE) {
+    lua_Integer via;
+    fr->from_id = raw_integer(L, raw, i, AS_RAW_FROM);
+    fr->from_name = raw_string(L, raw, i, AS_RAW_FROM_NAME);
+    via = raw_integer(L, raw, i, AS_RAW_VIA);
+    fr->via = (int)(via % 4);
+    fr->via_index = (int)(via / 4);
+  }
 }
 
 static int reader_frame(as_rtrace *t, long i, as_rframe *fr) {
   reader *r = (reader *)t->ud;
   lua_State *L = r->L;
-  read_frame(L, r->raw, r->names, i, &r->ar, fr);
+  read_frame(r, i, fr);
   if (fr->global_name == NULL && fr->guessed_name == NULL &&
       (fr->flags & AS_RFRAME_SPAWN_SITE) && i + 1 < r->t.n) {
     /* a spawn site: an upvalue of the next frame's function */
@@ -230,7 +278,7 @@ static void reader_init(reader *r, lua_State *L, int raw, int with_names) {
   r->t.skip_at = (long)lua_tointeger(L, -1);
   lua_pop(L, 4);
   if (with_names) {
-    push_names(L, r->raw, r->t.n);
+    r->set = push_names(L, r->raw, r->t.n);
     r->names = lua_gettop(L);
   }
 }
@@ -267,6 +315,7 @@ void as_backtrace_expand(lua_State *L, int raw) {
   lua_Integer i;
   int out;
   reader_init(&r, L, raw, 1);
+  r.full = 1;
   lua_createtable(L, (int)r.t.n, 1);
   out = lua_gettop(L);
   for (i = 0; i < r.t.n; i++) {
@@ -316,6 +365,7 @@ void as_backtrace_expand(lua_State *L, int raw) {
     lua_setfield(L, out, "omitted");
   }
   lua_remove(L, r.names);
+  lua_remove(L, r.names - 1);   /* the set */
 }
 
 /* ---------------------------------------------------------------- text */
@@ -332,6 +382,7 @@ static void push_view(lua_State *L, int raw, int v, const char *msg,
   int names;
   luaL_checkstack(L, 24, "traceback");
   reader_init(&r, L, raw, 1);
+  r.full = v == VIEW_RETHROW;
   names = r.names;
   luaL_buffinit(L, &b);
   k.write = buffer_write;
@@ -344,6 +395,7 @@ static void push_view(lua_State *L, int raw, int v, const char *msg,
   }
   luaL_pushresult(&b);
   lua_remove(L, names);
+  lua_remove(L, names - 1);     /* the set */
 }
 
 /* core.render(raw, view [, msg | how, site]) -> text. Views: "traceback"
