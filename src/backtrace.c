@@ -546,6 +546,15 @@ int as_backtrace_traceback(lua_State *L, int arg) {
   return 1;
 }
 
+/* core.walk_stepping([on]) -> whether walks step CallInfo links (walk.c);
+** `on` false forces the lua_getstack fallback (specs test both paths). */
+static int bt_walk_stepping(lua_State *L) {
+  as_state *st = as_state_get(L);
+  if (!lua_isnoneornil(L, 1)) st->ci_stepping = lua_toboolean(L, 1) && st->ci_stepping_ok;
+  lua_pushboolean(L, st->ci_stepping);
+  return 1;
+}
+
 static int bt_traceback(lua_State *L) {
   return as_backtrace_traceback(L, 1);
 }
@@ -555,7 +564,7 @@ void as_backtrace_open(lua_State *L) {
     {"debug_backtrace", bt_debug_backtrace}, {"traceback", bt_traceback},
     {"fork_backtrace", bt_fork_backtrace}, {"fork_capture", bt_fork_capture},
     {"capture", bt_capture}, {"expand", bt_expand}, {"render", bt_render},
-    {"fork_label", bt_fork_label}, {NULL, NULL}
+    {"fork_label", bt_fork_label}, {"walk_stepping", bt_walk_stepping}, {NULL, NULL}
   };
   as_module_setfuncs(L, funcs);
   lua_pushinteger(L, AS_RAISE_SITE_LIMIT);

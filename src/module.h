@@ -32,7 +32,8 @@ typedef struct as_state {
   const char *internal_prefix;  /* points into the anchored string above */
   size_t internal_prefix_len;
   int bridge_installed;     /* installed by as.install() (not just by run) */
-  int ci_stepping;          /* walks may step CallInfo links (walk.c) */
+  int ci_stepping;          /* walks step CallInfo links (walk.c) */
+  int ci_stepping_ok;       /* ... which this Lua's layout allows */
   int exception_class_ref;  /* asyncstack.Exception (as_exception_test) */
 } as_state;
 

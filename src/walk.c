@@ -90,13 +90,13 @@ static int step(const as_state *st, lua_State *th, lua_Debug *ar, int *level) {
 void as_walk_check_stepping(lua_State *L, as_state *st) {
   lua_Debug a, b;
   int level = 0;
-  st->ci_stepping = 0;
+  st->ci_stepping = st->ci_stepping_ok = 0;
   if (!lua_getstack(L, 0, &a)) return;
   for (;;) {
     struct CallInfo *p = ci_previous(a.i_ci);
     if (!lua_getstack(L, level + 1, &b)) {
       /* the caller of the last level must be base_ci */
-      st->ci_stepping = p != NULL && ci_previous(p) == NULL && level > 0;
+      st->ci_stepping = st->ci_stepping_ok = p != NULL && ci_previous(p) == NULL && level > 0;
       return;
     }
     if (p != b.i_ci) return;
