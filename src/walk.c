@@ -24,6 +24,14 @@
 ** keeps the last ones in a ring of C records (thread, CallInfo) and reads
 ** them once at the end: the frames it skips are stepped over once, never
 ** read.
+**
+** Assumption: CallInfo pointers are held across the allocations of the
+** capture. The walked threads cannot run meanwhile (the current one runs
+** the walk, the coroutines below it are "normal", suspended forks are
+** parked and the bridge refuses to resume them); only a finalizer that
+** resumes one of them with an unbridged resume, during the walk, could
+** change a chain under it. (Stopping the collector for the walk would rule
+** that out too, but a memory error would then leave it stopped.)
 */
 #include <string.h>
 #include "backtrace.h"
