@@ -209,8 +209,7 @@ void as_backtrace_expand(lua_State *L, int raw) {
       luaL_Buffer b;
       as_sink k;
       luaL_buffinit(L, &b);
-      k.write = buffer_write;
-      k.ud = &b;
+      as_sink_init(&k, buffer_write, &b);
       as_render_via(&k, fr.via, fr.via_index);
       luaL_pushresult(&b);
       lua_setfield(L, -2, "via");
@@ -246,8 +245,7 @@ static void push_view(lua_State *L, int raw, int v, const char *msg,
   r.full = v == VIEW_RETHROW;
   names = r.names;
   luaL_buffinit(L, &b);
-  k.write = buffer_write;
-  k.ud = &b;
+  as_sink_init(&k, buffer_write, &b);
   switch (v) {
     case VIEW_TRACEBACK: as_render_traceback(&k, &r.t, msg, msglen); break;
     case VIEW_DUMP: as_render_dump(&k, &r.t); break;
@@ -281,8 +279,7 @@ static int bt_fork_label(lua_State *L) {
   lua_Integer id = luaL_checkinteger(L, 1);
   const char *name = luaL_optstring(L, 2, NULL);
   luaL_buffinit(L, &b);
-  k.write = buffer_write;
-  k.ud = &b;
+  as_sink_init(&k, buffer_write, &b);
   as_render_fork_label(&k, id, name);
   luaL_pushresult(&b);
   return 1;

@@ -5,17 +5,42 @@
 #include <string.h>
 #include "render.h"
 
+void as_sink_init(as_sink *k, void (*write)(as_sink *, const char *, size_t), void *ud) {
+  k->write = write;
+  k->ud = ud;
+  k->staged = 0;
+}
+
+static void flush(as_sink *k) {
+  if (k->staged > 0) {
+    size_t n = k->staged;
+    k->staged = 0;
+    k->write(k, k->stage, n);
+  }
+}
+
 static void put(as_sink *k, const char *s, size_t n) {
-  if (n > 0) k->write(k, s, n);
+  if (n > sizeof k->stage - k->staged) flush(k);
+  if (n >= sizeof k->stage) {
+    k->write(k, s, n);
+  } else {
+    memcpy(k->stage + k->staged, s, n);
+    k->staged += n;
+  }
+}
+
+static void str(as_sink *k, const char *s) {
+  put(k, s, strlen(s));
 }
 
 void as_render_str(as_sink *k, const char *s) {
-  put(k, s, strlen(s));
+  str(k, s);
+  flush(k);
 }
 
 #define LIT(k, s) put((k), (s), sizeof(s) - 1)
 
-void as_render_int(as_sink *k, long long v) {
+static void integer(as_sink *k, long long v) {
   char digits[3 * sizeof(long long) + 2];
   size_t i = sizeof digits;
   unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
@@ -28,32 +53,32 @@ void as_render_int(as_sink *k, long long v) {
 }
 
 static void put_file(as_sink *k, const as_rframe *fr) {
-  as_render_str(k, fr->file != NULL ? fr->file : "nil");
+  str(k, fr->file != NULL ? fr->file : "nil");
 }
 
-void as_render_location(as_sink *k, const as_rframe *fr) {
+static void location(as_sink *k, const as_rframe *fr) {
   put_file(k, fr);
   if (fr->line > 0) {
     LIT(k, ":");
-    as_render_int(k, fr->line);
+    integer(k, fr->line);
   }
 }
 
-void as_render_fork_label(as_sink *k, long long id, const char *name) {
+static void fork_label(as_sink *k, long long id, const char *name) {
   LIT(k, "fork #");
-  as_render_int(k, id);
+  integer(k, id);
   if (name != NULL) {
     LIT(k, " '");
-    as_render_str(k, name);
+    str(k, name);
     LIT(k, "'");
   }
 }
 
-void as_render_via(as_sink *k, int via, int index) {
+static void via_text(as_sink *k, int via, int index) {
   if (via == AS_VIA_NONE) return;
-  as_render_str(k, via == AS_VIA_WAIT_ALL ? "wait_all" : "wait_any");
+  str(k, via == AS_VIA_WAIT_ALL ? "wait_all" : "wait_any");
   LIT(k, " (index ");
-  as_render_int(k, index);
+  integer(k, index);
   LIT(k, ")");
 }
 
@@ -61,7 +86,7 @@ static int nonempty(const char *s) {
   return s != NULL && *s != '\0';
 }
 
-void as_render_describe(as_sink *k, const as_rframe *fr, int php) {
+static void describe(as_sink *k, const as_rframe *fr, int php) {
   const char *name = NULL, *kind = "function";
   if (nonempty(fr->global_name)) {
     name = fr->global_name;
@@ -73,12 +98,12 @@ void as_render_describe(as_sink *k, const as_rframe *fr, int php) {
   }
   if (name != NULL) {
     if (php) {
-      as_render_str(k, name);
+      str(k, name);
       LIT(k, "()");
     } else {
-      as_render_str(k, kind);
+      str(k, kind);
       LIT(k, " '");
-      as_render_str(k, name);
+      str(k, name);
       LIT(k, "'");
     }
   } else if (fr->what == 'm') {
@@ -90,7 +115,7 @@ void as_render_describe(as_sink *k, const as_rframe *fr, int php) {
       LIT(k, "function <");
       put_file(k, fr);
       LIT(k, ":");
-      as_render_int(k, fr->linedefined > 0 ? fr->linedefined : 0);
+      integer(k, fr->linedefined > 0 ? fr->linedefined : 0);
       LIT(k, ">");
     }
   } else {
@@ -98,12 +123,24 @@ void as_render_describe(as_sink *k, const as_rframe *fr, int php) {
   }
 }
 
+void as_render_int(as_sink *k, long long v) { integer(k, v); flush(k); }
+void as_render_location(as_sink *k, const as_rframe *fr) { location(k, fr); flush(k); }
+void as_render_fork_label(as_sink *k, long long id, const char *name) {
+  fork_label(k, id, name);
+  flush(k);
+}
+void as_render_via(as_sink *k, int via, int index) { via_text(k, via, index); flush(k); }
+void as_render_describe(as_sink *k, const as_rframe *fr, int php) {
+  describe(k, fr, php);
+  flush(k);
+}
+
 /* " at <location> in <name>]": the end of most boundary lines */
 static void boundary_site(as_sink *k, const as_rframe *fr) {
   LIT(k, " at ");
-  as_render_location(k, fr);
+  location(k, fr);
   LIT(k, " in ");
-  as_render_describe(k, fr, 0);
+  describe(k, fr, 0);
   LIT(k, "]");
 }
 
@@ -116,25 +153,25 @@ static void boundary_line(as_sink *k, const as_rframe *fr) {
       break;
     case AS_BOUND_AWAITED:
       LIT(k, "[");
-      as_render_fork_label(k, fr->from_id, fr->from_name);
+      fork_label(k, fr->from_id, fr->from_name);
       LIT(k, " awaited by ");
-      as_render_fork_label(k, fr->fork_id, fr->fork_name);
+      fork_label(k, fr->fork_id, fr->fork_name);
       if (fr->via != AS_VIA_NONE) {
         LIT(k, " in ");
-        as_render_via(k, fr->via, fr->via_index);
+        via_text(k, fr->via, fr->via_index);
       }
       boundary_site(k, fr);
       break;
     case AS_BOUND_SPAWNED:
       LIT(k, "[");
-      as_render_fork_label(k, fr->from_id, fr->from_name);
+      fork_label(k, fr->from_id, fr->from_name);
       LIT(k, " spawned by ");
-      as_render_fork_label(k, fr->fork_id, fr->fork_name);
+      fork_label(k, fr->fork_id, fr->fork_name);
       boundary_site(k, fr);
       break;
     case AS_BOUND_RUN:
       LIT(k, "[");
-      as_render_fork_label(k, fr->from_id, fr->from_name);
+      fork_label(k, fr->from_id, fr->from_name);
       LIT(k, " started by run()");
       boundary_site(k, fr);
       break;
@@ -168,12 +205,12 @@ static void tb_frame(tb_state *s, const as_rframe *fr) {
   }
   if (!(fr->flags & AS_RFRAME_SPAWN_SITE)) {
     tb_line(s);
-    as_render_location(k, fr);
+    location(k, fr);
     LIT(k, ": in ");
-    as_render_describe(k, fr, 0);
+    describe(k, fr, 0);
     if (fr->flags & AS_RFRAME_ROOT) {
       LIT(k, "  (root of ");
-      as_render_fork_label(k, fr->fork_id, fr->fork_name);
+      fork_label(k, fr->fork_id, fr->fork_name);
       LIT(k, ")");
     }
   }
@@ -186,7 +223,7 @@ static void tb_frame(tb_state *s, const as_rframe *fr) {
 static void tb_skipping(tb_state *s, long n) {
   tb_line(s);
   LIT(s->k, "...\t(skipping ");
-  as_render_int(s->k, n);
+  integer(s->k, n);
   LIT(s->k, " levels)");
 }
 
@@ -219,10 +256,11 @@ void as_render_traceback(as_sink *k, as_rtrace *t, const char *msg, size_t msgle
   if (t->omitted > 0) {
     tb_line(&s);
     LIT(k, "...\t(");
-    as_render_int(k, t->omitted);
+    integer(k, t->omitted);
     LIT(k, " more frames omitted)");
   }
   if (s.lines == 0) LIT(k, "stack traceback:");
+  flush(k);
 }
 
 /* ----------------------------------------------------------------- dump */
@@ -236,27 +274,28 @@ void as_render_dump(as_sink *k, as_rtrace *t) {
     if (fr.boundary == AS_BOUND_COROUTINE) {
       if (!first) LIT(k, "\n");
       LIT(k, "\t[coroutine resumed at ");
-      as_render_location(k, &fr);
+      location(k, &fr);
       LIT(k, " in ");
-      as_render_describe(k, &fr, 0);
+      describe(k, &fr, 0);
       LIT(k, "]");
       first = 0;
     }
     if (!first) LIT(k, "\n");
     LIT(k, "\t#");
-    as_render_int(k, i);
+    integer(k, i);
     LIT(k, " ");
-    as_render_location(k, &fr);
+    location(k, &fr);
     LIT(k, " in ");
-    as_render_describe(k, &fr, 0);
+    describe(k, &fr, 0);
     first = 0;
   }
   if (t->omitted > 0) {
     if (!first) LIT(k, "\n");
     LIT(k, "\t... ");
-    as_render_int(k, t->omitted);
+    integer(k, t->omitted);
     LIT(k, " more frames omitted");
   }
+  flush(k);
 }
 
 /* ------------------------------------------------------------------ PHP */
@@ -267,43 +306,45 @@ void as_render_php(as_sink *k, as_rtrace *t) {
   for (i = 0; i < t->n; i++) {
     if (!t->frame(t, i, &fr)) continue;
     LIT(k, "#");
-    as_render_int(k, lines++);
+    integer(k, lines++);
     LIT(k, " ");
     if (fr.what == 'C') {
       LIT(k, "[internal function]");
     } else {
       put_file(k, &fr);
       LIT(k, "(");
-      if (fr.line > 0) as_render_int(k, fr.line); else LIT(k, "?");
+      if (fr.line > 0) integer(k, fr.line); else LIT(k, "?");
       LIT(k, ")");
     }
     LIT(k, ": ");
-    as_render_describe(k, &fr, 1);
+    describe(k, &fr, 1);
     LIT(k, "\n");
   }
   if (t->omitted > 0) {
     LIT(k, "#");
-    as_render_int(k, lines++);
+    integer(k, lines++);
     LIT(k, " ... ");
-    as_render_int(k, t->omitted);
+    integer(k, t->omitted);
     LIT(k, " frames omitted\n");
   }
   LIT(k, "#");
-  as_render_int(k, lines);
+  integer(k, lines);
   LIT(k, " {main}");
+  flush(k);
 }
 
 void as_render_rethrow_head(as_sink *k, as_rtrace *t, const char *how, long site) {
   as_rframe fr;
-  as_render_str(k, how);
+  str(k, how);
   LIT(k, " at ");
   if (site < 0 || !t->frame(t, site, &fr)) {
     LIT(k, "?");
-    return;
+  } else {
+    location(k, &fr);
+    if (fr.fork_id > 0) {
+      LIT(k, " in ");
+      fork_label(k, fr.fork_id, fr.fork_name);
+    }
   }
-  as_render_location(k, &fr);
-  if (fr.fork_id > 0) {
-    LIT(k, " in ");
-    as_render_fork_label(k, fr.fork_id, fr.fork_name);
-  }
+  flush(k);
 }

@@ -38,7 +38,15 @@ typedef struct as_sink {
   ** sink that cannot write drops the bytes) */
   void (*write)(struct as_sink *sink, const char *s, size_t n);
   void *ud;                 /* the sink's own state (a luaL_Buffer, an fd...) */
+  /* the renderer stages small pieces here and writes them in chunks (a
+  ** trace is made of many short strings); every as_render_* function has
+  ** written everything when it returns */
+  size_t staged;
+  char stage[512];
 } as_sink;
+
+/* Prepares a sink over `write` and `ud`. */
+void as_sink_init(as_sink *k, void (*write)(as_sink *, const char *, size_t), void *ud);
 
 /* What joins a frame to the one before it in a trace. */
 enum as_boundary {
