@@ -349,32 +349,29 @@ static int bt_expand(lua_State *L) {
   return 1;
 }
 
-/* Pushes the raw capture of fork f's stack (the running code when f runs). */
-static void push_fork_capture(lua_State *L, as_state *st, as_fork *f, as_walk_opts *o) {
+/* Pushes the raw capture of the stack of the fork at 1 (the running code
+** when it runs), with the options at 2; fname names the call in errors. */
+static void push_fork_capture(lua_State *L, const char *fname) {
+  as_state *st = as_state_get(L);
+  as_fork *f = as_fork_check(L, 1);
+  as_walk_opts o;
+  read_opts(L, 2, &o, fname);
   if (st->sched != NULL && st->sched->running == f && as_sched_fork_of(st, L) == f)
-    as_backtrace_push_current(L, st, o);
+    as_backtrace_push_current(L, st, &o);
   else
-    as_backtrace_push_fork(L, st, f, o);
+    as_backtrace_push_fork(L, st, f, &o);
 }
 
 /* as.fork_backtrace(f [, opts]): the frames of any fork of the current run. */
 static int bt_fork_backtrace(lua_State *L) {
-  as_state *st = as_state_get(L);
-  as_fork *f = as_fork_check(L, 1);
-  as_walk_opts o;
-  read_opts(L, 2, &o, "fork_backtrace");
-  push_fork_capture(L, st, f, &o);
+  push_fork_capture(L, "fork_backtrace");
   as_backtrace_expand(L, -1);
   return 1;
 }
 
 /* core.fork_capture(f [, opts]) -> the raw capture fork_backtrace expands. */
 static int bt_fork_capture(lua_State *L) {
-  as_state *st = as_state_get(L);
-  as_fork *f = as_fork_check(L, 1);
-  as_walk_opts o;
-  read_opts(L, 2, &o, "fork_capture");
-  push_fork_capture(L, st, f, &o);
+  push_fork_capture(L, "fork_capture");
   return 1;
 }
 
