@@ -21,6 +21,9 @@
 --        forks) per fork, next to debug.traceback(co) per coroutine (report)
 --   9  a value through a channel from one fork to another, capacity 0 and
 --        64, next to a raw resume/yield pair (report)
+--  10  debug.traceback() 80,000 frames deep inside a fork (the bridged
+--        one) vs the same outside any fork (Lua's own): <= 2 (issue 12:
+--        every walk linear in depth)
 --
 -- Each row runs ours and its baseline in this process, interleaved
 -- (bench/harness.lua), and prints medians. Internal modes, used by row 4,
@@ -417,6 +420,26 @@ rows[8] = function()
           ours = m.dump, base = m.traceback }
 end
 
+rows[10] = function()
+  local DEEP = 80000
+  local N = opts.quick and 3 or 10
+  local function measure(n)
+    local tb = debug.traceback          -- inside run(): the bridged one
+    local t0 = clock()
+    for _ = 1, n do tb("x") end
+    return clock() - t0
+  end
+  local function deep(n)
+    return at_depth(DEEP, function() return measure(n) end)
+  end
+  local m = H.interleave({
+    ours = function(n) return as.run(function() return deep(n) end) end,
+    base = deep,
+  }, { "ours", "base" }, { ours = N, base = N })
+  H.row { id = "10", name = format("debug.traceback() %d frames deep inside a fork vs outside", DEEP),
+          ours = m.ours, base = m.base, max = 2.0 }
+end
+
 ------------------------------------------------------------------ main
 
 rows[9] = function()
@@ -436,7 +459,7 @@ if opts.row then
 end
 
 local selected = opts.rows
-if #selected == 0 then selected = { 1, 2, 3, 4, 5, 6, 7, 8, 9 } end
+if #selected == 0 then selected = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 } end
 for _, r in ipairs(selected) do
   if not rows[r] then error("no row " .. r, 0) end
 end

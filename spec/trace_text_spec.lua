@@ -1,161 +1,234 @@
--- The trace text is built twice: in C from a raw capture (as.traceback,
--- core.format_trace: the fast path of bench/run.lua row 5) and in Lua from
--- frame tables (trace.format: exceptions, dumps). They must agree byte for
--- byte on every shape a trace can take.
+-- Golden texts of every view of a trace (issue 11): the one renderer
+-- (src/render.c) writes all of them, so each is pinned here byte for byte.
+-- spec/fixtures/golden_trace.lua is a program with known lines; it runs in
+-- a plain coroutine so that the frames below it are not the spec's. Fork
+-- ids (process-wide counters) are shown as #N.
 local as = require "asyncstack"
 local core = require "asyncstack.core"
-local trace = require "asyncstack.trace"
 
-local original_resume = coroutine.resume   -- unbridged: taken before any run()
+local LEAF = "\tgolden:5: in function 'golden_mod.leaf'\n"
+local DEEP = "stack traceback:\n" .. LEAF .. "\tgolden:13: in upvalue 'deep'\n"
+  .. string.rep("\tgolden:14: in upvalue 'deep'\n", 98)
+  .. "\t...\t(skipping 54 levels)\n"
+  .. string.rep("\tgolden:14: in upvalue 'deep'\n", 98)
+  .. "\tgolden:43: in function <golden:32>  (root of fork #N 'main')\n"
+  .. "\t[fork #N 'main' started by run() at golden:51 in main chunk]\n"
+  .. "\tgolden:51: in main chunk"
 
--- Formats `raw` both ways, checks they agree, returns the text.
-local function same_text(raw, msg)
-  local c_text = core.format_trace(msg, raw)
-  local lua_text = trace.format(msg, core.expand(raw))
-  assert.are.equal(lua_text, c_text)
-  return c_text
+local GOLDEN = {
+    nested = [[
+stack traceback:
+	golden:5: in function 'golden_mod.leaf'
+	golden:6: in function <golden:6>
+	(...tail calls...)
+	golden:9: in function <golden:9>
+	[C]: in function 'pcall'
+	golden:9: in function <golden:8>
+	[coroutine resumed at golden:20 in function <golden:18>]
+	golden:20: in function <golden:18>
+	[coroutine resumed at golden:22 in function 'worker']
+	golden:22: in function 'worker'  (root of fork #N 'worker')
+	[fork #N 'worker' awaited by fork #N 'main' at golden:35 in function <golden:32>]
+	golden:35: in function <golden:32>  (root of fork #N 'main')
+	[fork #N 'main' started by run() at golden:51 in main chunk]
+	golden:51: in main chunk]],
+    awaited = [[
+stack traceback:
+	golden:5: in function 'golden_mod.leaf'
+	golden:24: in function 'worker'  (root of fork #N 'worker')
+	[fork #N 'worker' awaited by fork #N 'main' at golden:35 in function <golden:32>]
+	golden:35: in function <golden:32>  (root of fork #N 'main')
+	[fork #N 'main' started by run() at golden:51 in main chunk]
+	golden:51: in main chunk]],
+    combined = [[
+stack traceback:
+	golden:5: in function 'golden_mod.leaf'
+	golden:28: in function 'combined'  (root of fork #N)
+	[fork #N awaited by fork #N 'main' in wait_all (index 1) at golden:36 in function <golden:32>]
+	golden:36: in function <golden:32>  (root of fork #N 'main')
+	[fork #N 'main' started by run() at golden:51 in main chunk]
+	golden:51: in main chunk]],
+    spawned = [[
+stack traceback:
+	golden:5: in function 'golden_mod.leaf'
+	golden:30: in function 'spawned'  (root of fork #N)
+	[fork #N spawned by fork #N 'main' at golden:37 in function <golden:32>]
+	[fork #N 'main' started by run() at golden:51 in main chunk]
+	golden:51: in main chunk]],
+    module_root = [[
+stack traceback:
+	golden:5: in function 'golden_mod.leaf'
+	golden:50: in function 'golden_mod.module_root'  (root of fork #N)
+	[fork #N awaited by fork #N 'main' at golden:39 in function <golden:32>]
+	golden:39: in function <golden:32>  (root of fork #N 'main')
+	[fork #N 'main' started by run() at golden:51 in main chunk]
+	golden:51: in main chunk]],
+    upvalue_root = [[
+stack traceback:
+	golden:5: in function 'golden_mod.leaf'
+	golden:31: in function 'upvalue_root'  (root of fork #N)
+	[fork #N awaited by fork #N 'main' at golden:40 in function <golden:32>]
+	golden:40: in function <golden:32>  (root of fork #N 'main')
+	[fork #N 'main' started by run() at golden:51 in main chunk]
+	golden:51: in main chunk]],
+    unbridged = [[
+stack traceback:
+	golden:5: in function 'golden_mod.leaf'
+	golden:41: in function <golden:41>
+	[coroutine resumed outside the asyncstack bridge]
+	[C]: in function 'coroutine.resume'
+	golden:42: in function <golden:32>  (root of fork #N 'main')
+	[fork #N 'main' started by run() at golden:51 in main chunk]
+	golden:51: in main chunk]],
+    deep = DEEP,
+    deep_limit = [[
+stack traceback:
+	golden:5: in function 'golden_mod.leaf'
+	golden:13: in upvalue 'deep'
+	golden:14: in upvalue 'deep'
+	...	(10 more frames omitted)]],
+    outside = [[
+stack traceback:
+	golden:5: in function 'golden_mod.leaf'
+	golden:52: in main chunk]],
+    traceback = [[
+message
+stack traceback:
+	golden:25: in function 'worker'  (root of fork #N 'worker')]],
+    dump_lines = [[
+	#0 golden:35 in function <golden:32>
+	#0 golden:26 in function 'worker']],
+    dump_view = [[
+	#0 golden:5 in function 'golden_mod.leaf'
+	#1 golden:6 in function <golden:6>
+	#2 golden:9 in function <golden:9>
+	#3 [C] in function 'pcall'
+	#4 golden:9 in function <golden:8>
+	[coroutine resumed at golden:20 in function <golden:18>]
+	#5 golden:20 in function <golden:18>
+	[coroutine resumed at golden:22 in function 'worker']
+	#6 golden:22 in function 'worker'
+	#7 golden:35 in function <golden:32>
+	#8 golden:51 in main chunk]],
+    tostring = [[
+asyncstack.Exception: broken in golden:29
+stack traceback:
+	golden:29: in function 'failing'  (root of fork #N)
+	[fork #N spawned by fork #N 'main' at golden:45 in function <golden:32>]
+	[fork #N 'main' started by run() at golden:51 in main chunk]
+	golden:51: in main chunk
+rethrown by wait() at golden:47 in fork #N 'main'
+stack traceback:
+	golden:47: in function <golden:32>  (root of fork #N 'main')]],
+    php = [[
+#0 golden(29): failing()
+#1 golden(45): {closure}()
+#2 golden(51): {main chunk}
+#3 {main}]],
+}
+
+-- Runs the fixture; returns its captures and texts. golden_mod stays in
+-- package.loaded (the registry's: busted gives specs one of their own)
+-- until `finish` is called: names are looked up when text is made.
+local function run_fixture()
+  local M, out = {}, {}
+  local loaded = debug.getregistry()._LOADED
+  loaded.golden_mod = M
+  local src = assert(io.open("spec/fixtures/golden_trace.lua")):read("a")
+  local co = coroutine.create(assert(load(src, "=golden")))
+  assert(coroutine.resume(co, as, core, M, out))
+  return out, function() loaded.golden_mod = nil end
 end
 
-local captured
-local function capture(opts) captured = core.capture(opts) end
+local function ids(text) return (text:gsub("fork #%d+", "fork #N")) end
+
+local function dump_lines(dump)
+  local t = {}
+  for l in dump:gmatch("\t[^\n]*") do t[#t + 1] = l end
+  return table.concat(t, "\n")
+end
 
 describe("asyncstack.trace_text", function()
-  describe("core.format_trace()", function()
-    it("agrees with trace.format outside run", function()
-      capture()
-      local text = same_text(captured)
-      assert.matches("^stack traceback:\n\t", text)
-      same_text(captured, "a message")
-    end)
+  local out, finish
+  setup(function() out, finish = run_fixture() end)
+  teardown(function() finish() end)
 
-    it("agrees with trace.format for an empty capture", function()
-      local text = same_text({ n = 0 })
-      assert.are.equal("stack traceback:", text)
-      assert.are.equal("msg\nstack traceback:", same_text({ n = 0 }, "msg"))
-    end)
-
-    it("agrees across nested coroutines, tail calls and pcall", function()
-      local function leaf() capture({ async = true }) end
-      local function middle() return leaf() end          -- tail call
-      local function gen()
-        pcall(function() middle() end)
-        coroutine.yield(1)
-      end
-      as.run(function()
-        local co = coroutine.wrap(function()
-          local inner = coroutine.wrap(gen)
-          return inner()                                   -- hidden tail call
-        end)
-        co()
+  describe("traceback view (core.render(raw, 'traceback'))", function()
+    for _, key in ipairs { "nested", "awaited", "combined", "spawned", "module_root",
+                           "upvalue_root", "unbridged", "deep", "deep_limit", "outside" } do
+      it("gives the exact text of the '" .. key .. "' trace", function()
+        assert.are.equal(GOLDEN[key], ids(core.render(out[key], "traceback")))
       end)
-      local text = same_text(captured, "nested")
+    end
+
+    it("puts the message first, and shows an empty capture", function()
+      assert.are.equal("stack traceback:", core.render({ n = 0 }, "traceback"))
+      assert.are.equal("msg\nstack traceback:", core.render({ n = 0 }, "traceback", "msg"))
+      assert.are.equal("a message\n" .. GOLDEN.outside,
+                       ids(core.render(out.outside, "traceback", "a message")))
+    end)
+
+    it("keeps the shapes the old two-copy spec checked", function()
+      local text = ids(core.render(out.nested, "traceback"))
       assert.matches("%(%.%.%.tail calls%.%.%.%)", text)
       assert.matches("%[coroutine resumed at ", text)
-      assert.matches("%(root of fork #%d+ 'main'%)", text)
-    end)
-
-    it("agrees across awaited, combinator, spawned and run boundaries", function()
-      local awaited, combined, spawned
-      as.run(function()
-        local worker = as.fork(function()
-          as.sleep(0)
-          capture({ async = true })
-          awaited = captured
-        end)
-        worker:name("worker")
-        as.wait(worker)
-      end)
-      as.run(function()
-        local a = as.fork(function()
-          as.sleep(0)
-          capture({ async = true })
-          combined = captured
-        end)
-        as.wait_all({ a, as.fork(function() as.sleep(0.01) end) })
-      end)
-      as.run(function()
-        as.fork(function()
-          capture({ async = true })
-          spawned = captured
-        end)
-        as.sleep(0.01)
-      end)
-      local text = same_text(awaited)
-      assert.matches("%[fork #%d+ 'worker' awaited by fork #%d+ 'main' at ", text)
-      assert.matches("started by run%(%)", text)
-      assert.matches("in wait_all %(index 1%)", same_text(combined))
-      assert.matches("spawned by", same_text(spawned))
-    end)
-
-    it("agrees for a coroutine resumed outside the bridge", function()
-      as.run(function()
-        local co = coroutine.create(function() capture({ async = true }) end)
-        original_resume(co)
-      end)
-      assert.matches("outside the asyncstack bridge", same_text(captured))
-    end)
-
-    it("agrees when frames are omitted or skipped", function()
-      local function deep(n, opts)
-        if n == 0 then capture(opts) return 0 end
-        local r = deep(n - 1, opts)
-        return r
-      end
-      as.run(function()
-        deep(250)
-        assert.matches("%(skipping %d+ levels%)", same_text(captured))
-        deep(10, { limit = 3 })
-        assert.matches("more frames omitted", same_text(captured))
-      end)
-    end)
-
-    it("agrees when a fork's root is named by a module or an upvalue", function()
-      -- the registry's table: busted gives specs a package.loaded of their own
-      local loaded = debug.getregistry()._LOADED
-      local module = {}
-      loaded["trace_text_fixture"] = module
-      function module.root_fn() capture({ async = true }) end
-      local function upvalue_root() capture({ async = true }) end
-      local texts = {}
-      as.run(function()
-        as.wait(as.fork(module.root_fn))
-        texts.module = captured
-        as.wait(as.fork(upvalue_root))
-        texts.upvalue = captured
-      end)
-      -- names are looked up when the text is made, not at capture
-      local module_text = same_text(texts.module)
-      loaded["trace_text_fixture"] = nil
-      assert.matches("function 'trace_text_fixture.root_fn'", module_text)
-      assert.matches("in function 'upvalue_root'  %(root of", same_text(texts.upvalue))
+      assert.matches("%(root of fork #N 'main'%)", text)
+      assert.matches("%[fork #N 'worker' awaited by fork #N 'main' at ",
+                     ids(core.render(out.awaited, "traceback")))
+      assert.matches("in wait_all %(index 1%)", core.render(out.combined, "traceback"))
+      assert.matches("spawned by", core.render(out.spawned, "traceback"))
+      assert.matches("outside the asyncstack bridge", core.render(out.unbridged, "traceback"))
+      assert.matches("%(skipping %d+ levels%)", core.render(out.deep, "traceback"))
+      assert.matches("more frames omitted", core.render(out.deep_limit, "traceback"))
+      assert.matches("function 'golden_mod.module_root'", core.render(out.module_root, "traceback"))
+      assert.matches("in function 'upvalue_root'  %(root of", core.render(out.upvalue_root, "traceback"))
     end)
   end)
 
   describe("as.traceback()", function()
-    it("gives the text trace.format gives for the same frames", function()
-      local text, frames
+    it("gives the exact text inside a fork", function()
+      assert.are.equal(GOLDEN.traceback, ids(out.traceback))
+    end)
+
+    it("gives the text of the capture of the same frames", function()
+      local text, raw
       as.run(function()
         local co = coroutine.wrap(function()
-          text, frames = as.traceback("here"), as.debug_backtrace()
+          text, raw = as.traceback("here"), core.capture()
         end)
         co()
       end)
       -- the two calls are on one line: same frames, same lines
-      assert.are.equal(trace.format("here", frames), text)
+      assert.are.equal(core.render(raw, "traceback", "here"), text)
+    end)
+  end)
+
+  describe("dump view", function()
+    it("gives the exact frame lines of as.dump()", function()
+      assert.are.equal(GOLDEN.dump_lines, dump_lines(out.dump))
     end)
 
-    it("uses a 'format' hook when the policy sets one", function()
-      local got_msg, got_frames
-      core.set_hook("format", function(msg, frames)
-        got_msg, got_frames = msg, frames
-        return "custom text"
-      end)
-      local ok, text = pcall(as.run, function() return as.traceback("m") end)
-      core.set_hook("format", nil)
-      assert.is_true(ok, text)
-      assert.are.equal("custom text", text)
-      assert.are.equal("m", got_msg)
-      assert.are.equal("table", type(got_frames[1]))
+    it("gives the exact frame lines of a capture", function()
+      assert.are.equal(GOLDEN.dump_view, ids(core.render(out.nested, "dump")))
+    end)
+  end)
+
+  describe("exception views", function()
+    it("gives the exact tostring, rethrow section included", function()
+      assert.are.equal(GOLDEN.tostring, ids(tostring(out.exception)))
+    end)
+
+    it("gives the exact getTraceAsString", function()
+      assert.are.equal(GOLDEN.php, out.exception:getTraceAsString())
+    end)
+  end)
+
+  describe("core.render()", function()
+    it("rejects a bad view and a bad capture", function()
+      assert.has_error(function() core.render({ n = 0 }, "nope") end,
+                       "bad argument #2 to 'render' (invalid option 'nope')")
+      assert.has_error(function() core.render(nil, "traceback") end,
+                       "bad argument #1 to 'render' (table expected, got nil)")
     end)
   end)
 end)

@@ -1,5 +1,7 @@
 /*
-** backtrace.h: walking the async stack (astack.h) into frame tables.
+** backtrace.h: walking the async stack (astack.h) into raw captures
+** (walk.c), and reading them back as frame tables or text (backtrace.c,
+** through the renderer of render.h).
 */
 #ifndef ASYNCSTACK_BACKTRACE_H
 #define ASYNCSTACK_BACKTRACE_H
@@ -8,19 +10,43 @@
 #include "module.h"
 #include "fork.h"
 
-/* Most frames a capture of a failure's raise site keeps (a stack overflow
-** is deep); the rest are counted. */
-#define AS_CAPTURE_LIMIT 256
-
 typedef struct as_walk_opts {
   int skip;     /* visible frames to skip before the first one emitted */
-  int limit;    /* most frames to emit; <= 0 for no limit */
+  int limit;    /* most frames to visit; <= 0 for no limit */
   int async;    /* go on through awaiters/spawners past the fork root */
+  int ends;     /* > 0: keep only the first and last `ends` frames, count
+                   the ones between (a text form that elides the middle) */
+  int self;     /* emit the caller's level 0 even though it is ours
+                   (debug.traceback(msg, 0): level 0 is traceback itself) */
 } as_walk_opts;
 
-/* Frames in a raw capture: a flat table, AS_RAW_STRIDE slots per frame
-** (see backtrace.c), plus `n` (frames) and `omitted` (frames left out). */
-#define AS_RAW_STRIDE 11
+/* Frames an error's raise-site capture keeps (a stack overflow is deep). */
+#define AS_RAISE_SITE_LIMIT 256
+/* The walk of an error's raise site: bounded, through the chain. */
+#define AS_WALK_RAISE_SITE {0, AS_RAISE_SITE_LIMIT, 1, 0, 0}
+/* The walk of a rethrow site (wait handing an exception on): this fork only. */
+#define AS_WALK_RETHROW_SITE {0, 32, 0, 0, 0}
+
+/* A raw capture is a flat table, AS_RAW_STRIDE slots per frame (1-based
+** offsets below), plus `n` (frames), `omitted` (frames past the limit), and
+** for an `ends` walk `skip_at`/`skipped` (frames left out before frame
+** skip_at, 0-based). It holds no per-frame tables and builds no strings, so
+** capturing is cheap; names of functions are resolved when it is read. */
+enum {
+  AS_RAW_FUNC = 1,     /* the function */
+  AS_RAW_LINE,         /* current line, or false */
+  AS_RAW_NAME,         /* call-site name, or false */
+  AS_RAW_NAMEWHAT,     /* its kind, or false */
+  AS_RAW_FORK,         /* id of the fork it runs in, or false */
+  AS_RAW_FORK_NAME,    /* that fork's name, or false */
+  AS_RAW_BOUNDARY,     /* enum as_boundary (render.h) */
+  AS_RAW_FROM,         /* id of the fork the boundary comes from, or false */
+  AS_RAW_FROM_NAME,    /* its name, or false */
+  AS_RAW_FLAGS,        /* AS_RFRAME_* (render.h) */
+  AS_RAW_VIA,          /* index * 4 + enum as_via, or false */
+  AS_RAW_HOLDER,       /* a root's spawning function (names it by upvalue), or false */
+  AS_RAW_STRIDE = AS_RAW_HOLDER
+};
 
 /* Pushes the raw capture of the walk that starts at the innermost coroutine
 ** of fork `f` (running, suspended or just failed with its stack intact). */
@@ -31,11 +57,19 @@ void as_backtrace_push_fork(lua_State *L, as_state *st, as_fork *f,
 void as_backtrace_push_current(lua_State *L, as_state *st,
                                const as_walk_opts *opts);
 
+/* Pushes the raw capture of an error's raise site: the running code of L,
+** bounded (AS_WALK_RAISE_SITE). For the hooks of module.h. */
+void as_backtrace_push_raise_site(lua_State *L, as_state *st);
+
 /* Pushes the frame tables (innermost first) of the raw capture at `raw`. */
 void as_backtrace_expand(lua_State *L, int raw);
 
 /* as.traceback / debug.traceback body: message at `arg`, level at arg + 1,
 ** options table at arg + 2. Pushes the result and returns 1. */
 int as_backtrace_traceback(lua_State *L, int arg);
+
+/* walk.c: checks (once, at open) that this Lua's CallInfo chain can be
+** followed level by level; see walk.c. */
+void as_walk_check_stepping(lua_State *L, as_state *st);
 
 #endif

@@ -179,7 +179,7 @@ static int capture_body(lua_State *L) {
   as_state *st = (as_state *)lua_touserdata(L, 1);
   as_fork *f = (as_fork *)lua_touserdata(L, 2);
   if (!as_bridge_take_stash(L, st, f, 3)) {
-    as_walk_opts opts = {0, AS_CAPTURE_LIMIT, 1};
+    as_walk_opts opts = AS_WALK_RAISE_SITE;
     as_backtrace_push_fork(L, st, f, &opts);
   }
   return 1;
@@ -245,7 +245,10 @@ static int bridge_finish(lua_State *L, lua_State *co, int status, int nres,
     return luaL_error(L, "stack overflow");
   }
   lua_xmove(co, L, 1);
-  if (f != NULL) raw_idx = capture_raise_site(L, st, f);
+  if (f != NULL) {
+    if (as_exception_test(L, st, -1)) as_astack_pop(&f->astack);  /* carries its trace */
+    else raw_idx = capture_raise_site(L, st, f);
+  }
   return bridge_fail(L, st, co, mode, raw_idx);
 }
 

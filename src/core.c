@@ -38,9 +38,14 @@ int as_is_internal_source(const as_state *st, const char *source) {
          strncmp(source, st->internal_prefix, st->internal_prefix_len) == 0;
 }
 
-int as_hook_push(lua_State *L, as_state *st, const char *name) {
+static const char *const hook_names[] = {
+  "on_failure", "new_error", "on_deadlock", "on_rethrow", "on_unhandled",
+  "to_exception", "dump_signal", NULL
+};
+
+int as_hook_push(lua_State *L, as_state *st, enum as_hook hook) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, st->hooks_ref);
-  if (lua_getfield(L, -1, name) == LUA_TFUNCTION) {
+  if (lua_rawgeti(L, -1, (lua_Integer)hook + 1) == LUA_TFUNCTION) {
     lua_remove(L, -2);
     return 1;
   }
@@ -51,12 +56,12 @@ int as_hook_push(lua_State *L, as_state *st, const char *name) {
 /* core.set_hook(name, fn|nil): installs a policy hook (see module.h). */
 static int core_set_hook(lua_State *L) {
   as_state *st = as_state_get(L);
-  luaL_checkstring(L, 1);
+  int hook = luaL_checkoption(L, 1, NULL, hook_names);
   if (!lua_isnil(L, 2)) luaL_checktype(L, 2, LUA_TFUNCTION);
   lua_settop(L, 2);
   lua_rawgeti(L, LUA_REGISTRYINDEX, st->hooks_ref);
-  lua_insert(L, 1);
-  lua_rawset(L, 1);
+  lua_insert(L, 2);
+  lua_rawseti(L, 2, hook + 1);
   return 0;
 }
 
@@ -118,8 +123,9 @@ int luaopen_asyncstack_core(lua_State *L) {
     lua_setfield(L, -2, "__gc");
   }
   lua_setmetatable(L, -2);
-  lua_newtable(L);
+  lua_createtable(L, AS_HOOK_COUNT, 0);
   st->hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  st->exception_class_ref = LUA_NOREF;
   /* every core function gets the state as upvalue 1: open them from inside
   ** a closure that has it, so as_module_setfuncs can copy it */
   lua_pushcclosure(L, core_open_all, 1);

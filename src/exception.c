@@ -1,14 +1,73 @@
 /*
 ** exception.c: as.pcall, the protected call whose failures are exceptions
-** with the trace of the raise site.
+** with the trace of the raise site, and the test "is this an exception?"
+** that lets C skip walking a stack for an error that carries its own trace.
 **
-** The Lua policy provides the message handler (hook "to_exception"); it runs
-** where the error was raised, before the stack unwinds, so it can capture
-** the async chain there. Done in C so that no frame of ours (an xpcall
-** called from Lua) shows up between the caller and the protected function.
+** The message handler runs where the error was raised, before the stack
+** unwinds: it captures the async chain there (or takes the one the bridge
+** kept when the error came out of a nested coroutine) and hands it to the
+** Lua policy (hook "to_exception"), which only builds the exception. Done
+** in C so that no frame of ours (an xpcall called from Lua) shows up
+** between the caller and the protected function.
 */
 #include "module.h"
+#include "backtrace.h"
+#include "bridge.h"
+#include "sched.h"
 #include <lauxlib.h>
+
+int as_exception_test(lua_State *L, as_state *st, int idx) {
+  int hops, found = 0;
+  if (st->exception_class_ref == LUA_NOREF || !lua_istable(L, idx)) return 0;
+  if (!lua_checkstack(L, 3)) return 0;
+  idx = lua_absindex(L, idx);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, st->exception_class_ref);
+  if (!lua_getmetatable(L, idx)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  /* the class chain through raw __parent fields, bounded as exception.lua's */
+  for (hops = 0; hops < 64 && lua_istable(L, -1); hops++) {
+    if (lua_rawequal(L, -1, -2)) {
+      found = 1;
+      break;
+    }
+    lua_pushliteral(L, "__parent");
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+  }
+  lua_pop(L, 2);
+  return found;
+}
+
+/* core.set_exception_class(Exception): the root class as_exception_test knows. */
+static int exception_set_class(lua_State *L) {
+  as_state *st = as_state_get(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  luaL_unref(L, LUA_REGISTRYINDEX, st->exception_class_ref);
+  st->exception_class_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+void as_backtrace_push_raise_site(lua_State *L, as_state *st) {
+  as_walk_opts opts = AS_WALK_RAISE_SITE;
+  as_backtrace_push_current(L, st, &opts);
+}
+
+/* as.pcall's message handler: an exception as it is, anything else through
+** the policy with the raise site's capture. */
+static int exception_handler(lua_State *L) {
+  as_state *st = as_state_get(L);
+  lua_settop(L, 1);
+  if (as_exception_test(L, st, 1) || !as_hook_push(L, st, AS_HOOK_TO_EXCEPTION))
+    return 1;
+  lua_pushvalue(L, 1);
+  if (!as_bridge_take_stash(L, st, st->sched ? st->sched->running : NULL, 1))
+    as_backtrace_push_raise_site(L, st);
+  lua_call(L, 2, 1);
+  return 1;
+}
 
 /* as luaB_xpcall's finishpcall: false + error, or true + results */
 static int exception_pcall_k(lua_State *L, int status, lua_KContext extra) {
@@ -20,23 +79,29 @@ static int exception_pcall_k(lua_State *L, int status, lua_KContext extra) {
   return lua_gettop(L) - (int)extra;
 }
 
+/* Registry key of the handler closure (made once: it carries the state, so
+** traces hide its frame like every function of ours). */
+static const char handler_key = 'h';
+
 /* core.pcall(f, ...) -> true, ... | false, exception */
 static int exception_pcall(lua_State *L) {
-  as_state *st = as_state_get(L);
   int n = lua_gettop(L), status;
   luaL_checkany(L, 1);
-  if (!as_hook_push(L, st, "to_exception")) lua_pushnil(L);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &handler_key);
   lua_insert(L, 1);                 /* handler, f, args */
   lua_pushboolean(L, 1);
   lua_insert(L, 2);                 /* handler, true, f, args */
-  status = lua_pcallk(L, n - 1, LUA_MULTRET, lua_isnil(L, 1) ? 0 : 1, 1,
-                      exception_pcall_k);
+  status = lua_pcallk(L, n - 1, LUA_MULTRET, 1, 1, exception_pcall_k);
   return exception_pcall_k(L, status, 1);  /* results start after the handler */
 }
 
 void as_exception_open(lua_State *L) {
   static const luaL_Reg funcs[] = {
-    {"pcall", exception_pcall}, {NULL, NULL}
+    {"pcall", exception_pcall}, {"set_exception_class", exception_set_class},
+    {NULL, NULL}
   };
   as_module_setfuncs(L, funcs);
+  lua_pushvalue(L, AS_STATE_UPVALUE);
+  lua_pushcclosure(L, exception_handler, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &handler_key);
 }

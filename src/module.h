@@ -32,26 +32,43 @@ typedef struct as_state {
   const char *internal_prefix;  /* points into the anchored string above */
   size_t internal_prefix_len;
   int bridge_installed;     /* installed by as.install() (not just by run) */
+  int ci_stepping;          /* walks step CallInfo links (walk.c) */
+  int ci_stepping_ok;       /* ... which this Lua's layout allows */
+  int exception_class_ref;  /* asyncstack.Exception (as_exception_test) */
 } as_state;
 
 static inline as_state *as_state_get(lua_State *L) {
   return (as_state *)lua_touserdata(L, AS_STATE_UPVALUE);
 }
 
-/* Pushes the Lua hook `name` set by the front end (core.set_hook) and returns
-** 1, or pushes nothing and returns 0 when it is not set. Hooks are policy
-** (lua/asyncstack/init.lua sets them):
-**   on_failure(err, raw, fork) -> value, cancelled   what waiters of a failed
-**                                         fork see; cancelled ends it "cancelled"
-**   new_error(kind, message) -> value     Timeout, Cancelled, Deadlock errors
-**   on_deadlock(blocked_forks) -> value   the error run() raises
-**   on_rethrow(err, how)                  wait/pwait/wait_all handed err on
-**   on_unhandled(err, {id =, name =})     a failure nobody retrieved
-**   to_exception(err) -> exception        as.pcall's message handler
-**   dump_signal()                         print the dump a signal asked for
-**   format(msg, frames) -> string         optional: overrides the traceback
-**                                         text backtrace.c builds itself */
-int as_hook_push(lua_State *L, as_state *st, const char *name);
+/* The Lua policy hooks (lua/asyncstack/init.lua sets them with
+** core.set_hook(name, fn), name as in the comments). Hooks are one-way: C
+** hands them everything they need, including the raw capture of the place
+** concerned (backtrace.h), so no hook calls back into the walker.
+**   on_failure(err, raw|nil, fork) -> value, cancelled   what waiters of a
+**          failed fork see; raw is nil when err is already an exception
+**          (it carries its own trace); cancelled ends it "cancelled"
+**   new_error(kind, message, raw) -> value   Timeout, Cancelled errors
+**   on_deadlock(blocked_forks, raw) -> value the error run() raises
+**   on_rethrow(err, how, raw)                wait/pwait/wait_all handed the
+**          exception err on (called for exceptions only)
+**   on_unhandled(err, {id =, name =})        a failure nobody retrieved
+**   to_exception(err, raw) -> exception      as.pcall's message handler, for
+**          errors that are not exceptions yet
+**   dump_signal()                            print the dump a signal asked for */
+enum as_hook {
+  AS_HOOK_ON_FAILURE, AS_HOOK_NEW_ERROR, AS_HOOK_ON_DEADLOCK, AS_HOOK_ON_RETHROW,
+  AS_HOOK_ON_UNHANDLED, AS_HOOK_TO_EXCEPTION, AS_HOOK_DUMP_SIGNAL,
+  AS_HOOK_COUNT
+};
+
+/* Pushes hook `hook` and returns 1, or pushes nothing and returns 0 when the
+** policy has not set it. */
+int as_hook_push(lua_State *L, as_state *st, enum as_hook hook);
+
+/* True when the value at idx is an asyncstack.Exception (its class was
+** registered by the front end): raw metatable walk, no metamethod runs. */
+int as_exception_test(lua_State *L, as_state *st, int idx);
 
 /* Registers `l` into the table on top of the stack with the state as upvalue. */
 void as_module_setfuncs(lua_State *L, const luaL_Reg *l);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "sched.h"
+#include "backtrace.h"
 #include "bridge.h"
 #include "signals.h"
 #include <lauxlib.h>
@@ -55,9 +56,10 @@ static int sched_run_loop_protected(lua_State *L) {
   if (root->status != AS_DONE || s->nlive > 0) {
     /* nothing can progress: every live fork waits on something that will
     ** never come. Let the policy describe them while their stacks exist. */
-    if (as_hook_push(L, st, "on_deadlock")) {
+    if (as_hook_push(L, st, AS_HOOK_ON_DEADLOCK)) {
       as_sched_push_live_list(L, s);
-      if (lua_pcall(L, 1, 1, 0) != LUA_OK) { /* the hook's own error is raised */ }
+      as_backtrace_push_raise_site(L, st);
+      if (lua_pcall(L, 2, 1, 0) != LUA_OK) { /* the hook's own error is raised */ }
     } else {
       lua_pushliteral(L, "run: deadlock: forks remain and none can progress");
     }

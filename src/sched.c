@@ -71,17 +71,18 @@ static void finish(lua_State *L, as_sched *s, as_fork *f, int status) {
 ** the coroutine (running its pending to-be-closed variables). */
 static void fail(lua_State *L, as_state *st, as_sched *s, as_fork *f) {
   lua_State *co = f->thread;
-  as_walk_opts opts = {0, AS_CAPTURE_LIMIT, 1};  /* bounded: a stack overflow is deep */
+  as_walk_opts opts = AS_WALK_RAISE_SITE;  /* bounded: a stack overflow is deep */
   int ud, cancelled = 0;
   as_sched_push_fork(L, s, f);
   ud = lua_gettop(L);
   lua_pushvalue(co, -1);
   lua_xmove(co, L, 1);                      /* error value */
-  if (as_hook_push(L, st, "on_failure")) {
+  if (as_hook_push(L, st, AS_HOOK_ON_FAILURE)) {
     lua_pushvalue(L, ud + 1);
     /* the trace of the raise site: kept by the bridge when the error came
     ** out of a nested coroutine, else the fork's stack, still intact */
-    if (!as_bridge_take_stash(L, st, f, ud + 1))
+    if (as_exception_test(L, st, ud + 1)) lua_pushnil(L);   /* has its trace */
+    else if (!as_bridge_take_stash(L, st, f, ud + 1))
       as_backtrace_push_fork(L, st, f, &opts);
     lua_pushvalue(L, ud);
     /* -> the value waiters see, and whether it is a cancellation */
@@ -339,17 +340,18 @@ double as_sched_opt_timeout(lua_State *L, int arg) {
 }
 
 void as_sched_push_kind(lua_State *L, as_state *st, const char *kind, const char *msg) {
-  if (as_hook_push(L, st, "new_error")) {
+  if (as_hook_push(L, st, AS_HOOK_NEW_ERROR)) {
     lua_pushstring(L, kind);
     lua_pushstring(L, msg);
-    lua_call(L, 2, 1);
+    as_backtrace_push_raise_site(L, st);
+    lua_call(L, 3, 1);
   } else {
     lua_pushstring(L, msg);
   }
 }
 
 int as_sched_raise_kind(lua_State *L, as_state *st, const char *kind, const char *msg) {
-  if (!as_hook_push(L, st, "new_error")) return luaL_error(L, "%s", msg);
+  if (!as_hook_push(L, st, AS_HOOK_NEW_ERROR)) return luaL_error(L, "%s", msg);
   lua_pop(L, 1);
   as_sched_push_kind(L, st, kind, msg);
   return lua_error(L);

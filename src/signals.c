@@ -254,7 +254,7 @@ static void disarm(lua_State *L) {
 
 static void dump_now(lua_State *L, as_state *st) {
   dump_requested = 0;
-  if (st != NULL && as_hook_push(L, st, "dump_signal")) {
+  if (st != NULL && as_hook_push(L, st, AS_HOOK_DUMP_SIGNAL)) {
     if (lua_pcall(L, 0, 0, 0) != LUA_OK) lua_pop(L, 1);
   }
 }

@@ -40,7 +40,7 @@ static void call_hook(lua_State *L, as_state *st, int ud_idx) {
   as_fork *f = (as_fork *)lua_touserdata(L, ud_idx);
   ud_idx = lua_absindex(L, ud_idx);
   f->reported = 1;
-  if (!as_hook_push(L, st, "on_unhandled")) return;
+  if (!as_hook_push(L, st, AS_HOOK_ON_UNHANDLED)) return;
   lua_getiuservalue(L, ud_idx, 4);
   lua_createtable(L, 0, 2);
   lua_pushinteger(L, f->id);
@@ -90,7 +90,7 @@ void as_unhandled_drain(lua_State *L, as_state *st, as_unhandled *u) {
     n = (lua_Integer)lua_rawlen(L, queue);   /* no holes: nothing removed here */
     for (i = 1; i <= n; i++) {
       lua_rawgeti(L, queue, i);
-      if (as_hook_push(L, st, "on_unhandled")) {
+      if (as_hook_push(L, st, AS_HOOK_ON_UNHANDLED)) {
         lua_getfield(L, -2, "error");
         lua_pushvalue(L, -3);
         if (lua_pcall(L, 2, 0, 0) != LUA_OK) lua_pop(L, 1);

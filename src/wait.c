@@ -15,6 +15,7 @@
 #include <math.h>
 #include "sched.h"
 #include "wait.h"
+#include "backtrace.h"
 #include <lauxlib.h>
 
 static void wait_unlink_all(as_sched *s, as_fork *f);
@@ -33,9 +34,13 @@ const char *as_wait_mode_name(int mode) {
   }
 }
 
-const char *as_wait_node_combinator(const as_waitnode *node) {
+int as_wait_node_mode(const as_waitnode *node) {
   as_assert(node->waiter->await_ops == &wait_ops);
-  return as_wait_mode_name(node->waiter->await.wait.mode);
+  return node->waiter->await.wait.mode;
+}
+
+const char *as_wait_node_combinator(const as_waitnode *node) {
+  return as_wait_mode_name(as_wait_node_mode(node));
 }
 
 static void node_link(as_waitnode *n) {
@@ -129,10 +134,12 @@ static int deliver(lua_State *L, as_state *st, int idx, int protected, const cha
     as_sched_push_kind(L, st, "Cancelled", lua_tostring(L, -1));
     lua_remove(L, -2);
   }
-  if (as_hook_push(L, st, "on_rethrow")) {   /* remember this wait's site */
+  if (as_exception_test(L, st, -1) && as_hook_push(L, st, AS_HOOK_ON_RETHROW)) {
+    as_walk_opts opts = AS_WALK_RETHROW_SITE;   /* remember this wait's site */
     lua_pushvalue(L, -2);
     lua_pushstring(L, how);
-    if (lua_pcall(L, 2, 0, 0) != LUA_OK) lua_pop(L, 1);  /* a note, never a new error */
+    as_backtrace_push_current(L, st, &opts);
+    if (lua_pcall(L, 3, 0, 0) != LUA_OK) lua_pop(L, 1);  /* a note, never a new error */
   }
   if (protected) return 2;
   return lua_error(L);

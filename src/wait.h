@@ -16,4 +16,7 @@ const char *as_wait_mode_name(int mode);
 ** wait. node must be linked (its waiter is then waiting through it). */
 const char *as_wait_node_combinator(const as_waitnode *node);
 
+/* The enum as_wait_mode of the wait `node` belongs to. */
+int as_wait_node_mode(const as_waitnode *node);
+
 #endif

@@ -8,19 +8,21 @@
 -- messages and very deep stacks must not crash it nor lose the original.
 
 local core = require "asyncstack.core"
-local trace = require "asyncstack.trace"
 
 local format, concat = string.format, table.concat
-local type, rawget, rawequal, select = type, rawget, rawequal, select
-local getmetatable = debug.getmetatable
+local type, rawget, rawequal = type, rawget, rawequal
+local getmetatable, getinfo = debug.getmetatable, debug.getinfo
 local setmetatable, pcall, tostring, error = setmetatable, pcall, tostring, error
 local rawset, ipairs = rawset, ipairs
-local math_type = math.type
+local math_type, math_floor, math_tointeger, math_min = math.type, math.floor, math.tointeger, math.min
+local mininteger, maxinteger = math.mininteger, math.maxinteger
+local render = core.render
+local _ENV = nil
 
 local M = {}
 
 local MESSAGE_SHOWN = 4096   -- bytes of a message shown in tostring()
-local TRACE_LIMIT = 256      -- frames a capture keeps; the rest are counted
+local TRACE_LIMIT = core.RAISE_SITE_LIMIT  -- frames a capture keeps; the rest are counted
 local RETHROWS_KEPT = 8      -- rethrow sites remembered per exception
 local CAPTURE = { async = true, limit = TRACE_LIMIT }
 
@@ -90,9 +92,9 @@ local function construct(class, message, code, previous)
   elseif type(message) ~= "string" then arg_error(class, 1, "string", message) end
   if code == nil then code = 0
   elseif math_type(code) ~= "integer" then
-    if math_type(code) == "float" and code == math.floor(code) and code == code
-       and code > math.mininteger and code < math.maxinteger then
-      code = math.tointeger(code)
+    if math_type(code) == "float" and code == math_floor(code) and code == code
+       and code > mininteger and code < maxinteger then
+      code = math_tointeger(code)
     else
       arg_error(class, 2, "integer", code)
     end
@@ -120,7 +122,7 @@ function Exception.extend(class, name)
   end
   if type(name) ~= "string" or name == "" then
     -- called as Class:extend(name) the name is argument #1, as C counts it
-    local as_method = (debug.getinfo(1, "n") or {}).namewhat == "method"
+    local as_method = (getinfo(1, "n") or {}).namewhat == "method"
     error(format("bad argument #%d to 'extend' (non-empty string expected, got %s)",
                  as_method and 1 or 2, name == "" and "empty string" or type(name)), 2)
   end
@@ -172,11 +174,16 @@ function Exception:getTrace()
   return frames
 end
 
--- Where it was created (or raised): the first Lua frame of its trace.
-local function origin(self)
-  for _, fr in ipairs(self:getTrace()) do
-    if fr.what ~= "C" and fr.line then return fr end
+-- The site of a trace: its first Lua frame with a line, and its index.
+local function site_of(frames)
+  for i, fr in ipairs(frames) do
+    if fr.what ~= "C" and fr.line then return fr, i end
   end
+end
+
+-- Where it was created (or raised): the site of its trace.
+local function origin(self)
+  return (site_of(self:getTrace()))
 end
 
 function Exception:getFile()
@@ -191,36 +198,17 @@ function Exception:getLine()
   return fr and fr.line
 end
 
-local function php_function(frames, i)
-  local fr = frames[i]
-  local name = fr["function"] or trace.guess_name(frames, i)
-  if name then return name .. "()" end
-  if fr.what == "main" then return "{main chunk}" end
-  if fr.what == "C" then return "{unknown}()" end
-  return "{closure}()"
-end
-
 -- PHP's format: "#0 file(line): function()" per frame, then "#N {main}".
 function Exception:getTraceAsString()
   check_self(self, "getTraceAsString")
-  local out = {}
-  local frames = self:getTrace()
-  for i, fr in ipairs(frames) do
-    local where = fr.what == "C" and "[internal function]"
-                  or format("%s(%s)", fr.file, fr.line or "?")
-    out[i] = format("#%d %s: %s", i - 1, where, php_function(frames, i))
-  end
-  if frames.omitted then
-    out[#out + 1] = format("#%d ... %d frames omitted", #out, frames.omitted)
-  end
-  out[#out + 1] = format("#%d {main}", #out)
-  return concat(out, "\n")
+  return render(rawget(self, "_raw"), "php")
 end
 
 ---------------------------------------------------------------- rethrows
 
--- wait()/pwait() handed this exception on; remember where (raw, cheap).
-function M.note_rethrow(e, how)
+-- wait()/pwait() handed this exception on; remember where (`raw`: the
+-- capture C made there).
+function M.note_rethrow(e, how, raw)
   local list = rawget(e, "_rethrows")
   if not list then
     list = { n = 0 }
@@ -228,7 +216,7 @@ function M.note_rethrow(e, how)
   end
   list.n = list.n + 1
   if list.n <= RETHROWS_KEPT then
-    list[list.n] = { how = how, raw = core.capture { limit = 32 } }
+    list[list.n] = { how = how, raw = raw }
   end
 end
 
@@ -260,20 +248,15 @@ local function rethrow_sections(e, out)
   local list = rawget(e, "_rethrows")
   if not list then return end
   local main = e:getTrace()
-  for i = 1, math.min(list.n, RETHROWS_KEPT) do
+  for i = 1, math_min(list.n, RETHROWS_KEPT) do
     local r = list[i]
     local frames = core.expand(r.raw)
-    local first = frames[1]
-    local site = first
-    for _, fr in ipairs(frames) do
-      if fr.what ~= "C" and fr.line then site = fr; break end
+    local site, at = site_of(frames)
+    if not site and frames[1] then site, at = frames[1], 1 end
+    if not already_shown(main, site) then
+      out[#out + 1] = render(r.raw, "rethrow", r.how, at)
+      out[#out + 1] = render(r.raw, "traceback")
     end
-    if already_shown(main, site) then goto continue end
-    out[#out + 1] = format("%s at %s%s", r.how,
-      site and trace.location(site) or "?",
-      site and site.fork and (" in " .. trace.fork_label(site.fork, site.fork_name)) or "")
-    out[#out + 1] = trace.format(nil, frames)
-    ::continue::
   end
   if list.n > RETHROWS_KEPT then
     out[#out + 1] = format("(and %d more rethrows)", list.n - RETHROWS_KEPT)
@@ -288,7 +271,7 @@ local function to_string(e)
     seen[e] = true
     if depth > 0 then out[#out + 1] = "\nprevious exception:" end
     out[#out + 1] = header(e)
-    out[#out + 1] = trace.format(nil, e:getTrace())
+    out[#out + 1] = render(rawget(e, "_raw"), "traceback")
     rethrow_sections(e, out)
     e = rawget(e, "_previous")
     depth = depth + 1
@@ -321,11 +304,12 @@ function M.from_error(value, raw)
   return e
 end
 
--- A built-in error of `kind` ("Timeout", ...) captured where it is raised.
-function M.new_error(kind, message)
+-- A built-in error of `kind` ("Timeout", ...) with the capture `raw` of the
+-- place it is raised (C passes it: src/module.h new_error).
+function M.new_error(kind, message, raw)
   local class = M[kind] or Exception
-  return new(class, message, 0, nil, core.capture(CAPTURE))
+  return new(class, message, 0, nil, raw)
 end
 
-M.capture_options = CAPTURE
+core.set_exception_class(Exception)
 return M

@@ -7,12 +7,16 @@
 -- for its own duration, install() does it for good.
 
 local core = require "asyncstack.core"
-local trace = require "asyncstack.trace"
 local exception = require "asyncstack.exception"
 local introspect = require "asyncstack.introspect"
+local crash = require "asyncstack.crash"
 
-local concat, format = table.concat, string.format
-local type, pcall = type, pcall
+local format = string.format
+local type, pcall, tostring, error = type, pcall, tostring, error
+local io_stderr = io.stderr
+local fork_label = core.fork_label
+local getinfo = debug.getinfo
+local _ENV = nil
 
 local M = {}
 
@@ -21,15 +25,15 @@ M._VERSION = "asyncstack 0.1.0-dev"
 
 -- Frames of this directory's Lua files are ours: traces hide them.
 do
-  local source = debug.getinfo(1, "S").source
+  local source = getinfo(1, "S").source
   core.set_internal_prefix((source:gsub("[^/\\]*$", "")))
 end
 
 --------------------------------------------------------------- policy hooks
 
--- Traceback text is built in C from the raw capture (backtrace.c push_text,
--- the same text as trace.format gives; spec/trace_text_spec.lua). Setting a
--- "format" hook (msg, frames) -> string here would override it.
+-- Hooks are one-way: C hands each one the raw capture it needs (src/module.h),
+-- so nothing here walks a stack. Trace text is made by the C renderer
+-- (core.render, src/render.c); this file only decides what to show.
 
 -- A fork failed: its waiters see an exception. Plain error values become an
 -- ErrorException whose trace is `raw`, the async chain at the raise site
@@ -43,24 +47,21 @@ end)
 
 core.set_hook("new_error", exception.new_error)
 
-core.set_hook("on_rethrow", function(err, how)
-  if exception.is_exception(err) then exception.note_rethrow(err, how) end
-end)
+core.set_hook("on_rethrow", exception.note_rethrow)
 
 -- Nothing can progress: as.Deadlock, whose message is the dump of the
 -- blocked forks (Go's "all goroutines are asleep").
-core.set_hook("on_deadlock", function(forks)
+core.set_hook("on_deadlock", function(forks, raw)
   local message = format("run: deadlock: %d fork%s blocked and none can make progress:\n%s",
                          #forks, #forks == 1 and " is" or "s are",
                          introspect.blocked_report(forks))
-  local e = exception.new_error("Deadlock", (message:gsub("\n$", "")))
-  return e
+  return exception.new_error("Deadlock", (message:gsub("\n$", "")), raw)
 end)
 
 -- The dump requested by dump_on_signal(), printed at a safe point.
 core.set_hook("dump_signal", function()
-  io.stderr:write("asyncstack: dump on signal\n", introspect.dump())
-  io.stderr:flush()
+  io_stderr:write("asyncstack: dump on signal\n", introspect.dump())
+  io_stderr:flush()
 end)
 
 -- Failed forks nobody waited for: reported once, to stderr unless the user
@@ -70,12 +71,12 @@ local function report_unhandled(err, info)
   if unhandled_handler then
     local ok, problem = pcall(unhandled_handler, err, info)
     if ok then return end
-    io.stderr:write("asyncstack: the on_unhandled handler failed: ",
+    io_stderr:write("asyncstack: the on_unhandled handler failed: ",
                     exception.describe_value(problem), "\n")
   end
   local text = exception.is_exception(err) and tostring(err) or exception.describe_value(err)
-  io.stderr:write(format("asyncstack: %s failed and nobody waited for it:\n%s\n",
-                         trace.fork_label(info.id, info.name), text))
+  io_stderr:write(format("asyncstack: %s failed and nobody waited for it:\n%s\n",
+                         fork_label(info.id, info.name), text))
 end
 core.set_hook("on_unhandled", report_unhandled)
 
@@ -115,17 +116,9 @@ M.Timeout = exception.Timeout
 M.Cancelled = exception.Cancelled
 M.Deadlock = exception.Deadlock
 
--- Message handler of as.pcall: runs where the error was raised, before the
--- stack unwinds, so the trace is that of the raise site.
-local function to_exception(err)
-  if exception.is_exception(err) then return err end
-  -- called directly, not through pcall: a pcall here would be a visible C
-  -- frame on top of the trace (capture raises only when memory runs out)
-  local raw = core.take_error_trace(err) or core.capture(exception.capture_options)
-  return exception.from_error(err, raw)
-end
-
-core.set_hook("to_exception", to_exception)
+-- as.pcall's message handler (src/exception.c) runs where the error was
+-- raised and hands over that trace; exceptions never reach it.
+core.set_hook("to_exception", exception.from_error)
 
 -- as.pcall(f, ...) -> true, ... | false, exception (C: no frame of ours shows)
 M.pcall = core.pcall
@@ -138,6 +131,6 @@ function M.on_unhandled(fn)
   end
   unhandled_handler = fn
 end
-M.crash = require "asyncstack.crash"
+M.crash = crash
 
 return M

@@ -4,10 +4,12 @@
 -- who spawned it and where, and its async backtrace at the await point.
 
 local core = require "asyncstack.core"
-local trace = require "asyncstack.trace"
 
 local format, concat = string.format, table.concat
-local type, ipairs = type, ipairs
+local type, ipairs, error = type, ipairs, error
+local io_type, math_type, math_max = io.type, math.type, math.max
+local fork_label, render = core.fork_label, core.render
+local _ENV = nil
 
 local M = {}
 
@@ -19,16 +21,12 @@ local function site_of(fr)
            namewhat = fr.namewhat, what = fr.what }
 end
 
--- One table per live fork (see README "Introspection" for the fields).
+-- One table per live fork (see README "Introspection" for the fields),
+-- and the raw capture its backtrace was read from.
 local function task_of(fork, now, with_backtrace)
   local info = core.fork_info(fork)
-  local frames
-  if with_backtrace then
-    frames = core.fork_backtrace(fork)
-    frames.spawn_func = info.spawn_func   -- lets trace.guess_name name the root
-  else
-    frames = core.fork_backtrace(fork, { limit = 1 })
-  end
+  local raw = core.fork_capture(fork, not with_backtrace and { limit = 1 } or nil)
+  local frames = core.expand(raw)
   local t = {
     id = info.id, name = info.name, status = info.status,
     since = now - info.since, resumes = info.resumes,
@@ -52,7 +50,7 @@ local function task_of(fork, now, with_backtrace)
     t.deadline = info.deadline
   end
   if with_backtrace then t.backtrace = frames end
-  return t
+  return t, raw
 end
 
 -- as.tasks([opts]) -> { task, ... } in id order; {} outside run().
@@ -64,7 +62,7 @@ function M.tasks(opts)
   local sched = core.scheduler_info()
   if not sched then return {} end
   local now, out = core.now(), {}
-  for i, fork in ipairs(sched.forks) do out[i] = task_of(fork, now, with_backtrace) end
+  for i, fork in ipairs(sched.forks) do out[i] = (task_of(fork, now, with_backtrace)) end
   return out
 end
 
@@ -92,7 +90,7 @@ local function state_text(t, now)
       what = format("forks %s (%s)", concat(ids, ", "), t.combinator or "wait")
     end
     local text = format("waiting on %s for %s", what, seconds(t.since))
-    if t.deadline then text = text .. format(", timeout in %s", seconds(math.max(0, t.deadline - now))) end
+    if t.deadline then text = text .. format(", timeout in %s", seconds(math_max(0, t.deadline - now))) end
     return text
   elseif t.status == "waiting" and t.await then
     return format("waiting on %s for %s", t.await.kind, seconds(t.since))
@@ -110,24 +108,17 @@ local function spawn_text(t, by_id)
   end
   if not t.spawned_by then return "spawned by run()" .. where end
   local parent = by_id[t.spawned_by]
-  local label = parent and trace.fork_label(parent.id, parent.name)
+  local label = parent and fork_label(parent.id, parent.name)
                 or format("fork #%d (ended)", t.spawned_by)
   return "spawned by " .. label .. where
 end
 
 -- The block of one fork: header line, then its backtrace at the await point.
-local function fork_block(out, t, by_id, now)
-  out[#out + 1] = format("%s [%s]  %s", trace.fork_label(t.id, t.name), state_text(t, now),
+local function fork_block(out, t, raw, by_id, now)
+  out[#out + 1] = format("%s [%s]  %s", fork_label(t.id, t.name), state_text(t, now),
                          spawn_text(t, by_id))
-  local frames = t.backtrace or {}
-  for i, fr in ipairs(frames) do
-    if fr.boundary == "coroutine" then
-      out[#out + 1] = format("\t[coroutine resumed at %s in %s]", trace.location(fr),
-                             trace.describe(fr, frames, i))
-    end
-    out[#out + 1] = format("\t#%d %s in %s", i - 1, trace.location(fr), trace.describe(fr, frames, i))
-  end
-  if frames.omitted then out[#out + 1] = format("\t... %d more frames omitted", frames.omitted) end
+  local lines = raw and render(raw, "dump") or ""
+  if lines ~= "" then out[#out + 1] = lines end
 end
 
 local function header(sched, tasks)
@@ -143,49 +134,56 @@ local function header(sched, tasks)
                 fds, fds == 1 and "" or "s")
 end
 
--- The report for `tasks`; spawners are looked up in `all` (default: tasks),
--- so a one-fork dump still names a live spawner.
-local function report(tasks, sched, all)
+-- The report for `tasks` (raws[i]: the capture of tasks[i]); spawners are
+-- looked up in `all` (default: tasks), so a one-fork dump still names a
+-- live spawner.
+local function report(tasks, raws, sched, all)
   local now, by_id, out = core.now(), {}, {}
   for _, t in ipairs(all or tasks) do by_id[t.id] = t end
   out[1] = header(sched, tasks)
-  for _, t in ipairs(tasks) do fork_block(out, t, by_id, now) end
+  for i, t in ipairs(tasks) do fork_block(out, t, raws[i], by_id, now) end
   return concat(out, "\n") .. "\n"
 end
-M.report = report
+
+-- Tasks with backtraces of the live forks, and their raw captures.
+local function live_tasks(sched)
+  local now, tasks, raws = core.now(), {}, {}
+  for i, fork in ipairs(sched.forks) do tasks[i], raws[i] = task_of(fork, now, true) end
+  return tasks, raws
+end
 
 -- as.dump([file | {fork = id}]) -> text (when no file is given)
 function M.dump(target)
   local file, only
-  if io.type(target) == "file" then
+  if io_type(target) == "file" then
     file = target
   elseif type(target) == "table" then
     only = target.fork
-    if only ~= nil and math.type(only) ~= "integer" then
+    if only ~= nil and math_type(only) ~= "integer" then
       error(format("bad option 'fork' to 'dump' (integer expected, got %s)",
-                   math.type(only) or type(only)), 2)
+                   math_type(only) or type(only)), 2)
     end
     file = target.file
   elseif target ~= nil then
     error(format("bad argument #1 to 'dump' (file or table expected, got %s)",
-                 io.type(target) or type(target)), 2)
+                 io_type(target) or type(target)), 2)
   end
   local sched = core.scheduler_info()
   local text
   if not sched then
     text = "scheduler: not running (no asyncstack.run() is active)\n"
   else
-    local tasks = M.tasks()
+    local tasks, raws = live_tasks(sched)
     if only then
-      local one = {}
-      for _, t in ipairs(tasks) do if t.id == only then one[1] = t end end
+      local one, one_raw = {}, {}
+      for i, t in ipairs(tasks) do if t.id == only then one[1], one_raw[1] = t, raws[i] end end
       if not one[1] then
         text = format("fork #%d: no such live fork\n", only)
       else
-        text = report(one, sched, tasks):gsub("^[^\n]*\n", "")
+        text = report(one, one_raw, sched, tasks):gsub("^[^\n]*\n", "")
       end
     else
-      text = report(tasks, sched)
+      text = report(tasks, raws, sched)
     end
   end
   if file then
@@ -199,9 +197,9 @@ end
 -- The part of a deadlock message that describes the blocked forks.
 function M.blocked_report(forks)
   local sched = core.scheduler_info()
-  local now, tasks = core.now(), {}
-  for i, fork in ipairs(forks) do tasks[i] = task_of(fork, now, true) end
-  return report(tasks, sched)
+  local now, tasks, raws = core.now(), {}, {}
+  for i, fork in ipairs(forks) do tasks[i], raws[i] = task_of(fork, now, true) end
+  return report(tasks, raws, sched)
 end
 
 return M

@@ -1,0 +1,487 @@
+/*
+** walk.c: walking the async stack into a raw capture (backtrace.h).
+**
+** A walk emits, innermost first: the Lua frames of a fork's innermost
+** coroutine, then of each coroutine below it on the fork's async stack down
+** to the fork's root function (the KPHP rule: that is where a fork's trace
+** ends). With `async`, it follows the chain rule (chain.h) to the fork that
+** waits for this one, or to the spawn site of the fork, and from the root
+** fork of run() to the code that called run(). Forks already visited end
+** the walk, so a cycle cannot loop.
+**
+** Frames of our own C functions and of our Lua front end are never emitted.
+** The first frame of each segment carries a boundary (render.h).
+**
+** Linear in depth. lua_getstack(th, level) starts from the top each time,
+** so calling it per level is quadratic (issue 12 item 4). Every Lua 5.4
+** (5.4.0 to 5.4.8, lstate.h) lays CallInfo out as {func, top, previous,
+** next, ...}, each pointer-sized, and lua_getinfo reads only ar->i_ci: so
+** the walk takes level 0 from lua_getstack and steps to the caller through
+** `previous`, stopping at base_ci (the only CallInfo whose previous is
+** NULL). as_walk_check_stepping verifies that layout once against
+** lua_getstack; when it does not hold, the walk falls back to lua_getstack
+** per level. A walk that keeps only the first and last frames (`ends`)
+** keeps the last ones in a ring of C records (thread, CallInfo) and reads
+** them once at the end: the frames it skips are stepped over once, never
+** read.
+**
+** Assumption: CallInfo pointers are held across the allocations of the
+** capture. The walked threads cannot run meanwhile (the current one runs
+** the walk, the coroutines below it are "normal", suspended forks are
+** parked and the bridge refuses to resume them); only a finalizer that
+** resumes one of them with an unbridged resume, during the walk, could
+** change a chain under it. (Stopping the collector for the walk would rule
+** that out too, but a memory error would then leave it stopped.)
+*/
+#include <string.h>
+#include "backtrace.h"
+#include "chain.h"
+#include "render.h"
+#include "wait.h"
+#include <lauxlib.h>
+
+#define RING_MAX AS_RENDER_TAIL
+
+/* A frame found but not stored yet. */
+typedef struct frame_rec {
+  lua_State *th;            /* NULL for a spawn-site frame */
+  struct CallInfo *ci;      /* its CallInfo (stepping), and */
+  int level;                /* its level in th (lua_getstack fallback) */
+  as_fork *fork;            /* the fork it runs in, or NULL */
+  as_fork *spawned;         /* spawn site: the fork it spawned */
+  lua_Integer gone_id;      /* spawn site: id of an ended spawner */
+  int flags;
+  int boundary;             /* enum as_boundary */
+  as_fork *from;
+  const as_waitnode *via;
+  int has_info;             /* line and names below are read already (they
+                               are the prototype's strings: the frame, live
+                               in th, keeps them) */
+  int line;
+  const char *name, *namewhat;
+} frame_rec;
+
+typedef struct walker {
+  lua_State *L;             /* the capture is built on this stack */
+  as_state *st;
+  as_sched *s;              /* NULL outside run() */
+  int out;                  /* absolute index of the raw capture */
+  int name_slot;            /* caches `named`'s name: frames share forks */
+  as_fork *named;
+  int n;                    /* frames stored */
+  int visited;              /* visible frames accepted (stored or ringed) */
+  int skip, limit, async, ends, self;
+  int stopped;              /* the limit was reached */
+  int omitted;
+  int hidden_tailcall;      /* a hidden frame was tail-called */
+  int boundary;             /* pending boundary for the next frame */
+  as_fork *boundary_from;
+  const as_waitnode *boundary_via;
+  frame_rec held;           /* the last visible frame of the thread being walked */
+  int has_held;
+  frame_rec ring[RING_MAX]; /* `ends` walk: the last frames, oldest at ring_start */
+  int ring_len, ring_start, skipped;
+} walker;
+
+/* ------------------------------------------------------- level stepping */
+
+static struct CallInfo *ci_previous(const struct CallInfo *ci) {
+  return ((struct CallInfo *const *)(const void *)ci)[2];
+}
+
+/* Moves ar (at `*level` of th) to the caller's level; 0 at the bottom. */
+static int step(const as_state *st, lua_State *th, lua_Debug *ar, int *level) {
+  (*level)++;
+  if (st->ci_stepping) {
+    struct CallInfo *p = ci_previous(ar->i_ci);
+    if (p == NULL || ci_previous(p) == NULL) return 0;   /* p is base_ci */
+    ar->i_ci = p;
+    return 1;
+  }
+  return lua_getstack(th, *level, ar);
+}
+
+void as_walk_check_stepping(lua_State *L, as_state *st) {
+  lua_Debug a, b;
+  int level = 0;
+  st->ci_stepping = st->ci_stepping_ok = 0;
+  if (!lua_getstack(L, 0, &a)) return;
+  for (;;) {
+    struct CallInfo *p = ci_previous(a.i_ci);
+    if (!lua_getstack(L, level + 1, &b)) {
+      /* the caller of the last level must be base_ci */
+      st->ci_stepping = st->ci_stepping_ok = p != NULL && ci_previous(p) == NULL && level > 0;
+      return;
+    }
+    if (p != b.i_ci) return;
+    a = b;
+    level++;
+  }
+}
+
+/* Levels of th from the one ar is at, inclusive. */
+static int count_levels(const as_state *st, lua_State *th, lua_Debug *ar, int level) {
+  int n = 1;
+  while (step(st, th, ar, &level)) n++;
+  return n;
+}
+
+/* ------------------------------------------------------------- storing */
+
+static void push_fork_ud(walker *w, as_fork *f) {
+  if (w->s != NULL) as_sched_push_fork(w->L, w->s, f);
+  else lua_pushnil(w->L);
+}
+
+static void raw_set(walker *w, int slot) {
+  lua_rawseti(w->L, w->out, (lua_Integer)w->n * AS_RAW_STRIDE + slot);
+}
+
+static void raw_false(walker *w, int slot) {
+  lua_pushboolean(w->L, 0);
+  raw_set(w, slot);
+}
+
+static void raw_set_fork(walker *w, as_fork *f, int id_slot, int name_slot) {
+  lua_State *L = w->L;
+  if (f == NULL) {
+    raw_false(w, id_slot);
+    raw_false(w, name_slot);
+    return;
+  }
+  lua_pushinteger(L, f->id);
+  raw_set(w, id_slot);
+  if (f != w->named) {
+    push_fork_ud(w, f);
+    if (lua_isnil(L, -1)) lua_pushboolean(L, 0);
+    else as_fork_push_name(L, -1);
+    if (lua_isnil(L, -1)) { lua_pop(L, 1); lua_pushboolean(L, 0); }
+    lua_replace(L, w->name_slot);
+    lua_pop(L, 1);
+    w->named = f;
+  }
+  lua_pushvalue(L, w->name_slot);
+  raw_set(w, name_slot);
+}
+
+static void raw_set_str(walker *w, int slot, const char *v) {
+  if (v != NULL && *v != '\0') lua_pushstring(w->L, v);
+  else lua_pushboolean(w->L, 0);
+  raw_set(w, slot);
+}
+
+/* Pushes the spawning function of fork f (its uservalue 3), or nil. */
+static void push_spawn_func(walker *w, as_fork *f) {
+  push_fork_ud(w, f);
+  if (!lua_isnil(w->L, -1)) {
+    lua_getiuservalue(w->L, -1, 3);
+    lua_remove(w->L, -2);
+  }
+}
+
+/* Writes record r as frame w->n of the capture. */
+static void store(walker *w, const frame_rec *r) {
+  lua_State *L = w->L;
+  int line = 0;
+  const char *name = NULL, *namewhat = NULL;
+  if (!lua_checkstack(L, 8) || (r->th != NULL && r->th != L && !lua_checkstack(r->th, 2))) {
+    w->stopped = 1;
+    return;
+  }
+  if (r->th != NULL) {
+    lua_Debug ar;
+    if (w->st->ci_stepping) ar.i_ci = r->ci;
+    else lua_getstack(r->th, r->level, &ar);
+    lua_getinfo(r->th, r->has_info ? "f" : "lnf", &ar);
+    if (r->th != L) lua_xmove(r->th, L, 1);
+    if (r->has_info) {
+      line = r->line;
+      name = r->name;
+      namewhat = r->namewhat;
+    } else {
+      line = ar.currentline;
+      name = ar.name;
+      namewhat = ar.namewhat;
+    }
+  } else {
+    push_spawn_func(w, r->spawned);
+    line = r->spawned->spawn_line;
+  }
+  raw_set(w, AS_RAW_FUNC);
+  if (line > 0) lua_pushinteger(L, line); else lua_pushboolean(L, 0);
+  raw_set(w, AS_RAW_LINE);
+  raw_set_str(w, AS_RAW_NAME, name);
+  raw_set_str(w, AS_RAW_NAMEWHAT, namewhat);
+  if (r->fork == NULL && r->gone_id > 0) {
+    lua_pushinteger(L, r->gone_id);
+    raw_set(w, AS_RAW_FORK);
+    raw_false(w, AS_RAW_FORK_NAME);
+  } else {
+    raw_set_fork(w, r->fork, AS_RAW_FORK, AS_RAW_FORK_NAME);
+  }
+  lua_pushinteger(L, r->boundary);
+  raw_set(w, AS_RAW_BOUNDARY);
+  raw_set_fork(w, r->from, AS_RAW_FROM, AS_RAW_FROM_NAME);
+  lua_pushinteger(L, r->flags);
+  raw_set(w, AS_RAW_FLAGS);
+  if (r->via != NULL && as_wait_node_mode(r->via) != AS_WAIT_ONE)
+    lua_pushinteger(L, (lua_Integer)r->via->index * 4 +
+                    (as_wait_node_mode(r->via) == AS_WAIT_ALL ? AS_VIA_WAIT_ALL : AS_VIA_WAIT_ANY));
+  else
+    lua_pushboolean(L, 0);
+  raw_set(w, AS_RAW_VIA);
+  if (r->flags & AS_RFRAME_ROOT) push_spawn_func(w, r->fork);
+  else lua_pushnil(L);
+  if (lua_isnil(L, -1)) { lua_pop(L, 1); lua_pushboolean(L, 0); }
+  raw_set(w, AS_RAW_HOLDER);
+  w->n++;
+}
+
+/* A visible frame is accepted: stored now, or kept in the ring. */
+static void accept(walker *w, const frame_rec *r) {
+  w->visited++;
+  if (w->ends > 0 && w->visited > w->ends) {
+    if (w->ring_len < w->ends) {
+      w->ring[(w->ring_start + w->ring_len++) % RING_MAX] = *r;
+    } else {
+      w->ring[w->ring_start] = *r;
+      w->ring_start = (w->ring_start + 1) % RING_MAX;
+      w->skipped++;
+    }
+  } else {
+    store(w, r);
+  }
+  if (w->limit > 0 && w->visited >= w->limit) w->stopped = 1;
+}
+
+/* A new record with the pending boundary and tail-call mark. */
+static void take_pending(walker *w, frame_rec *r) {
+  r->boundary = w->boundary;
+  r->from = w->boundary_from;
+  r->via = w->boundary_via;
+  if (w->hidden_tailcall) r->flags |= AS_RFRAME_AFTER_TAILCALL;
+  w->boundary = AS_BOUND_NONE;
+  w->boundary_from = NULL;
+  w->boundary_via = NULL;
+  w->hidden_tailcall = 0;
+}
+
+static void set_boundary(walker *w, int kind, as_fork *from) {
+  w->boundary = kind;
+  w->boundary_from = from;
+  w->boundary_via = NULL;
+}
+
+/* ------------------------------------------------------------- walking */
+
+/* Whether the function on top of th is ours (hidden). */
+static int is_ours(walker *w, lua_State *th) {
+  lua_Debug ar;
+  if (lua_iscfunction(th, -1)) return as_is_internal_function(th, w->st, -1);
+  lua_pushvalue(th, -1);
+  lua_getinfo(th, ">S", &ar);
+  return as_is_internal_source(w->st, ar.source);
+}
+
+/* Accepts the visible frames of coroutine th (part of fork f, or NULL);
+** with mark_root, flags the bottom visible frame as the fork's root. The
+** last visible frame is held back until the next one shows it is not the
+** bottom one. */
+static void walk_thread(walker *w, lua_State *th, as_fork *f, int mark_root) {
+  lua_Debug ar;
+  int level = 0, held_level = -1, self = w->self && th == w->L;
+  const void *last_fn = NULL;
+  int last_ours = 0;
+  w->self = 0;
+  w->has_held = 0;
+  if (!lua_getstack(th, 0, &ar)) return;
+  do {
+    int ours, tailcall;
+    const void *fn;
+    if (!lua_checkstack(th, 3)) { w->stopped = 1; break; }
+    lua_getinfo(th, "flnt", &ar);   /* l, n: read once, for store() */
+    fn = lua_topointer(th, -1);
+    tailcall = ar.istailcall;
+    if (fn != last_fn || fn == NULL) {
+      last_fn = fn;
+      last_ours = is_ours(w, th);
+    }
+    ours = last_ours && !(self && level == 0);
+    lua_pop(th, 1);
+    if (ours) {
+      /* hidden; if it was tail-called, the frames that called it are gone,
+      ** and the next visible frame must say so */
+      if (tailcall) w->hidden_tailcall = 1;
+      continue;
+    }
+    if (w->skip > 0) {
+      w->skip--;
+      continue;
+    }
+    if (w->has_held) {
+      accept(w, &w->held);
+      w->has_held = 0;
+      if (w->stopped) {
+        w->omitted += level - held_level - 1 + count_levels(w->st, th, &ar, level);
+        return;
+      }
+    }
+    memset(&w->held, 0, sizeof w->held);
+    w->held.th = th;
+    w->held.ci = ar.i_ci;
+    w->held.level = level;
+    w->held.fork = f;
+    w->held.flags = tailcall ? AS_RFRAME_TAILCALL : 0;
+    w->held.has_info = 1;
+    w->held.line = ar.currentline;
+    w->held.name = ar.name;
+    w->held.namewhat = ar.namewhat;
+    take_pending(w, &w->held);
+    w->has_held = 1;
+    held_level = level;
+  } while (step(w->st, th, &ar, &level));
+  if (w->has_held) {
+    /* as before the split: a root reached exactly at the limit is not marked */
+    if (mark_root && !(w->limit > 0 && w->visited + 1 >= w->limit))
+      w->held.flags |= AS_RFRAME_ROOT;
+    accept(w, &w->held);
+    w->has_held = 0;
+    /* `level` is now the number of levels: count the hidden ones below */
+    if (w->stopped) w->omitted += level - held_level - 1;
+  }
+}
+
+/* The coroutines of fork f's async stack, from index `top` down to its root. */
+static void walk_fork_stack(walker *w, as_fork *f, int top) {
+  int i;
+  for (i = top; i >= 0 && !w->stopped; i--) {
+    if (i < top) set_boundary(w, AS_BOUND_COROUTINE, NULL);
+    walk_thread(w, f->astack.frames[i].thread, f, i == 0);
+  }
+}
+
+/* One synthetic frame for the place that spawned fork f: the spawning
+** function (kept by the fork) at the line recorded at spawn time. */
+static void spawn_site(walker *w, as_fork *f, as_fork *spawner) {
+  frame_rec r;
+  int has_func;
+  push_spawn_func(w, f);
+  has_func = !lua_isnil(w->L, -1);
+  lua_pop(w->L, 1);
+  if (!has_func) return;
+  set_boundary(w, AS_BOUND_SPAWNED, f);
+  memset(&r, 0, sizeof r);
+  r.spawned = f;
+  r.fork = spawner;
+  r.gone_id = f->spawner_id;
+  r.flags = AS_RFRAME_SPAWN_SITE;
+  take_pending(w, &r);
+  accept(w, &r);
+}
+
+static void walk_from_fork(walker *w, as_fork *f, int top) {
+  unsigned mark;
+  if (w->s == NULL) {           /* a fork of a run that has ended */
+    walk_fork_stack(w, f, top);
+    return;
+  }
+  mark = ++w->s->walk_mark;
+  while (f != NULL && !w->stopped) {
+    f->walk_mark = mark;
+    walk_fork_stack(w, f, top);
+    if (!w->async) return;
+    for (;;) {                  /* the chain rule, through spawn sites */
+      as_chain_link link;
+      if (w->stopped) return;
+      link = as_chain_next(w->s, f);
+      if (link.kind == AS_LINK_AWAITED) {
+        if (link.next->walk_mark == mark) return;
+        set_boundary(w, AS_BOUND_AWAITED, f);
+        w->boundary_via = link.via;
+        f = link.next;
+        top = f->astack.depth - 1;
+        break;
+      }
+      if (link.kind == AS_LINK_RUN) {
+        set_boundary(w, AS_BOUND_RUN, f);
+        walk_thread(w, w->s->L, NULL, 0);
+        return;
+      }
+      spawn_site(w, f, link.next);
+      if (link.next == NULL || link.next->walk_mark == mark) return;
+      link.next->walk_mark = mark;
+      f = link.next;
+    }
+  }
+}
+
+static void walker_init(walker *w, lua_State *L, as_state *st,
+                        const as_walk_opts *opts) {
+  memset(w, 0, sizeof *w);
+  w->L = L;
+  w->st = st;
+  w->s = st->sched;
+  w->skip = opts->skip;
+  w->limit = opts->limit;
+  w->async = opts->async;
+  w->ends = opts->ends > RING_MAX ? RING_MAX : opts->ends;
+  w->self = opts->self;
+  lua_newtable(L);
+  w->out = lua_gettop(L);
+  lua_pushnil(L);
+  w->name_slot = lua_gettop(L);
+}
+
+/* Stores the ring and records the counts in the raw capture. */
+static void walker_finish(walker *w) {
+  lua_State *L = w->L;
+  int i, head = w->n;
+  for (i = 0; i < w->ring_len; i++) store(w, &w->ring[(w->ring_start + i) % RING_MAX]);
+  lua_settop(L, w->out);   /* drop the name cache slot */
+  lua_pushinteger(L, w->n);
+  lua_setfield(L, w->out, "n");
+  if (w->omitted > 0) {
+    lua_pushinteger(L, w->omitted);
+    lua_setfield(L, w->out, "omitted");
+  }
+  if (w->skipped > 0) {
+    lua_pushinteger(L, w->skipped);
+    lua_setfield(L, w->out, "skipped");
+    lua_pushinteger(L, head);
+    lua_setfield(L, w->out, "skip_at");
+  }
+}
+
+void as_backtrace_push_fork(lua_State *L, as_state *st, as_fork *f,
+                            const as_walk_opts *opts) {
+  walker w;
+  walker_init(&w, L, st, opts);
+  w.self = 0;
+  if (f->sched != st->sched) w.s = NULL;
+  if (f->astack.depth > 0) walk_from_fork(&w, f, f->astack.depth - 1);
+  walker_finish(&w);
+}
+
+void as_backtrace_push_current(lua_State *L, as_state *st,
+                               const as_walk_opts *opts) {
+  walker w;
+  as_fork *f;
+  int i;
+  walker_init(&w, L, st, opts);
+  f = w.s ? w.s->running : NULL;
+  if (f == NULL) {
+    walk_thread(&w, L, NULL, 0);
+    walker_finish(&w);
+    return;
+  }
+  for (i = f->astack.depth - 1; i >= 0; i--)
+    if (f->astack.frames[i].thread == L) break;
+  if (i < 0) {
+    /* L was resumed by an unbridged resume somewhere inside the fork */
+    walk_thread(&w, L, f, 0);
+    set_boundary(&w, AS_BOUND_UNBRIDGED, NULL);
+    i = f->astack.depth - 1;
+  }
+  walk_from_fork(&w, f, i);
+  walker_finish(&w);
+}
