@@ -11,13 +11,8 @@
 -- `env` entries change the child's setup instead of a line.
 local E = {}
 
--- None needed now. Note for reading a failure inside a fork: the child
--- runs with `debug = nil` as all.lua does, and lua/asyncstack/trace.lua
--- (upvalue_name, H1's file) reads the global `debug` when it names a fork's
--- root, so the failure's message may read "(message could not be formatted:
--- .../trace.lua:31: attempt to index a nil value (global 'debug'))". The
--- entry { mode = "fork", kind = "known", keep_debug = true, what = ..., why
--- = ... } keeps the global for a run.
+-- None needed now. The entry { mode = "fork", kind = "known", keep_debug =
+-- true, what = ..., why = ... } would keep the global `debug` for a run.
 E.env = {
 }
 
@@ -37,17 +32,6 @@ E[#E + 1] = { file = "coroutine.lua", line = 14, mode = "fork", kind = "fork",
   new = [[assert(pcall(coroutine.yield))]], why = FORK_YIELD }
 
 -- db.lua -------------------------------------------------------------------
-E[#E + 1] = { file = "db.lua", line = 683, mode = "fork", kind = "known",
-  old = [[assert(string.find(debug.traceback("hi", 0), "'debug.traceback'"))]],
-  why = "issue 12 item 3: inside a fork debug.traceback(msg, 0) counts level 0 as 1 " ..
-        "and hides its own frame (src/backtrace.c as_backtrace_traceback, H1)" }
-
-E[#E + 1] = { file = "db.lua", line = 688, mode = "fork", kind = "known",
-  old = [[  assert(st == true and string.find(msg, "pcall"))]],
-  why = "issue 12 item 5: inside a fork a frame is named only by its call site, not " ..
-        "first by its global name as luaL_traceback does ('[C]: in ?' for pcall " ..
-        "reached through a call result; src/backtrace.c, H1)" }
-
 local ASYNC_TRACE = "inside a fork a traceback goes on past the coroutine into the " ..
   "frames that resumed it (the async stack: the test's coroutine.wrap does not " ..
   "bound it) and keeps the first and last 100 levels, not 10 and 11"
@@ -61,19 +45,5 @@ E[#E + 1] = { file = "db.lua", line = 928, mode = "fork", kind = "fork",
 -- errors.lua ---------------------------------------------------------------
 E[#E + 1] = { file = "errors.lua", line = 344, mode = "fork", kind = "fork",
   old = [[checkmessage("coroutine.yield()", "outside a coroutine")]], why = FORK_YIELD }
-
-local QUADRATIC = "issue 12 item 4: inside a fork a traceback is quadratic in stack " ..
-  "depth (one lua_getstack per level from the top), so xpcall(g, debug.traceback) " ..
-  "after a stack overflow (~200k frames) runs for many minutes (src/backtrace.c, H1); " ..
-  "the three edits take out that traceback and the checks of its text"
-E[#E + 1] = { file = "errors.lua", line = 481, mode = "fork", kind = "known",
-  old = [[  local _, stackmsg = xpcall(g, debug.traceback, 1)]],
-  new = [[  local _, stackmsg = pcall(g, 1)  -- luatests: was xpcall(g, debug.traceback, 1)]],
-  why = QUADRATIC }
-E[#E + 1] = { file = "errors.lua", line = 489, mode = "fork", kind = "known",
-  old = [[  while stack[i] ~= l1 do]],
-  new = [[  while false do  -- luatests: was while stack[i] ~= l1 do]], why = QUADRATIC }
-E[#E + 1] = { file = "errors.lua", line = 493, mode = "fork", kind = "known",
-  old = [[  assert(i > 15)]], why = QUADRATIC }
 
 return E
