@@ -443,20 +443,10 @@ static int bridge_l_uninstall(lua_State *L) {
   return 0;
 }
 
-/* core.take_error_trace(err) -> raw | nil: the raise-site trace the bridge
-** kept for this very error value, once. */
-static int bridge_l_take_error_trace(lua_State *L) {
-  as_state *st = as_state_get(L);
-  lua_settop(L, 1);
-  if (!as_bridge_take_stash(L, st, st->sched ? st->sched->running : NULL, 1))
-    lua_pushnil(L);
-  return 1;
-}
-
 void as_bridge_open(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"install", bridge_l_install}, {"uninstall", bridge_l_uninstall},
-    {"take_error_trace", bridge_l_take_error_trace}, {NULL, NULL}
+    {NULL, NULL}
   };
   static const luaL_Reg bridged[] = {
     {"resume", bridge_resume}, {"wrap", bridge_wrap}, {"close", bridge_close},

@@ -34,6 +34,7 @@ typedef struct as_state {
   int bridge_installed;     /* installed by as.install() (not just by run) */
   int ci_stepping;          /* walks step CallInfo links (walk.c) */
   int ci_stepping_ok;       /* ... which this Lua's layout allows */
+  unsigned ci_previous_offset;  /* offset of CallInfo.previous (lualayout.c) */
   int exception_class_ref;  /* asyncstack.Exception (as_exception_test) */
 } as_state;
 

@@ -13,12 +13,12 @@
 ** The first frame of each segment carries a boundary (render.h).
 **
 ** Linear in depth. lua_getstack(th, level) starts from the top each time,
-** so calling it per level is quadratic (issue 12 item 4). Every Lua 5.4
-** (5.4.0 to 5.4.8, lstate.h) lays CallInfo out as {func, top, previous,
-** next, ...}, each pointer-sized, and lua_getinfo reads only ar->i_ci: so
-** the walk takes level 0 from lua_getstack and steps to the caller through
-** `previous`, stopping at base_ci (the only CallInfo whose previous is
-** NULL). as_walk_check_stepping verifies that layout once against
+** so calling it per level is quadratic (issue 12 item 4). lua_getinfo
+** reads only ar->i_ci, so the walk takes level 0 from lua_getstack and
+** steps to the caller through CallInfo.previous, at the offset the running
+** release's layout states (lualayout.c, the one place Lua's internal
+** layouts are written down), stopping at base_ci (the only CallInfo whose
+** previous is NULL). as_walk_check_stepping verifies that layout once against
 ** lua_getstack; when it does not hold, the walk falls back to lua_getstack
 ** per level. A walk that keeps only the first and last frames (`ends`)
 ** keeps the last ones in a ring of C records (thread, CallInfo) and reads
@@ -37,6 +37,7 @@
 #include "backtrace.h"
 #include "chain.h"
 #include "render.h"
+#include "lualayout.h"
 #include "wait.h"
 #include <lauxlib.h>
 
@@ -85,16 +86,18 @@ typedef struct walker {
 
 /* ------------------------------------------------------- level stepping */
 
-static struct CallInfo *ci_previous(const struct CallInfo *ci) {
-  return ((struct CallInfo *const *)(const void *)ci)[2];
+static struct CallInfo *ci_previous(const as_state *st, const struct CallInfo *ci) {
+  struct CallInfo *p;
+  memcpy(&p, (const char *)ci + st->ci_previous_offset, sizeof p);
+  return p;
 }
 
 /* Moves ar (at `*level` of th) to the caller's level; 0 at the bottom. */
 static int step(const as_state *st, lua_State *th, lua_Debug *ar, int *level) {
   (*level)++;
   if (st->ci_stepping) {
-    struct CallInfo *p = ci_previous(ar->i_ci);
-    if (p == NULL || ci_previous(p) == NULL) return 0;   /* p is base_ci */
+    struct CallInfo *p = ci_previous(st, ar->i_ci);
+    if (p == NULL || ci_previous(st, p) == NULL) return 0;   /* p is base_ci */
     ar->i_ci = p;
     return 1;
   }
@@ -104,13 +107,17 @@ static int step(const as_state *st, lua_State *th, lua_Debug *ar, int *level) {
 void as_walk_check_stepping(lua_State *L, as_state *st) {
   lua_Debug a, b;
   int level = 0;
+  const as_lualayout *lay =
+    as_lualayout_for_release(as_lualayout_parse_ident(as_lualayout_running_ident()));
   st->ci_stepping = st->ci_stepping_ok = 0;
+  if (lay == NULL) return;             /* a release with no stated layout */
+  st->ci_previous_offset = lay->ci_previous;
   if (!lua_getstack(L, 0, &a)) return;
   for (;;) {
-    struct CallInfo *p = ci_previous(a.i_ci);
+    struct CallInfo *p = ci_previous(st, a.i_ci);
     if (!lua_getstack(L, level + 1, &b)) {
       /* the caller of the last level must be base_ci */
-      st->ci_stepping = st->ci_stepping_ok = p != NULL && ci_previous(p) == NULL && level > 0;
+      st->ci_stepping = st->ci_stepping_ok = p != NULL && ci_previous(st, p) == NULL && level > 0;
       return;
     }
     if (p != b.i_ci) return;

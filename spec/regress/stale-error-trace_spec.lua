@@ -2,18 +2,18 @@
 -- fork's "<<E2>>" failure got the trace of an earlier program's generator).
 --
 -- When a plain error leaves a generator through the bridge, its raise-site
--- trace is stashed (src/bridge.c stash_error_trace) for take_error_trace to
+-- trace is stashed (src/bridge.c stash_error_trace) for as_bridge_take_stash to
 -- pick up when the value ends a fork or reaches as.pcall. If the error is
 -- caught by anything else (plain pcall, a resume that returns false), the
--- entry stays, across forks and across run() calls. take_error_trace
+-- entry stays, across forks and across run() calls. as_bridge_take_stash
 -- matches by value, and equal strings are the same value: a later,
 -- unrelated error with the same text gets the old trace, with frames of
 -- another fork (or of a run that has ended).
 --
--- Where: src/bridge.c stash_error_trace / bridge_l_take_error_trace (and
--- sched.c fail(), lua/asyncstack/init.lua to_exception which trust it). The
+-- Where: src/bridge.c stash_error_trace / as_bridge_take_stash (and
+-- sched.c fail(), exception.c to_exception which trust it). The
 -- stash should not outlive the error's propagation: e.g. stamp it with the
--- fork and the coroutine it came out of and have take_error_trace check
+-- fork and the coroutine it came out of and have as_bridge_take_stash check
 -- that the error comes out of that very resume, or drop it when the bridged
 -- resume/wrap call returns to a caller that handles the error.
 local as = require "asyncstack"
