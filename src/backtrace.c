@@ -272,17 +272,69 @@ static int bt_render(lua_State *L) {
   return 1;
 }
 
-/* core.fork_label(id [, name]) -> "fork #id 'name'" */
-static int bt_fork_label(lua_State *L) {
+void as_backtrace_push_fork_label(lua_State *L, lua_Integer id, const char *name) {
   luaL_Buffer b;
   as_sink k;
-  lua_Integer id = luaL_checkinteger(L, 1);
-  const char *name = luaL_optstring(L, 2, NULL);
   luaL_buffinit(L, &b);
   as_sink_init(&k, buffer_write, &b);
   as_render_fork_label(&k, id, name);
   luaL_pushresult(&b);
+}
+
+/* core.fork_label(id [, name]) -> "fork #id 'name'" */
+static int bt_fork_label(lua_State *L) {
+  lua_Integer id = luaL_checkinteger(L, 1);
+  as_backtrace_push_fork_label(L, id, luaL_optstring(L, 2, NULL));
   return 1;
+}
+
+/* Frames looked at for the place a fork is blocked: the innermost Lua frame
+** with a line is usually the first or second (a C primitive such as
+** channel:recv may come first). */
+#define WHERE_FRAMES 4
+
+void as_backtrace_push_fork_where(lua_State *L, as_state *st, as_fork *f, int index) {
+  luaL_Buffer b;
+  as_sink k;
+  reader r;
+  as_rframe fr;
+  as_walk_opts opts = {0, WHERE_FRAMES, 0, 0, 0};
+  long i, site = -1;
+  int raw;
+  as_backtrace_push_fork(L, st, f, &opts);
+  raw = lua_gettop(L);
+  reader_init(&r, L, raw, 0);
+  for (i = 0; i < r.t.n && site < 0; i++) {
+    read_frame(&r, i, &fr);
+    if (fr.what != 'C' && fr.line > 0) site = i;
+  }
+  luaL_buffinit(L, &b);
+  as_sink_init(&k, buffer_write, &b);
+  as_render_fork_label(&k, f->id, f->name_cstr);
+  as_render_str(&k, " (");
+  if (index > 0) {
+    as_render_str(&k, "index ");
+    as_render_int(&k, index);
+    as_render_str(&k, ", ");
+  }
+  if (f->nargs >= 0) {
+    as_render_str(&k, "not started yet)");
+  } else {
+    if (f->await_ops != NULL && !as_fork_ended(f)) {
+      as_render_str(&k, f->status == AS_RUNNABLE ? "runnable after " : "blocked in ");
+      as_render_str(&k, f->await_ops->name);
+    } else {
+      as_render_str(&k, as_fork_status_name(f->status));
+    }
+    if (site >= 0) {
+      read_frame(&r, site, &fr);
+      as_render_str(&k, " at ");
+      as_render_location(&k, &fr);
+    }
+    as_render_str(&k, ")");
+  }
+  luaL_pushresult(&b);
+  lua_remove(L, raw);
 }
 
 /* ------------------------------------------------------- entry points */

@@ -8,6 +8,7 @@
 #include "module.h"
 #include "sched.h"
 #include "check.h"
+#include "backtrace.h"
 #include <lauxlib.h>
 
 /* Fork ids are unique per process (DESIGN §2), so the counter cannot live in
@@ -133,13 +134,11 @@ static int fork_status(lua_State *L) {
   return 1;
 }
 
+/* "fork #7 'worker'": the label every view uses (render.c). */
 static int fork_tostring(lua_State *L) {
   as_fork *f = as_fork_check(L, 1);
   as_fork_push_name(L, 1);
-  if (lua_isstring(L, -1))
-    lua_pushfstring(L, "fork #%I (%s)", (LUAI_UACINT)f->id, lua_tostring(L, -1));
-  else
-    lua_pushfstring(L, "fork #%I", (LUAI_UACINT)f->id);
+  as_backtrace_push_fork_label(L, f->id, lua_tostring(L, -1));
   return 1;
 }
 
