@@ -161,7 +161,7 @@ local ROWS = {
     returns = function(ctx, ok, e)
       assert.is_false(ok)
       assert.is_true(as.Timeout:is(e))
-      assert.are.equal(("pwait: timed out waiting for fork #%d"):format(ctx.child:id()), e:getMessage())
+      assert.are.equal(("pwait: timed out waiting for fork #%d (sleeping at spec/bad_input_spec.lua:40)"):format(ctx.child:id()), e:getMessage())
     end },
   { api = "wait", what = "in a table.sort comparator", where = "inside",
     setup = function(ctx) ctx.child = ctx.fork(short_sleeper) end,
@@ -674,7 +674,7 @@ local ROWS = {
     returns = function(ctx, ok, e)
       assert.is_false(ok)
       assert.is_true(as.Timeout:is(e))
-      assert.are.equal(("wait_all: timed out waiting for fork #%d (index 1)"):format(ctx.child:id()), e:getMessage())
+      assert.are.equal(("wait_all: timed out waiting for fork #%d (index 1, sleeping at spec/bad_input_spec.lua:40)"):format(ctx.child:id()), e:getMessage())
     end },
 
   ---------------------------------------------------------- f:cancel()

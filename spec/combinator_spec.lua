@@ -66,7 +66,7 @@ describe("asyncstack.combinators", function()
         b:cancel()
       end)
       assert.is_true(as.Timeout:is(e))
-      assert.are.equal(("wait_all: timed out waiting for fork #%d (index 2)"):format(ids[2]), e:getMessage())
+      assert.are.equal(("wait_all: timed out waiting for fork #%d (index 2, sleeping at spec/combinator_spec.lua:6)"):format(ids[2]), e:getMessage())
     end)
 
     it("waits for 10,000 forks", function()
@@ -107,7 +107,7 @@ describe("asyncstack.combinators", function()
         return err
       end)
       assert.is_true(as.Timeout:is(e))
-      assert.matches("^wait_any: timed out waiting for fork #%d+ %(index 1%)$", e:getMessage())
+      assert.matches("^wait_any: timed out waiting for fork #%d+ %(index 1, sleeping at spec/combinator_spec%.lua:6%)$", e:getMessage())
     end)
   end)
 

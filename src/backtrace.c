@@ -293,6 +293,19 @@ static int bt_fork_label(lua_State *L) {
 ** channel:recv may come first). */
 #define WHERE_FRAMES 4
 
+/* What a suspended fork is doing, in words (its await kind). */
+static const char *await_words(const as_fork *f) {
+  static const struct { const char *kind, *words; } table[] = {
+    {"sleep", "sleeping"}, {"wait", "waiting on a fork"},
+    {"channel", "waiting on a channel"}, {"fd", "waiting on an fd"},
+  };
+  size_t i;
+  if (f->status == AS_RUNNABLE) return "runnable after a yield";
+  for (i = 0; i < sizeof table / sizeof table[0]; i++)
+    if (strcmp(f->await_ops->name, table[i].kind) == 0) return table[i].words;
+  return f->await_ops->name;
+}
+
 void as_backtrace_push_fork_where(lua_State *L, as_state *st, as_fork *f, int index) {
   luaL_Buffer b;
   as_sink k;
@@ -321,8 +334,7 @@ void as_backtrace_push_fork_where(lua_State *L, as_state *st, as_fork *f, int in
     as_render_str(&k, "not started yet)");
   } else {
     if (f->await_ops != NULL && !as_fork_ended(f)) {
-      as_render_str(&k, f->status == AS_RUNNABLE ? "runnable after " : "blocked in ");
-      as_render_str(&k, f->await_ops->name);
+      as_render_str(&k, await_words(f));
     } else {
       as_render_str(&k, as_fork_status_name(f->status));
     }

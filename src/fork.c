@@ -76,7 +76,7 @@ as_fork *as_fork_new(lua_State *L, int fn_idx, int nargs) {
   lua_State *co;
   int i;
   fn_idx = lua_absindex(L, fn_idx);
-  f = (as_fork *)lua_newuserdatauv(L, sizeof(as_fork), 5);
+  f = (as_fork *)lua_newuserdatauv(L, sizeof(as_fork), 6);
   memset(f, 0, sizeof *f);
   f->heap_index = -1;
   f->slot = f->spawner_slot = 0;
@@ -102,6 +102,10 @@ void as_fork_set_spawn_site(lua_State *L, int ud_idx, as_fork *f, int level) {
   return;
 #endif
   ud_idx = lua_absindex(L, ud_idx);
+  if (f->sched != NULL && f->sched->running != NULL && f->sched->running->name_cstr != NULL) {
+    lua_pushstring(L, f->sched->running->name_cstr);   /* interned: found, not copied */
+    lua_setiuservalue(L, ud_idx, 6);
+  }
   if (lua_getstack(L, level, &ar) && lua_getinfo(L, "fl", &ar)) {
     f->spawn_line = ar.currentline;
     lua_setiuservalue(L, ud_idx, 3);
@@ -174,7 +178,12 @@ static int fork_info(lua_State *L) {
   if (f->heap_index >= 0) { lua_pushnumber(L, f->deadline); lua_setfield(L, -2, "deadline"); }
   if (f->status == AS_WAITING && f->await_ops != NULL && f->await_ops->describe != NULL)
     f->await_ops->describe(L, f);
+  if (f->status == AS_FAILED) {
+    lua_getiuservalue(L, 1, 4);
+    lua_setfield(L, -2, "error");
+  }
   lua_pushinteger(L, f->spawner_id); lua_setfield(L, -2, "spawned_by");
+  lua_getiuservalue(L, 1, 6); lua_setfield(L, -2, "spawner_name");
   lua_pushinteger(L, (lua_Integer)f->resumes); lua_setfield(L, -2, "resumes");
   lua_getiuservalue(L, 1, 3);
   if (!lua_isnil(L, -1)) {
