@@ -241,7 +241,7 @@ describe("asyncstack.cancel", function()
       it("rejects a non-fork self", function()
         local f
         as.run(function() f = as.fork(function() end) end)
-        assert.are.equal("bad argument #1 to 'cancel' (asyncstack.Fork expected, got number)",
+        assert.are.equal("bad argument #1 to 'cancel' (asyncstack.Fork expected, got number; call it as f:cancel())",
                          error_of(function() f.cancel(1) end))
       end)
     end)

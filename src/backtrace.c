@@ -199,11 +199,13 @@ void as_backtrace_expand(lua_State *L, int raw) {
     } else {
       field_str(L, "function", fr.global_name ? fr.global_name : fr.guessed_name);
     }
-    field_int(L, "fork", fr.fork_id);
+    field_int(L, "fork_id", fr.fork_id);
+    field_int(L, "fork", fr.fork_id);        /* the old name of fork_id (README) */
     field_str(L, "fork_name", fr.fork_name);
     if (fr.boundary > AS_BOUND_NONE && fr.boundary <= AS_BOUND_UNBRIDGED)
       field_str(L, "boundary", boundary_names[fr.boundary]);
-    field_int(L, "from_fork", fr.from_id);
+    field_int(L, "from_fork_id", fr.from_id);
+    field_int(L, "from_fork", fr.from_id);   /* the old name of from_fork_id */
     field_str(L, "from_fork_name", fr.from_name);
     if (fr.via != AS_VIA_NONE) {
       luaL_Buffer b;

@@ -116,13 +116,27 @@ void as_fork_push_name(lua_State *L, int ud_idx) {
   lua_getiuservalue(L, ud_idx, 2);
 }
 
+/* The self of a method, or an error that says how to call it: `f.id` is
+** the method (a function, as Lua's own methods are), so `f.id()` or
+** `f.id(x)` are the mistakes that reach here. */
+static as_fork *check_self(lua_State *L, const char *method) {
+  as_fork *f = as_fork_test(L, 1);
+  if (f == NULL) {
+    const char *got = luaL_typename(L, 1);
+    if (luaL_getmetafield(L, 1, "__name") == LUA_TSTRING) got = lua_tostring(L, -1);
+    luaL_argerror(L, 1, lua_pushfstring(L, "%s expected, got %s; call it as f:%s()",
+                                        AS_FORK_MT, got, method));
+  }
+  return f;
+}
+
 static int fork_id(lua_State *L) {
-  lua_pushinteger(L, as_fork_check(L, 1)->id);
+  lua_pushinteger(L, check_self(L, "id")->id);
   return 1;
 }
 
 static int fork_name(lua_State *L) {
-  as_fork *f = as_fork_check(L, 1);
+  as_fork *f = check_self(L, "name");
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TSTRING);
     lua_settop(L, 2);
@@ -134,7 +148,7 @@ static int fork_name(lua_State *L) {
 }
 
 static int fork_status(lua_State *L) {
-  lua_pushstring(L, as_fork_status_name(as_fork_check(L, 1)->status));
+  lua_pushstring(L, as_fork_status_name(check_self(L, "status")->status));
   return 1;
 }
 
@@ -149,7 +163,7 @@ static int fork_tostring(lua_State *L) {
 /* f:cancel() -> true, or false when f has already ended (sched.c says what
 ** a cancel does to each state). */
 static int fork_cancel(lua_State *L) {
-  return as_sched_cancel(L, as_state_get(L), as_fork_check(L, 1));
+  return as_sched_cancel(L, as_state_get(L), check_self(L, "cancel"));
 }
 
 /* Only forks with an unretrieved failure have this (see above). */

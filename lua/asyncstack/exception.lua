@@ -248,7 +248,7 @@ end
 local function already_shown(frames, fr)
   if not fr then return true end
   for _, other in ipairs(frames) do
-    if other.fork == fr.fork and other.func == fr.func and other.line == fr.line then
+    if other.fork_id == fr.fork_id and other.func == fr.func and other.line == fr.line then
       return true
     end
   end

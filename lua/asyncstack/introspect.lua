@@ -30,7 +30,7 @@ local function task_of(fork, now, with_backtrace)
   local raw = core.fork_capture(fork, not with_backtrace and { limit = 1 } or nil)
   local frames = core.expand(raw)
   local t = {
-    id = info.id, name = info.name, status = info.status,
+    id = info.id, fork_id = info.id, name = info.name, status = info.status,
     since = now - info.since, resumes = info.resumes,
     spawned_by = info.spawned_by ~= 0 and info.spawned_by or nil,
     spawner_name = info.spawner_name,
