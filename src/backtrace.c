@@ -237,7 +237,7 @@ enum view { VIEW_TRACEBACK, VIEW_DUMP, VIEW_PHP, VIEW_RETHROW };
 /* Pushes the text of view `v` of the capture at `raw`. msg: the traceback's
 ** message (or NULL); for VIEW_RETHROW the `how` word, site its frame. */
 static void push_view(lua_State *L, int raw, int v, const char *msg,
-                      size_t msglen, long site) {
+                      size_t msglen, long site, lua_Integer only_fork) {
   reader r;
   luaL_Buffer b;
   as_sink k;
@@ -245,6 +245,12 @@ static void push_view(lua_State *L, int raw, int v, const char *msg,
   luaL_checkstack(L, 24, "traceback");
   reader_init(&r, L, raw, 1);
   r.full = v == VIEW_RETHROW;
+  if (only_fork > 0) {          /* the leading frames that run in that fork */
+    long i = 0;
+    while (i < r.t.n && raw_integer(L, r.raw, i, AS_RAW_FORK) == only_fork) i++;
+    r.t.n = i;
+    r.t.omitted = r.t.skipped = r.t.skip_at = 0;
+  }
   names = r.names;
   luaL_buffinit(L, &b);
   as_sink_init(&k, buffer_write, &b);
@@ -259,8 +265,9 @@ static void push_view(lua_State *L, int raw, int v, const char *msg,
   lua_remove(L, names - 1);     /* the set */
 }
 
-/* core.render(raw, view [, msg | how, site]) -> text. Views: "traceback"
-** (msg optional), "dump", "php", "rethrow" (how, 1-based site or nil). */
+/* core.render(raw, view [, msg | how, site | fork_id]) -> text. Views:
+** "traceback" (msg optional), "dump" (fork_id: only the leading frames that
+** run in that fork), "php", "rethrow" (how, 1-based site or nil). */
 static int bt_render(lua_State *L) {
   static const char *const views[] = { "traceback", "dump", "php", "rethrow", NULL };
   int v;
@@ -268,9 +275,13 @@ static int bt_render(lua_State *L) {
   const char *msg;
   luaL_checktype(L, 1, LUA_TTABLE);
   v = luaL_checkoption(L, 2, NULL, views);
+  if (v == VIEW_DUMP) {
+    push_view(L, 1, v, NULL, 0, -1, luaL_optinteger(L, 3, 0));
+    return 1;
+  }
   msg = luaL_optlstring(L, 3, NULL, &len);
   if (v == VIEW_RETHROW && msg == NULL) msg = luaL_checkstring(L, 3);
-  push_view(L, 1, v, msg, len, (long)luaL_optinteger(L, 4, 0) - 1);
+  push_view(L, 1, v, msg, len, (long)luaL_optinteger(L, 4, 0) - 1, 0);
   return 1;
 }
 
@@ -463,7 +474,7 @@ int as_backtrace_traceback(lua_State *L, int arg) {
   o.skip = level < 0 ? 1000000 : level > 1 ? clamp_count(level - 1) : 0;
   if (o.limit == 0) o.ends = AS_RENDER_HEAD;   /* the text elides the middle */
   as_backtrace_push_current(L, st, &o);
-  push_view(L, -1, VIEW_TRACEBACK, msg, len, 0);
+  push_view(L, -1, VIEW_TRACEBACK, msg, len, 0, 0);
   return 1;
 }
 

@@ -7,7 +7,7 @@ local core = require "asyncstack.core"
 local exception = require "asyncstack.exception"
 
 local format, concat = string.format, table.concat
-local type, ipairs, error = type, ipairs, error
+local type, ipairs, error, rawget = type, ipairs, error, rawget
 local io_type, math_type, math_max, math_floor = io.type, math.type, math.max, math.floor
 local fork_label, render = core.fork_label, core.render
 local _ENV = nil
@@ -134,7 +134,8 @@ end
 local function fork_block(out, t, raw, by_id, now)
   out[#out + 1] = format("%s [%s]  %s", fork_label(t.id, t.name), state_text(t, now),
                          spawn_text(t, by_id))
-  local lines = raw and render(raw, "dump") or ""
+  -- a failed fork's raw is its exception's: its own frames only
+  local lines = raw and render(raw, "dump", t.status == "failed" and t.id or nil) or ""
   if lines ~= "" then out[#out + 1] = lines end
 end
 
@@ -177,6 +178,9 @@ local function dumped_tasks(sched)
     end
     n = n + 1
     tasks[n], raws[n] = task_of(fork, now, true)
+    if tasks[n].status == "failed" and exception.is_exception(tasks[n].error) then
+      raws[n] = rawget(tasks[n].error, "_raw")      -- its raise site: the stack is gone
+    end
   end
   return tasks, raws
 end

@@ -61,8 +61,10 @@ describe("regress 10: messages and dumps", function()
     end)
     as.on_unhandled(nil)
     assert.matches("^scheduler: 2 forks %(1 running, 1 failed%), ", before)
-    assert.matches(("\nfork #%d 'writer' %%[failed %%d+ms ago: %s:%%d+: disk full%%]  spawned by fork #%%d+ 'main' at %s:%%d+\n")
-                     :format(id, HERE_PAT, HERE_PAT), before)
+    assert.matches(("\nfork #%d 'writer' %%[failed %%d+ms ago: %s:%%d+: disk full%%]  spawned by fork #%%d+ 'main' at %s:%%d+\n"
+                    .. "\t#0 %%[C%%] in function 'error'\n"
+                    .. "\t#1 %s:%%d+ in function <%s:%%d+>\n")
+                     :format(id, HERE_PAT, HERE_PAT, HERE_PAT, HERE_PAT), before)
     assert.is_nil(after:find("'writer'", 1, true))
     assert.matches("^scheduler: 1 fork %(1 running%), ", after)
     assert.are.equal(0, #reports)
