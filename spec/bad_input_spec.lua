@@ -161,7 +161,7 @@ local ROWS = {
     returns = function(ctx, ok, e)
       assert.is_false(ok)
       assert.is_true(as.Timeout:is(e))
-      assert.are.equal(("pwait: timed out waiting for fork #%d"):format(ctx.child:id()), e:getMessage())
+      assert.are.equal(("pwait: timed out waiting for fork #%d (sleeping at spec/bad_input_spec.lua:40)"):format(ctx.child:id()), e:getMessage())
     end },
   { api = "wait", what = "in a table.sort comparator", where = "inside",
     setup = function(ctx) ctx.child = ctx.fork(short_sleeper) end,
@@ -414,13 +414,13 @@ local ROWS = {
   ---------------------------------------------------------- Fork methods
   { api = "id", what = "a number self", where = "both",
     call = function(ctx) ctx.old.id(1) end,
-    message = "bad argument #1 to 'id' (asyncstack.Fork expected, got number)" },
+    message = "bad argument #1 to 'id' (asyncstack.Fork expected, got number; call it as f:id())" },
   { api = "id", what = "no self", where = "both",
     call = function(ctx) ctx.old.id() end,
-    message = "bad argument #1 to 'id' (asyncstack.Fork expected, got no value)" },
+    message = "bad argument #1 to 'id' (asyncstack.Fork expected, got no value; call it as f:id())" },
   { api = "name", what = "a table self", where = "both",
     call = function(ctx) ctx.old.name({}) end,
-    message = "bad argument #1 to 'name' (asyncstack.Fork expected, got table)" },
+    message = "bad argument #1 to 'name' (asyncstack.Fork expected, got table; call it as f:name())" },
   { api = "name", what = "a number name", where = "both",
     call = function(ctx) ctx.old:name(42) end,
     message = "bad argument #1 to 'name' (string expected, got number)" },
@@ -429,7 +429,7 @@ local ROWS = {
     message = "bad argument #1 to 'name' (string expected, got table)" },
   { api = "status", what = "a string self", where = "both",
     call = function(ctx) ctx.old.status("done") end,
-    message = "bad argument #1 to 'status' (asyncstack.Fork expected, got string)" },
+    message = "bad argument #1 to 'status' (asyncstack.Fork expected, got string; call it as f:status())" },
   { api = "status", what = "a fork of an ended run (allowed)", where = "both",
     call = function(ctx) return ctx.old:status(), tostring(ctx.old) end,
     returns = function(ctx, st, text)
@@ -674,19 +674,19 @@ local ROWS = {
     returns = function(ctx, ok, e)
       assert.is_false(ok)
       assert.is_true(as.Timeout:is(e))
-      assert.are.equal(("wait_all: timed out waiting for fork #%d (index 1)"):format(ctx.child:id()), e:getMessage())
+      assert.are.equal(("wait_all: timed out waiting for fork #%d (index 1, sleeping at spec/bad_input_spec.lua:40)"):format(ctx.child:id()), e:getMessage())
     end },
 
   ---------------------------------------------------------- f:cancel()
   { api = "cancel", what = "a number self", where = "both",
     call = function(ctx) ctx.old.cancel(1) end,
-    message = "bad argument #1 to 'cancel' (asyncstack.Fork expected, got number)" },
+    message = "bad argument #1 to 'cancel' (asyncstack.Fork expected, got number; call it as f:cancel())" },
   { api = "cancel", what = "no self", where = "both",
     call = function(ctx) ctx.old.cancel() end,
-    message = "bad argument #1 to 'cancel' (asyncstack.Fork expected, got no value)" },
+    message = "bad argument #1 to 'cancel' (asyncstack.Fork expected, got no value; call it as f:cancel())" },
   { api = "cancel", what = "a channel as self", where = "both",
     call = function(ctx) ctx.old.cancel(as.channel()) end,
-    message = "bad argument #1 to 'cancel' (asyncstack.Fork expected, got asyncstack.Channel)" },
+    message = "bad argument #1 to 'cancel' (asyncstack.Fork expected, got asyncstack.Channel; call it as f:cancel())" },
   { api = "cancel", what = "a fork that has ended (allowed: false)", where = "both",
     call = function(ctx) return ctx.old:cancel(), ctx.old:status() end,
     returns = function(_, r, st) assert.is_false(r); assert.are.equal("done", st) end },

@@ -66,7 +66,7 @@ describe("asyncstack.combinators", function()
         b:cancel()
       end)
       assert.is_true(as.Timeout:is(e))
-      assert.are.equal(("wait_all: timed out waiting for fork #%d (index 2)"):format(ids[2]), e:getMessage())
+      assert.are.equal(("wait_all: timed out waiting for fork #%d (index 2, sleeping at spec/combinator_spec.lua:6)"):format(ids[2]), e:getMessage())
     end)
 
     it("waits for 10,000 forks", function()
@@ -107,7 +107,7 @@ describe("asyncstack.combinators", function()
         return err
       end)
       assert.is_true(as.Timeout:is(e))
-      assert.matches("^wait_any: timed out waiting for fork #%d+ %(index 1%)$", e:getMessage())
+      assert.matches("^wait_any: timed out waiting for fork #%d+ %(index 1, sleeping at spec/combinator_spec%.lua:6%)$", e:getMessage())
     end)
   end)
 
@@ -241,7 +241,7 @@ describe("asyncstack.cancel", function()
       it("rejects a non-fork self", function()
         local f
         as.run(function() f = as.fork(function() end) end)
-        assert.are.equal("bad argument #1 to 'cancel' (asyncstack.Fork expected, got number)",
+        assert.are.equal("bad argument #1 to 'cancel' (asyncstack.Fork expected, got number; call it as f:cancel())",
                          error_of(function() f.cancel(1) end))
       end)
     end)

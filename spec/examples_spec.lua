@@ -58,15 +58,17 @@ end)
 describe("asyncstack.examples crawler.lua", function()
   it("times out on /slow, shows where its fork is blocked, and reports the other pages #child", function()
     local out = run_example("crawler.lua")
-    assert.matches("^wait_all failed: wait_all: timed out waiting for fork #%d+ %(index 3%)\n"
-                   .. "asyncstack%.Timeout: wait_all: timed out waiting for fork #%d+ %(index 3%) in examples/crawler%.lua:%d+\n"
+    assert.matches("^wait_all failed: wait_all: timed out waiting for fork #%d+ 'fetch /slow' "
+                   .. "%(index 3, waiting on an fd at examples/crawler%.lua:51%)\n"
+                   .. "asyncstack%.Timeout: wait_all: timed out waiting for fork #%d+ 'fetch /slow' "
+                   .. "%(index 3, waiting on an fd at examples/crawler%.lua:51%) in examples/crawler%.lua:%d+\n"
                    .. "stack traceback:\n\texamples/crawler%.lua:%d+: in function <examples/crawler%.lua:%d+>  %(root of fork #1 'main'%)\n", out)
     -- the late fetch, blocked reading the status line, and the page server behind it
-    assert.matches("\nfork #%d+ 'fetch /slow' %[waiting on fd %d+ %(read%) for [%d.]+s, timeout in [%d.]+s%]  "
+    assert.matches("\nfork #%d+ 'fetch /slow' %[waiting on fd %d+ %(read%) for [%d.]+m?s, timeout in [%d.]+m?s%]  "
                    .. "spawned by fork #1 'main' at examples/crawler%.lua:%d+\n"
                    .. "\t#0 examples/crawler%.lua:%d+ in upvalue 'read_head'\n"
                    .. "\t#1 examples/crawler%.lua:%d+ in [^\n]*'fetch'\n", out)
-    assert.matches("\nfork #%d+ 'page server' %[waiting on fd %d+ %(read%) for [%d.]+s%]  spawned by fork #%d+ 'site'", out)
+    assert.matches("\nfork #%d+ 'page server' %[waiting on fd %d+ %(read%) for [%d.]+m?s%]  spawned by fork #%d+ 'site'", out)
     assert.matches("\nresults:\n"
                    .. "  GET /        %-> 200, 13 bytes\n"
                    .. "  GET /about   %-> 200, 32 bytes\n"

@@ -16,7 +16,7 @@ describe("asyncstack.Fork", function()
       it("rejects a non-fork self", function()
         local f
         as.run(function() f = as.fork(function() end) end)
-        assert.are.equal("bad argument #1 to 'id' (asyncstack.Fork expected, got table)",
+        assert.are.equal("bad argument #1 to 'id' (asyncstack.Fork expected, got table; call it as f:id())",
                          error_of(function() f.id({}) end))
       end)
     end)
@@ -79,7 +79,7 @@ describe("asyncstack.Fork", function()
       it("rejects a non-fork self", function()
         local f
         as.run(function() f = as.fork(function() end) end)
-        assert.are.equal("bad argument #1 to 'status' (asyncstack.Fork expected, got no value)",
+        assert.are.equal("bad argument #1 to 'status' (asyncstack.Fork expected, got no value; call it as f:status())",
                          error_of(function() f.status() end))
       end)
     end)
@@ -91,7 +91,7 @@ describe("asyncstack.Fork", function()
         local f = as.fork(function() end)
         assert.are.equal("fork #" .. f:id(), tostring(f))
         f:name("w")
-        assert.are.equal("fork #" .. f:id() .. " (w)", tostring(f))
+        assert.are.equal("fork #" .. f:id() .. " 'w'", tostring(f))
       end)
     end)
   end)

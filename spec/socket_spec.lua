@@ -149,7 +149,7 @@ describe("asyncstack.socket", function()
       end)
       assert.are.same({ nil, "closed" }, results)
       -- the wait is shown at the caller's line; frames of socket.lua are hidden
-      assert.matches("fork #%d+ 'acceptor' %[waiting on fd %d+ %(read%) for [%d.]+s%]  spawned by [^\n]*\n"
+      assert.matches("fork #%d+ 'acceptor' %[waiting on fd %d+ %(read%) for %d+ms%]  spawned by [^\n]*\n"
                      .. "\t#0 spec/socket_spec.lua:%d+ in function <spec/socket_spec.lua:%d+>\n", dump)
     end)
   end)
@@ -268,7 +268,7 @@ describe("asyncstack.socket", function()
         reader:cancel()
         as.pwait(reader)
       end)
-      assert.matches("^receive: fork #%d+ %(reader%) is already waiting to read on this socket "
+      assert.matches("^receive: fork #%d+ 'reader' is already waiting to read on this socket "
                      .. "%(one reader and one writer at a time%)$", err)
     end)
 

@@ -199,11 +199,13 @@ void as_backtrace_expand(lua_State *L, int raw) {
     } else {
       field_str(L, "function", fr.global_name ? fr.global_name : fr.guessed_name);
     }
-    field_int(L, "fork", fr.fork_id);
+    field_int(L, "fork_id", fr.fork_id);
+    field_int(L, "fork", fr.fork_id);        /* the old name of fork_id (README) */
     field_str(L, "fork_name", fr.fork_name);
     if (fr.boundary > AS_BOUND_NONE && fr.boundary <= AS_BOUND_UNBRIDGED)
       field_str(L, "boundary", boundary_names[fr.boundary]);
-    field_int(L, "from_fork", fr.from_id);
+    field_int(L, "from_fork_id", fr.from_id);
+    field_int(L, "from_fork", fr.from_id);   /* the old name of from_fork_id */
     field_str(L, "from_fork_name", fr.from_name);
     if (fr.via != AS_VIA_NONE) {
       luaL_Buffer b;
@@ -235,7 +237,7 @@ enum view { VIEW_TRACEBACK, VIEW_DUMP, VIEW_PHP, VIEW_RETHROW };
 /* Pushes the text of view `v` of the capture at `raw`. msg: the traceback's
 ** message (or NULL); for VIEW_RETHROW the `how` word, site its frame. */
 static void push_view(lua_State *L, int raw, int v, const char *msg,
-                      size_t msglen, long site) {
+                      size_t msglen, long site, lua_Integer only_fork) {
   reader r;
   luaL_Buffer b;
   as_sink k;
@@ -243,6 +245,12 @@ static void push_view(lua_State *L, int raw, int v, const char *msg,
   luaL_checkstack(L, 24, "traceback");
   reader_init(&r, L, raw, 1);
   r.full = v == VIEW_RETHROW;
+  if (only_fork > 0) {          /* the leading frames that run in that fork */
+    long i = 0;
+    while (i < r.t.n && raw_integer(L, r.raw, i, AS_RAW_FORK) == only_fork) i++;
+    r.t.n = i;
+    r.t.omitted = r.t.skipped = r.t.skip_at = 0;
+  }
   names = r.names;
   luaL_buffinit(L, &b);
   as_sink_init(&k, buffer_write, &b);
@@ -257,8 +265,9 @@ static void push_view(lua_State *L, int raw, int v, const char *msg,
   lua_remove(L, names - 1);     /* the set */
 }
 
-/* core.render(raw, view [, msg | how, site]) -> text. Views: "traceback"
-** (msg optional), "dump", "php", "rethrow" (how, 1-based site or nil). */
+/* core.render(raw, view [, msg | how, site | fork_id]) -> text. Views:
+** "traceback" (msg optional), "dump" (fork_id: only the leading frames that
+** run in that fork), "php", "rethrow" (how, 1-based site or nil). */
 static int bt_render(lua_State *L) {
   static const char *const views[] = { "traceback", "dump", "php", "rethrow", NULL };
   int v;
@@ -266,23 +275,91 @@ static int bt_render(lua_State *L) {
   const char *msg;
   luaL_checktype(L, 1, LUA_TTABLE);
   v = luaL_checkoption(L, 2, NULL, views);
+  if (v == VIEW_DUMP) {
+    push_view(L, 1, v, NULL, 0, -1, luaL_optinteger(L, 3, 0));
+    return 1;
+  }
   msg = luaL_optlstring(L, 3, NULL, &len);
   if (v == VIEW_RETHROW && msg == NULL) msg = luaL_checkstring(L, 3);
-  push_view(L, 1, v, msg, len, (long)luaL_optinteger(L, 4, 0) - 1);
+  push_view(L, 1, v, msg, len, (long)luaL_optinteger(L, 4, 0) - 1, 0);
   return 1;
 }
 
-/* core.fork_label(id [, name]) -> "fork #id 'name'" */
-static int bt_fork_label(lua_State *L) {
+void as_backtrace_push_fork_label(lua_State *L, lua_Integer id, const char *name) {
   luaL_Buffer b;
   as_sink k;
-  lua_Integer id = luaL_checkinteger(L, 1);
-  const char *name = luaL_optstring(L, 2, NULL);
   luaL_buffinit(L, &b);
   as_sink_init(&k, buffer_write, &b);
   as_render_fork_label(&k, id, name);
   luaL_pushresult(&b);
+}
+
+/* core.fork_label(id [, name]) -> "fork #id 'name'" */
+static int bt_fork_label(lua_State *L) {
+  lua_Integer id = luaL_checkinteger(L, 1);
+  as_backtrace_push_fork_label(L, id, luaL_optstring(L, 2, NULL));
   return 1;
+}
+
+/* Frames looked at for the place a fork is blocked: the innermost Lua frame
+** with a line is usually the first or second (a C primitive such as
+** channel:recv may come first). */
+#define WHERE_FRAMES 4
+
+/* What a suspended fork is doing, in words (its await kind). */
+static const char *await_words(const as_fork *f) {
+  static const struct { const char *kind, *words; } table[] = {
+    {"sleep", "sleeping"}, {"wait", "waiting on a fork"},
+    {"channel", "waiting on a channel"}, {"fd", "waiting on an fd"},
+  };
+  size_t i;
+  if (f->status == AS_RUNNABLE) return "runnable after a yield";
+  for (i = 0; i < sizeof table / sizeof table[0]; i++)
+    if (strcmp(f->await_ops->name, table[i].kind) == 0) return table[i].words;
+  return f->await_ops->name;
+}
+
+void as_backtrace_push_fork_where(lua_State *L, as_state *st, as_fork *f, int index) {
+  luaL_Buffer b;
+  as_sink k;
+  reader r;
+  as_rframe fr;
+  as_walk_opts opts = {0, WHERE_FRAMES, 0, 0, 0};
+  long i, site = -1;
+  int raw;
+  as_backtrace_push_fork(L, st, f, &opts);
+  raw = lua_gettop(L);
+  reader_init(&r, L, raw, 0);
+  for (i = 0; i < r.t.n && site < 0; i++) {
+    read_frame(&r, i, &fr);
+    if (fr.what != 'C' && fr.line > 0) site = i;
+  }
+  luaL_buffinit(L, &b);
+  as_sink_init(&k, buffer_write, &b);
+  as_render_fork_label(&k, f->id, f->name_cstr);
+  as_render_str(&k, " (");
+  if (index > 0) {
+    as_render_str(&k, "index ");
+    as_render_int(&k, index);
+    as_render_str(&k, ", ");
+  }
+  if (f->nargs >= 0) {
+    as_render_str(&k, "not started yet)");
+  } else {
+    if (f->await_ops != NULL && !as_fork_ended(f)) {
+      as_render_str(&k, await_words(f));
+    } else {
+      as_render_str(&k, as_fork_status_name(f->status));
+    }
+    if (site >= 0) {
+      read_frame(&r, site, &fr);
+      as_render_str(&k, " at ");
+      as_render_location(&k, &fr);
+    }
+    as_render_str(&k, ")");
+  }
+  luaL_pushresult(&b);
+  lua_remove(L, raw);
 }
 
 /* ------------------------------------------------------- entry points */
@@ -397,7 +474,7 @@ int as_backtrace_traceback(lua_State *L, int arg) {
   o.skip = level < 0 ? 1000000 : level > 1 ? clamp_count(level - 1) : 0;
   if (o.limit == 0) o.ends = AS_RENDER_HEAD;   /* the text elides the middle */
   as_backtrace_push_current(L, st, &o);
-  push_view(L, -1, VIEW_TRACEBACK, msg, len, 0);
+  push_view(L, -1, VIEW_TRACEBACK, msg, len, 0, 0);
   return 1;
 }
 

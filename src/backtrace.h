@@ -61,6 +61,15 @@ void as_backtrace_push_current(lua_State *L, as_state *st,
 ** bounded (AS_WALK_RAISE_SITE). For the hooks of module.h. */
 void as_backtrace_push_raise_site(lua_State *L, as_state *st);
 
+/* Pushes "fork #id 'name'" (render.c's label): the one label of a fork. */
+void as_backtrace_push_fork_label(lua_State *L, lua_Integer id, const char *name);
+
+/* Pushes fork f's label and where it is: "fork #5 'worker' (blocked in sleep
+** at t.lua:4)", "(runnable after yield at ...)", "(not started yet)"; with
+** index > 0, "(index 3, blocked in ...)". For messages (timeouts) that name
+** a fork the reader cannot see. */
+void as_backtrace_push_fork_where(lua_State *L, as_state *st, as_fork *f, int index);
+
 /* Pushes the frame tables (innermost first) of the raw capture at `raw`. */
 void as_backtrace_expand(lua_State *L, int raw);
 

@@ -8,6 +8,7 @@
 #include "module.h"
 #include "sched.h"
 #include "check.h"
+#include "backtrace.h"
 #include <lauxlib.h>
 
 /* Fork ids are unique per process (DESIGN §2), so the counter cannot live in
@@ -75,7 +76,7 @@ as_fork *as_fork_new(lua_State *L, int fn_idx, int nargs) {
   lua_State *co;
   int i;
   fn_idx = lua_absindex(L, fn_idx);
-  f = (as_fork *)lua_newuserdatauv(L, sizeof(as_fork), 5);
+  f = (as_fork *)lua_newuserdatauv(L, sizeof(as_fork), 6);
   memset(f, 0, sizeof *f);
   f->heap_index = -1;
   f->slot = f->spawner_slot = 0;
@@ -101,6 +102,10 @@ void as_fork_set_spawn_site(lua_State *L, int ud_idx, as_fork *f, int level) {
   return;
 #endif
   ud_idx = lua_absindex(L, ud_idx);
+  if (f->sched != NULL && f->sched->running != NULL && f->sched->running->name_cstr != NULL) {
+    lua_pushstring(L, f->sched->running->name_cstr);   /* interned: found, not copied */
+    lua_setiuservalue(L, ud_idx, 6);
+  }
   if (lua_getstack(L, level, &ar) && lua_getinfo(L, "fl", &ar)) {
     f->spawn_line = ar.currentline;
     lua_setiuservalue(L, ud_idx, 3);
@@ -111,13 +116,27 @@ void as_fork_push_name(lua_State *L, int ud_idx) {
   lua_getiuservalue(L, ud_idx, 2);
 }
 
+/* The self of a method, or an error that says how to call it: `f.id` is
+** the method (a function, as Lua's own methods are), so `f.id()` or
+** `f.id(x)` are the mistakes that reach here. */
+static as_fork *check_self(lua_State *L, const char *method) {
+  as_fork *f = as_fork_test(L, 1);
+  if (f == NULL) {
+    const char *got = luaL_typename(L, 1);
+    if (luaL_getmetafield(L, 1, "__name") == LUA_TSTRING) got = lua_tostring(L, -1);
+    luaL_argerror(L, 1, lua_pushfstring(L, "%s expected, got %s; call it as f:%s()",
+                                        AS_FORK_MT, got, method));
+  }
+  return f;
+}
+
 static int fork_id(lua_State *L) {
-  lua_pushinteger(L, as_fork_check(L, 1)->id);
+  lua_pushinteger(L, check_self(L, "id")->id);
   return 1;
 }
 
 static int fork_name(lua_State *L) {
-  as_fork *f = as_fork_check(L, 1);
+  as_fork *f = check_self(L, "name");
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TSTRING);
     lua_settop(L, 2);
@@ -129,24 +148,22 @@ static int fork_name(lua_State *L) {
 }
 
 static int fork_status(lua_State *L) {
-  lua_pushstring(L, as_fork_status_name(as_fork_check(L, 1)->status));
+  lua_pushstring(L, as_fork_status_name(check_self(L, "status")->status));
   return 1;
 }
 
+/* "fork #7 'worker'": the label every view uses (render.c). */
 static int fork_tostring(lua_State *L) {
   as_fork *f = as_fork_check(L, 1);
   as_fork_push_name(L, 1);
-  if (lua_isstring(L, -1))
-    lua_pushfstring(L, "fork #%I (%s)", (LUAI_UACINT)f->id, lua_tostring(L, -1));
-  else
-    lua_pushfstring(L, "fork #%I", (LUAI_UACINT)f->id);
+  as_backtrace_push_fork_label(L, f->id, lua_tostring(L, -1));
   return 1;
 }
 
 /* f:cancel() -> true, or false when f has already ended (sched.c says what
 ** a cancel does to each state). */
 static int fork_cancel(lua_State *L) {
-  return as_sched_cancel(L, as_state_get(L), as_fork_check(L, 1));
+  return as_sched_cancel(L, as_state_get(L), check_self(L, "cancel"));
 }
 
 /* Only forks with an unretrieved failure have this (see above). */
@@ -175,7 +192,12 @@ static int fork_info(lua_State *L) {
   if (f->heap_index >= 0) { lua_pushnumber(L, f->deadline); lua_setfield(L, -2, "deadline"); }
   if (f->status == AS_WAITING && f->await_ops != NULL && f->await_ops->describe != NULL)
     f->await_ops->describe(L, f);
+  if (f->status == AS_FAILED) {
+    lua_getiuservalue(L, 1, 4);
+    lua_setfield(L, -2, "error");
+  }
   lua_pushinteger(L, f->spawner_id); lua_setfield(L, -2, "spawned_by");
+  lua_getiuservalue(L, 1, 6); lua_setfield(L, -2, "spawner_name");
   lua_pushinteger(L, (lua_Integer)f->resumes); lua_setfield(L, -2, "resumes");
   lua_getiuservalue(L, 1, 3);
   if (!lua_isnil(L, -1)) {

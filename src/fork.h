@@ -8,6 +8,8 @@
 **   3  the function that spawned it (spawn site), or nil
 **   4  for a failed fork: the value a waiter re-raises (see on_failure)
 **   5  the async stack's array once it outgrew the inline frames
+**   6  its spawner's name when it was spawned (string or nil), so that
+**      "spawned by" still names a spawner that has ended
 ** While a fork has not ended, the scheduler's live table anchors it (at
 ** `slot`), so the pointers between live forks (waiters, run queue, timer
 ** heap) never dangle. Ended forks are held only by user references.

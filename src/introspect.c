@@ -50,7 +50,8 @@ static int introspect_dump_on_signal(lua_State *L) {
 }
 
 /* core.scheduler_info() -> nil outside run, else {forks = {live forks by id},
-** runq = n, timers = n, running = id | nil} */
+** failed = {failed forks nobody retrieved yet, by id}, runq = n, timers = n,
+** running = id | nil} */
 static int introspect_scheduler_info(lua_State *L) {
   as_state *st = as_state_get(L);
   as_sched *s = st->sched;
@@ -58,9 +59,11 @@ static int introspect_scheduler_info(lua_State *L) {
     lua_pushnil(L);
     return 1;
   }
-  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, 5);
   as_sched_push_live_list(L, s);
   lua_setfield(L, -2, "forks");
+  as_unhandled_push_unretrieved(L, &s->unhandled);
+  lua_setfield(L, -2, "failed");
   lua_pushinteger(L, (lua_Integer)s->runq.len);
   lua_setfield(L, -2, "runq");
   lua_pushinteger(L, (lua_Integer)s->timers.len);

@@ -119,3 +119,24 @@ void as_unhandled_report_all(lua_State *L, as_state *st, as_unhandled *u) {
   /* finalizers that ran during those reports queued theirs */
   if (u->pending) as_unhandled_drain(L, st, u);
 }
+
+void as_unhandled_push_unretrieved(lua_State *L, as_unhandled *u) {
+  lua_Integer i, n, kept = 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, u->failed_ref);
+  as_sched_push_sorted_forks(L, -1, 1);
+  lua_remove(L, -2);
+  n = (lua_Integer)lua_rawlen(L, -1);
+  for (i = 1; i <= n; i++) {          /* compact in place, keeping id order */
+    as_fork *f;
+    lua_rawgeti(L, -1, i);
+    f = (as_fork *)lua_touserdata(L, -1);
+    if (f->status == AS_FAILED && !f->retrieved && !f->reported)
+      lua_rawseti(L, -2, ++kept);
+    else
+      lua_pop(L, 1);
+  }
+  for (i = kept + 1; i <= n; i++) {
+    lua_pushnil(L);
+    lua_rawseti(L, -2, i);
+  }
+}

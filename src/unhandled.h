@@ -37,6 +37,10 @@ void as_unhandled_report(lua_State *L, as_state *st, int ud_idx);
 /* Delivers the queued reports (the loop's safe points). */
 void as_unhandled_drain(lua_State *L, as_state *st, as_unhandled *u);
 
+/* Pushes an array, in id order, of the run's failed forks whose failure
+** nobody has retrieved and that have not been reported yet (as.dump). */
+void as_unhandled_push_unretrieved(lua_State *L, as_unhandled *u);
+
 /* At the end of run: reports every failure nobody retrieved, by fork id. */
 void as_unhandled_report_all(lua_State *L, as_state *st, as_unhandled *u);
 

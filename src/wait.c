@@ -152,8 +152,10 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
   int protected = (int)ctx;
   (void)status;
   if (me && me->wake == AS_WAKE_TIMEOUT && !as_fork_ended(t)) {
-    const char *msg = lua_pushfstring(L, "%s: timed out waiting for fork #%I",
-                                      protected ? "pwait" : "wait", (LUAI_UACINT)t->id);
+    const char *msg;
+    as_backtrace_push_fork_where(L, st, t, 0);
+    msg = lua_pushfstring(L, "%s: timed out waiting for %s",
+                          protected ? "pwait" : "wait", lua_tostring(L, -1));
     if (!protected) return as_sched_raise_kind(L, st, "Timeout", msg);
     lua_pushboolean(L, 0);
     as_sched_push_kind(L, st, "Timeout", msg);
@@ -301,7 +303,8 @@ static int combinator_k(lua_State *L, int status, lua_KContext ctx) {
     for (i = 1; i <= n; i++) {
       as_fork *f = list_fork(L, i);
       if (as_fork_ended(f)) continue;
-      lua_pushfstring(L, "%sfork #%I (index %d)", first ? "" : ", ", (LUAI_UACINT)f->id, i);
+      if (!first) luaL_addstring(&b, ", ");
+      as_backtrace_push_fork_where(L, st, f, i);
       luaL_addvalue(&b);
       first = 0;
     }

@@ -222,7 +222,11 @@ static void store(walker *w, const frame_rec *r) {
   if (r->fork == NULL && r->gone_id > 0) {
     lua_pushinteger(L, r->gone_id);
     raw_set(w, AS_RAW_FORK);
-    raw_false(w, AS_RAW_FORK_NAME);
+    push_fork_ud(w, r->spawned);          /* the name it had (fork.h: uservalue 6) */
+    if (!lua_isnil(L, -1)) lua_getiuservalue(L, -1, 6); else lua_pushnil(L);
+    lua_remove(L, -2);
+    if (lua_isnil(L, -1)) { lua_pop(L, 1); lua_pushboolean(L, 0); }
+    raw_set(w, AS_RAW_FORK_NAME);
   } else {
     raw_set_fork(w, r->fork, AS_RAW_FORK, AS_RAW_FORK_NAME);
   }

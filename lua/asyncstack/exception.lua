@@ -130,6 +130,7 @@ function Exception.extend(class, name)
     __parent = class, __class_name = name, __name = name,
     __short_name = name:match("[^.]*$"),
     __tostring = rawget(Exception, "__tostring"),
+    __concat = rawget(Exception, "__concat"),
   }
   sub.__index = sub
   return setmetatable(sub, class_meta)
@@ -225,11 +226,21 @@ local function class_name(e)
   return type(mt) == "table" and rawget(mt, "__class_name") or "asyncstack.Exception"
 end
 
+-- "Class: message in file:line". The location goes on the message's first
+-- line (a multi-line message, such as a deadlock's dump, keeps its other
+-- lines as they are), and is left out when the message already starts with
+-- it (error("x") inside the same line: "t.lua:6: x").
 local function header(e)
-  local text = class_name(e) .. ": " .. bounded(describe_value(rawget(e, "_message")))
+  local message = bounded(describe_value(rawget(e, "_message")))
   local file, line = e:getFile(), e:getLine()
-  if file then text = text .. format(" in %s:%d", file, line) end
-  return text
+  if not file then return class_name(e) .. ": " .. message end
+  local at = format("%s:%d", file, line)
+  if message:sub(1, #at + 1) == at .. ":" then return class_name(e) .. ": " .. message end
+  local first, rest = message:match("^([^\n]*)(\n.*)$")
+  if not first then return format("%s: %s in %s", class_name(e), message, at) end
+  local colon = first:sub(-1) == ":" and ":" or ""
+  if colon ~= "" then first = first:sub(1, -2) end
+  return format("%s: %s in %s%s%s", class_name(e), first, at, colon, rest)
 end
 
 -- True when the trace already shows this frame (same fork, function, line):
@@ -237,7 +248,7 @@ end
 local function already_shown(frames, fr)
   if not fr then return true end
   for _, other in ipairs(frames) do
-    if other.fork == fr.fork and other.func == fr.func and other.line == fr.line then
+    if other.fork_id == fr.fork_id and other.func == fr.func and other.line == fr.line then
       return true
     end
   end
@@ -283,6 +294,19 @@ Exception.__tostring = function(e)
   local ok, text = pcall(to_string, e)
   if ok then return text end
   return class_name(e) .. ": (message could not be formatted: " .. describe_value(text) .. ")"
+end
+
+-- `"failed: " .. e` and `e .. "!"` work as with tostring(e) (string idioms
+-- on errors from wait). Anything but strings and numbers on the other side
+-- raises as Lua's own concatenation does.
+Exception.__concat = function(a, b)
+  local function side(v)
+    local kind = type(v)
+    if kind == "string" or kind == "number" then return v end
+    if is_exception(v) then return tostring(v) end
+    error(format("attempt to concatenate a %s value", kind), 3)
+  end
+  return side(a) .. side(b)
 end
 
 ------------------------------------------------------------- built-ins

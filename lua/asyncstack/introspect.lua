@@ -4,16 +4,18 @@
 -- who spawned it and where, and its async backtrace at the await point.
 
 local core = require "asyncstack.core"
+local exception = require "asyncstack.exception"
 
 local format, concat = string.format, table.concat
-local type, ipairs, error = type, ipairs, error
-local io_type, math_type, math_max = io.type, math.type, math.max
+local type, ipairs, error, rawget = type, ipairs, error, rawget
+local io_type, math_type, math_max, math_floor = io.type, math.type, math.max, math.floor
 local fork_label, render = core.fork_label, core.render
 local _ENV = nil
 
 local M = {}
 
-local STATE_ORDER = { "running", "runnable", "sleeping", "waiting" }
+local STATE_ORDER = { "running", "runnable", "sleeping", "waiting", "failed" }
+local FAILURE_SHOWN = 200   -- bytes of a failed fork's message in a dump
 
 local function site_of(fr)
   if not fr then return nil end
@@ -28,9 +30,10 @@ local function task_of(fork, now, with_backtrace)
   local raw = core.fork_capture(fork, not with_backtrace and { limit = 1 } or nil)
   local frames = core.expand(raw)
   local t = {
-    id = info.id, name = info.name, status = info.status,
+    id = info.id, fork_id = info.id, name = info.name, status = info.status,
     since = now - info.since, resumes = info.resumes,
     spawned_by = info.spawned_by ~= 0 and info.spawned_by or nil,
+    spawner_name = info.spawner_name,
     spawn = info.spawn_file and { file = info.spawn_file, line = info.spawn_line,
                                   linedefined = info.spawn_linedefined } or nil,
     waiters = info.waiters,
@@ -41,6 +44,7 @@ local function task_of(fork, now, with_backtrace)
     await.kind = info.await_kind
     t.await = await
   end
+  t.error = info.error                    -- a failed fork's error
   t.waiting_for = info.waiting_for        -- fork ids, or "channel #3 (recv)", "fd 5 (read)"
   t.combinator = info.combinator
   if info.status == "sleeping" then
@@ -66,9 +70,20 @@ function M.tasks(opts)
   return out
 end
 
+-- "250ms" under a second (not "0.2s"), "1.5s", "120s".
 local function seconds(s)
+  local ms = math_floor(s * 1000 + 0.5)
+  if ms < 1000 then return format("%dms", ms) end
   if s >= 100 then return format("%.0fs", s) end
   return format("%.1fs", s)
+end
+
+-- The first line of a failure's message, bounded.
+local function failure_text(err)
+  local text = exception.is_exception(err) and err:getMessage() or exception.describe_value(err)
+  text = text:match("^[^\n]*")
+  if #text > FAILURE_SHOWN then text = text:sub(1, FAILURE_SHOWN) .. "..." end
+  return text
 end
 
 -- "[sleeping 1.5s of 5.0s]", "[waiting on fork #3 for 2.0s]", ...
@@ -94,6 +109,8 @@ local function state_text(t, now)
     return text
   elseif t.status == "waiting" and t.await then
     return format("waiting on %s for %s", t.await.kind, seconds(t.since))
+  elseif t.status == "failed" then
+    return format("failed %s ago: %s", seconds(t.since), failure_text(t.error))
   elseif t.status == "runnable" and t.await and t.await.kind == "yield" then
     return format("runnable, yielded %s ago", seconds(t.since))
   end
@@ -109,7 +126,7 @@ local function spawn_text(t, by_id)
   if not t.spawned_by then return "spawned by run()" .. where end
   local parent = by_id[t.spawned_by]
   local label = parent and fork_label(parent.id, parent.name)
-                or format("fork #%d (ended)", t.spawned_by)
+                or fork_label(t.spawned_by, t.spawner_name) .. " (ended)"
   return "spawned by " .. label .. where
 end
 
@@ -117,7 +134,8 @@ end
 local function fork_block(out, t, raw, by_id, now)
   out[#out + 1] = format("%s [%s]  %s", fork_label(t.id, t.name), state_text(t, now),
                          spawn_text(t, by_id))
-  local lines = raw and render(raw, "dump") or ""
+  -- a failed fork's raw is its exception's: its own frames only
+  local lines = raw and render(raw, "dump", t.status == "failed" and t.id or nil) or ""
   if lines ~= "" then out[#out + 1] = lines end
 end
 
@@ -145,10 +163,25 @@ local function report(tasks, raws, sched, all)
   return concat(out, "\n") .. "\n"
 end
 
--- Tasks with backtraces of the live forks, and their raw captures.
-local function live_tasks(sched)
+-- Tasks with backtraces of the live forks and of the failed forks nobody
+-- has retrieved yet (until a wait sees them or they are reported), in id
+-- order, and their raw captures.
+local function dumped_tasks(sched)
   local now, tasks, raws = core.now(), {}, {}
-  for i, fork in ipairs(sched.forks) do tasks[i], raws[i] = task_of(fork, now, true) end
+  local live, failed, i, j, n = sched.forks, sched.failed, 1, 1, 0
+  while live[i] or failed[j] do
+    local fork
+    if failed[j] and (not live[i] or failed[j]:id() < live[i]:id()) then
+      fork, j = failed[j], j + 1
+    else
+      fork, i = live[i], i + 1
+    end
+    n = n + 1
+    tasks[n], raws[n] = task_of(fork, now, true)
+    if tasks[n].status == "failed" and exception.is_exception(tasks[n].error) then
+      raws[n] = rawget(tasks[n].error, "_raw")      -- its raise site: the stack is gone
+    end
+  end
   return tasks, raws
 end
 
@@ -173,7 +206,7 @@ function M.dump(target)
   if not sched then
     text = "scheduler: not running (no asyncstack.run() is active)\n"
   else
-    local tasks, raws = live_tasks(sched)
+    local tasks, raws = dumped_tasks(sched)
     if only then
       local one, one_raw = {}, {}
       for i, t in ipairs(tasks) do if t.id == only then one[1], one_raw[1] = t, raws[i] end end

@@ -300,7 +300,7 @@ local function spawn(rt, fx, op, sid, named, forget)
   if forget then rt.weak[sid] = h else rt.strong[sid] = h end
   if named then
     h:name("f" .. sid)
-    if tostring(h) ~= format("fork #%d (f%d)", h:id(), sid) then
+    if tostring(h) ~= format("fork #%d 'f%d'", h:id(), sid) then
       problem(rt, fx, op, "tostring(fork) is %q", tostring(h))
     end
   elseif tostring(h) ~= format("fork #%d", h:id()) then
@@ -1091,6 +1091,47 @@ op_kind("park", {
   end,
 })
 
+-- What a timeout says about a parked victim (issue 12 item 11): its label
+-- and "(<state> at <file>:<line of the park call>)". The park lines are
+-- read from this file, so the model follows edits to the park op.
+local PARK_WORDS = {
+  sleep = "sleeping", sleepinf = "sleeping", recv = "waiting on a channel",
+  send = "waiting on a channel", waitparent = "waiting on a fork",
+  ryield = "runnable after a yield", wait_all = "waiting on a fork",
+}
+-- the park calls' lines (trimmed), as written in the park op below
+local PARK_LINES = {
+  sleep = 'if op.park == "sleep" then as.sleep(LONG)',
+  sleepinf = 'elseif op.park == "sleepinf" then as.sleep(math.huge)',
+  recv = 'elseif op.park == "recv" then ch:recv(op.timeout)',
+  send = 'elseif op.park == "send" then ch:send("never", op.timeout)',
+  waitparent = 'elseif op.park == "waitparent" then as.pwait(parent)',
+  ryield = 'elseif op.park == "ryield" then coroutine.yield()',
+  wait_all = 'else as.wait_all({ parent }) end',
+}
+local park_sites
+local function park_site(park)
+  if not park_sites then
+    local src, n = debug.getinfo(1, "S"), 0
+    park_sites = {}
+    for text in io.lines(src.source:sub(2)) do
+      n = n + 1
+      local trimmed = text:match("^%s*(.-)%s*$")
+      for kind, line in pairs(PARK_LINES) do
+        if trimmed == line then park_sites[kind] = src.short_src .. ":" .. n end
+      end
+    end
+  end
+  local kind = PARK_WORDS[park] and park or "wait_all"
+  return PARK_WORDS[kind] .. " at " .. assert(park_sites[kind], kind)
+end
+
+local function victim_text(h, op, index)
+  local name = h:name()
+  return format("fork #%d%s (%s%s)", h:id(), name and format(" '%s'", name) or "",
+                index and format("index %d, ", index) or "", park_site(op.park))
+end
+
 local function probe_expect(op, probe)
   if op.park == "waitparent" and (probe == "wait" or probe == "pwait" or probe == "pwait0") then
     return "cycle"
@@ -1122,10 +1163,10 @@ local function run_probe(rt, fx, op, shadow, h, probe)
   clear_state(fx)
   if not ok and as.Timeout:is(e) then
     local want
-    if probe == "wait_all" then want = format("wait_all: timed out waiting for fork #%d (index 1)", id)
+    if probe == "wait_all" then want = "wait_all: timed out waiting for " .. victim_text(h, op, 1)
     elseif probe == "wait_any" then
-      want = format("wait_any: timed out waiting for fork #%d (index 1), fork #%d (index 2)", id, id)
-    else want = format("%s: timed out waiting for fork #%d", probe == "wait" and "wait" or "pwait", id) end
+      want = format("wait_any: timed out waiting for %s, %s", victim_text(h, op, 1), victim_text(h, op, 2))
+    else want = format("%s: timed out waiting for %s", probe == "wait" and "wait" or "pwait", victim_text(h, op)) end
     if e:getMessage() ~= want then problem(rt, fx, op, "%s: %q, expected %q", probe, e:getMessage(), want) end
     check_frames(rt, fx, op, "trace of a " .. probe .. " timeout", e:getTrace(), shadow, { fork = fx.id })
     return "Timeout"
@@ -1752,7 +1793,15 @@ function check_tasks(rt, fx, op, shadow)
   if op.dump then
     local text = as.dump()
     local n = tonumber(text:match("^scheduler: (%d+) forks?"))
-    if n ~= #tasks then problem(rt, fx, op, "as.dump() counts %s forks, as.tasks() %d", tostring(n), #tasks) end
+    -- the dump also lists failed forks nobody has retrieved yet (as.tasks
+    -- does not): one "[failed" block per fork the header counts as failed
+    local failed = tonumber(text:match("^scheduler: %d+ forks? %([^)\n]-(%d+) failed%)")) or 0
+    local blocks = 0
+    for _ in text:gmatch("\nfork #%d+[^\n]* %[failed ") do blocks = blocks + 1 end
+    if blocks ~= failed then problem(rt, fx, op, "as.dump() counts %d failed forks, shows %d", failed, blocks) end
+    if n == nil or n - failed ~= #tasks then
+      problem(rt, fx, op, "as.dump() counts %s forks (%d failed), as.tasks() %d", tostring(n), failed, #tasks)
+    end
     for _, t in ipairs(tasks) do
       if not text:find(format("\nfork #%d[ \n]", t.id)) then
         problem(rt, fx, op, "as.dump() does not show fork #%d", t.id)
