@@ -103,6 +103,7 @@ void as_fork_set_spawn_site(lua_State *L, int ud_idx, as_fork *f, int level) {
   ud_idx = lua_absindex(L, ud_idx);
   if (lua_getstack(L, level, &ar) && lua_getinfo(L, "fl", &ar)) {
     f->spawn_line = ar.currentline;
+    f->spawn_func = lua_topointer(L, -1);   /* for debuglayout.h */
     lua_setiuservalue(L, ud_idx, 3);
   }
 }

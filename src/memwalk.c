@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <unistd.h>
 #include "memwalk.h"
 
 /* One walk: the layout, the reader, and what went wrong so far. */
@@ -1002,4 +1003,17 @@ int as_memwalk_read_vm(void *ctx, uintptr_t address, size_t length, void *out) {
   remote.iov_len = length;
   got = process_vm_readv(*(const pid_t *)ctx, &local, 1, &remote, 1, 0);
   return (got >= 0 && (size_t)got == length) ? 0 : -1;
+}
+
+int as_memwalk_reader_self(as_memwalk_reader *rdr, pid_t *pid) {
+  uintptr_t probe = (uintptr_t)&probe, copy = 0;
+  *pid = getpid();
+  rdr->ctx = pid;
+  rdr->read = as_memwalk_read_vm;
+  if (as_memwalk_read_vm(pid, (uintptr_t)&probe, sizeof probe, &copy) == 0 &&
+      copy == probe)
+    return 1;
+  rdr->ctx = NULL;
+  rdr->read = as_memwalk_read_memcpy;
+  return 0;
 }

@@ -50,6 +50,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include "lualayout.h"
 
 /* Copies `length` bytes at `address` (in the inspected address space) to
@@ -133,5 +134,11 @@ int as_memwalk_read_memcpy(void *ctx, uintptr_t address, size_t length,
 /* Reader through process_vm_readv; ctx points to the pid (a pid_t). Safe on
 ** any address (a bad one fails with EFAULT); async-signal-safe. */
 int as_memwalk_read_vm(void *ctx, uintptr_t address, size_t length, void *out);
+
+/* Sets *rd to read the own process safely: process_vm_readv with the own
+** pid (stored in *pid, which must outlive *rd) when the kernel allows it
+** (returns 1), else memcpy (returns 0: the caller then relies on the
+** walker's checks and on the memory being intact). Async-signal-safe. */
+int as_memwalk_reader_self(as_memwalk_reader *rd, pid_t *pid);
 
 #endif
