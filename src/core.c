@@ -77,6 +77,7 @@ static int core_set_internal_prefix(lua_State *L) {
   st->internal_prefix_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   st->internal_prefix = p;   /* anchored by the reference above */
   st->internal_prefix_len = len;
+  as_debuglayout_set_internal_prefix(p, len);   /* for memory-level walkers */
   return 0;
 }
 

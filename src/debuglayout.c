@@ -7,6 +7,8 @@
 ** process-wide data besides as_sched_active. Their own offsets are constant
 ** data; the Lua part is written once, by the first require.
 */
+#define _GNU_SOURCE   /* dl_iterate_phdr */
+#include <link.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +26,7 @@ __attribute__((section(AS_DEBUG_SECTION), used, visibility("default")))
 as_debug_descriptor AS_DEBUG_SYMBOL = {
   AS_DEBUG_MAGIC, AS_DEBUG_LAYOUT_VERSION, (uint32_t)sizeof(as_debug_descriptor),
   (uint32_t)sizeof(void *), AS_DEBUG_UNCHECKED, -1, AS_DEBUG_NOWN, AS_DEBUG_NLUA,
-  0, 0, 0, &registry, "", "not checked yet",
+  0, 0, 0, &registry, "", "not checked yet", 0, 0, 0, "",
   { AS_DEBUG_OWN_FIELDS(AS_DEBUG_OWN_VALUE) }, {0}, {0}
 };
 #undef AS_DEBUG_OWN_VALUE
@@ -59,6 +61,37 @@ static int release_minor(char *why, size_t size) {
   return as_lualayout_parse_ident(ident);
 }
 
+/* The executable segment of the object holding this code (core.so). */
+static int find_text(struct dl_phdr_info *info, size_t size, void *data) {
+  uint64_t *range = (uint64_t *)data, self = (uint64_t)(uintptr_t)&find_text;
+  int i;
+  (void)size;
+  for (i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    uint64_t start = info->dlpi_addr + ph->p_vaddr;
+    if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && self >= start &&
+        self < start + ph->p_memsz) {
+      range[0] = start;
+      range[1] = start + ph->p_memsz;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+void as_debuglayout_set_internal_prefix(const char *prefix, size_t len) {
+  as_debug_descriptor *d = &AS_DEBUG_SYMBOL;
+  if (len >= sizeof d->internal_prefix ||
+      (d->internal_prefix_len == len && memcmp(d->internal_prefix, prefix, len) == 0))
+    return;
+  d->internal_prefix_len = 0;       /* readers see no half-written prefix */
+  __atomic_signal_fence(__ATOMIC_RELEASE);
+  memcpy(d->internal_prefix, prefix, len);
+  d->internal_prefix[len] = '\0';
+  __atomic_signal_fence(__ATOMIC_RELEASE);
+  d->internal_prefix_len = (uint32_t)len;
+}
+
 void as_debuglayout_check(lua_State *L) {
   as_debug_descriptor *d = &AS_DEBUG_SYMBOL;
   uint32_t expected = AS_DEBUG_UNCHECKED;
@@ -68,6 +101,12 @@ void as_debuglayout_check(lua_State *L) {
   if (!__atomic_compare_exchange_n(&d->status, &expected, AS_DEBUG_CHECKING, 0,
                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
     return;   /* checked already (or being checked by another thread) */
+  {
+    uint64_t range[2] = {0, 0};
+    dl_iterate_phdr(find_text, range);
+    d->text_start = range[0];
+    d->text_end = range[1];
+  }
   minor = release_minor(why, sizeof why);
   lay = as_lualayout_for_release(minor);
   if (minor >= 0) snprintf(d->lua_release, sizeof d->lua_release, "5.4.%d", minor);

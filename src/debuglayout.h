@@ -155,6 +155,12 @@ typedef struct as_debug_descriptor {
   as_debug_registry *registry; /* the live schedulers */
   char lua_release[16];        /* "5.4.4", "" when unknown */
   char message[160];           /* why verified/unverified (NUL-terminated) */
+  /* What traces hide: C functions whose code lies in [text_start, text_end)
+  ** (core.so's executable segment), and Lua functions whose source starts
+  ** with internal_prefix (the front end's directory, "@.../asyncstack/"). */
+  uint64_t text_start, text_end;
+  uint32_t internal_prefix_len;  /* 0 until the front end is loaded */
+  char internal_prefix[256];
   uint32_t own[AS_DEBUG_NOWN]; /* AS_DEBUG_OWN_FIELDS order */
   uint32_t lua[AS_DEBUG_NLUA]; /* AS_LUALAYOUT_FIELDS order */
   uint8_t lua_opmodes[AS_LUALAYOUT_MAX_OPCODES];
@@ -175,6 +181,10 @@ const as_debug_descriptor *as_debuglayout_get(void);
 ** read the result. Raises only on memory errors.
 */
 void as_debuglayout_check(lua_State *L);
+
+/* The front end's source prefix (core.set_internal_prefix); ignored when
+** longer than the descriptor's field. */
+void as_debuglayout_set_internal_prefix(const char *prefix, size_t len);
 
 /* The Lua layout the walkers may use, or NULL when it is not verified. */
 const as_lualayout *as_debuglayout_lua(void);

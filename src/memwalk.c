@@ -759,6 +759,7 @@ static void fill_frame(walker *w, const ciinfo *ci, const ciinfo *prev,
     f->linedefined = pi.linedefined;
     f->lastlinedefined = pi.lastlinedefined;
     f->what = pi.linedefined == 0 ? str_main : str_lua;
+    f->source_ts = pi.source;
     if (ci_is_lua(w, ci)) {
       int pc;
       if (ci_proto(w, ci, &pi, &pc) != 0 ||
@@ -771,6 +772,7 @@ static void fill_frame(walker *w, const ciinfo *ci, const ciinfo *prev,
     if (tag != lay->tag_lcf &&
         (!gc_ok(value) || rd_ptr(w, value + lay->ccl_f, &value) != 0))
       goto done;
+    f->cfunc = value;
   } else
     goto done;
   nm.set = 0;
@@ -836,6 +838,83 @@ as_memwalk_status as_memwalk_frames(const as_lualayout *lay,
     ci = prev;
   }
   return any_cut ? AS_MEMWALK_TRUNCATED : AS_MEMWALK_COMPLETE;
+}
+
+int as_memwalk_closure(const as_lualayout *lay, const as_memwalk_reader *rdr,
+                       uintptr_t closure, as_memwalk_frame *f) {
+  walker w;
+  protoinfo pi;
+  uintptr_t p;
+  unsigned char tag;
+  memset(f, 0, sizeof *f);
+  f->what = str_lua;
+  f->namewhat = str_empty;
+  f->currentline = f->linedefined = f->lastlinedefined = -1;
+  f->status = AS_MEMWALK_FAILED;
+  memcpy(f->source, "?", 2);
+  if (init_walker(&w, lay, rdr, closure) != 0 ||
+      rd_byte(&w, closure + lay->gc_tt, &tag) != 0 || tag != lay->tag_lcl ||
+      rd_ptr(&w, closure + lay->lcl_p, &p) != 0 || read_proto(&w, p, &pi) != 0 ||
+      chunk_id(&w, pi.source, f->source) != 0)
+    return -1;
+  f->func = closure;
+  f->func_tag = (unsigned char)(lay->tag_lcl | lay->bit_collectable);
+  f->source_ts = pi.source;
+  f->linedefined = pi.linedefined;
+  f->lastlinedefined = pi.lastlinedefined;
+  f->what = pi.linedefined == 0 ? str_main : str_lua;
+  f->status = AS_MEMWALK_COMPLETE;
+  return 0;
+}
+
+int as_memwalk_upvalue_name(const as_lualayout *lay,
+                            const as_memwalk_reader *rdr, uintptr_t holder,
+                            uintptr_t fn, char *out, size_t size) {
+  walker w;
+  protoinfo pi;
+  uintptr_t p;
+  unsigned char tag, n;
+  int i;
+  if (size == 0 || init_walker(&w, lay, rdr, holder) != 0 ||
+      rd_byte(&w, holder + lay->gc_tt, &tag) != 0 || tag != lay->tag_lcl ||
+      rd_byte(&w, holder + lay->lcl_nupvalues, &n) != 0 ||
+      rd_ptr(&w, holder + lay->lcl_p, &p) != 0 || read_proto(&w, p, &pi) != 0)
+    return -1;
+  for (i = 0; i < n && i < pi.sizeupvalues; i++) {
+    uintptr_t uv, v, value, name;
+    unsigned char vtag;
+    if (rd_ptr(&w, holder + lay->lcl_upvals + (uintptr_t)i * 8, &uv) != 0 ||
+        !gc_ok(uv) || rd_ptr(&w, uv + lay->upval_v, &v) != 0 ||
+        (v & 7) != 0 || rd_byte(&w, v + lay->tv_tt, &vtag) != 0 ||
+        rd_ptr(&w, v + lay->tv_value, &value) != 0)
+      return -1;
+    if (vtag != (lay->tag_lcl | lay->bit_collectable) || value != fn) continue;
+    if (rd_ptr(&w, pi.upvalues + (uintptr_t)i * lay->size_Upvaldesc +
+                   lay->upvaldesc_name, &name) != 0)
+      return -1;
+    if (name == 0) {   /* stripped: lua_getupvalue's "(no name)" */
+      static const char noname[] = "(no name)";
+      size_t k = sizeof noname <= size ? sizeof noname : size;
+      memcpy(out, noname, k);
+      out[k - 1] = '\0';
+      return 1;
+    }
+    if (read_string(&w, name, 0, out, size, NULL) != 0) return -1;
+    if (out[0] != '\0') return 1;
+  }
+  return 0;
+}
+
+int as_memwalk_string_has_prefix(const as_lualayout *lay,
+                                 const as_memwalk_reader *rdr, uintptr_t ts,
+                                 const char *prefix, size_t len) {
+  walker w;
+  char head[AS_MEMWALK_PREFIX_MAX + 1];
+  size_t n;
+  if (len > AS_MEMWALK_PREFIX_MAX || init_walker(&w, lay, rdr, ts) != 0 ||
+      read_string(&w, ts, 0, head, len + 1, &n) != 0)
+    return -1;
+  return n >= len && memcmp(head, prefix, len) == 0;
 }
 
 int as_memwalk_depth(const as_lualayout *lay, const as_memwalk_reader *rdr,

@@ -1,0 +1,69 @@
+/*
+** memwalk_forks.h: every fork of every running scheduler, read from memory
+** alone through the published descriptor (debuglayout.h) and a read
+** callback (memwalk.h): what a debugger, a profiler, a core-file reader or
+** the crash handler sees. Same rules as memwalk.h: no Lua API, no
+** allocation, every loop bounded, every value checked; the output goes to
+** the caller's arrays.
+**
+** For each fork: id, name, status, await kind, time in state, spawner and
+** spawn site, the forks waiting for it, and its frames across all its
+** coroutines (innermost coroutine first, down to the fork's root
+** function), the frames asyncstack's traces hide left out (its own C
+** functions and its Lua front end), named as the in-process traces name
+** them: the call-site name (as lua_getinfo), else the global name found in
+** package.loaded (as luaL_traceback).
+*/
+#ifndef ASYNCSTACK_MEMWALK_FORKS_H
+#define ASYNCSTACK_MEMWALK_FORKS_H
+
+#include "memwalk.h"
+
+#define AS_MEMWALK_MAX_WAITERS 8
+#define AS_MEMWALK_MAX_ASTACK 256     /* coroutines per fork */
+#define AS_MEMWALK_MAX_SLOTS (1 << 24) /* forks per scheduler */
+#define AS_MEMWALK_FORK_FRAMES 200     /* frames per coroutine walked */
+
+typedef struct as_memwalk_fork {
+  uintptr_t addr;            /* the as_fork */
+  uintptr_t sched;           /* its as_sched */
+  long long id;
+  char name[AS_MEMWALK_NAME_SIZE];   /* "" when unnamed */
+  int status;                /* enum as_status (fork.h); -1 unreadable */
+  int await_kind;            /* enum as_await; 0 when not suspended */
+  char await_name[16];       /* "sleep", "wait", ... ("" when none) */
+  double seconds_in_state;   /* scheduler's now - since (>= 0) */
+  long long spawner_id;      /* 0 for run()'s root */
+  int spawn_line;            /* -1 when unknown */
+  char spawn_source[AS_MEMWALK_SOURCE_SIZE];  /* "" when unknown */
+  long long waiters[AS_MEMWALK_MAX_WAITERS];
+  int nwaiters;              /* how many ids are in waiters */
+  int more_waiters;          /* waiters beyond AS_MEMWALK_MAX_WAITERS */
+  int first_frame, nframes;  /* its frames in the caller's frame array */
+  as_memwalk_status walk;    /* complete / truncated / failed for this fork */
+} as_memwalk_fork;
+
+typedef struct as_memwalk_forks_result {
+  int nforks;                /* entries filled in forks[] */
+  int nframes;               /* entries filled in frames[] */
+  int nscheds;               /* schedulers found in the registry */
+  as_memwalk_status status;  /* of the whole walk */
+  const char *error;         /* static text when the descriptor is unusable */
+} as_memwalk_forks_result;
+
+/*
+** Reads the descriptor at `descriptor` (an address in the inspected
+** memory), then every live fork of every registered scheduler, filling up
+** to `maxforks` forks and `maxframes` frames. `lay_out` (caller's storage)
+** receives the Lua layout the descriptor states, for later calls such as
+** as_memwalk_global_name. Returns the result; status FAILED with `error`
+** when the descriptor cannot be used (bad magic or version, not verified).
+*/
+as_memwalk_forks_result as_memwalk_forks(const as_memwalk_reader *rd,
+                                         uintptr_t descriptor,
+                                         as_lualayout *lay_out,
+                                         as_memwalk_fork *forks, int maxforks,
+                                         as_memwalk_frame *frames,
+                                         int maxframes);
+
+#endif
