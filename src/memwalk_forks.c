@@ -175,6 +175,8 @@ static void read_fork(forks_walk *fw, uintptr_t s, double now, uintptr_t addr,
     as_memwalk_frame site;
     if (as_memwalk_closure(fw->lay, fw->rd, (uintptr_t)p, &site) == 0)
       memcpy(out->spawn_source, site.source, sizeof out->spawn_source);
+    else   /* a C function (a light one is no object to read) */
+      memcpy(out->spawn_source, "[C]", 4);
   }
   /* waiters: a list of wait nodes, bounded (a torn read could loop it) */
   if (rd_u64(fw, addr + OWN(fw, fork_waiters), &node) == 0) {
