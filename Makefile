@@ -200,7 +200,8 @@ test-helpers: $(MEMWALK_TEST)
 # what every release's own headers say (src-test/lualayout_facts.c, 5.4.0 to
 # 5.4.8), then spec/memwalk_spec.lua runs under interpreters built from
 # ../shared/lua/ (LUA_VERSIONS) and under the system's lua5.4, through
-# src-test/memwalk_runner.lua (busted's C modules are built for Debian's
+# src-test/memwalk_runner.lua, and so does spec/memwalk_forks_spec.lua (the
+# descriptor and the walker of every fork, issue 14) (busted's C modules are built for Debian's
 # lua5.4 only). Lua's sources are unpacked under $(BUILD)/lua-versions/.
 LUA_VERSIONS    ?= 5.4.0 5.4.3 5.4.6 5.4.8
 LUA_FACTS_VERSIONS ?= 5.4.0 5.4.1 5.4.2 5.4.3 5.4.4 5.4.5 5.4.6 5.4.7 5.4.8
@@ -238,7 +239,9 @@ test-lua-versions: all $(MEMWALK_TEST) $(LUAV)/lualayout_print \
 	  else echo "lualayout: Lua $$v: the stated layout differs from its headers"; exit 1; fi; \
 	done
 	@status=0; for lua in $(foreach v,$(LUA_VERSIONS),$(LUAV)/$(v)/lua) $(LUA); do \
-	  $(LUAV_ENV) $$lua src-test/memwalk_runner.lua spec/memwalk_spec.lua || status=1; \
+	  for spec in spec/memwalk_spec.lua spec/memwalk_forks_spec.lua; do \
+	    $(LUAV_ENV) $$lua src-test/memwalk_runner.lua $$spec || status=1; \
+	  done; \
 	done; exit $$status
 
 # bench-memwalk: the memory walker's time per frame next to lua_getinfo, and

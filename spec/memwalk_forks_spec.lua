@@ -101,6 +101,39 @@ describe("the debug descriptor (issue 14)", function()
     assert.matches("^verified", message)
   end)
 
+  it("says 'unverified' for a faked wrong release, and everything else keeps working", function()
+    local minor = tonumber(mw.release():match("Lua 5%.4%.(%d+)"))
+    local fake = minor <= 2 and "5.4.4" or "5.4.0"   -- a layout that differs
+    local lo = 0
+    while arg and arg[lo - 1] do lo = lo - 1 end
+    local interpreter = arg and lo < 0 and arg[lo] or "lua5.4"
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write([[
+      package.cpath = ]] .. ("%q"):format(package.cpath) .. [[
+      package.path = ]] .. ("%q"):format(package.path) .. [[
+      local as = require "asyncstack"
+      local mw = require "asyncstack_memwalk"
+      local status, release, message = as.debug_layout()
+      print("layout", status, release, message)
+      print("run", as.run(function() return as.wait(as.fork(function() as.sleep(0) return 7 end)) end))
+      print("trace", #as.debug_backtrace() > 0)
+      as.run(function()
+        local mem = mw.forks(package.searchpath("asyncstack.core", package.cpath))
+        print("walker", mem.status, mem.error)
+      end)
+    ]])
+    f:close()
+    local p = assert(io.popen(("ASYNCSTACK_DEBUG_LUA_RELEASE=%s %s %s 2>&1"):format(fake, interpreter, script)))
+    local out = p:read("a")
+    p:close()
+    os.remove(script)
+    assert.matches("layout\tunverified\t" .. fake:gsub("%.", "%%.") .. "\tunverified: ", out)
+    assert.matches("run\t7\n", out)
+    assert.matches("trace\ttrue\n", out)
+    assert.matches("walker\tfailed\tthe Lua layout is unverified", out)
+  end)
+
   it("lists no scheduler outside run()", function()
     local mem = mw.forks(CORE)
     assert.are.equal("complete", mem.status)
