@@ -188,7 +188,8 @@ scale: all
 # (src/lualayout.c, src/memwalk.c, src/memwalk_verify.c) for
 # spec/memwalk_spec.lua. Nothing in core.so calls the walker yet.
 MEMWALK_TEST = $(BUILD)/test/asyncstack_memwalk.so
-MEMWALK_SRCS = src/lualayout.c src/memwalk.c src/memwalk_verify.c src/memwalk_forks.c
+MEMWALK_SRCS = src/lualayout.c src/memwalk.c src/memwalk_proto.c src/memwalk_names.c \
+               src/memwalk_loaded.c src/memwalk_verify.c src/memwalk_forks.c
 
 $(MEMWALK_TEST): src-test/memwalk_module.c $(MEMWALK_SRCS) $(HDRS)
 	@mkdir -p $(dir $@)
