@@ -384,7 +384,7 @@ static int mw_forks(lua_State *L) {
   int which = luaL_checkoption(L, 2, "vm", names), i;
   uintptr_t desc = descriptor_by_symbol(L, path, NULL);
   as_memwalk_reader rd;
-  as_lualayout lay;
+  as_memwalk_target *target = (as_memwalk_target *)lua_newuserdatauv(L, sizeof *target, 0);
   as_memwalk_forks_result res;
   as_memwalk_fork *forks = (as_memwalk_fork *)lua_newuserdatauv(L, sizeof *forks * FORKS_MAX, 0);
   as_memwalk_frame *frames =
@@ -397,7 +397,7 @@ static int mw_forks(lua_State *L) {
     rd.read = as_memwalk_read_vm;
     rd.ctx = &self_pid;
   }
-  res = as_memwalk_forks(&rd, desc, &lay, forks, FORKS_MAX, frames, FORKS_FRAMES);
+  res = as_memwalk_forks(target, &rd, desc, forks, FORKS_MAX, frames, FORKS_FRAMES);
   lua_createtable(L, 0, 4);
   lua_pushstring(L, status_name(res.status)); lua_setfield(L, -2, "status");
   if (res.error) { lua_pushstring(L, res.error); lua_setfield(L, -2, "error"); }

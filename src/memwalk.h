@@ -80,6 +80,13 @@ typedef enum as_memwalk_status {
 ** package.loaded: a bound on the work when sizes read are torn. */
 #define AS_MEMWALK_FRAME_READS (1L << 20)
 
+/* Where a frame's name comes from (as_memwalk_frame.name_kind). */
+enum {
+  AS_MEMWALK_NAME_CALL = 0,   /* the calling instruction (namewhat says how) */
+  AS_MEMWALK_NAME_GLOBAL,     /* package.loaded (fork walker) */
+  AS_MEMWALK_NAME_UPVALUE     /* a root's upvalue in its spawner (fork walker) */
+};
+
 typedef struct as_memwalk_frame {
   uintptr_t ci;          /* address of the frame's CallInfo */
   uintptr_t func;        /* the called value: closure address, or the
@@ -89,6 +96,10 @@ typedef struct as_memwalk_frame {
   unsigned char func_tag;  /* its type tag (raw, with the collectable bit) */
   unsigned char istailcall;
   unsigned char status;    /* as_memwalk_status of this frame alone */
+  /* set by the fork walker (memwalk_forks.h) only: */
+  unsigned char coroutine_start; /* first frame of a coroutine that resumed
+                                    the one above it */
+  unsigned char name_kind;       /* AS_MEMWALK_NAME_* of `name` */
   const char *what;        /* "Lua", "C", "main" (static strings) */
   const char *namewhat;    /* "" when unnamed, else as lua_getinfo's 'n' */
   int currentline;         /* -1 for C functions or without line info */

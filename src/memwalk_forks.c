@@ -9,13 +9,7 @@
 #include "memwalk_forks.h"
 #include "debuglayout.h"
 
-/* One walk: the reader, the descriptor read from the inspected memory, the
-** Lua layout rebuilt from it. */
-typedef struct forks_walk {
-  const as_memwalk_reader *rd;
-  as_debug_descriptor d;
-  const as_lualayout *lay;
-} forks_walk;
+typedef as_memwalk_target forks_walk;
 
 #define OWN(fw, name) ((fw)->d.own[AS_DEBUG_OWN_##name])
 
@@ -55,10 +49,14 @@ static void rd_cstring(forks_walk *fw, uintptr_t addr, char *out, size_t size) {
 }
 
 /* Reads and checks the descriptor; rebuilds the Lua layout into *lay. */
-static const char *open_descriptor(forks_walk *fw, uintptr_t addr,
-                                   as_lualayout *lay) {
+const char *as_memwalk_target_open(as_memwalk_target *fw,
+                                   const as_memwalk_reader *rd,
+                                   uintptr_t addr) {
   as_debug_descriptor *d = &fw->d;
+  as_lualayout *lay = &fw->lay;
   int i = 0;
+  fw->rd = rd;
+  if (rd == NULL || rd->read == NULL) return "no reader";
   if (addr == 0 || fw->rd->read(fw->rd->ctx, addr, sizeof *d, d) != 0)
     return "the descriptor cannot be read";
   if (memcmp(d->magic, AS_DEBUG_MAGIC, sizeof d->magic) != 0)
@@ -81,7 +79,6 @@ static const char *open_descriptor(forks_walk *fw, uintptr_t addr,
   AS_LUALAYOUT_FIELDS(AS_FORKS_LUA_FIELD)
 #undef AS_FORKS_LUA_FIELD
   memcpy(lay->opmodes, d->lua_opmodes, sizeof lay->opmodes);
-  fw->lay = lay;
   return NULL;
 }
 
@@ -91,7 +88,7 @@ static int hidden(forks_walk *fw, const as_memwalk_frame *f) {
   if (f->cfunc != 0)
     return f->cfunc >= d->text_start && f->cfunc < d->text_end;
   if (f->source_ts != 0 && d->internal_prefix_len > 0)
-    return as_memwalk_string_has_prefix(fw->lay, fw->rd, f->source_ts,
+    return as_memwalk_string_has_prefix((&fw->lay), fw->rd, f->source_ts,
                                         d->internal_prefix,
                                         d->internal_prefix_len) == 1;
   return 0;
@@ -100,18 +97,21 @@ static int hidden(forks_walk *fw, const as_memwalk_frame *f) {
 /* Walks coroutine `thread` into frames[0, room), dropping hidden frames and
 ** naming unnamed ones by their global name; returns how many were kept
 ** (*status: the walk's). */
-static int walk_coroutine(forks_walk *fw, uintptr_t thread,
-                          as_memwalk_frame *frames, int room,
-                          as_memwalk_status *status) {
+int as_memwalk_thread_visible(as_memwalk_target *fw, uintptr_t thread,
+                              as_memwalk_frame *frames, int room,
+                              as_memwalk_status *status) {
   int n = 0, kept = 0, i;
-  *status = as_memwalk_frames(fw->lay, fw->rd, thread, 0, frames, room, &n);
+  *status = as_memwalk_frames((&fw->lay), fw->rd, thread, 0, frames, room, &n);
   for (i = 0; i < n; i++) {
     as_memwalk_frame *f = &frames[i];
     if (f->status == AS_MEMWALK_FAILED || hidden(fw, f)) continue;
-    if (*f->namewhat == '\0' && f->func != 0 &&
-        as_memwalk_global_name(fw->lay, fw->rd, thread, f, f->name,
-                               sizeof f->name) != 1)
-      f->name[0] = '\0';
+    if (*f->namewhat == '\0' && f->func != 0) {
+      if (as_memwalk_global_name(&fw->lay, fw->rd, thread, f, f->name,
+                                 sizeof f->name) == 1)
+        f->name_kind = AS_MEMWALK_NAME_GLOBAL;
+      else
+        f->name[0] = '\0';
+    }
     if (kept != i) frames[kept] = *f;
     kept++;
   }
@@ -124,11 +124,13 @@ static int walk_coroutine(forks_walk *fw, uintptr_t thread,
 static void name_root(forks_walk *fw, uintptr_t fork, as_memwalk_frame *f) {
   uint64_t holder;
   if (*f->namewhat != '\0' || f->name[0] != '\0' || f->func == 0 ||
-      f->func_tag != (fw->lay->tag_lcl | fw->lay->bit_collectable) ||
+      f->func_tag != ((&fw->lay)->tag_lcl | (&fw->lay)->bit_collectable) ||
       rd_u64(fw, fork + OWN(fw, fork_spawn_func), &holder) != 0 || !ptr_ok(holder))
     return;
-  if (as_memwalk_upvalue_name(fw->lay, fw->rd, (uintptr_t)holder, f->func,
-                              f->name, sizeof f->name) != 1)
+  if (as_memwalk_upvalue_name(&fw->lay, fw->rd, (uintptr_t)holder, f->func,
+                              f->name, sizeof f->name) == 1)
+    f->name_kind = AS_MEMWALK_NAME_UPVALUE;
+  else
     f->name[0] = '\0';
 }
 
@@ -137,18 +139,19 @@ static as_memwalk_status worse(as_memwalk_status a, as_memwalk_status b) {
 }
 
 /* Reads fork `addr` of scheduler `s` (whose batch time is `now`). */
-static void read_fork(forks_walk *fw, uintptr_t s, double now, uintptr_t addr,
-                      as_memwalk_fork *out, as_memwalk_frame *frames,
-                      int room) {
+void as_memwalk_fork_read(as_memwalk_target *fw, uintptr_t addr, double now,
+                          as_memwalk_fork *out, as_memwalk_frame *frames,
+                          int room) {
   unsigned char status = 0, kind = 0;
   uint64_t p, node, ops, astack_frames;
   int32_t i32, depth;
   int64_t id;
   double since;
   int k;
+  uint64_t s = 0;
   memset(out, 0, sizeof *out);
   out->addr = addr;
-  out->sched = s;
+  if (rd_u64(fw, addr + OWN(fw, fork_sched), &s) == 0) out->sched = (uintptr_t)s;
   out->status = -1;
   out->spawn_line = -1;
   out->walk = AS_MEMWALK_FAILED;
@@ -173,7 +176,7 @@ static void read_fork(forks_walk *fw, uintptr_t s, double now, uintptr_t addr,
     out->spawn_line = i32;
   if (rd_u64(fw, addr + OWN(fw, fork_spawn_func), &p) == 0 && ptr_ok(p)) {
     as_memwalk_frame site;
-    if (as_memwalk_closure(fw->lay, fw->rd, (uintptr_t)p, &site) == 0)
+    if (as_memwalk_closure((&fw->lay), fw->rd, (uintptr_t)p, &site) == 0)
       memcpy(out->spawn_source, site.source, sizeof out->spawn_source);
     else   /* a C function (a light one is no object to read) */
       memcpy(out->spawn_source, "[C]", 4);
@@ -216,8 +219,9 @@ static void read_fork(forks_walk *fw, uintptr_t s, double now, uintptr_t addr,
       out->walk = AS_MEMWALK_FAILED;
       break;
     }
-    kept = walk_coroutine(fw, (uintptr_t)thread, frames + out->nframes,
-                          room - out->nframes, &st);
+    kept = as_memwalk_thread_visible(fw, (uintptr_t)thread, frames + out->nframes,
+                                     room - out->nframes, &st);
+    if (kept > 0 && k < depth - 1) frames[out->nframes].coroutine_start = 1;
     out->nframes += kept;
     if (k == 0 && kept > 0 && st != AS_MEMWALK_FAILED)
       name_root(fw, addr, &frames[out->nframes - 1]);
@@ -226,24 +230,23 @@ static void read_fork(forks_walk *fw, uintptr_t s, double now, uintptr_t addr,
   }
 }
 
-as_memwalk_forks_result as_memwalk_forks(const as_memwalk_reader *rd,
+as_memwalk_forks_result as_memwalk_forks(as_memwalk_target *fwp,
+                                         const as_memwalk_reader *rd,
                                          uintptr_t descriptor,
-                                         as_lualayout *lay_out,
                                          as_memwalk_fork *forks, int maxforks,
                                          as_memwalk_frame *frames,
                                          int maxframes) {
-  forks_walk fw;
+#define fw (*fwp)
   as_memwalk_forks_result res;
   as_debug_registry reg;
   uint32_t i, nsched;
   memset(&res, 0, sizeof res);
   res.status = AS_MEMWALK_FAILED;
-  fw.rd = rd;
-  if (rd == NULL || rd->read == NULL || maxforks < 0 || maxframes < 0) {
+  if (maxforks < 0 || maxframes < 0) {
     res.error = "bad arguments";
     return res;
   }
-  res.error = open_descriptor(&fw, descriptor, lay_out);
+  res.error = as_memwalk_target_open(&fw, rd, descriptor);
   if (res.error != NULL) return res;
   if (fw.rd->read(fw.rd->ctx, (uintptr_t)fw.d.registry, sizeof reg, &reg) != 0) {
     res.error = "the scheduler registry cannot be read";
@@ -280,12 +283,13 @@ as_memwalk_forks_result as_memwalk_forks(const as_memwalk_reader *rd,
         continue;
       }
       out = &forks[res.nforks++];
-      read_fork(&fw, s, now, (uintptr_t)f, out, frames + res.nframes,
-                maxframes - res.nframes);
+      as_memwalk_fork_read(&fw, (uintptr_t)f, now, out, frames + res.nframes,
+                           maxframes - res.nframes);
       out->first_frame = res.nframes;
       res.nframes += out->nframes;
       res.status = worse(res.status, out->walk);
     }
   }
   return res;
+#undef fw
 }

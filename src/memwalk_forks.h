@@ -18,6 +18,7 @@
 #define ASYNCSTACK_MEMWALK_FORKS_H
 
 #include "memwalk.h"
+#include "debuglayout.h"
 
 #define AS_MEMWALK_MAX_WAITERS 8
 #define AS_MEMWALK_MAX_ASTACK 256     /* coroutines per fork */
@@ -51,17 +52,44 @@ typedef struct as_memwalk_forks_result {
   const char *error;         /* static text when the descriptor is unusable */
 } as_memwalk_forks_result;
 
+/* A process (or core) being read: the reader, the descriptor read from it
+** and the Lua layout the descriptor states. About 2 KB: a signal handler
+** keeps it static. */
+typedef struct as_memwalk_target {
+  const as_memwalk_reader *rd;
+  as_debug_descriptor d;
+  as_lualayout lay;
+} as_memwalk_target;
+
+/* Reads and checks the descriptor at `descriptor`; NULL when usable, else
+** why not (static text). */
+const char *as_memwalk_target_open(as_memwalk_target *t,
+                                   const as_memwalk_reader *rd,
+                                   uintptr_t descriptor);
+
+/* One fork at address `fork` (see as_memwalk_fork); `now` is its
+** scheduler's time (for seconds_in_state). Its frames go to frames[0,
+** room); first_frame is 0. */
+void as_memwalk_fork_read(as_memwalk_target *t, uintptr_t fork, double now,
+                          as_memwalk_fork *out, as_memwalk_frame *frames,
+                          int room);
+
+/* The frames of coroutine `thread` the traces show (hidden ones left out,
+** unnamed ones given their global name); returns how many. */
+int as_memwalk_thread_visible(as_memwalk_target *t, uintptr_t thread,
+                              as_memwalk_frame *frames, int room,
+                              as_memwalk_status *status);
+
 /*
 ** Reads the descriptor at `descriptor` (an address in the inspected
 ** memory), then every live fork of every registered scheduler, filling up
-** to `maxforks` forks and `maxframes` frames. `lay_out` (caller's storage)
-** receives the Lua layout the descriptor states, for later calls such as
-** as_memwalk_global_name. Returns the result; status FAILED with `error`
+** to `maxforks` forks and `maxframes` frames. `t` (caller's storage) is
+** opened on the descriptor, for later calls. Returns the result; status FAILED with `error`
 ** when the descriptor cannot be used (bad magic or version, not verified).
 */
-as_memwalk_forks_result as_memwalk_forks(const as_memwalk_reader *rd,
+as_memwalk_forks_result as_memwalk_forks(as_memwalk_target *t,
+                                         const as_memwalk_reader *rd,
                                          uintptr_t descriptor,
-                                         as_lualayout *lay_out,
                                          as_memwalk_fork *forks, int maxforks,
                                          as_memwalk_frame *frames,
                                          int maxframes);
