@@ -88,7 +88,7 @@ static int hidden(forks_walk *fw, const as_memwalk_frame *f) {
   if (f->cfunc != 0)
     return f->cfunc >= d->text_start && f->cfunc < d->text_end;
   if (f->source_ts != 0 && d->internal_prefix_len > 0)
-    return as_memwalk_string_has_prefix((&fw->lay), fw->rd, f->source_ts,
+    return as_memwalk_string_has_prefix(&fw->lay, fw->rd, f->source_ts,
                                         d->internal_prefix,
                                         d->internal_prefix_len) == 1;
   return 0;
@@ -101,7 +101,7 @@ int as_memwalk_thread_visible(as_memwalk_target *fw, uintptr_t thread,
                               as_memwalk_frame *frames, int room,
                               as_memwalk_status *status) {
   int n = 0, kept = 0, i;
-  *status = as_memwalk_frames((&fw->lay), fw->rd, thread, 0, frames, room, &n);
+  *status = as_memwalk_frames(&fw->lay, fw->rd, thread, 0, frames, room, &n);
   for (i = 0; i < n; i++) {
     as_memwalk_frame *f = &frames[i];
     if (f->status == AS_MEMWALK_FAILED || hidden(fw, f)) continue;
@@ -124,7 +124,7 @@ int as_memwalk_thread_visible(as_memwalk_target *fw, uintptr_t thread,
 static void name_root(forks_walk *fw, uintptr_t fork, as_memwalk_frame *f) {
   uint64_t holder;
   if (*f->namewhat != '\0' || f->name[0] != '\0' || f->func == 0 ||
-      f->func_tag != ((&fw->lay)->tag_lcl | (&fw->lay)->bit_collectable) ||
+      f->func_tag != (fw->lay.tag_lcl | fw->lay.bit_collectable) ||
       rd_u64(fw, fork + OWN(fw, fork_spawn_func), &holder) != 0 || !ptr_ok(holder))
     return;
   if (as_memwalk_upvalue_name(&fw->lay, fw->rd, (uintptr_t)holder, f->func,
@@ -153,7 +153,7 @@ void as_memwalk_fork_read(as_memwalk_target *fw, uintptr_t addr, double now,
   out->addr = addr;
   if (rd_u64(fw, addr + OWN(fw, fork_sched), &s) == 0) out->sched = (uintptr_t)s;
   out->status = -1;
-  out->spawn_line = -1;
+  out->spawn_line = out->spawn_linedefined = -1;
   out->walk = AS_MEMWALK_FAILED;
   if (fw->rd->read(fw->rd->ctx, addr + OWN(fw, fork_id), sizeof id, &id) != 0 ||
       rd_u8(fw, addr + OWN(fw, fork_status), &status) != 0)
@@ -176,8 +176,10 @@ void as_memwalk_fork_read(as_memwalk_target *fw, uintptr_t addr, double now,
     out->spawn_line = i32;
   if (rd_u64(fw, addr + OWN(fw, fork_spawn_func), &p) == 0 && ptr_ok(p)) {
     as_memwalk_frame site;
-    if (as_memwalk_closure((&fw->lay), fw->rd, (uintptr_t)p, &site) == 0)
+    if (as_memwalk_closure(&fw->lay, fw->rd, (uintptr_t)p, &site) == 0) {
       memcpy(out->spawn_source, site.source, sizeof out->spawn_source);
+      out->spawn_linedefined = site.linedefined;
+    }
     else   /* a C function (a light one is no object to read) */
       memcpy(out->spawn_source, "[C]", 4);
   }

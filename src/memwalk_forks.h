@@ -37,6 +37,7 @@ typedef struct as_memwalk_fork {
   long long spawner_id;      /* 0 for run()'s root */
   int spawn_line;            /* -1 when unknown */
   char spawn_source[AS_MEMWALK_SOURCE_SIZE];  /* "" when unknown */
+  int spawn_linedefined;     /* of the spawning function; -1 when unknown */
   long long waiters[AS_MEMWALK_MAX_WAITERS];
   int nwaiters;              /* how many ids are in waiters */
   int more_waiters;          /* waiters beyond AS_MEMWALK_MAX_WAITERS */
