@@ -28,6 +28,8 @@
 
 #define CRASH_FRAMES 256     /* frames in the section, all forks together */
 #define CRASH_FORKS 64       /* forks followed along the chain */
+#define CRASH_FORK_FRAMES 100 /* frames of one fork, at most */
+#define CRASH_RESERVE 40     /* frames kept for the forks after a deep one */
 
 static struct {
   as_memwalk_reader reader;
@@ -39,7 +41,9 @@ static struct {
   as_rframe out[CRASH_FRAMES + CRASH_FORKS];   /* + spawn-site frames */
   long n;
   int nframes;                 /* frames[] in use */
-  int truncated;               /* some walk was cut or failed */
+  int truncated;               /* some walk failed, or frames ran out */
+  long skip_at, skipped;       /* the first fork cut short: where, how much */
+  int others;                  /* forks on the chain that have more waiters */
   char names[CRASH_FORKS][AS_MEMWALK_NAME_SIZE];
   char spawn_src[CRASH_FORKS][AS_MEMWALK_SOURCE_SIZE];
   const as_fork *visited[CRASH_FORKS];
@@ -128,16 +132,32 @@ static const char *add_fork(const as_fork *f, int hop, int b,
                             const as_fork *from, const char *from_name,
                             const as_waitnode *node) {
   const char *name;
-  int room = CRASH_FRAMES - c.nframes;
+  int room = CRASH_FRAMES - c.nframes - CRASH_RESERVE;
+  if (room > CRASH_FORK_FRAMES) room = CRASH_FORK_FRAMES;
+  if (room < 8) room = CRASH_FRAMES - c.nframes;
   as_memwalk_fork_read(&c.target, (uintptr_t)f, 0, &c.fork,
                        c.frames + c.nframes, room);
   memcpy(c.names[hop], c.fork.name, sizeof c.names[hop]);
   memcpy(c.spawn_src[hop], c.fork.spawn_source, sizeof c.spawn_src[hop]);
   name = c.names[hop][0] != '\0' ? c.names[hop] : NULL;
-  if (c.fork.walk != AS_MEMWALK_COMPLETE) c.truncated = 1;
+  if (c.fork.walk == AS_MEMWALK_FAILED) c.truncated = 1;
   add_frames(c.nframes, c.fork.nframes, (uintptr_t)f->thread, (long long)f->id,
-             name, c.fork.walk != AS_MEMWALK_FAILED, b, from, from_name, node);
+             name, c.fork.walk == AS_MEMWALK_COMPLETE, b, from, from_name, node);
   c.nframes += c.fork.nframes;
+  if (c.fork.walk == AS_MEMWALK_TRUNCATED && c.skipped == 0) {
+    /* the renderer marks the gap: the levels below the frames kept (the
+    ** CallInfo count of the fork's coroutines, hidden frames included) */
+    long levels = 0;
+    int k;
+    for (k = 0; k < f->astack.depth && k < AS_MEMWALK_MAX_ASTACK; k++) {
+      int d = as_memwalk_depth(&c.target.lay, &c.reader,
+                               (uintptr_t)f->astack.frames[k].thread, 1 << 20);
+      if (d > 0) levels += d;
+    }
+    c.skip_at = c.n;
+    c.skipped = levels > c.fork.nframes ? levels - c.fork.nframes : 1;
+  }
+  if (c.fork.more_waiters || c.fork.nwaiters > 1) c.others = 1;
   return name;
 }
 
@@ -159,6 +179,8 @@ void as_crash_async_section(as_sigsafe *w) {
   c.n = 0;
   c.nframes = 0;
   c.truncated = 0;
+  c.skip_at = c.skipped = 0;
+  c.others = 0;
   as_sink_init(&c.sink, sink_write, w);
   if (f == NULL) {
     as_sigsafe_str(w, "async stack: no fork is running\n");
@@ -219,8 +241,26 @@ void as_crash_async_section(as_sigsafe *w) {
   memset(&t, 0, sizeof t);
   t.frame = trace_frame;
   t.n = c.n;
+  t.skip_at = c.skip_at;
+  t.skipped = c.skipped;
   as_render_traceback(&c.sink, &t, NULL, 0);
   as_sigsafe_str(w, "\n");
+  if (c.others) {
+    /* the chain follows each fork's first waiter; say who else waits */
+    int i;
+    for (i = 0; i < hop; i++) {
+      const as_waitnode *o = c.visited[i]->waiters;
+      int more = -1;
+      for (; o != NULL && more < CRASH_FORKS; o = o->next) more++;
+      if (more > 0) {
+        as_sigsafe_str(w, "[");
+        as_render_fork_label(&c.sink, (long long)c.visited[i]->id, c.names[i][0] ? c.names[i] : NULL);
+        as_sigsafe_str(w, " is awaited by ");
+        as_sigsafe_dec(w, more);
+        as_sigsafe_str(w, more == 1 ? " other fork too]\n" : " other forks too]\n");
+      }
+    }
+  }
   if (f != NULL) as_sigsafe_str(w, "... (more forks omitted)\n");
   if (c.truncated) as_sigsafe_str(w, "... (some frames could not be read or were omitted)\n");
 }
