@@ -197,6 +197,19 @@ $(MEMWALK_TEST): src-test/memwalk_module.c $(MEMWALK_SRCS) $(HDRS)
 
 test-helpers: $(MEMWALK_TEST)
 
+# crashhost: a Lua 5.4.4 host (from LUA_TARBALL, compiled into the program)
+# whose allocator and API lock end it once the crash handler runs
+# (src-test/crashhost.c; spec/crash_nolua_spec.lua). Test-only.
+CRASHHOST     = $(BUILD)/test/crashhost
+CRASHHOST_DIR = $(BUILD)/crashhost
+$(CRASHHOST): src-test/crashhost.c
+	@rm -rf $(CRASHHOST_DIR) && mkdir -p $(CRASHHOST_DIR) $(dir $@)
+	tar -xzf $(LUA_TARBALL) -C $(CRASHHOST_DIR)
+	$(CC) -O1 -g -std=gnu99 -DLUA_USE_LINUX '-Dlua_lock(L)=crashhost_lua_lock(L)' '-Dlua_unlock(L)=((void)0)' \
+	  -I$$(ls -d $(CRASHHOST_DIR)/lua-5.4.*) -Wl,-E -o $@ $< -lm -ldl
+
+test-helpers: $(CRASHHOST)
+
 # test-lua-versions: the stated layouts (src/lualayout.c) are compared with
 # what every release's own headers say (src-test/lualayout_facts.c, 5.4.0 to
 # 5.4.8), then spec/memwalk_spec.lua runs under interpreters built from
