@@ -13,10 +13,10 @@ local CHILD_PATH = os.getenv("LUA_PATH") or "lua/?.lua;lua/?/init.lua;;"
 local CHILD_CPATH = ("%s/?.so;;"):format(build_dir)
 local SIGSEGV_STATUS = 128 + 11
 
-local function run(what)
-  local cmd = ("exec 2>/dev/null; ulimit -c 0; (LUA_PATH='%s' LUA_CPATH='%s' "
+local function run(what, env)
+  local cmd = ("exec 2>/dev/null; ulimit -c 0; (%s LUA_PATH='%s' LUA_CPATH='%s' "
                .. "timeout -s KILL 60 %s spec/fixtures/crashhost.lua %s 2>&1); echo \"status=$?\"")
-    :format(CHILD_PATH, CHILD_CPATH, HOST, what)
+    :format(env or "", CHILD_PATH, CHILD_CPATH, HOST, what)
   local p = assert(io.popen(cmd))
   local out = p:read("a")
   p:close()
@@ -54,5 +54,14 @@ describe("the crash handler without the Lua API (issue 14)", function()
       assert(s, ("expected %q after position %d in:\n%s"):format(pat, pos, async))
       pos = e + 1
     end
+  end)
+
+  it("says the async stack is not readable when the layout is unverified #child", function()
+    -- the host is Lua 5.4.4: describing it with 5.4.0's layout fails verification
+    local out, status = run("crash", "ASYNCSTACK_DEBUG_LUA_RELEASE=5.4.0")
+    assert.are.equal(SIGSEGV_STATUS, status, out)
+    assert.is_nil(out:find("crashhost:", 1, true), out)
+    assert.matches("\nasync stack %(fork #%d+ 'leaf'%): not readable from memory: "
+                   .. "the Lua layout is unverified %(see as%.debug_layout%(%)%)\n$", out)
   end)
 end)
