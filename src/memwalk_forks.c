@@ -232,13 +232,12 @@ void as_memwalk_fork_read(as_memwalk_target *fw, uintptr_t addr, double now,
   }
 }
 
-as_memwalk_forks_result as_memwalk_forks(as_memwalk_target *fwp,
+as_memwalk_forks_result as_memwalk_forks(as_memwalk_target *fw,
                                          const as_memwalk_reader *rd,
                                          uintptr_t descriptor,
                                          as_memwalk_fork *forks, int maxforks,
                                          as_memwalk_frame *frames,
                                          int maxframes) {
-#define fw (*fwp)
   as_memwalk_forks_result res;
   as_debug_registry reg;
   uint32_t i, nsched;
@@ -248,9 +247,9 @@ as_memwalk_forks_result as_memwalk_forks(as_memwalk_target *fwp,
     res.error = "bad arguments";
     return res;
   }
-  res.error = as_memwalk_target_open(&fw, rd, descriptor);
+  res.error = as_memwalk_target_open(fw, rd, descriptor);
   if (res.error != NULL) return res;
-  if (fw.rd->read(fw.rd->ctx, (uintptr_t)fw.d.registry, sizeof reg, &reg) != 0) {
+  if (fw->rd->read(fw->rd->ctx, (uintptr_t)fw->d.registry, sizeof reg, &reg) != 0) {
     res.error = "the scheduler registry cannot be read";
     return res;
   }
@@ -259,22 +258,23 @@ as_memwalk_forks_result as_memwalk_forks(as_memwalk_target *fwp,
   for (i = 0; i < nsched; i++) {
     uintptr_t s = (uintptr_t)reg.scheds[i];
     uint64_t slots;
-    int32_t top;
+    int32_t top, cap;
     double now = 0;
     int slot;
     if (s == 0) continue;
     res.nscheds++;
-    if (!ptr_ok(s) || rd_u64(&fw, s + OWN(&fw, sched_slots), &slots) != 0 ||
-        rd_i32(&fw, s + OWN(&fw, sched_top_slot), &top) != 0 ||
-        top < 0 || top > AS_MEMWALK_MAX_SLOTS) {
+    if (!ptr_ok(s) || rd_u64(fw, s + OWN(fw, sched_slots), &slots) != 0 ||
+        rd_i32(fw, s + OWN(fw, sched_top_slot), &top) != 0 ||
+        rd_i32(fw, s + OWN(fw, sched_slots_cap), &cap) != 0 ||
+        top < 0 || top > AS_MEMWALK_MAX_SLOTS || top >= cap) {
       res.status = AS_MEMWALK_FAILED;
       continue;
     }
-    rd_double(&fw, s + OWN(&fw, sched_now), &now);
+    rd_double(fw, s + OWN(fw, sched_now), &now);
     for (slot = 1; slot <= top && ptr_ok(slots); slot++) {
       uint64_t f;
       as_memwalk_fork *out;
-      if (rd_u64(&fw, (uintptr_t)slots + (uintptr_t)slot * sizeof(uint64_t), &f) != 0) {
+      if (rd_u64(fw, (uintptr_t)slots + (uintptr_t)slot * sizeof(uint64_t), &f) != 0) {
         res.status = AS_MEMWALK_FAILED;
         break;
       }
@@ -285,7 +285,7 @@ as_memwalk_forks_result as_memwalk_forks(as_memwalk_target *fwp,
         continue;
       }
       out = &forks[res.nforks++];
-      as_memwalk_fork_read(&fw, (uintptr_t)f, now, out, frames + res.nframes,
+      as_memwalk_fork_read(fw, (uintptr_t)f, now, out, frames + res.nframes,
                            maxframes - res.nframes);
       out->first_frame = res.nframes;
       res.nframes += out->nframes;
@@ -293,5 +293,4 @@ as_memwalk_forks_result as_memwalk_forks(as_memwalk_target *fwp,
     }
   }
   return res;
-#undef fw
 }
