@@ -45,6 +45,9 @@ local function differences(mem, tasks)
       same("name", m.name, t.name)
       same("status", m.status, t.status)
       if t.await then same("await kind", m.await, t.await.kind) end
+      if t.status == "waiting" and t.await and t.await.kind == "wait" and not t.combinator then
+        same("awaited fork", m.await_target, t.waiting_for and t.waiting_for[1])
+      end
       same("spawner", m.spawner, t.spawned_by or 0)
       if t.spawn then
         same("spawn file", m.spawn_source, t.spawn.file)

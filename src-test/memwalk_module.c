@@ -352,6 +352,7 @@ static void push_fork(lua_State *L, const as_memwalk_fork *f,
     lua_setfield(L, -2, "status");
   }
   if (f->await_name[0]) { lua_pushstring(L, f->await_name); lua_setfield(L, -2, "await"); }
+  if (f->await_target) { lua_pushinteger(L, f->await_target); lua_setfield(L, -2, "await_target"); }
   lua_pushnumber(L, f->seconds_in_state); lua_setfield(L, -2, "seconds");
   lua_pushinteger(L, f->spawner_id); lua_setfield(L, -2, "spawner");
   lua_pushinteger(L, f->spawn_line); lua_setfield(L, -2, "spawn_line");

@@ -167,6 +167,13 @@ void as_memwalk_fork_read(as_memwalk_target *fw, uintptr_t addr, double now,
     out->await_kind = kind;
     if (rd_u64(fw, (uintptr_t)ops + OWN(fw, await_ops_name), &p) == 0)
       rd_cstring(fw, (uintptr_t)p, out->await_name, sizeof out->await_name);
+    if (kind == OWN(fw, await_wait) &&
+        rd_u64(fw, addr + OWN(fw, fork_await_awaiting), &p) == 0 && ptr_ok(p) &&
+        fw->rd->read(fw->rd->ctx, (uintptr_t)p + OWN(fw, fork_id), sizeof id, &id) == 0)
+      out->await_target = (long long)id;
+    else if (kind == OWN(fw, await_fd) &&
+             rd_i32(fw, addr + OWN(fw, fork_await_fd), &i32) == 0)
+      out->await_target = i32;
   }
   if (rd_double(fw, addr + OWN(fw, fork_since), &since) == 0 && now >= since)
     out->seconds_in_state = now - since;

@@ -33,6 +33,8 @@ typedef struct as_memwalk_fork {
   int status;                /* enum as_status (fork.h); -1 unreadable */
   int await_kind;            /* enum as_await; 0 when not suspended */
   char await_name[16];       /* "sleep", "wait", ... ("" when none) */
+  long long await_target;    /* wait: the id of the one fork awaited (0 for
+                                wait_all/wait_any); fd: the fd; else 0 */
   double seconds_in_state;   /* scheduler's now - since (>= 0) */
   long long spawner_id;      /* 0 for run()'s root */
   int spawn_line;            /* -1 when unknown */
