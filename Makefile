@@ -99,7 +99,7 @@ asan:
 test-only:
 	$(RUN_ENV) $(BUSTED) $(BUSTED_FLAGS) spec
 
-valgrind: all
+valgrind: all test-helpers
 	$(RUN_ENV) valgrind --error-exitcode=1 --leak-check=no --quiet \
 	  $(BUSTED) --exclude-tags=slow,child $(BUSTED_FLAGS) spec
 
