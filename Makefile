@@ -99,7 +99,7 @@ asan:
 test-only:
 	$(RUN_ENV) $(BUSTED) $(BUSTED_FLAGS) spec
 
-valgrind: all
+valgrind: all test-helpers
 	$(RUN_ENV) valgrind --error-exitcode=1 --leak-check=no --quiet \
 	  $(BUSTED) --exclude-tags=slow,child $(BUSTED_FLAGS) spec
 
@@ -188,7 +188,8 @@ scale: all
 # (src/lualayout.c, src/memwalk.c, src/memwalk_verify.c) for
 # spec/memwalk_spec.lua. Nothing in core.so calls the walker yet.
 MEMWALK_TEST = $(BUILD)/test/asyncstack_memwalk.so
-MEMWALK_SRCS = src/lualayout.c src/memwalk.c src/memwalk_verify.c
+MEMWALK_SRCS = src/lualayout.c src/memwalk.c src/memwalk_proto.c src/memwalk_names.c \
+               src/memwalk_loaded.c src/memwalk_verify.c src/memwalk_forks.c
 
 $(MEMWALK_TEST): src-test/memwalk_module.c $(MEMWALK_SRCS) $(HDRS)
 	@mkdir -p $(dir $@)
@@ -196,11 +197,25 @@ $(MEMWALK_TEST): src-test/memwalk_module.c $(MEMWALK_SRCS) $(HDRS)
 
 test-helpers: $(MEMWALK_TEST)
 
+# crashhost: a Lua 5.4.4 host (from LUA_TARBALL, compiled into the program)
+# whose allocator and API lock end it once the crash handler runs
+# (src-test/crashhost.c; spec/crash_nolua_spec.lua). Test-only.
+CRASHHOST     = $(BUILD)/test/crashhost
+CRASHHOST_DIR = $(BUILD)/crashhost
+$(CRASHHOST): src-test/crashhost.c
+	@rm -rf $(CRASHHOST_DIR) && mkdir -p $(CRASHHOST_DIR) $(dir $@)
+	tar -xzf $(LUA_TARBALL) -C $(CRASHHOST_DIR)
+	$(CC) -O1 -g -std=gnu99 -DLUA_USE_LINUX '-Dlua_lock(L)=crashhost_lua_lock(L)' '-Dlua_unlock(L)=((void)0)' \
+	  -I$$(ls -d $(CRASHHOST_DIR)/lua-5.4.*) -Wl,-E -o $@ $< -lm -ldl
+
+test-helpers: $(CRASHHOST)
+
 # test-lua-versions: the stated layouts (src/lualayout.c) are compared with
 # what every release's own headers say (src-test/lualayout_facts.c, 5.4.0 to
 # 5.4.8), then spec/memwalk_spec.lua runs under interpreters built from
 # ../shared/lua/ (LUA_VERSIONS) and under the system's lua5.4, through
-# src-test/memwalk_runner.lua (busted's C modules are built for Debian's
+# src-test/memwalk_runner.lua, and so does spec/memwalk_forks_spec.lua (the
+# descriptor and the walker of every fork, issue 14) (busted's C modules are built for Debian's
 # lua5.4 only). Lua's sources are unpacked under $(BUILD)/lua-versions/.
 LUA_VERSIONS    ?= 5.4.0 5.4.3 5.4.6 5.4.8
 LUA_FACTS_VERSIONS ?= 5.4.0 5.4.1 5.4.2 5.4.3 5.4.4 5.4.5 5.4.6 5.4.7 5.4.8
@@ -238,7 +253,9 @@ test-lua-versions: all $(MEMWALK_TEST) $(LUAV)/lualayout_print \
 	  else echo "lualayout: Lua $$v: the stated layout differs from its headers"; exit 1; fi; \
 	done
 	@status=0; for lua in $(foreach v,$(LUA_VERSIONS),$(LUAV)/$(v)/lua) $(LUA); do \
-	  $(LUAV_ENV) $$lua src-test/memwalk_runner.lua spec/memwalk_spec.lua || status=1; \
+	  for spec in spec/memwalk_spec.lua spec/memwalk_forks_spec.lua; do \
+	    $(LUAV_ENV) $$lua src-test/memwalk_runner.lua $$spec || status=1; \
+	  done; \
 	done; exit $$status
 
 # bench-memwalk: the memory walker's time per frame next to lua_getinfo, and

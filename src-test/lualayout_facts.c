@@ -64,6 +64,7 @@ int main(void) {
   OFF(lcl_nupvalues, LClosure, nupvalues);
   OFF(lcl_p, LClosure, p);
   OFF(lcl_upvals, LClosure, upvals);
+  OFF(upval_v, UpVal, v);
   OFF(ccl_nupvalues, CClosure, nupvalues);
   OFF(ccl_f, CClosure, f);
   OFF(p_numparams, Proto, numparams);

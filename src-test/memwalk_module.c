@@ -22,6 +22,17 @@
 **                              this process or (reader "vm") in process pid
 **   depth([co])                frames counted from memory
 **   bench(co, rounds)          seconds per frame: walker, lua_getinfo "Slnt"
+**   descriptor(core_path)      the address of core.so's debug descriptor by
+**                              its exported symbol, and by its ELF section
+**                              (file's section header + load base)
+**   forks(core_path [, reader])
+**                              every fork of the running schedulers, read
+**                              through the descriptor (memwalk_forks.h):
+**                              {status=, error=, nscheds=, forks = {{id=,
+**                              name=, status=, await=, seconds=, spawner=,
+**                              spawn_line=, spawn_source=, waiters={...},
+**                              walk=, frames={{file=, line=, what=, name=,
+**                              namewhat=, linedefined=}...}}...}}
 **   fuzz(co, seed, rounds)     walks through a reader that fails and
 **                              corrupts reads: counts of complete,
 **                              truncated, failed walks (no crash is the test)
@@ -36,6 +47,12 @@
 #include "lualayout.h"
 #include "memwalk.h"
 #include "memwalk_verify.h"
+#include "memwalk_forks.h"
+#include "fork.h"
+#include <dlfcn.h>
+#include <elf.h>
+#include <link.h>
+#include <stdio.h>
 
 #define MODULE_MAX_FRAMES 200000
 
@@ -269,7 +286,135 @@ static int mw_fuzz(lua_State *L) {
   return 3;
 }
 
+/* The descriptor's address by the exported symbol of the loaded core.so at
+** `path` (dlopen RTLD_NOLOAD: only an object loaded already). */
+static uintptr_t descriptor_by_symbol(lua_State *L, const char *path,
+                                      uintptr_t *base) {
+  void *h = dlopen(path, RTLD_NOW | RTLD_NOLOAD), *sym;
+  Dl_info info;
+  if (h == NULL) luaL_error(L, "asyncstack_memwalk: %s is not loaded", path);
+  sym = dlsym(h, "asyncstack_debug_descriptor");
+  dlclose(h);   /* still loaded by require */
+  if (sym == NULL) luaL_error(L, "asyncstack_memwalk: no descriptor symbol in %s", path);
+  if (base != NULL) *base = dladdr(sym, &info) ? (uintptr_t)info.dli_fbase : 0;
+  return (uintptr_t)sym;
+}
+
+/* The descriptor's address as a tool without symbols finds it: the
+** "asyncstack_debug" section's address in the file, plus the load base. */
+static uintptr_t descriptor_by_section(const char *path, uintptr_t base) {
+  FILE *fp = fopen(path, "rb");
+  Elf64_Ehdr eh;
+  Elf64_Shdr sh, strsh;
+  uintptr_t found = 0;
+  int i;
+  if (fp == NULL) return 0;
+  if (fread(&eh, sizeof eh, 1, fp) == 1 && eh.e_shentsize == sizeof sh &&
+      fseek(fp, (long)(eh.e_shoff + (Elf64_Off)eh.e_shstrndx * sizeof sh), SEEK_SET) == 0 &&
+      fread(&strsh, sizeof strsh, 1, fp) == 1) {
+    for (i = 0; i < eh.e_shnum && found == 0; i++) {
+      char name[32] = {0};
+      if (fseek(fp, (long)(eh.e_shoff + (Elf64_Off)i * sizeof sh), SEEK_SET) != 0 ||
+          fread(&sh, sizeof sh, 1, fp) != 1 ||
+          fseek(fp, (long)(strsh.sh_offset + sh.sh_name), SEEK_SET) != 0 ||
+          fread(name, 1, sizeof name - 1, fp) == 0)
+        break;
+      if (strcmp(name, "asyncstack_debug") == 0) found = base + sh.sh_addr;
+    }
+  }
+  fclose(fp);
+  return found;
+}
+
+static int mw_descriptor(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  uintptr_t base = 0, sym = descriptor_by_symbol(L, path, &base);
+  lua_pushinteger(L, (lua_Integer)sym);
+  lua_pushinteger(L, (lua_Integer)descriptor_by_section(path, base));
+  return 2;
+}
+
+#define STATUS_NAME(e, name) name,
+static const char *const fork_status_names[] = { AS_STATUS_LIST(STATUS_NAME) NULL };
+#undef STATUS_NAME
+
+#define FORKS_MAX 512
+#define FORKS_FRAMES 20000
+
+static void push_fork(lua_State *L, const as_memwalk_fork *f,
+                      const as_memwalk_frame *frames) {
+  int i;
+  lua_createtable(L, 0, 12);
+  lua_pushinteger(L, f->id); lua_setfield(L, -2, "id");
+  if (f->name[0]) { lua_pushstring(L, f->name); lua_setfield(L, -2, "name"); }
+  if (f->status >= 0 && f->status < AS_STATUS_COUNT) {
+    lua_pushstring(L, fork_status_names[f->status]);
+    lua_setfield(L, -2, "status");
+  }
+  if (f->await_name[0]) { lua_pushstring(L, f->await_name); lua_setfield(L, -2, "await"); }
+  if (f->await_target) { lua_pushinteger(L, f->await_target); lua_setfield(L, -2, "await_target"); }
+  lua_pushnumber(L, f->seconds_in_state); lua_setfield(L, -2, "seconds");
+  lua_pushinteger(L, f->spawner_id); lua_setfield(L, -2, "spawner");
+  lua_pushinteger(L, f->spawn_line); lua_setfield(L, -2, "spawn_line");
+  lua_pushstring(L, f->spawn_source); lua_setfield(L, -2, "spawn_source");
+  lua_createtable(L, f->nwaiters, 0);
+  for (i = 0; i < f->nwaiters; i++) {
+    lua_pushinteger(L, f->waiters[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -2, "waiters");
+  lua_pushstring(L, status_name(f->walk)); lua_setfield(L, -2, "walk");
+  lua_createtable(L, f->nframes, 0);
+  for (i = 0; i < f->nframes; i++) {
+    const as_memwalk_frame *fr = &frames[f->first_frame + i];
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, fr->source); lua_setfield(L, -2, "file");
+    lua_pushinteger(L, fr->currentline); lua_setfield(L, -2, "line");
+    lua_pushinteger(L, fr->linedefined); lua_setfield(L, -2, "linedefined");
+    lua_pushstring(L, fr->what); lua_setfield(L, -2, "what");
+    if (fr->name[0]) { lua_pushstring(L, fr->name); lua_setfield(L, -2, "name"); }
+    if (*fr->namewhat) { lua_pushstring(L, fr->namewhat); lua_setfield(L, -2, "namewhat"); }
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -2, "frames");
+}
+
+static int mw_forks(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  static const char *const names[] = {"memcpy", "vm", NULL};
+  int which = luaL_checkoption(L, 2, "vm", names), i;
+  uintptr_t desc = descriptor_by_symbol(L, path, NULL);
+  as_memwalk_reader rd;
+  as_memwalk_target *target = (as_memwalk_target *)lua_newuserdatauv(L, sizeof *target, 0);
+  as_memwalk_forks_result res;
+  as_memwalk_fork *forks = (as_memwalk_fork *)lua_newuserdatauv(L, sizeof *forks * FORKS_MAX, 0);
+  as_memwalk_frame *frames =
+      (as_memwalk_frame *)lua_newuserdatauv(L, sizeof *frames * FORKS_FRAMES, 0);
+  if (which == 0) {
+    rd.read = as_memwalk_read_memcpy;
+    rd.ctx = NULL;
+  } else {
+    self_pid = getpid();
+    rd.read = as_memwalk_read_vm;
+    rd.ctx = &self_pid;
+  }
+  res = as_memwalk_forks(target, &rd, desc, forks, FORKS_MAX, frames, FORKS_FRAMES);
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, status_name(res.status)); lua_setfield(L, -2, "status");
+  if (res.error) { lua_pushstring(L, res.error); lua_setfield(L, -2, "error"); }
+  lua_pushinteger(L, res.nscheds); lua_setfield(L, -2, "nscheds");
+  lua_createtable(L, res.nforks, 0);
+  for (i = 0; i < res.nforks; i++) {
+    push_fork(L, &forks[i], frames);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -2, "forks");
+  return 1;
+}
+
 static const luaL_Reg mw_funcs[] = {
+  {"descriptor", mw_descriptor},
+  {"forks", mw_forks},
   {"release", mw_release},
   {"verify", mw_verify},
   {"frames", mw_frames},

@@ -5,6 +5,7 @@
 #include <string.h>
 #include "module.h"
 #include "bridge.h"
+#include "debuglayout.h"
 #include <lauxlib.h>
 
 #define AS_STATE_MT "asyncstack.State"
@@ -76,6 +77,7 @@ static int core_set_internal_prefix(lua_State *L) {
   st->internal_prefix_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   st->internal_prefix = p;   /* anchored by the reference above */
   st->internal_prefix_len = len;
+  as_debuglayout_set_internal_prefix(p, len);   /* for memory-level walkers */
   return 0;
 }
 
@@ -86,10 +88,29 @@ static int core_state_gc(lua_State *L) {
   return 0;
 }
 
+/* core.debug_layout() -> status ("verified"/"unverified"), release
+** ("5.4.4", or nil when unknown), message: the published descriptor's
+** load-time part (debuglayout.h). */
+static int core_debug_layout(lua_State *L) {
+  const as_debug_descriptor *d = as_debuglayout_get();
+  uint32_t status = __atomic_load_n(&d->status, __ATOMIC_ACQUIRE);
+  lua_pushstring(L, status == AS_DEBUG_VERIFIED ? "verified" : "unverified");
+  if (status == AS_DEBUG_VERIFIED || status == AS_DEBUG_UNVERIFIED) {
+    if (d->lua_release[0] != '\0') lua_pushstring(L, d->lua_release);
+    else lua_pushnil(L);
+    lua_pushstring(L, d->message);
+  } else {
+    lua_pushnil(L);
+    lua_pushstring(L, "unverified: the layout is being checked by another thread");
+  }
+  return 3;
+}
+
 static int core_open_all(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"set_hook", core_set_hook},
     {"set_internal_prefix", core_set_internal_prefix},
+    {"debug_layout", core_debug_layout},
     {NULL, NULL}
   };
   lua_newtable(L);
@@ -109,12 +130,15 @@ static int core_open_all(lua_State *L) {
   return 1;
 }
 
-/* The only exported symbol (the build uses -fvisibility=hidden). */
+/* The only exported function (the build uses -fvisibility=hidden); the
+** other exported symbol is the debug descriptor (debuglayout.h). */
 __attribute__((visibility("default"))) int luaopen_asyncstack_core(lua_State *L);
 
 int luaopen_asyncstack_core(lua_State *L) {
   as_state *st;
   luaL_checkversion(L);
+  /* once per process: the descriptor's Lua layout, verified (issue 14) */
+  as_debuglayout_check(L);
   st = (as_state *)lua_newuserdatauv(L, sizeof(as_state), 0);
   memset(st, 0, sizeof *st);
   st->internal_prefix_ref = LUA_NOREF;

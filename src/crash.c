@@ -9,10 +9,10 @@
 **     #1 0x000055d0c2e0afbe ?? (lua5.4+0xdfbe)
 **     ...
 **   async stack (fork #3 'co_funcC'):
-**     #0 [C] in field 'null_deref'
-**     #1 crash.lua:16 in function <crash.lua:15>  (root of fork #3 'co_funcC')
-**     [fork #3 'co_funcC' awaited by fork #2 'co_funcB']
-**     #2 [C] in field 'wait'
+**   stack traceback:
+**   	[C]: in field 'null_deref'
+**   	crash.lua:16: in function <crash.lua:15>  (root of fork #3 'co_funcC')
+**   	[fork #3 'co_funcC' awaited by fork #2 'co_funcB' at crash.lua:22 in ...]
 **     ...
 **
 ** then the default action is restored and the signal raised again, so the
@@ -29,18 +29,14 @@
 **  * It runs on the alternate stack signals.c maps (with a guard page), so
 **    a C stack overflow still gets a report.
 **  * Native frames: symbolize.h (libunwind, /proc/self/maps, ELF symbols).
-**  * Lua frames: only lua_getstack and lua_getinfo with "Slnt". In Lua 5.4
-**    (ldebug.c) lua_getstack walks the CallInfo list, and lua_getinfo fills
-**    `ar` from the function's Proto and the CallInfo: 'S' (funcinfo,
-**    luaO_chunkid into ar->short_src), 'l' (luaG_getfuncline), 'n'
-**    (funcnamefromcall reads bytecode) and 't' only read. Only 'f' and 'L'
-**    push values (so may grow the stack, allocate, raise): never used here.
-**    Fork names come from as_fork.name_cstr (fork.h), a plain char pointer.
+**  * The async section (crash_async.c) reads Lua and asyncstack memory only
+**    through the memory walker (memwalk_forks.h): no Lua API call, no
+**    allocation; it renders with the one renderer (render.h).
 **  * The async stack is read while the program may have been changing it
 **    when the signal came. Reading is guarded: a fault during it jumps back
 **    (siglongjmp, the handler is installed with SA_NODEFER so a nested fault
 **    reaches it) and the report says the walk ended early. Every loop is
-**    bounded: 64 native frames, 128 Lua frames, 64 forks, truncated names.
+**    bounded: 64 native frames, 256 Lua frames, 64 forks, truncated names.
 **
 ** The dispositions, the alternate stack and the guard that gives them back
 ** when the installing state closes are signals.c's; the report's fd is a
@@ -61,12 +57,10 @@
 #include "sched.h"
 #include "signals.h"
 #include "sigsafe.h"
+#include "crash_async.h"
 #include "symbolize.h"
 #include <lauxlib.h>
 
-#define CRASH_LUA_MAX       128      /* Lua frames printed, all forks together */
-#define CRASH_FORK_MAX      64       /* forks followed through awaiters */
-#define CRASH_LABEL_MAX     64       /* chars printed of a fork name */
 
 /* Signals install() accepts; the first five are the default. */
 static const int crash_signals[] = {
@@ -86,7 +80,6 @@ static struct {
   volatile sig_atomic_t guarded;    /* a fault now jumps back to `jmp` */
   sigjmp_buf jmp;
   as_sigsafe w;
-  int lua_printed;                  /* Lua frames printed so far */
 } h;
 
 /* ------------------------------------------------------- the header line */
@@ -112,173 +105,9 @@ static void report_header(int sig, const siginfo_t *info) {
   as_sigsafe_str(&h.w, " ***\n");
 }
 
-/* ============================================================ async section
-** Everything from here to async_section() prints the Lua half of the
-** report (out_fork, last_level, out_function, lua_frames, async_section),
-** with today's output. It is kept together so that it can be replaced
-** whole by the renderer over the chain rule (issue 11 items 1-2), writing
-** to the same as_sigsafe writer through the renderer's fd sink. Nothing
-** else in this file reads forks or Lua stacks. */
-
-/* "fork #4 'name'" */
-static void out_fork(const as_fork *f) {
-  const char *name = f->name_cstr;
-  as_sigsafe_str(&h.w, "fork #");
-  as_sigsafe_dec(&h.w, (long long)f->id);
-  if (name != NULL) {
-    as_sigsafe_str(&h.w, " '");
-    as_sigsafe_text(&h.w, name, CRASH_LABEL_MAX);
-    as_sigsafe_char(&h.w, '\'');
-  }
-}
-
-/* The deepest valid level of L's stack, or -1 (lauxlib's lastlevel: a
-** doubling search then a binary one, so a deep stack costs O(log n) calls). */
-static int last_level(lua_State *L) {
-  lua_Debug ar;
-  int li = 1, le = 1;
-  if (!lua_getstack(L, 0, &ar)) return -1;
-  while (lua_getstack(L, le, &ar)) {
-    li = le;
-    if (le > INT_MAX / 2) break;
-    le *= 2;
-  }
-  while (li < le) {
-    int m = li + (le - li) / 2;
-    if (lua_getstack(L, m, &ar)) li = m + 1;
-    else le = m;
-  }
-  return le - 1;
-}
-
-/* What the frame is, in the words the trace text uses (init.lua describe). */
-static void out_function(const lua_Debug *ar) {
-  if (ar->name != NULL && ar->namewhat != NULL && *ar->namewhat != '\0') {
-    as_sigsafe_str(&h.w, strcmp(ar->namewhat, "global") == 0 ? "function" : ar->namewhat);
-    as_sigsafe_str(&h.w, " '");
-    as_sigsafe_text(&h.w, ar->name, CRASH_LABEL_MAX);
-    as_sigsafe_char(&h.w, '\'');
-  } else if (*ar->what == 'm') {
-    as_sigsafe_str(&h.w, "main chunk");
-  } else if (*ar->what == 'C') {
-    as_sigsafe_str(&h.w, "?");
-  } else {
-    as_sigsafe_str(&h.w, "function <");
-    as_sigsafe_text(&h.w, ar->short_src, LUA_IDSIZE);
-    as_sigsafe_char(&h.w, ':');
-    as_sigsafe_dec(&h.w, ar->linedefined);
-    as_sigsafe_char(&h.w, '>');
-  }
-}
-
-/* Prints the frames of coroutine `th`, innermost first; when `root_of` is
-** given, its bottom frame is that fork's root function. */
-static void lua_frames(lua_State *th, const as_fork *root_of) {
-  lua_Debug ar;
-  int level, last;
-  if (th == NULL) return;
-  last = last_level(th);
-  for (level = 0; level <= last; level++) {
-    if (h.lua_printed == CRASH_LUA_MAX) {
-      as_sigsafe_str(&h.w, "  ... ");
-      as_sigsafe_dec(&h.w, last - level + 1);
-      as_sigsafe_str(&h.w, last == level ? " Lua frame omitted\n" : " Lua frames omitted\n");
-      return;
-    }
-    if (!lua_getstack(th, level, &ar)) return;
-    /* "Slnt" only: no 'f' or 'L', which push values (file comment) */
-    if (!lua_getinfo(th, "Slnt", &ar)) return;
-    as_sigsafe_str(&h.w, "  #");
-    as_sigsafe_dec(&h.w, h.lua_printed++);
-    as_sigsafe_char(&h.w, ' ');
-    if (ar.currentline > 0) {
-      as_sigsafe_text(&h.w, ar.short_src, LUA_IDSIZE);
-      as_sigsafe_char(&h.w, ':');
-      as_sigsafe_dec(&h.w, ar.currentline);
-    } else if (*ar.what == 'C') {
-      as_sigsafe_str(&h.w, "[C]");
-    } else {
-      as_sigsafe_text(&h.w, ar.short_src, LUA_IDSIZE);
-    }
-    as_sigsafe_str(&h.w, " in ");
-    out_function(&ar);
-    if (root_of != NULL && level == last) {
-      as_sigsafe_str(&h.w, "  (root of ");
-      out_fork(root_of);
-      as_sigsafe_char(&h.w, ')');
-    }
-    as_sigsafe_char(&h.w, '\n');
-    if (ar.istailcall) as_sigsafe_str(&h.w, "  (...tail calls...)\n");
-  }
-}
-
-/* The running fork's coroutines down to its root, then each fork that waits
-** for it, and from run()'s root fork on to the code that called run(). */
-static void async_section(void) {
-  as_sched *s = as_sched_active;
-  as_fork *f = s != NULL ? s->running : NULL;
-  int forks = 0;
-  h.lua_printed = 0;
-  if (f == NULL) {
-    as_sigsafe_str(&h.w, "async stack: no fork is running\n");
-    return;
-  }
-  as_sigsafe_str(&h.w, "async stack (");
-  out_fork(f);
-  as_sigsafe_str(&h.w, "):\n");
-  for (;;) {
-    int depth = f->astack.depth, i;
-    as_fork *w;
-    if (depth > f->astack.capacity) depth = f->astack.capacity;
-    for (i = depth - 1; i >= 0; i--) {
-      if (i < depth - 1) as_sigsafe_str(&h.w, "  [resumed by the coroutine below]\n");
-      lua_frames(f->astack.frames[i].thread, i == 0 ? f : NULL);
-    }
-    w = f->waiters != NULL ? f->waiters->waiter : NULL;
-    if (w != NULL) {
-      int others = 0;
-      const as_waitnode *o;
-      for (o = f->waiters->next; o != NULL && others < CRASH_FORK_MAX; o = o->next)
-        others++;
-      as_sigsafe_str(&h.w, "  [");
-      out_fork(f);
-      as_sigsafe_str(&h.w, " awaited by ");
-      out_fork(w);
-      if (others > 0) {
-        as_sigsafe_str(&h.w, " and ");
-        as_sigsafe_dec(&h.w, others);
-        as_sigsafe_str(&h.w, others == 1 ? " other fork" : " other forks");
-      }
-      as_sigsafe_str(&h.w, "]\n");
-    } else if (f == s->root) {
-      as_sigsafe_str(&h.w, "  [");
-      out_fork(f);
-      as_sigsafe_str(&h.w, " started by run()]\n");
-      lua_frames(s->L, NULL);
-      break;
-    } else {
-      as_sigsafe_str(&h.w, "  [");
-      out_fork(f);
-      as_sigsafe_str(&h.w, " is awaited by no fork; spawned by ");
-      if (f->spawner_id > 0) {
-        as_sigsafe_str(&h.w, "fork #");
-        as_sigsafe_dec(&h.w, (long long)f->spawner_id);
-      } else {
-        as_sigsafe_str(&h.w, "the scheduler");
-      }
-      as_sigsafe_str(&h.w, "]\n");
-      break;
-    }
-    if (++forks == CRASH_FORK_MAX) {
-      as_sigsafe_str(&h.w, "  ... more forks omitted\n");
-      break;
-    }
-    f = w;
-  }
-}
-
-/* ======================================================== end of the async
-** section */
+/* The async section is crash_async.c's: the memory walker over the
+** published descriptor, the chain rule and the one renderer, with no Lua
+** API call and no allocation (issue 14 item 4). */
 
 /* ------------------------------------------------------------ handler */
 
@@ -336,7 +165,7 @@ static void report(int sig, const siginfo_t *info) {
   as_sigsafe_flush(&h.w);             /* the riskier part comes next */
   if (sigsetjmp(h.jmp, 1) == 0) {
     h.guarded = 1;
-    async_section();
+    as_crash_async_section(&h.w);
     h.guarded = 0;
   } else {
     h.guarded = 0;

@@ -108,6 +108,7 @@ void as_fork_set_spawn_site(lua_State *L, int ud_idx, as_fork *f, int level) {
   }
   if (lua_getstack(L, level, &ar) && lua_getinfo(L, "fl", &ar)) {
     f->spawn_line = ar.currentline;
+    f->spawn_func = lua_topointer(L, -1);   /* for debuglayout.h */
     lua_setiuservalue(L, ud_idx, 3);
   }
 }

@@ -124,6 +124,9 @@ typedef struct as_fork {
   lua_Integer spawner_id;     /* fork that called fork(); 0 for run()'s root */
   int spawner_slot;           /* its slot then (check the id: slots are reused) */
   int spawn_line;             /* current line of the spawn site */
+  const void *spawn_func;     /* the spawn site's function (uservalue 3
+                                 anchors it), for memory-level walkers
+                                 (debuglayout.h); NULL when none */
   unsigned walk_mark;         /* trace walks stamp visited forks (cycle safety) */
   /* The chars of the name in uservalue 2 (which anchors them), or NULL. Kept
   ** by whoever sets uservalue 2 so the crash handler (crash.c), which may not

@@ -54,6 +54,9 @@
   ** *gclist; then LClosure: Proto *p; UpVal *upvals[1] and CClosure: \
   ** lua_CFunction f; TValue upvalue[1] */ \
   .lcl_nupvalues = 10, .lcl_p = 24, .lcl_upvals = 32, \
+  /* lobject.h UpVal: CommonHeader; lu_byte tbc; then v (TValue *, a \
+  ** union {TValue *p; ptrdiff_t offset} from 5.4.6) */ \
+  .upval_v = 16, \
   .ccl_nupvalues = 10, .ccl_f = 24, \
   /* lobject.h struct Proto: CommonHeader; lu_byte numparams, is_vararg, \
   ** maxstacksize; int sizeupvalues, sizek, sizecode, sizelineinfo, sizep, \

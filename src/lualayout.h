@@ -52,7 +52,8 @@
   X(tag_nil) X(tag_shrstr) X(tag_lngstr) X(tag_table) X(tag_lcl) \
   X(tag_lcf) X(tag_ccl) X(tag_thread) X(bit_collectable) \
   /* closures (lobject.h) */ \
-  X(lcl_nupvalues) X(lcl_p) X(lcl_upvals) X(ccl_nupvalues) X(ccl_f) \
+  X(lcl_nupvalues) X(lcl_p) X(lcl_upvals) X(upval_v) X(ccl_nupvalues) \
+  X(ccl_f) \
   /* Proto (lobject.h) */ \
   X(p_numparams) X(p_is_vararg) X(p_sizeupvalues) X(p_sizek) \
   X(p_sizecode) X(p_sizelineinfo) X(p_sizelocvars) X(p_sizeabslineinfo) \

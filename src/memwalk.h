@@ -50,6 +50,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include "lualayout.h"
 
 /* Copies `length` bytes at `address` (in the inspected address space) to
@@ -74,17 +75,31 @@ typedef enum as_memwalk_status {
 #define AS_MEMWALK_MAX_CODE (1 << 26)
 #define AS_MEMWALK_MAX_LSIZENODE 24
 #define AS_MEMWALK_MAX_NAME_DEPTH 16
+#define AS_MEMWALK_PREFIX_MAX 255       /* as_memwalk_string_has_prefix */
 /* Reads allowed for one frame's fields and name, and for one search of
 ** package.loaded: a bound on the work when sizes read are torn. */
 #define AS_MEMWALK_FRAME_READS (1L << 20)
+
+/* Where a frame's name comes from (as_memwalk_frame.name_kind). */
+enum {
+  AS_MEMWALK_NAME_CALL = 0,   /* the calling instruction (namewhat says how) */
+  AS_MEMWALK_NAME_GLOBAL,     /* package.loaded (fork walker) */
+  AS_MEMWALK_NAME_UPVALUE     /* a root's upvalue in its spawner (fork walker) */
+};
 
 typedef struct as_memwalk_frame {
   uintptr_t ci;          /* address of the frame's CallInfo */
   uintptr_t func;        /* the called value: closure address, or the
                             function pointer of a light C function */
+  uintptr_t cfunc;       /* C frames: the lua_CFunction's address */
+  uintptr_t source_ts;   /* Lua frames: the source TString's address */
   unsigned char func_tag;  /* its type tag (raw, with the collectable bit) */
   unsigned char istailcall;
   unsigned char status;    /* as_memwalk_status of this frame alone */
+  /* set by the fork walker (memwalk_forks.h) only: */
+  unsigned char coroutine_start; /* first frame of a coroutine that resumed
+                                    the one above it */
+  unsigned char name_kind;       /* AS_MEMWALK_NAME_* of `name` */
   const char *what;        /* "Lua", "C", "main" (static strings) */
   const char *namewhat;    /* "" when unnamed, else as lua_getinfo's 'n' */
   int currentline;         /* -1 for C functions or without line info */
@@ -125,6 +140,31 @@ int as_memwalk_global_name(const as_lualayout *lay, const as_memwalk_reader *rd,
                            uintptr_t L, const as_memwalk_frame *frame,
                            char *out, size_t size);
 
+/*
+** Fills source, what, linedefined and lastlinedefined of `out` (and func,
+** func_tag, source_ts) for the Lua closure at `closure`, as lua_getinfo
+** "S" would (currentline -1, no name). Returns 0, or -1 when it cannot be
+** read or is no Lua closure.
+*/
+int as_memwalk_closure(const as_lualayout *lay, const as_memwalk_reader *rd,
+                       uintptr_t closure, as_memwalk_frame *out);
+
+/*
+** The name under which the Lua closure `fn` is an upvalue of the Lua
+** closure `holder` (what lua_getupvalue names it; "(no name)" when
+** stripped): 1 and `out` filled, 0 when it is none of its upvalues, -1
+** when they cannot be read.
+*/
+int as_memwalk_upvalue_name(const as_lualayout *lay,
+                            const as_memwalk_reader *rd, uintptr_t holder,
+                            uintptr_t fn, char *out, size_t size);
+
+/* 1 when the string (TString) at `ts` starts with prefix[0, len), 0 when
+** not, -1 when it cannot be read. */
+int as_memwalk_string_has_prefix(const as_lualayout *lay,
+                                 const as_memwalk_reader *rd, uintptr_t ts,
+                                 const char *prefix, size_t len);
+
 /* Reader over the own address space with memcpy: only for memory known to
 ** be intact (the checks above keep addresses inside the objects read). */
 int as_memwalk_read_memcpy(void *ctx, uintptr_t address, size_t length,
@@ -133,5 +173,11 @@ int as_memwalk_read_memcpy(void *ctx, uintptr_t address, size_t length,
 /* Reader through process_vm_readv; ctx points to the pid (a pid_t). Safe on
 ** any address (a bad one fails with EFAULT); async-signal-safe. */
 int as_memwalk_read_vm(void *ctx, uintptr_t address, size_t length, void *out);
+
+/* Sets *rd to read the own process safely: process_vm_readv with the own
+** pid (stored in *pid, which must outlive *rd) when the kernel allows it
+** (returns 1), else memcpy (returns 0: the caller then relies on the
+** walker's checks and on the memory being intact). Async-signal-safe. */
+int as_memwalk_reader_self(as_memwalk_reader *rd, pid_t *pid);
 
 #endif

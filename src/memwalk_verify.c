@@ -53,6 +53,7 @@ int as_memwalk_compare_thread(lua_State *co, const as_lualayout *lay,
                               const char *thread, char *msg, size_t msgsize) {
   as_memwalk_frame frames[VERIFY_MAX_FRAMES];
   as_memwalk_reader reader;
+  pid_t pid;
   verify_state vs;
   lua_Debug ar;
   int n = 0, level;
@@ -61,8 +62,9 @@ int as_memwalk_compare_thread(lua_State *co, const as_lualayout *lay,
   vs.msg = msg;
   vs.msgsize = msgsize;
   vs.ok = 1;
-  reader.read = as_memwalk_read_memcpy;
-  reader.ctx = NULL;
+  /* a layout under test may be wrong: read through the kernel when we may,
+  ** so a wrong pointer fails the walk instead of crashing */
+  as_memwalk_reader_self(&reader, &pid);
   st = as_memwalk_frames(lay, &reader, (uintptr_t)co, 0, frames,
                          VERIFY_MAX_FRAMES, &n);
   if (st == AS_MEMWALK_FAILED) {

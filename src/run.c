@@ -15,6 +15,7 @@
 #include "backtrace.h"
 #include "bridge.h"
 #include "signals.h"
+#include "debuglayout.h"
 #include <lauxlib.h>
 
 #define AS_SCHED_MT "asyncstack.Scheduler"
@@ -115,6 +116,7 @@ static int sched_run(lua_State *L) {
   ** nothing in between raises: whatever can runs in protected calls */
   st->sched = s;
   as_sched_active = s;
+  as_debuglayout_register(s);   /* seen from outside (debuglayout.h) */
   status = lua_pcall(L, 2, 0, 0);
   if (lua_checkstack(L, 8)) {
     lua_pushcfunction(L, sched_run_report);       /* a light C function: no allocation */
@@ -129,6 +131,7 @@ static int sched_run(lua_State *L) {
   /* close handlers run by abandon_live see no scheduler, so they cannot block */
   st->sched = NULL;
   as_sched_active = NULL;
+  as_debuglayout_unregister(s);
   as_signals_run_end();
   as_sched_abandon_live(L, s);
   as_bridge_clear_stash(L, st);

@@ -96,6 +96,7 @@ M.now = core.now
 M.current = core.current
 M.debug_backtrace = core.debug_backtrace
 M.fork_backtrace = core.fork_backtrace
+M.debug_layout = core.debug_layout   -- the published descriptor (README "Seen from outside")
 M.traceback = core.traceback
 M.install = core.install
 M.uninstall = core.uninstall

@@ -534,6 +534,7 @@ op_kind("trace", {
   exec = function(rt, fx, op, shadow)
     record(rt, fx, ">" .. op.n)
     rt.check_trace(rt, fx, op, shadow)
+    if rt.at_trace then rt.at_trace(rt, fx, op) end   -- opts.at_trace
     record(rt, fx, "<" .. op.n)
   end,
 })
@@ -1811,7 +1812,8 @@ function check_tasks(rt, fx, op, shadow)
 end
 
 -- run(program [, opts]) -> result: events, problems, outcome of run().
--- opts.verbose: function(line) for a running log; opts.strict: no known-bug
+-- opts.verbose: function(line) for a running log; opts.at_trace:
+-- function(rt, fx, op) called at each trace op; opts.strict: no known-bug
 -- allowances; opts.inject: fault injection for the checker's own spec.
 function M.run(prog, opts)
   opts = opts or {}
@@ -1822,6 +1824,7 @@ function M.run(prog, opts)
     sync = {}, chans = {},     -- cancel victims' park signals, chan ops' channels
     verbose = opts.verbose, strict = opts.strict, t0 = as.now(),
     check_trace = check_trace, check_exception = check_exception,
+    at_trace = opts.at_trace,  -- function(rt, fx, op) at each trace op (memory walker spec)
   }
   for _, spec in ipairs(prog.forks) do rt.events[spec.id] = {} end
   function rt.handle(_, sid) return rt.strong[sid] or rt.weak[sid] end

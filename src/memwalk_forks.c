@@ -1,0 +1,303 @@
+/*
+** memwalk_forks.c: every fork of every running scheduler, from memory alone
+** (see memwalk_forks.h). Everything asyncstack-specific is read at the
+** offsets the descriptor states (debuglayout.h), never with this build's
+** struct definitions, so the same code reads another process or a core file
+** of a build with other offsets.
+*/
+#include <string.h>
+#include "memwalk_forks.h"
+#include "debuglayout.h"
+
+typedef as_memwalk_target forks_walk;
+
+#define OWN(fw, name) ((fw)->d.own[AS_DEBUG_OWN_##name])
+
+static int rd_u64(forks_walk *fw, uintptr_t addr, uint64_t *out) {
+  return addr == 0 ? -1 : fw->rd->read(fw->rd->ctx, addr, sizeof *out, out);
+}
+
+static int rd_i32(forks_walk *fw, uintptr_t addr, int32_t *out) {
+  return addr == 0 ? -1 : fw->rd->read(fw->rd->ctx, addr, sizeof *out, out);
+}
+
+static int rd_u8(forks_walk *fw, uintptr_t addr, unsigned char *out) {
+  return addr == 0 ? -1 : fw->rd->read(fw->rd->ctx, addr, 1, out);
+}
+
+static int rd_double(forks_walk *fw, uintptr_t addr, double *out) {
+  return addr == 0 ? -1 : fw->rd->read(fw->rd->ctx, addr, sizeof *out, out);
+}
+
+static int ptr_ok(uint64_t p) {
+  return p != 0 && (p & 7) == 0;
+}
+
+/* A NUL-terminated C string at addr, cut to size - 1 bytes ("" when it
+** cannot be read). Read in small pieces: the string may end near the end of
+** a mapping. */
+static void rd_cstring(forks_walk *fw, uintptr_t addr, char *out, size_t size) {
+  size_t n = 0;
+  out[0] = '\0';
+  if (addr == 0) return;
+  while (n + 1 < size) {
+    char c;
+    if (fw->rd->read(fw->rd->ctx, addr + n, 1, &c) != 0 || c == '\0') break;
+    out[n++] = c;
+  }
+  out[n] = '\0';
+}
+
+/* Reads and checks the descriptor; rebuilds the Lua layout into *lay. */
+const char *as_memwalk_target_open(as_memwalk_target *fw,
+                                   const as_memwalk_reader *rd,
+                                   uintptr_t addr) {
+  as_debug_descriptor *d = &fw->d;
+  as_lualayout *lay = &fw->lay;
+  int i = 0;
+  fw->rd = rd;
+  if (rd == NULL || rd->read == NULL) return "no reader";
+  if (addr == 0 || fw->rd->read(fw->rd->ctx, addr, sizeof *d, d) != 0)
+    return "the descriptor cannot be read";
+  if (memcmp(d->magic, AS_DEBUG_MAGIC, sizeof d->magic) != 0)
+    return "no asyncstack debug descriptor there (bad magic)";
+  if (d->layout_version != AS_DEBUG_LAYOUT_VERSION ||
+      d->descriptor_size != sizeof *d || d->pointer_size != sizeof(void *) ||
+      d->nown != AS_DEBUG_NOWN || d->nlua != AS_DEBUG_NLUA)
+    return "the descriptor has another layout version";
+  if (d->status != AS_DEBUG_VERIFIED)
+    return "the Lua layout is unverified (see as.debug_layout())";
+  d->lua_release[sizeof d->lua_release - 1] = '\0';
+  d->internal_prefix[sizeof d->internal_prefix - 1] = '\0';
+  if (d->internal_prefix_len >= sizeof d->internal_prefix) d->internal_prefix_len = 0;
+  memset(lay, 0, sizeof *lay);
+  lay->releases = d->lua_release;
+  lay->naming = (int)d->lua_naming;
+  lay->finalizer_on_caller = (int)d->lua_finalizer_on_caller;
+  lay->env_needs_variable = (int)d->lua_env_needs_variable;
+#define AS_FORKS_LUA_FIELD(name) lay->name = d->lua[i++];
+  AS_LUALAYOUT_FIELDS(AS_FORKS_LUA_FIELD)
+#undef AS_FORKS_LUA_FIELD
+  memcpy(lay->opmodes, d->lua_opmodes, sizeof lay->opmodes);
+  return NULL;
+}
+
+/* Whether the traces hide frame f (asyncstack's own C code or front end). */
+static int hidden(forks_walk *fw, const as_memwalk_frame *f) {
+  const as_debug_descriptor *d = &fw->d;
+  if (f->cfunc != 0)
+    return f->cfunc >= d->text_start && f->cfunc < d->text_end;
+  if (f->source_ts != 0 && d->internal_prefix_len > 0)
+    return as_memwalk_string_has_prefix(&fw->lay, fw->rd, f->source_ts,
+                                        d->internal_prefix,
+                                        d->internal_prefix_len) == 1;
+  return 0;
+}
+
+/* Walks coroutine `thread` into frames[0, room), dropping hidden frames and
+** naming unnamed ones by their global name; returns how many were kept
+** (*status: the walk's). */
+int as_memwalk_thread_visible(as_memwalk_target *fw, uintptr_t thread,
+                              as_memwalk_frame *frames, int room,
+                              as_memwalk_status *status) {
+  int n = 0, kept = 0, i;
+  *status = as_memwalk_frames(&fw->lay, fw->rd, thread, 0, frames, room, &n);
+  for (i = 0; i < n; i++) {
+    as_memwalk_frame *f = &frames[i];
+    if (f->status == AS_MEMWALK_FAILED || hidden(fw, f)) continue;
+    if (*f->namewhat == '\0' && f->func != 0) {
+      if (as_memwalk_global_name(&fw->lay, fw->rd, thread, f, f->name,
+                                 sizeof f->name) == 1)
+        f->name_kind = AS_MEMWALK_NAME_GLOBAL;
+      else
+        f->name[0] = '\0';
+    }
+    if (kept != i) frames[kept] = *f;
+    kept++;
+  }
+  return kept;
+}
+
+/* The fork's root function with neither a call-site nor a global name is
+** named as the traces name it: the upvalue of the spawn site's function
+** that holds it ("local function worker ... fork(worker)"). */
+static void name_root(forks_walk *fw, uintptr_t fork, as_memwalk_frame *f) {
+  uint64_t holder;
+  if (*f->namewhat != '\0' || f->name[0] != '\0' || f->func == 0 ||
+      f->func_tag != (fw->lay.tag_lcl | fw->lay.bit_collectable) ||
+      rd_u64(fw, fork + OWN(fw, fork_spawn_func), &holder) != 0 || !ptr_ok(holder))
+    return;
+  if (as_memwalk_upvalue_name(&fw->lay, fw->rd, (uintptr_t)holder, f->func,
+                              f->name, sizeof f->name) == 1)
+    f->name_kind = AS_MEMWALK_NAME_UPVALUE;
+  else
+    f->name[0] = '\0';
+}
+
+static as_memwalk_status worse(as_memwalk_status a, as_memwalk_status b) {
+  return a > b ? a : b;
+}
+
+/* Reads fork `addr` of scheduler `s` (whose batch time is `now`). */
+void as_memwalk_fork_read(as_memwalk_target *fw, uintptr_t addr, double now,
+                          as_memwalk_fork *out, as_memwalk_frame *frames,
+                          int room) {
+  unsigned char status = 0, kind = 0;
+  uint64_t p, node, ops, astack_frames;
+  int32_t i32, depth;
+  int64_t id;
+  double since;
+  int k;
+  uint64_t s = 0;
+  memset(out, 0, sizeof *out);
+  out->addr = addr;
+  if (rd_u64(fw, addr + OWN(fw, fork_sched), &s) == 0) out->sched = (uintptr_t)s;
+  out->status = -1;
+  out->spawn_line = out->spawn_linedefined = -1;
+  out->walk = AS_MEMWALK_FAILED;
+  if (fw->rd->read(fw->rd->ctx, addr + OWN(fw, fork_id), sizeof id, &id) != 0 ||
+      rd_u8(fw, addr + OWN(fw, fork_status), &status) != 0)
+    return;
+  out->id = (long long)id;
+  out->status = status;
+  if (rd_u64(fw, addr + OWN(fw, fork_name_cstr), &p) == 0)
+    rd_cstring(fw, (uintptr_t)p, out->name, sizeof out->name);
+  if (rd_u64(fw, addr + OWN(fw, fork_await_ops), &ops) == 0 && ptr_ok(ops) &&
+      rd_u8(fw, (uintptr_t)ops + OWN(fw, await_ops_kind), &kind) == 0) {
+    out->await_kind = kind;
+    if (rd_u64(fw, (uintptr_t)ops + OWN(fw, await_ops_name), &p) == 0)
+      rd_cstring(fw, (uintptr_t)p, out->await_name, sizeof out->await_name);
+    if (kind == OWN(fw, await_wait) &&
+        rd_u64(fw, addr + OWN(fw, fork_await_awaiting), &p) == 0 && ptr_ok(p) &&
+        fw->rd->read(fw->rd->ctx, (uintptr_t)p + OWN(fw, fork_id), sizeof id, &id) == 0)
+      out->await_target = (long long)id;
+    else if (kind == OWN(fw, await_fd) &&
+             rd_i32(fw, addr + OWN(fw, fork_await_fd), &i32) == 0)
+      out->await_target = i32;
+  }
+  if (rd_double(fw, addr + OWN(fw, fork_since), &since) == 0 && now >= since)
+    out->seconds_in_state = now - since;
+  if (fw->rd->read(fw->rd->ctx, addr + OWN(fw, fork_spawner_id), sizeof id, &id) == 0)
+    out->spawner_id = (long long)id;
+  if (rd_i32(fw, addr + OWN(fw, fork_spawn_line), &i32) == 0 && i32 > 0)
+    out->spawn_line = i32;
+  if (rd_u64(fw, addr + OWN(fw, fork_spawn_func), &p) == 0 && ptr_ok(p)) {
+    as_memwalk_frame site;
+    if (as_memwalk_closure(&fw->lay, fw->rd, (uintptr_t)p, &site) == 0) {
+      memcpy(out->spawn_source, site.source, sizeof out->spawn_source);
+      out->spawn_linedefined = site.linedefined;
+    }
+    else   /* a C function (a light one is no object to read) */
+      memcpy(out->spawn_source, "[C]", 4);
+  }
+  /* waiters: a list of wait nodes, bounded (a torn read could loop it) */
+  if (rd_u64(fw, addr + OWN(fw, fork_waiters), &node) == 0) {
+    for (k = 0; ptr_ok(node) && k < 4 * AS_MEMWALK_MAX_WAITERS; k++) {
+      uint64_t waiter;
+      if (rd_u64(fw, (uintptr_t)node + OWN(fw, waitnode_waiter), &waiter) != 0 ||
+          !ptr_ok(waiter))
+        break;
+      if (out->nwaiters < AS_MEMWALK_MAX_WAITERS) {
+        if (fw->rd->read(fw->rd->ctx, (uintptr_t)waiter + OWN(fw, fork_id),
+                         sizeof id, &id) != 0)
+          break;
+        out->waiters[out->nwaiters++] = (long long)id;
+      } else {
+        out->more_waiters = 1;
+      }
+      if (rd_u64(fw, (uintptr_t)node + OWN(fw, waitnode_next), &node) != 0) break;
+    }
+  }
+  /* the async stack: innermost coroutine first, down to the root */
+  if (rd_u64(fw, addr + OWN(fw, fork_astack) + OWN(fw, astack_frames),
+             &astack_frames) != 0 ||
+      rd_i32(fw, addr + OWN(fw, fork_astack) + OWN(fw, astack_depth), &depth) != 0 ||
+      !ptr_ok(astack_frames) || depth < 0 || depth > AS_MEMWALK_MAX_ASTACK)
+    return;
+  out->walk = AS_MEMWALK_COMPLETE;
+  for (k = depth - 1; k >= 0; k--) {
+    uint64_t thread;
+    as_memwalk_status st;
+    int kept;
+    if (room - out->nframes <= 0) {
+      out->walk = worse(out->walk, AS_MEMWALK_TRUNCATED);
+      break;
+    }
+    if (rd_u64(fw, (uintptr_t)astack_frames + (uintptr_t)k * OWN(fw, frame_size) +
+               OWN(fw, frame_thread), &thread) != 0 || !ptr_ok(thread)) {
+      out->walk = AS_MEMWALK_FAILED;
+      break;
+    }
+    kept = as_memwalk_thread_visible(fw, (uintptr_t)thread, frames + out->nframes,
+                                     room - out->nframes, &st);
+    if (kept > 0 && k < depth - 1) frames[out->nframes].coroutine_start = 1;
+    out->nframes += kept;
+    if (k == 0 && kept > 0 && st != AS_MEMWALK_FAILED)
+      name_root(fw, addr, &frames[out->nframes - 1]);
+    out->walk = worse(out->walk, st);
+    if (st == AS_MEMWALK_FAILED) break;
+  }
+}
+
+as_memwalk_forks_result as_memwalk_forks(as_memwalk_target *fw,
+                                         const as_memwalk_reader *rd,
+                                         uintptr_t descriptor,
+                                         as_memwalk_fork *forks, int maxforks,
+                                         as_memwalk_frame *frames,
+                                         int maxframes) {
+  as_memwalk_forks_result res;
+  as_debug_registry reg;
+  uint32_t i, nsched;
+  memset(&res, 0, sizeof res);
+  res.status = AS_MEMWALK_FAILED;
+  if (maxforks < 0 || maxframes < 0) {
+    res.error = "bad arguments";
+    return res;
+  }
+  res.error = as_memwalk_target_open(fw, rd, descriptor);
+  if (res.error != NULL) return res;
+  if (fw->rd->read(fw->rd->ctx, (uintptr_t)fw->d.registry, sizeof reg, &reg) != 0) {
+    res.error = "the scheduler registry cannot be read";
+    return res;
+  }
+  res.status = AS_MEMWALK_COMPLETE;
+  nsched = reg.count < AS_DEBUG_MAX_SCHEDS ? reg.count : AS_DEBUG_MAX_SCHEDS;
+  for (i = 0; i < nsched; i++) {
+    uintptr_t s = (uintptr_t)reg.scheds[i];
+    uint64_t slots;
+    int32_t top, cap;
+    double now = 0;
+    int slot;
+    if (s == 0) continue;
+    res.nscheds++;
+    if (!ptr_ok(s) || rd_u64(fw, s + OWN(fw, sched_slots), &slots) != 0 ||
+        rd_i32(fw, s + OWN(fw, sched_top_slot), &top) != 0 ||
+        rd_i32(fw, s + OWN(fw, sched_slots_cap), &cap) != 0 ||
+        top < 0 || top > AS_MEMWALK_MAX_SLOTS || top >= cap) {
+      res.status = AS_MEMWALK_FAILED;
+      continue;
+    }
+    rd_double(fw, s + OWN(fw, sched_now), &now);
+    for (slot = 1; slot <= top && ptr_ok(slots); slot++) {
+      uint64_t f;
+      as_memwalk_fork *out;
+      if (rd_u64(fw, (uintptr_t)slots + (uintptr_t)slot * sizeof(uint64_t), &f) != 0) {
+        res.status = AS_MEMWALK_FAILED;
+        break;
+      }
+      if (f == 0) continue;
+      if (res.nforks == maxforks || !ptr_ok(f)) {
+        res.status = worse(res.status, ptr_ok(f) ? AS_MEMWALK_TRUNCATED
+                                                 : AS_MEMWALK_FAILED);
+        continue;
+      }
+      out = &forks[res.nforks++];
+      as_memwalk_fork_read(fw, (uintptr_t)f, now, out, frames + res.nframes,
+                           maxframes - res.nframes);
+      out->first_frame = res.nframes;
+      res.nframes += out->nframes;
+      res.status = worse(res.status, out->walk);
+    }
+  }
+  return res;
+}

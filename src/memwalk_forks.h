@@ -1,0 +1,100 @@
+/*
+** memwalk_forks.h: every fork of every running scheduler, read from memory
+** alone through the published descriptor (debuglayout.h) and a read
+** callback (memwalk.h): what a debugger, a profiler, a core-file reader or
+** the crash handler sees. Same rules as memwalk.h: no Lua API, no
+** allocation, every loop bounded, every value checked; the output goes to
+** the caller's arrays.
+**
+** For each fork: id, name, status, await kind, time in state, spawner and
+** spawn site, the forks waiting for it, and its frames across all its
+** coroutines (innermost coroutine first, down to the fork's root
+** function), the frames asyncstack's traces hide left out (its own C
+** functions and its Lua front end), named as the in-process traces name
+** them: the call-site name (as lua_getinfo), else the global name found in
+** package.loaded (as luaL_traceback).
+*/
+#ifndef ASYNCSTACK_MEMWALK_FORKS_H
+#define ASYNCSTACK_MEMWALK_FORKS_H
+
+#include "memwalk.h"
+#include "debuglayout.h"
+
+#define AS_MEMWALK_MAX_WAITERS 8
+#define AS_MEMWALK_MAX_ASTACK 256     /* coroutines per fork */
+#define AS_MEMWALK_MAX_SLOTS (1 << 24) /* forks per scheduler */
+#define AS_MEMWALK_FORK_FRAMES 200     /* frames per coroutine walked */
+
+typedef struct as_memwalk_fork {
+  uintptr_t addr;            /* the as_fork */
+  uintptr_t sched;           /* its as_sched */
+  long long id;
+  char name[AS_MEMWALK_NAME_SIZE];   /* "" when unnamed */
+  int status;                /* enum as_status (fork.h); -1 unreadable */
+  int await_kind;            /* enum as_await; 0 when not suspended */
+  char await_name[16];       /* "sleep", "wait", ... ("" when none) */
+  long long await_target;    /* wait: the id of the one fork awaited (0 for
+                                wait_all/wait_any); fd: the fd; else 0 */
+  double seconds_in_state;   /* scheduler's now - since (>= 0) */
+  long long spawner_id;      /* 0 for run()'s root */
+  int spawn_line;            /* -1 when unknown */
+  char spawn_source[AS_MEMWALK_SOURCE_SIZE];  /* "" when unknown */
+  int spawn_linedefined;     /* of the spawning function; -1 when unknown */
+  long long waiters[AS_MEMWALK_MAX_WAITERS];
+  int nwaiters;              /* how many ids are in waiters */
+  int more_waiters;          /* waiters beyond AS_MEMWALK_MAX_WAITERS */
+  int first_frame, nframes;  /* its frames in the caller's frame array */
+  as_memwalk_status walk;    /* complete / truncated / failed for this fork */
+} as_memwalk_fork;
+
+typedef struct as_memwalk_forks_result {
+  int nforks;                /* entries filled in forks[] */
+  int nframes;               /* entries filled in frames[] */
+  int nscheds;               /* schedulers found in the registry */
+  as_memwalk_status status;  /* of the whole walk */
+  const char *error;         /* static text when the descriptor is unusable */
+} as_memwalk_forks_result;
+
+/* A process (or core) being read: the reader, the descriptor read from it
+** and the Lua layout the descriptor states. About 2 KB: a signal handler
+** keeps it static. */
+typedef struct as_memwalk_target {
+  const as_memwalk_reader *rd;
+  as_debug_descriptor d;
+  as_lualayout lay;
+} as_memwalk_target;
+
+/* Reads and checks the descriptor at `descriptor`; NULL when usable, else
+** why not (static text). */
+const char *as_memwalk_target_open(as_memwalk_target *t,
+                                   const as_memwalk_reader *rd,
+                                   uintptr_t descriptor);
+
+/* One fork at address `fork` (see as_memwalk_fork); `now` is its
+** scheduler's time (for seconds_in_state). Its frames go to frames[0,
+** room); first_frame is 0. */
+void as_memwalk_fork_read(as_memwalk_target *t, uintptr_t fork, double now,
+                          as_memwalk_fork *out, as_memwalk_frame *frames,
+                          int room);
+
+/* The frames of coroutine `thread` the traces show (hidden ones left out,
+** unnamed ones given their global name); returns how many. */
+int as_memwalk_thread_visible(as_memwalk_target *t, uintptr_t thread,
+                              as_memwalk_frame *frames, int room,
+                              as_memwalk_status *status);
+
+/*
+** Reads the descriptor at `descriptor` (an address in the inspected
+** memory), then every live fork of every registered scheduler, filling up
+** to `maxforks` forks and `maxframes` frames. `t` (caller's storage) is
+** opened on the descriptor, for later calls. Returns the result; status FAILED with `error`
+** when the descriptor cannot be used (bad magic or version, not verified).
+*/
+as_memwalk_forks_result as_memwalk_forks(as_memwalk_target *t,
+                                         const as_memwalk_reader *rd,
+                                         uintptr_t descriptor,
+                                         as_memwalk_fork *forks, int maxforks,
+                                         as_memwalk_frame *frames,
+                                         int maxframes);
+
+#endif
