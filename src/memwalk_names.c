@@ -121,6 +121,15 @@ static const char *getobjname_old(walker *w, protoinfo *pi, int lastpc,
 static const char *env_kind(walker *w, protoinfo *pi, int pc, uint32_t i,
                             int isup, int depth);
 
+/* The constant a LOADK (Bx) or LOADKX (the next EXTRAARG's Ax) at pc
+** loads, or -1 when the code cannot be read. */
+static int loadk_index(walker *w, protoinfo *pi, int pc, uint32_t i) {
+  uint32_t extra;
+  if (I_OP(i) == w->lay->op_loadk) return (int)I_BX(i);
+  if (as_mw_code_at(w, pi, pc + 1, &extra) != 0) return -1;
+  return (int)I_AX(extra);
+}
+
 /*
 ** getobjname of 5.4.0 - 5.4.6: a local; else what the last instruction
 ** that set the register loaded into it.
@@ -158,14 +167,8 @@ static const char *getobjname_old(walker *w, protoinfo *pi, int lastpc,
     upval_name(w, pi, I_B(i), nm);
     return str_upvalue;
   } else if (op == lay->op_loadk || op == lay->op_loadkx) {
-    int b;
-    if (op == lay->op_loadk)
-      b = I_BX(i);
-    else {
-      uint32_t extra;
-      if (as_mw_code_at(w, pi, pc + 1, &extra) != 0) return NULL;
-      b = I_AX(extra);
-    }
+    int b = loadk_index(w, pi, pc, i);
+    if (b < 0) return NULL;
     if (const_string(w, pi, b, nm)) return str_constant;
   } else if (op == lay->op_self) {
     if (I_K(i)) {
@@ -202,14 +205,8 @@ static const char *basic_objname(walker *w, protoinfo *pi, int *ppc, int reg,
     upval_name(w, pi, I_B(i), nm);
     return str_upvalue;
   } else if (op == lay->op_loadk || op == lay->op_loadkx) {
-    int b;
-    if (op == lay->op_loadk)
-      b = I_BX(i);
-    else {
-      uint32_t extra;
-      if (as_mw_code_at(w, pi, pc + 1, &extra) != 0) return NULL;
-      b = I_AX(extra);
-    }
+    int b = loadk_index(w, pi, pc, i);
+    if (b < 0) return NULL;
     if (const_string(w, pi, b, nm)) return str_constant;
     as_mw_set_name(nm, "?");
   }
