@@ -13,6 +13,7 @@
 
 #include <lua.h>
 #include <lauxlib.h>
+#include "mem.h"
 
 #define AS_STATE_UPVALUE lua_upvalueindex(1)
 
@@ -52,6 +53,18 @@ static inline as_state *as_state_get(lua_State *L) {
 **   format(msg, frames) -> string         optional: overrides the traceback
 **                                         text backtrace.c builds itself */
 int as_hook_push(lua_State *L, as_state *st, const char *name);
+
+/* Pushes onto L a copy of the value at index idx of another thread `from`
+** (suspended or ended). lua_pushvalue there needs one free slot on `from`,
+** whose stack may be full (a coroutine that returned or raised leaves none):
+** that slot is made first, and a failure raises in L, never in `from`
+** (issue 13, D12). L needs room for one value. */
+static inline void as_push_from_thread(lua_State *L, lua_State *from, int idx) {
+  idx = lua_absindex(from, idx);
+  if (!lua_checkstack(from, 1)) as_mem_error(L);
+  lua_pushvalue(from, idx);
+  lua_xmove(from, L, 1);
+}
 
 /* Registers `l` into the table on top of the stack with the state as upvalue. */
 void as_module_setfuncs(lua_State *L, const luaL_Reg *l);
