@@ -920,6 +920,11 @@ op_kind("fd", {
 -- between, so the child closes the fd only once the fork waits for it.
 local CLOSE_STYLES = { "close_fd", "behind" }
 
+-- The fdclose wait's timeout: none, as the child certainly closes the fd.
+-- spec/random/oomprog.lua sets one: under a failing allocator the child may
+-- die first, and an fd wait nobody ends is no deadlock run() could report.
+M.fd_wait_limit = nil
+
 op_kind("fdclose", {
   weight = function(gc, g) return (can_fork(g) and not gc.safe) and 2 or 0 end,
   gen = function(g, gc)
@@ -946,7 +951,7 @@ op_kind("fdclose", {
     c.sync:send(true)
     set_state(fx, "fd", shadow)
     fx.fdwait = format("fd %d (read)", fd)
-    local ok, e = pcall(as.wait_fd, fd, "r")
+    local ok, e = pcall(as.wait_fd, fd, "r", M.fd_wait_limit)
     clear_state(fx)
     local want = op.style == "close_fd" and "was closed while waiting for it (by close_fd"
                  or "was closed while waiting for it (behind asyncstack's back"
