@@ -100,6 +100,21 @@ describe("regress: cleanups of a failed or cancelled fork", function()
     assert.same({ "closed" }, log)
   end)
 
+  it("a cleanup run while a pcall inside the fork catches an error may block", function()
+    local log = {}
+    as.run(function()
+      local f = as.fork(function()
+        local ok, e = pcall(function()
+          local c <close> = closer(function() as.sleep(0); log[#log + 1] = "closed" end)
+          error("caught")
+        end)
+        log[#log + 1] = (not ok and tostring(e):match("caught")) or "?"
+      end)
+      as.wait(f)
+    end)
+    assert.same({ "closed", "caught" }, log)
+  end)
+
   it("an error a cleanup of a fork abandoned at run()'s end raises is reported", function()
     local reports = {}
     as.on_unhandled(function(e) reports[#reports + 1] = tostring(e) end)
