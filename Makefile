@@ -68,7 +68,7 @@ test-helpers: $(CRASHHELPER) $(FAILALLOC)
 OOMHOST     = $(BUILD)/test/oomhost
 $(OOMHOST): src-test/oomhost.c src-test/abort_trace.c
 	@mkdir -p $(dir $@)
-	$(CC) $(WARN) -Wno-declaration-after-statement $(WERROR) $(CFLAGS) -std=c99 -I$(LUA_INCDIR) -o $@ $^ -llua5.4 $(LDLIBS)
+	$(CC) $(WARN) $(WERROR) $(CFLAGS) -std=c99 -I$(LUA_INCDIR) -o $@ $^ -llua5.4 $(LDLIBS)
 
 test-helpers: $(CRASHHELPER) $(OOMHOST)
 $(STATEHOST): src-test/statehost.c

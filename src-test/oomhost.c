@@ -56,12 +56,12 @@ typedef struct limiter {
 static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
   limiter *m = (limiter *)ud;
+  void *p;
   if (nsize == 0) {
     if (ptr) { free(ptr); m->live--; }
     return NULL;
   }
-  int grows = (ptr == NULL || nsize > osize);
-  if (m->active && grows) {
+  if (m->active && (ptr == NULL || nsize > osize)) {   /* it grows */
     if (m->just_failed && ptr == m->failed_ptr && osize == m->failed_osize &&
         nsize == m->failed_nsize) {
       m->just_failed = 0;       /* Lua's retry after its emergency collection */
@@ -75,7 +75,7 @@ static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
       return NULL;
     }
   }
-  void *p = realloc(ptr, nsize);
+  p = realloc(ptr, nsize);
   if (p && !ptr) m->live++;
   return p;
 }
@@ -89,15 +89,17 @@ static void ignore_warning(void *ud, const char *msg, int tocont)
 static void describe_fds(char *buf, size_t n)
 {
   size_t used = 0;
-  buf[0] = 0;
-  DIR *d = opendir("/proc/self/fd");
-  if (!d) return;
+  DIR *d;
   struct dirent *e;
+  buf[0] = 0;
+  d = opendir("/proc/self/fd");
+  if (!d) return;
   while ((e = readdir(d)) && used + 64 < n) {
     char path[300], target[128];
+    ssize_t k;
     if (e->d_name[0] == '.') continue;
     snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
-    ssize_t k = readlink(path, target, sizeof target - 1);
+    k = readlink(path, target, sizeof target - 1);
     if (k < 0) continue;
     target[k] = 0;
     used += (size_t)snprintf(buf + used, n - used, " %s->%s", e->d_name, target);
@@ -136,10 +138,11 @@ static const char *error_text(lua_State *L)
 ** error itself or an exception made from it. */
 static int is_memory(lua_State *L, int idx)
 {
+  int yes;
   idx = lua_absindex(L, idx);
   lua_getfield(L, 1, "is_memory");
   lua_pushvalue(L, idx);
-  int yes = lua_pcall(L, 1, 1, 0) == LUA_OK && lua_toboolean(L, -1);
+  yes = lua_pcall(L, 1, 1, 0) == LUA_OK && lua_toboolean(L, -1);
   lua_pop(L, 1);
   return yes;
 }
@@ -173,83 +176,104 @@ static void step_of(lua_State *L, char *buf, size_t n)
   lua_pop(L, 1);
 }
 
+/* "count": the program's allocations with no failure. */
+static int count_allocations(const char *program)
+{
+  limiter m;
+  lua_State *L;
+  int st;
+  memset(&m, 0, sizeof m);
+  L = new_state(&m, program);
+  m.active = 1; m.limit = -1; m.every = 0;
+  st = call_field(L, "program");
+  m.active = 0;
+  if (st != LUA_OK) { printf("count failed: %s\n", error_text(L)); return 1; }
+  printf("allocations %ld\n", m.count);
+  lua_close(L);
+  return 0;
+}
+
+/* Runs the program in a fresh state whose allocation n fails (and every
+** later one when `every`), then check(); prints its "N ..." line. *fds0 is
+** the count of open fds before, updated so each leak is reported once, at
+** the N that caused it. Returns whether the program completed with fewer
+** than n allocations (past the end). */
+static int try_point(const char *program, int every, long n, int *fds0)
+{
+  limiter m;
+  lua_State *L;
+  char step[256], msg[600] = "";
+  const char *outcome = "completed";
+  long allocs;
+  int st, fds;
+  memset(&m, 0, sizeof m);
+  L = new_state(&m, program);
+  m.every = every; m.limit = n; m.active = 1;
+  alarm(HANG_SECONDS);          /* a hang ends the host: the driver reports it */
+  st = call_field(L, "program");
+  alarm(0);
+  m.active = 0;
+  allocs = m.count;
+  step_of(L, step, sizeof step);
+  if (st != LUA_OK) {
+    outcome = is_memory(L, -1) ? "memory" : "error";
+    snprintf(msg, sizeof msg, "%s", error_text(L));
+    lua_pop(L, 1);
+  }
+  lua_gc(L, LUA_GCCOLLECT);
+  if (call_field(L, "check") != LUA_OK) {
+    outcome = "broken";
+    snprintf(msg, sizeof msg, "after the failure, check() failed: %s", error_text(L));
+    lua_pop(L, 1);
+  }
+  lua_close(L);
+  fds = count_fds();
+  if (strcmp(outcome, "completed") == 0 || strcmp(outcome, "memory") == 0) {
+    if (m.live != 0) {
+      outcome = "leak";
+      snprintf(msg, sizeof msg, "%ld blocks still allocated after lua_close", m.live);
+    } else if (fds != *fds0) {
+      char open_fds[400];
+      describe_fds(open_fds, sizeof open_fds);
+      outcome = "leak";
+      snprintf(msg, sizeof msg, "%d file descriptors open after lua_close, %d before:%s", fds, *fds0, open_fds);
+    }
+  } else {
+    size_t used = strlen(msg);
+    if (m.live != 0)
+      used += (size_t)snprintf(msg + used, sizeof msg - used, " (and %ld blocks left after lua_close)", m.live);
+    if (fds != *fds0 && used < sizeof msg)
+      snprintf(msg + used, sizeof msg - used, " (and %d file descriptors left open)", fds - *fds0);
+  }
+  *fds0 = fds;
+  printf("N %ld %s allocs=%ld step=%s :: ", n, outcome, allocs, step);
+  one_line(msg);
+  putchar('\n');
+  return every && strcmp(outcome, "completed") == 0 && allocs < n;
+}
+
 int main(int argc, char **argv)
 {
+  const char *program, *mode;
+  long n, from, to, stepn;
+  int every, fds0;
   if (argc < 3) {
     fprintf(stderr, "usage: oomhost PROGRAM.lua count | every|next FROM TO STEP\n");
     return 2;
   }
-  const char *program = argv[1], *mode = argv[2];
-  limiter m;
-  memset(&m, 0, sizeof m);
+  program = argv[1];
+  mode = argv[2];
   setvbuf(stdout, NULL, _IOLBF, 0);
-
-  if (strcmp(mode, "count") == 0) {
-    lua_State *L = new_state(&m, program);
-    m.active = 1; m.limit = -1; m.every = 0;
-    int st = call_field(L, "program");
-    m.active = 0;
-    if (st != LUA_OK) { printf("count failed: %s\n", error_text(L)); return 1; }
-    printf("allocations %ld\n", m.count);
-    lua_close(L);
-    return 0;
-  }
+  if (strcmp(mode, "count") == 0) return count_allocations(program);
   if (argc < 6) { fprintf(stderr, "oomhost: FROM TO STEP expected\n"); return 2; }
-  int every = strcmp(mode, "every") == 0;
+  every = strcmp(mode, "every") == 0;
   if (!every && strcmp(mode, "next") != 0) { fprintf(stderr, "oomhost: bad mode %s\n", mode); return 2; }
-  long from = atol(argv[3]), to = atol(argv[4]), stepn = atol(argv[5]);
+  from = atol(argv[3]);
+  to = atol(argv[4]);
+  stepn = atol(argv[5]);
   if (stepn < 1) stepn = 1;
-  int fds0 = count_fds();
-
-  for (long n = from; n <= to; n += stepn) {
-    memset(&m, 0, sizeof m);
-    lua_State *L = new_state(&m, program);
-    char step[256];
-    m.every = every; m.limit = n; m.active = 1;
-    alarm(HANG_SECONDS);          /* a hang ends the host: the driver reports it */
-    int st = call_field(L, "program");
-    alarm(0);
-    m.active = 0;
-    long allocs = m.count;
-    const char *outcome = "completed";
-    char msg[600] = "";
-    step_of(L, step, sizeof step);
-    if (st != LUA_OK) {
-      outcome = is_memory(L, -1) ? "memory" : "error";
-      const char *text = error_text(L);
-      snprintf(msg, sizeof msg, "%s", text);
-      lua_pop(L, 1);
-    }
-    lua_gc(L, LUA_GCCOLLECT);
-    if (call_field(L, "check") != LUA_OK) {
-      outcome = "broken";
-      snprintf(msg, sizeof msg, "after the failure, check() failed: %s", error_text(L));
-      lua_pop(L, 1);
-    }
-    lua_close(L);
-    int fds = count_fds();
-    if (strcmp(outcome, "completed") == 0 || strcmp(outcome, "memory") == 0) {
-      if (m.live != 0) {
-        outcome = "leak";
-        snprintf(msg, sizeof msg, "%ld blocks still allocated after lua_close", m.live);
-      } else if (fds != fds0) {
-        char open_fds[400];
-        describe_fds(open_fds, sizeof open_fds);
-        outcome = "leak";
-        snprintf(msg, sizeof msg, "%d file descriptors open after lua_close, %d before:%s", fds, fds0, open_fds);
-      }
-    } else {
-      size_t used = strlen(msg);
-      if (m.live != 0)
-        used += (size_t)snprintf(msg + used, sizeof msg - used, " (and %ld blocks left after lua_close)", m.live);
-      if (fds != fds0 && used < sizeof msg)
-        snprintf(msg + used, sizeof msg - used, " (and %d file descriptors left open)", fds - fds0);
-    }
-    fds0 = fds;  /* each leak is reported once, at the N that caused it */
-    printf("N %ld %s allocs=%ld step=%s :: ", n, outcome, allocs, step);
-    one_line(msg);
-    putchar('\n');
-    if (every && strcmp(outcome, "completed") == 0 && allocs < n) break;  /* past the end */
-  }
+  fds0 = count_fds();
+  for (n = from; n <= to; n += stepn)
+    if (try_point(program, every, n, &fds0)) break;   /* past the end */
   return 0;
 }
