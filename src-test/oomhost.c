@@ -6,6 +6,7 @@
 **
 **   oomhost PROGRAM.lua count
 **   oomhost PROGRAM.lua every|next FROM TO STEP
+**   oomhost script SCRIPT.lua [ARGS...]
 **
 ** PROGRAM.lua returns a table with setup(), program() and check(); setup
 ** runs with no limit (it loads the module), program() runs with the limit,
@@ -27,6 +28,14 @@
 ** (blocks still allocated after lua_close, or file descriptors left open).
 ** A crash or ASan report ends the process, and so does a hang (SIGALRM after
 ** HANG_SECONDS); the driver reports it and restarts after that point.
+**
+** Mode "script" (the allocation-failure regression specs, e.g.
+** spec/fixtures/alloc_fail_sched.lua) runs SCRIPT like lua5.4 does (`arg`
+** set) in one state with the same allocator and one extra global:
+**   failalloc(n)  allocation n from now (n >= 1) fails, once (Lua's retry
+**                 after its emergency collection goes through)
+**   failalloc()   disarms; returns true when the armed failure happened
+** An error out of the script prints "oomhost: <error>" and exits 1.
 **
 ** Test code: links Debian's liblua5.4; the module itself never links liblua.
 */
@@ -51,6 +60,8 @@ typedef struct limiter {
   long count;          /* allocations counted while active */
   long live;           /* blocks allocated and not freed (always) */
   const void *failed_ptr; size_t failed_osize, failed_nsize; int just_failed;
+  int fired;           /* the limit was reached (mode "script") */
+  int retry_succeeds;  /* mode "script": Lua's retry of a failed request */
 } limiter;
 
 static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
@@ -64,15 +75,19 @@ static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
   if (m->active && (ptr == NULL || nsize > osize)) {   /* it grows */
     if (m->just_failed && ptr == m->failed_ptr && osize == m->failed_osize &&
         nsize == m->failed_nsize) {
-      m->just_failed = 0;       /* Lua's retry after its emergency collection */
-      return NULL;
-    }
-    m->just_failed = 0;
-    m->count++;
-    if (m->count == m->limit || (m->every && m->count > m->limit)) {
-      m->just_failed = 1;
-      m->failed_ptr = ptr; m->failed_osize = osize; m->failed_nsize = nsize;
-      return NULL;
+      /* Lua's retry after its emergency collection: it fails too in the
+      ** sweeps, and goes through (uncounted) in mode "script" */
+      m->just_failed = 0;
+      if (!m->retry_succeeds) return NULL;
+    } else {
+      m->just_failed = 0;
+      m->count++;
+      if (m->count == m->limit || (m->every && m->count > m->limit)) {
+        m->just_failed = 1;
+        m->fired = 1;
+        m->failed_ptr = ptr; m->failed_osize = osize; m->failed_nsize = nsize;
+        return NULL;
+      }
     }
   }
   p = realloc(ptr, nsize);
@@ -252,15 +267,83 @@ static int try_point(const char *program, int every, long n, int *fds0)
   return every && strcmp(outcome, "completed") == 0 && allocs < n;
 }
 
+/* failalloc(n) arms the limiter for the n-th allocation from now;
+** failalloc() disarms it and returns whether that allocation failed. */
+static int script_failalloc(lua_State *L)
+{
+  limiter *m = (limiter *)lua_touserdata(L, lua_upvalueindex(1));
+  lua_Integer n;
+  if (lua_isnoneornil(L, 1)) {
+    m->active = 0;
+    lua_pushboolean(L, m->fired);
+    m->fired = 0;
+    return 1;
+  }
+  n = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, n >= 1, 1, "n >= 1 expected");
+  m->active = 0;               /* no counting while it is set */
+  m->every = 0;
+  m->fired = 0;
+  m->just_failed = 0;
+  m->limit = m->count + (long)n;
+  m->active = 1;
+  return 0;
+}
+
+/* (argc, argv, limiter): the script of mode "script", in protected mode. */
+static int script_main(lua_State *L)
+{
+  int argc = (int)lua_tointeger(L, 1), i;
+  char **argv = (char **)lua_touserdata(L, 2);
+  luaL_openlibs(L);
+  lua_pushlightuserdata(L, lua_touserdata(L, 3));
+  lua_pushcclosure(L, script_failalloc, 1);
+  lua_setglobal(L, "failalloc");
+  lua_createtable(L, argc, 1);
+  for (i = 2; i < argc; i++) {            /* arg[0] is the script */
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i - 2);
+  }
+  lua_setglobal(L, "arg");
+  if (luaL_loadfile(L, argv[2]) != LUA_OK) return lua_error(L);
+  for (i = 3; i < argc; i++) lua_pushstring(L, argv[i]);
+  lua_call(L, argc - 3, 0);
+  return 0;
+}
+
+static int run_script(int argc, char **argv)
+{
+  limiter m;
+  lua_State *L;
+  int status;
+  memset(&m, 0, sizeof m);
+  m.retry_succeeds = 1;
+  L = lua_newstate(limited_alloc, &m);
+  if (L == NULL) { fprintf(stderr, "oomhost: cannot create a state\n"); return 2; }
+  lua_setwarnf(L, ignore_warning, NULL);
+  lua_pushcfunction(L, script_main);
+  lua_pushinteger(L, argc);
+  lua_pushlightuserdata(L, argv);
+  lua_pushlightuserdata(L, &m);
+  status = lua_pcall(L, 3, 0, 0);
+  m.active = 0;
+  if (status != LUA_OK)   /* an Exception has __tostring */
+    fprintf(stderr, "oomhost: %s\n", luaL_tolstring(L, -1, NULL));
+  lua_close(L);
+  return status == LUA_OK ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
   const char *program, *mode;
   long n, from, to, stepn;
   int every, fds0;
   if (argc < 3) {
-    fprintf(stderr, "usage: oomhost PROGRAM.lua count | every|next FROM TO STEP\n");
+    fprintf(stderr, "usage: oomhost PROGRAM.lua count | every|next FROM TO STEP\n"
+                    "       oomhost script SCRIPT.lua [ARGS...]\n");
     return 2;
   }
+  if (strcmp(argv[1], "script") == 0) return run_script(argc, argv);
   program = argv[1];
   mode = argv[2];
   setvbuf(stdout, NULL, _IOLBF, 0);

@@ -653,7 +653,7 @@ local VALUE_KINDS = { "int", "int", "str", "false", "table" }
 
 -- A timeout that never fires, even under valgrind and `make gc-stress`: the
 -- timer is set and removed, nothing waits for it.
-local LONG = 60
+M.LONG = 60
 local CAPACITIES = { 0, 0, 1, 2, 8 }
 
 local function chan_value(c, i)
@@ -794,7 +794,7 @@ op_kind("chan", {
     op.child_produces = g.rng:chance(0.5)
     local function role()
       return {
-        timeout = g.rng:chance(0.25) and LONG or nil,   -- a timer that never fires
+        timeout = g.rng:chance(0.25) and M.LONG or nil,   -- a timer that never fires
         close = g.rng:chance(0.3) and "tbc" or "close",
         yields = g.rng:chance(0.3),
         style = has_false and "loop" or g.rng:pick({ "loop", "iter", "call" }),
@@ -886,7 +886,7 @@ op_kind("fd", {
     if op.style == "ready" then
       local ip, port = u:getsockname()
       assert(u:sendto("ping", ip, port))
-      local ok, r = pcall(as.wait_fd, fd, "r", LONG)
+      local ok, r = pcall(as.wait_fd, fd, "r", M.LONG)
       clear_state(fx)
       local got = ok and u:receive()
       text = (ok and r == true and got == "ping") and "ready" or format("wait_fd gave %s, %s, %s", tostring(ok), tostring(r), tostring(got))
@@ -994,7 +994,7 @@ op_kind("closer", {
       if fd == c.fd then
         set_state(fx, "fd", shadow)
         fx.fdwait = format("fd %d (write)", fd)
-        local ok, r = pcall(as.wait_fd, fd, "w", LONG)
+        local ok, r = pcall(as.wait_fd, fd, "w", M.LONG)
         clear_state(fx)
         if not (ok and r == true) then text = format("wait_fd on the reused fd gave %s, %s", tostring(ok), tostring(r)) end
       else
@@ -1089,7 +1089,7 @@ op_kind("combo", {
     for _, t in ipairs(op.members) do distinct[t] = true end
     op.distinct = 0
     for _ in pairs(distinct) do op.distinct = op.distinct + 1 end
-    op.timeout = g.rng:chance(0.2) and LONG or nil      -- never fires
+    op.timeout = g.rng:chance(0.2) and M.LONG or nil      -- never fires
     local failure = op.failing and g.prog.forks[op.failing].outcome
     if op.mode == "all" then
       op.protected = g.rng:chance(0.5)
@@ -1234,7 +1234,7 @@ op_kind("park", {
     end
     local sync = rt.sync[fx.spec.id]
     if sync then sync:send(true) end      -- buffered: no suspension until the park
-    if op.park == "sleep" then as.sleep(LONG)
+    if op.park == "sleep" then as.sleep(M.LONG)
     elseif op.park == "sleepinf" then as.sleep(math.huge)
     elseif op.park == "recv" then ch:recv(op.timeout)
     elseif op.park == "send" then ch:send("never", op.timeout)
@@ -1309,7 +1309,7 @@ op_kind("cancel", {
       victim = gen_special_fork(g, gc.spec, {}, function(g2)
         local park = new_op(g2, "park")
         park.park, park.self, park.raises = op.park, op.variant == "self", "C"
-        if park.park == "recv" or park.park == "send" then park.timeout = g2.rng:chance(0.3) and LONG or nil end
+        if park.park == "recv" or park.park == "send" then park.timeout = g2.rng:chance(0.3) and M.LONG or nil end
         local inner = park
         local wraps = op.park == "ryield" and LEVEL_WRAPS or WRAPS
         for _ = 1, g2.rng:int(0, 2) do inner = wrap_op(g2, inner, g2.rng:pick(wraps)) end

@@ -20,7 +20,11 @@ local generator, prog
 function P.setup()
   base.setup()
   generator = require "spec.random.generator"
-  generator.fd_wait_limit = 2       -- a closer that died of memory ends no wait
+  -- a peer that died of memory ends no wait: an fd wait, a victim parked
+  -- in sleep(LONG) or a LONG channel timeout would outlast the host's hang
+  -- limit (20 s) without being asyncstack's hang
+  generator.fd_wait_limit = 2
+  generator.LONG = 2
   prog = generator.generate(SEED)   -- outside the limit: only the run is swept
 end
 

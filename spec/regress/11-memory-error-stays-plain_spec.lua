@@ -8,12 +8,12 @@
 -- Where: src/mem.h as_mem_error raises Lua's memory error itself (lua_error
 -- with the memory message is LUA_ERRMEM in Lua 5.4.1+); every "not enough
 -- memory" of src/ goes through it.
--- Runs in build/test/failalloc (src-test/failalloc.c), the n-th allocation
+-- Runs in `build/test/oomhost script` (src-test/oomhost.c), the n-th allocation
 -- of a run failing for every n (spec/fixtures/alloc_fail_memerr.lua).
 local core_path = assert(package.searchpath("asyncstack.core", package.cpath))
 local build_dir = assert(core_path:match("^(.-)/?asyncstack/core%.so$"))
 if build_dir == "" then build_dir = "." end
-local HOST = build_dir .. "/test/failalloc"
+local HOST = build_dir .. "/test/oomhost script"
 local CHILD_PATH = os.getenv("LUA_PATH") or "lua/?.lua;lua/?/init.lua;;"
 local CHILD_CPATH = build_dir .. "/?.so;;"
 
