@@ -24,10 +24,6 @@ CORE        = $(BUILD)/asyncstack/core.so
 # Crashes on request, for spec/crash_spec.lua and examples/crash.lua only:
 # built by `make test` / `make test-helpers`, never installed.
 CRASHHELPER = $(BUILD)/test/asyncstack_crashhelper.so
-# A Lua host whose allocator fails on request (src-test/failalloc.c), for the
-# allocation-failure regression specs; liblua is linked into it (not into
-# the module) and exported for the module to bind to.
-FAILALLOC   = $(BUILD)/test/failalloc
 LUA_LIBDIR ?= $(shell pkg-config --variable=libdir lua5.4 2>/dev/null)
 # A host that opens and closes Lua states (signal handlers must not outlive
 # them): links liblua, the module does not. Built by `make test-helpers`.
@@ -58,17 +54,14 @@ $(CRASHHELPER): src-test/crashhelper.c
 	@mkdir -p $(dir $@)
 	$(CC) $(LIBFLAG) $(ALL_CFLAGS) -pthread -o $@ $< $(LDLIBS)
 
-$(FAILALLOC): src-test/failalloc.c
-	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(LUA_LIBDIR)/liblua5.4.a -Wl,-E -lm -ldl $(LDLIBS)
-
-test-helpers: $(CRASHHELPER) $(FAILALLOC)
 # The allocation-failure host (issue 13, src-test/oomhost.c): a test
-# program, the one place that links liblua (Debian's); never installed.
+# program that links liblua (Debian's); never installed. Its sweep modes
+# serve `make oomtest`, its "script" mode the allocation-failure
+# regression specs (a script arms failalloc(n)).
 OOMHOST     = $(BUILD)/test/oomhost
 $(OOMHOST): src-test/oomhost.c src-test/abort_trace.c
 	@mkdir -p $(dir $@)
-	$(CC) $(WARN) -Wno-declaration-after-statement $(WERROR) $(CFLAGS) -std=c99 -I$(LUA_INCDIR) -o $@ $^ -llua5.4 $(LDLIBS)
+	$(CC) $(WARN) $(WERROR) $(CFLAGS) -std=c99 -I$(LUA_INCDIR) -o $@ $^ -llua5.4 $(LDLIBS)
 
 test-helpers: $(CRASHHELPER) $(OOMHOST)
 $(STATEHOST): src-test/statehost.c

@@ -25,7 +25,7 @@
 -- Channels (capacity, send/recv arguments and timeouts, use after close,
 -- blocking outside run()), wait_all / wait_any (non-list, empty list, a
 -- non-fork element, itself, a fork of another run), f:cancel() (bad self)
--- and wait_fd (bad fd, mode and timeout, two readers on one fd) have rows
+-- wait_fd and close_fd (bad fd, mode and timeout, two readers) have rows
 -- too, with the same after-checks.
 local as = require "asyncstack"
 
@@ -691,6 +691,22 @@ local ROWS = {
     call = function(ctx) return ctx.old:cancel(), ctx.old:status() end,
     returns = function(_, r, st) assert.is_false(r); assert.are.equal("done", st) end },
 
+  ------------------------------------------------------------- close_fd
+  { api = "close_fd", what = "no fd", where = "both",
+    call = function() as.close_fd() end,
+    message = "bad argument #1 to 'close_fd' (integer fd or object with getfd() expected, got no value)" },
+  { api = "close_fd", what = "a string fd", where = "both",
+    call = function() as.close_fd("0") end,
+    message = "bad argument #1 to 'close_fd' (integer fd or object with getfd() expected, got string)" },
+  { api = "close_fd", what = "a fractional fd", where = "both",
+    call = function() as.close_fd(1.5) end,
+    message = "bad argument #1 to 'close_fd' (integer fd or object with getfd() expected, got number)" },
+  { api = "close_fd", what = "a table without getfd()", where = "both",
+    call = function() as.close_fd({}) end,
+    message = "bad argument #1 to 'close_fd' (integer fd or object with getfd() expected, got table)" },
+  { api = "close_fd", what = "a negative fd", where = "both",
+    call = function() as.close_fd(-1) end,
+    message = "bad argument #1 to 'close_fd' (fd out of range)" },
   ------------------------------------------------------------- wait_fd
   { api = "wait_fd", what = "a string fd", where = "both",
     call = function() as.wait_fd("0", "r") end,

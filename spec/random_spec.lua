@@ -1,14 +1,23 @@
 -- Randomized programs (issue 8, part 1): seeded programs mixing fork, wait,
 -- pwait, sleep, yield, errors, pcall/as.pcall, nested coroutines, trace
--- calls, channels, wait_all/wait_any, cancel and timeouts, run under as.run
--- and checked against the invariants listed at the top of
--- spec/random/generator.lua.
+-- calls, channels, wait_all/wait_any, cancel, timeouts, wait_fd and fds
+-- closed while a fork waits for them, run under as.run and checked against
+-- the invariants listed at the top of spec/random/generator.lua.
+--
+-- Allocation-failure mode (issue 13): a few of those programs run under the
+-- allocation-failure host (src-test/oomhost.c through tools/oomtest.lua
+-- --program spec/random/oomprog.lua) at sampled failure points, every later
+-- allocation failing or only one: each run ends cleanly ("not enough
+-- memory" or done), leaks nothing, and a following run() works.
 --
 --   ASYNCSTACK_PROGRAMS  how many programs (default 1000)
 --   ASYNCSTACK_SEED      seed of the first program (default 8000001); program
 --                        i has seed ASYNCSTACK_SEED + i - 1
 --   ASYNCSTACK_SEED_LOG  a file that always holds the seed of the program
 --                        being run, for a run that dies (make fuzz prints it)
+--   ASYNCSTACK_OOM_SEEDS  seeds of the allocation-failure mode (default
+--                        8000022,8000083: programs with wait_fd and fdclose)
+--   ASYNCSTACK_OOM_SAMPLE failure points per mode and seed (default 20)
 --   ASYNCSTACK_STRICT=1  no allowances for the known bugs of spec/regress/
 --                        (the generator marks them KNOWN BUG): they show up
 --
@@ -20,6 +29,14 @@ local PROGRAMS = math.tointeger(tonumber(os.getenv("ASYNCSTACK_PROGRAMS") or "")
 local FIRST_SEED = math.tointeger(tonumber(os.getenv("ASYNCSTACK_SEED") or "")) or 8000001
 local SEED_LOG = os.getenv("ASYNCSTACK_SEED_LOG")
 local STRICT = os.getenv("ASYNCSTACK_STRICT") == "1"
+local OOM_SEEDS = os.getenv("ASYNCSTACK_OOM_SEEDS") or "8000022,8000083"
+local OOM_SAMPLE = math.tointeger(tonumber(os.getenv("ASYNCSTACK_OOM_SAMPLE") or "")) or 20
+
+-- The build under test: the directory of LUA_CPATH's first entry.
+local function build_dir()
+  local cpath = os.getenv("LUA_CPATH") or "build/?.so;;"
+  return cpath:match("^([^;]-)/%?%.so") or "build"
+end
 
 local function log_seed(seed)
   if not SEED_LOG then return end
@@ -276,5 +293,25 @@ describe("asyncstack.random", function()
       out[#out + 1] = "failing seeds: " .. table.concat(seeds, " ")
       error(table.concat(out, "\n"), 0)
     end
+  end)
+
+  it("allocation-failure mode: random programs end cleanly at sampled failure points #child", function()
+    local host = build_dir() .. "/test/oomhost"
+    local f = io.open(host)
+    assert(f, host .. " is missing: `make test-helpers` builds it")
+    f:close()
+    local swept = 0
+    for seed in OOM_SEEDS:gmatch("%d+") do
+      local p = assert(io.popen(("ASYNCSTACK_OOM_SEED=%s lua5.4 tools/oomtest.lua %s --program spec/random/oomprog.lua --sample %d 2>&1; echo \"status=$?\"")
+        :format(seed, host, OOM_SAMPLE)))
+      local out = p:read("a")
+      p:close()
+      local status = tonumber(out:match("status=(%d+)%s*$"))
+      assert(status == 0, ("seed %s under a failing allocator:\n%s"):format(seed, out))
+      assert.matches("mode every %d+ failure points tried: completed %d+, memory [1-9]", out)
+      assert.matches("mode next  %d+ failure points tried", out)
+      swept = swept + 1
+    end
+    assert.is_true(swept > 0)
   end)
 end)

@@ -15,12 +15,12 @@
 
 static void on_abort(int sig)
 {
-  void *frames[64];
-  int n = backtrace(frames, 64);
   static const char head[] = "abort-trace: native stack at the abort\n";
+  void *frames[64];
+  int n = backtrace(frames, 64), i;
   if (write(2, head, sizeof head - 1) < 0) { /* nothing to do */ }
   /* backtrace_symbols_fd writes one line per frame and allocates nothing. */
-  for (int i = 0; i < n; i++) {
+  for (i = 0; i < n; i++) {
     static const char tag[] = "abort-trace: ";
     if (write(2, tag, sizeof tag - 1) < 0) { /* nothing to do */ }
     backtrace_symbols_fd(&frames[i], 1, 2);
@@ -32,11 +32,11 @@ static void on_abort(int sig)
 __attribute__((constructor)) static void install_abort_trace(void)
 {
   struct sigaction sa;
+  void *warm[1];
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_abort;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGABRT, &sa, NULL);
   /* backtrace() loads libgcc on first use, which may allocate: do it now. */
-  void *warm[1];
   backtrace(warm, 1);
 }

@@ -90,15 +90,14 @@ static lua_State *blocked_thread(as_fork *f) {
 
 /* Pushes the value a blocked sender holds (its send's argument 2). */
 static void push_sender_value(lua_State *L, as_fork *sender) {
-  lua_State *th = blocked_thread(sender);
-  lua_pushvalue(th, 2);
-  lua_xmove(th, L, 1);
+  as_push_from_thread(L, blocked_thread(sender), 2);
 }
 
 /* Moves the value on top of L to a blocked receiver and wakes it. */
 static void give_to_receiver(lua_State *L, as_sched *s, as_fork *r) {
   lua_State *th = blocked_thread(r);
-  luaL_checkstack(th, 1, "channel receive");   /* may raise: before anything moves */
+  /* may raise (in L: th is suspended): before anything moves */
+  if (!lua_checkstack(th, 1)) as_mem_error(L);
   lua_xmove(L, th, 1);
   as_sched_wake(s, r, AS_WAKE_READY);          /* unlinks it */
 }
@@ -188,6 +187,9 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* Takes a value without blocking: pushes it and returns 1, or returns 0. */
 static int take_value(lua_State *L, as_sched *s, as_channel *ch) {
+  /* the slot push_sender_value needs, made before a value leaves the ring */
+  if (ch->send_head != NULL && !lua_checkstack(blocked_thread(ch->send_head), 1))
+    as_mem_error(L);
   if (ch->count > 0) {
     ring_pop(L, ch, 1);
     if (ch->send_head != NULL) {              /* room now: take a sender's value */

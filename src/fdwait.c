@@ -6,6 +6,16 @@
 ** registrations are edited as forks come and go. The scheduler loop polls
 ** without blocking while forks are runnable, and blocks in epoll_wait until
 ** the next timer when nothing is: a signal (dump on signal) interrupts it.
+**
+** An fd closed while forks wait for it (issue 13, D10): closing it through
+** asyncstack (core.close_fd, asyncstack.socket's close) wakes its waiters
+** first, with an error saying so. One closed behind asyncstack's back stops
+** producing events (epoll drops a closed file by itself), and its number
+** may be reused by another file: each registration remembers its file
+** (device and inode), and the poller checks the watched fds when it finds
+** nothing to do (at most once a second, and it never sleeps longer than a
+** second while fds are watched), as wait_fd does when an fd already has a
+** registration; a closed or changed file wakes its waiters with an error.
 */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -13,6 +23,7 @@
 #include <math.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "sched.h"
@@ -23,6 +34,8 @@
 typedef struct as_fdwatch {
   as_fork *reader, *writer;
   uint32_t events;             /* registered with epoll */
+  dev_t dev;                   /* the file registered, while events != 0 */
+  ino_t ino;
 } as_fdwatch;
 
 /* The poller's state in a run (as_sched.poller_state). */
@@ -30,9 +43,16 @@ typedef struct as_fdset {
   int epfd;                    /* epoll instance */
   as_fdwatch *fds;             /* per-fd waiters, indexed by fd */
   int cap;                     /* length of fds */
+  double checked;              /* as_now() of the last check of every fd */
 } as_fdset;
 
 #define POLL_BATCH 64
+/* Longest idle wait while fds are watched, and the least time between two
+** checks of every watched fd for a file closed behind asyncstack's back. */
+#define FD_CHECK_INTERVAL 1.0
+
+/* Why a waiter was woken with AS_WAKE_CLOSED (as_fork.await.fd.closed). */
+enum { FD_CLOSED_BY_CALL = 1, FD_CLOSED_OUTSIDE, FD_CHANGED };
 
 static void fdwait_unlink(as_sched *s, as_fork *f);
 static void fdwait_describe(lua_State *L, const as_fork *f);
@@ -57,10 +77,54 @@ static int sync_fd(as_fdset *set, int fd) {
   e.events = ev;
   e.data.fd = fd;
   op = w->events == 0 ? EPOLL_CTL_ADD : (ev == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD);
+  if (op == EPOLL_CTL_ADD) {
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) return errno;
+    w->dev = sb.st_dev;
+    w->ino = sb.st_ino;
+  }
   if (epoll_ctl(set->epfd, op, fd, &e) != 0 && !(op == EPOLL_CTL_DEL && (errno == EBADF || errno == ENOENT)))
     return errno;
   w->events = ev;
   return 0;
+}
+
+/* Whether fd still is the file registered for it: 0 when it is, else
+** FD_CLOSED_OUTSIDE or FD_CHANGED. */
+static int fd_changed(const as_fdwatch *w, int fd) {
+  struct stat sb;
+  if (fstat(fd, &sb) != 0) return errno == EBADF ? FD_CLOSED_OUTSIDE : 0;
+  return sb.st_dev != w->dev || sb.st_ino != w->ino ? FD_CHANGED : 0;
+}
+
+/* Wakes fd's waiters with AS_WAKE_CLOSED (their wait_fd raises, saying
+** why). For a file closed or replaced behind our back there is nothing to
+** delete (epoll dropped it with the file, or it never saw the new one); for
+** close_fd, waking unlinks each waiter, which deletes the registration
+** while the fd is still open. Never raises. */
+static void wake_closed(as_sched *s, as_fdset *set, int fd, int why) {
+  as_fdwatch *w = &set->fds[fd];
+  as_fork *r = w->reader, *wr = w->writer;
+  if (why != FD_CLOSED_BY_CALL) w->events = 0;
+  if (r != NULL) {
+    r->await.fd.closed = (unsigned char)why;
+    as_sched_wake(s, r, AS_WAKE_CLOSED);          /* unlinks it */
+  }
+  if (wr != NULL) {
+    wr->await.fd.closed = (unsigned char)why;
+    as_sched_wake(s, wr, AS_WAKE_CLOSED);
+  }
+  w->events = 0;
+}
+
+/* Checks every watched fd for a file closed or replaced behind asyncstack's
+** back (see the top of this file). */
+static void check_fds(as_sched *s, as_fdset *set) {
+  int fd, why;
+  set->checked = as_now();
+  for (fd = 0; fd < set->cap; fd++)
+    if (set->fds[fd].events != 0 && (why = fd_changed(&set->fds[fd], fd)) != 0)
+      wake_closed(s, set, fd, why);
 }
 
 static void fdwait_unlink(as_sched *s, as_fork *f) {
@@ -89,10 +153,14 @@ static int fdwait_poll(lua_State *L, as_sched *s, double timeout) {
   struct epoll_event ev[POLL_BATCH];
   int n, i, ms;
   (void)L;
-  if (timeout < 0) ms = -1;
-  else ms = (int)ceil(timeout * 1000.0 > 2147483647.0 ? 2147483647.0 : timeout * 1000.0);
+  if (timeout < 0 || timeout > FD_CHECK_INTERVAL) timeout = FD_CHECK_INTERVAL;
+  ms = (int)ceil(timeout * 1000.0);
   n = epoll_wait(set->epfd, ev, POLL_BATCH, ms);
   if (n < 0) return 0;               /* EINTR: a signal; the loop goes on */
+  if (n == 0 && ms > 0 && as_now() - set->checked >= FD_CHECK_INTERVAL) {
+    check_fds(s, set);               /* idle: a closed fd would hang the run */
+    return 1;
+  }
   for (i = 0; i < n; i++) {
     int fd = ev[i].data.fd;
     uint32_t e = ev[i].events;
@@ -128,11 +196,12 @@ static as_fdset *ensure_fd(lua_State *L, as_sched *s, int fd) {
     set = (as_fdset *)as_mem_resize(L, NULL, 0, sizeof *set);
     if (set == NULL) {
       close(epfd);
-      luaL_error(L, "not enough memory");
+      as_mem_error(L);
     }
     set->epfd = epfd;
     set->fds = NULL;
     set->cap = 0;
+    set->checked = as_now();
     s->poller_state = set;
     s->poller = &fd_poller;
   }
@@ -153,6 +222,15 @@ static int fdwait_k(lua_State *L, int status, lua_KContext ctx) {
   as_state *st = as_state_get(L);
   as_fork *me = as_sched_continue(L, st);
   (void)status; (void)ctx;
+  if (me != NULL && me->wake == AS_WAKE_CLOSED) {
+    int why = me->await.fd.closed;
+    me->await.fd.closed = 0;
+    return luaL_error(L, "wait_fd: fd %d was closed while waiting for it %s",
+                      (int)lua_tointeger(L, 1),
+                      why == FD_CLOSED_BY_CALL ? "(by close_fd or a socket's close)" :
+                      why == FD_CHANGED ? "(behind asyncstack's back: the number now names another file)" :
+                      "(behind asyncstack's back)");
+  }
   if (me != NULL && me->wake == AS_WAKE_TIMEOUT) {
     lua_pushfstring(L, "wait_fd: timed out waiting for fd %d to be %s",
                     (int)lua_tointeger(L, 1), lua_toboolean(L, 2) ? "writable" : "readable");
@@ -205,6 +283,10 @@ static int fdwait_wait_fd(lua_State *L) {
   if (fcntl(fd, F_GETFD) == -1)
     return luaL_error(L, "wait_fd: cannot watch fd %d: %s", fd, strerror(errno));
   set = ensure_fd(L, s, fd);
+  /* a registration left by a file closed behind our back, whose number now
+  ** names this one: its waiters are woken, and this wait starts afresh */
+  if (set->fds[fd].events != 0 && (err = fd_changed(&set->fds[fd], fd)) != 0)
+    wake_closed(s, set, fd, err);
   slot = write ? &set->fds[fd].writer : &set->fds[fd].reader;
   if (*slot != NULL)
     return luaL_error(L, "wait_fd: fd %d already has a fork waiting to %s (fork #%I)",
@@ -220,7 +302,29 @@ static int fdwait_wait_fd(lua_State *L) {
   s->nwatched++;
   me->await.fd.fd = fd;
   me->await.fd.write = (unsigned char)write;
+  me->await.fd.closed = 0;
   return as_sched_suspend(L, me, AS_WAITING, &fd_ops, timeout, 0, fdwait_k);
+}
+
+/* core.close_fd(fd) -> true | fail, message, errno: closes fd; forks of
+** this run waiting for it are woken first, and their wait_fd raises "fd N
+** was closed while waiting for it" (D10). Also outside a run. */
+static int fdwait_close_fd(lua_State *L) {
+  as_state *st = as_state_get(L);
+  int fd = check_fd(L, 1), saved;
+  as_sched *s = st->sched;
+  as_fdset *set = s != NULL ? (as_fdset *)s->poller_state : NULL;
+  if (set != NULL && fd < set->cap && set->fds[fd].events != 0)
+    wake_closed(s, set, fd, FD_CLOSED_BY_CALL);
+  if (close(fd) == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  saved = errno;
+  luaL_pushfail(L);
+  lua_pushfstring(L, "close_fd: cannot close fd %d: %s", fd, strerror(saved));
+  lua_pushinteger(L, saved);
+  return 3;
 }
 
 /* core.watched_fds() -> number of forks waiting for fds (for dumps) */
@@ -232,7 +336,8 @@ static int fdwait_watched(lua_State *L) {
 
 void as_fdwait_open(lua_State *L) {
   static const luaL_Reg funcs[] = {
-    {"wait_fd", fdwait_wait_fd}, {"watched_fds", fdwait_watched}, {NULL, NULL}
+    {"wait_fd", fdwait_wait_fd}, {"close_fd", fdwait_close_fd},
+    {"watched_fds", fdwait_watched}, {NULL, NULL}
   };
   as_module_setfuncs(L, funcs);
 }

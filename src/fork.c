@@ -76,6 +76,9 @@ as_fork *as_fork_new(lua_State *L, int fn_idx, int nargs) {
   lua_State *co;
   int i;
   fn_idx = lua_absindex(L, fn_idx);
+  /* the userdata, the thread and a copy of the function and arguments
+  ** (issue 13, D12: up to 20 arguments overflowed the caller's stack) */
+  luaL_checkstack(L, nargs + 3, "too many arguments to fork");
   f = (as_fork *)lua_newuserdatauv(L, sizeof(as_fork), 6);
   memset(f, 0, sizeof *f);
   f->heap_index = -1;
@@ -85,6 +88,7 @@ as_fork *as_fork_new(lua_State *L, int fn_idx, int nargs) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &fork_mt_key);
   lua_setmetatable(L, -2);
   co = lua_newthread(L);
+  if (!lua_checkstack(co, nargs + 1)) as_mem_error(L);
   for (i = 0; i <= nargs; i++) lua_pushvalue(L, fn_idx + i);
   lua_xmove(L, co, nargs + 1);
   lua_setiuservalue(L, -2, 1);

@@ -92,6 +92,7 @@ typedef union as_await_fields {
   struct as_fd_fields {              /* AS_AWAIT_FD: fdwait.c */
     int fd;                          /* -1 once unlinked */
     unsigned char write;             /* waiting for writability, else readability */
+    unsigned char closed;            /* why a WAKE_CLOSED woke it (fdwait.c) */
   } fd;
 } as_await_fields;
 
@@ -106,6 +107,8 @@ typedef struct as_fork {
   unsigned char retrieved;    /* a waiter (or pwait) has seen its failure */
   unsigned char reported;     /* its failure went to the unhandled report */
   unsigned char cancel_requested; /* f:cancel() was called; raised at its await point */
+  unsigned char cleaning;     /* its <close> handlers run after it failed (sched.c
+                              ** fail): it is the running fork but cannot block */
   int nargs;                  /* arguments for the first resume; -1 once started */
   int nresults;               /* results (or 1 error) left on `thread` when ended */
   unsigned resumes;           /* times the scheduler resumed it */

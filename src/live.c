@@ -55,7 +55,7 @@ static void reserve_slots(lua_State *L, as_sched *s, int n) {
                                     (size_t)cap * sizeof(int));
   if (free_slots == NULL) {
     as_mem_resize(L, slots, (size_t)cap * sizeof *slots, 0);
-    luaL_error(L, "not enough memory");
+    as_mem_error(L);
   }
   s->free_slots = free_slots;   /* nfree entries kept; room for every slot */
   for (i = 0; i < cap; i++) slots[i] = i < s->slots_cap ? old[i] : NULL;
@@ -72,7 +72,7 @@ static void reserve_queues(lua_State *L, as_sched *s, size_t n) {
   void *ud;
   lua_Alloc alloc = lua_getallocf(L, &ud);
   if (!as_runq_reserve(&s->runq, n, alloc, ud) || !as_timers_reserve(&s->timers, n, alloc, ud))
-    luaL_error(L, "not enough memory");
+    as_mem_error(L);
 }
 
 void as_sched_live_add(lua_State *L, as_sched *s, as_fork *f, int ud_idx) {

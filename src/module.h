@@ -13,6 +13,7 @@
 
 #include <lua.h>
 #include <lauxlib.h>
+#include "mem.h"
 
 #define AS_STATE_UPVALUE lua_upvalueindex(1)
 
@@ -70,6 +71,18 @@ int as_hook_push(lua_State *L, as_state *st, enum as_hook hook);
 /* True when the value at idx is an asyncstack.Exception (its class was
 ** registered by the front end): raw metatable walk, no metamethod runs. */
 int as_exception_test(lua_State *L, as_state *st, int idx);
+
+/* Pushes onto L a copy of the value at index idx of another thread `from`
+** (suspended or ended). lua_pushvalue there needs one free slot on `from`,
+** whose stack may be full (a coroutine that returned or raised leaves none):
+** that slot is made first, and a failure raises in L, never in `from`
+** (issue 13, D12). L needs room for one value. */
+static inline void as_push_from_thread(lua_State *L, lua_State *from, int idx) {
+  idx = lua_absindex(from, idx);
+  if (!lua_checkstack(from, 1)) as_mem_error(L);
+  lua_pushvalue(from, idx);
+  lua_xmove(from, L, 1);
+}
 
 /* Registers `l` into the table on top of the stack with the state as upvalue. */
 void as_module_setfuncs(lua_State *L, const luaL_Reg *l);

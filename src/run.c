@@ -133,7 +133,7 @@ static int sched_run(lua_State *L) {
   as_sched_active = NULL;
   as_debuglayout_unregister(s);
   as_signals_run_end();
-  as_sched_abandon_live(L, s);
+  as_sched_abandon_live(L, st, s);
   as_bridge_clear_stash(L, st);
   /* leave the bridge as install()/uninstall() last said, even if they were
   ** called during this run */

@@ -66,38 +66,75 @@ static void finish(lua_State *L, as_sched *s, as_fork *f, int status) {
   as_sched_live_remove(L, s, f);
 }
 
-/* The fork's coroutine raised: capture the async trace while its stack is
-** intact, let the Lua policy turn the error into what waiters see, then close
-** the coroutine (running its pending to-be-closed variables). */
-static void fail(lua_State *L, as_state *st, as_sched *s, as_fork *f) {
-  lua_State *co = f->thread;
-  as_walk_opts opts = AS_WALK_RAISE_SITE;  /* bounded: a stack overflow is deep */
-  int ud, cancelled = 0;
-  as_sched_push_fork(L, s, f);
-  ud = lua_gettop(L);
-  lua_pushvalue(co, -1);
-  lua_xmove(co, L, 1);                      /* error value */
+/* Calls the on_failure policy on (error, trace, fork) at err, trace, ud
+** and replaces the error by what waiters see; returns whether it is a
+** cancellation. Without the hook, or when it fails, the raw error stays,
+** except that a memory error in the hook becomes the outcome. */
+static int convert_failure(lua_State *L, as_state *st, int err, int trace, int ud) {
+  int cancelled = 0, status;
   if (as_hook_push(L, st, AS_HOOK_ON_FAILURE)) {
-    lua_pushvalue(L, ud + 1);
-    /* the trace of the raise site: kept by the bridge when the error came
-    ** out of a nested coroutine, else the fork's stack, still intact */
-    if (as_exception_test(L, st, ud + 1)) lua_pushnil(L);   /* has its trace */
-    else if (!as_bridge_take_stash(L, st, f, ud + 1))
-      as_backtrace_push_fork(L, st, f, &opts);
+    lua_pushvalue(L, err);
+    lua_pushvalue(L, trace);
     lua_pushvalue(L, ud);
-    /* -> the value waiters see, and whether it is a cancellation */
-    if (lua_pcall(L, 3, 2, 0) == LUA_OK) {
+    status = lua_pcall(L, 3, 2, 0);
+    if (status == LUA_OK) {
       cancelled = lua_toboolean(L, -1);
       lua_pop(L, 1);
-      lua_replace(L, ud + 1);
+      lua_replace(L, err);
+    } else if (status == LUA_ERRMEM) {
+      lua_replace(L, err);                  /* the memory error must not vanish (NEW-C) */
     } else {
       lua_pop(L, 1);                        /* keep the raw error */
     }
   }
+  return cancelled;
+}
+
+/* The fork's coroutine raised: capture the async trace while its stack is
+** intact, let the Lua policy turn the error into what waiters see, then close
+** the coroutine inside the fork: its pending to-be-closed variables run with
+** the fork as the running fork (they cannot block: the closing is no
+** yieldable call) and receive the converted error; an error one of them
+** raises replaces the outcome, as Lua's own unwinding does, so it reaches
+** the waiters or the unhandled report (issue 13, D9). */
+static void fail(lua_State *L, as_state *st, as_sched *s, as_fork *f) {
+  lua_State *co = f->thread;
+  as_walk_opts opts = AS_WALK_RAISE_SITE;  /* bounded: a stack overflow is deep */
+  int ud, err, trace, cancelled, closed;
+  as_sched_push_fork(L, s, f);
+  ud = lua_gettop(L);
+  /* the error value: moved, never copied on co, whose stack may be full
+  ** (D12); one is put back below for its close handlers */
+  lua_xmove(co, L, 1);
+  err = lua_gettop(L);
+  /* the trace of the raise site: kept by the bridge when the error came
+  ** out of a nested coroutine, else the fork's stack, still intact */
+  if (as_exception_test(L, st, err)) lua_pushnil(L);   /* it has its trace */
+  else if (!as_bridge_take_stash(L, st, f, err))
+    as_backtrace_push_fork(L, st, f, &opts);
+  trace = lua_gettop(L);
+  cancelled = convert_failure(L, st, err, trace, ud);
+  lua_pushvalue(L, err);
+  lua_xmove(L, co, 1);                      /* into the slot freed above */
+  s->running = f;
+  f->status = AS_RUNNING;
+  f->cleaning = 1;
+  closed = lua_resetthread(co);
+  f->cleaning = 0;
+  s->running = NULL;
+  if (closed != LUA_OK && lua_gettop(co) >= 1) {
+    lua_xmove(co, L, 1);
+    if (!lua_rawequal(L, -1, err)) {        /* a close handler raised */
+      lua_replace(L, err);
+      cancelled = convert_failure(L, st, err, trace, ud);
+    } else {
+      lua_pop(L, 1);
+    }
+  }
+  lua_settop(L, err);
   lua_setiuservalue(L, ud, 4);
   as_unhandled_add(L, &s->unhandled, ud);
   lua_pop(L, 1);
-  lua_resetthread(co);
   lua_settop(co, 0);
   f->nresults = 0;
   if (cancelled) f->retrieved = 1;          /* a cancellation is no lost failure */
@@ -216,7 +253,21 @@ void as_sched_loop(lua_State *L, as_state *st, as_sched *s) {
 
 /* Ends every fork still live (run is over): they are cancelled, their
 ** coroutines closed so pending to-be-closed variables run. */
-void as_sched_abandon_live(lua_State *L, as_sched *s) {
+/* A close handler of a fork abandoned at run()'s end (the fork's userdata on
+** top of L) raised: the fork's outcome becomes that error, a failure nobody
+** retrieved, reported now (the run is over: on_unhandled is called at once),
+** so it does not vanish (issue 13, D9). */
+static void abandoned_cleanup_done(lua_State *L, as_state *st, as_fork *f,
+                                   lua_State *th, int status) {
+  if (status == LUA_OK || lua_gettop(th) < 1) return;
+  lua_xmove(th, L, 1);
+  lua_setiuservalue(L, -2, 4);
+  f->status = AS_FAILED;
+  f->retrieved = 0;
+  as_unhandled_report(L, st, -1);
+}
+
+void as_sched_abandon_live(lua_State *L, as_state *st, as_sched *s) {
   int live;
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->live_ref);
   live = lua_gettop(L);
@@ -243,9 +294,10 @@ void as_sched_abandon_live(lua_State *L, as_sched *s) {
     if (f != NULL) {
       int i;
       for (i = f->astack.depth - 1; i >= 1; i--)
-        lua_resetthread(f->astack.frames[i].thread);
+        abandoned_cleanup_done(L, st, f, f->astack.frames[i].thread,
+                               lua_resetthread(f->astack.frames[i].thread));
       f->astack.depth = 0;
-      lua_resetthread(f->thread);
+      abandoned_cleanup_done(L, st, f, f->thread, lua_resetthread(f->thread));
       lua_settop(f->thread, 0);
       f->nresults = 0;
     }
@@ -294,6 +346,9 @@ as_fork *as_sched_enter_suspend(lua_State *L, as_state *st, const char *name) {
   if (f == NULL)
     luaL_error(L, "%s: not inside a fork (called from the scheduler itself, "
                   "e.g. a finalizer)", name);
+  if (f->cleaning)
+    luaL_error(L, "%s: cannot suspend in a cleanup of a failed or cancelled fork "
+                  "(its <close> handlers run after the error left it)", name);
   if (as_astack_top(&f->astack) != L)
     luaL_error(L, "%s: cannot suspend: this coroutine was resumed by an "
                   "unbridged coroutine.resume (call asyncstack.install() before "

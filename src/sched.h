@@ -143,9 +143,11 @@ void as_sched_reserve_frame(lua_State *L, as_fork *f);
 void as_sched_loop(lua_State *L, as_state *st, as_sched *s);
 
 /* Ends every fork still live (run is over): each lets go of what it waits
-** on, then its coroutines are closed so pending to-be-closed variables run.
-** Call with the run no longer active. */
-void as_sched_abandon_live(lua_State *L, as_sched *s);
+** on, then its coroutines are closed so pending to-be-closed variables run
+** (they cannot block: no run is active); an error one raises becomes the
+** fork's outcome and goes to on_unhandled at once. Call with the run no
+** longer active. */
+void as_sched_abandon_live(lua_State *L, as_state *st, as_sched *s);
 
 /* ---- the blocking protocol, shared by the primitives. A primitive:
 ** validates its arguments; calls as_sched_enter_suspend (raises unless the

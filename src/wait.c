@@ -119,10 +119,7 @@ static int deliver(lua_State *L, as_state *st, int idx, int protected, const cha
     luaL_checkstack(L, t->nresults + 1, "too many results to wait");
     if (protected) lua_pushboolean(L, 1);
     top = lua_gettop(t->thread);
-    for (i = top - t->nresults + 1; i <= top; i++) {
-      lua_pushvalue(t->thread, i);
-      lua_xmove(t->thread, L, 1);
-    }
+    for (i = top - t->nresults + 1; i <= top; i++) as_push_from_thread(L, t->thread, i);
     return t->nresults + protected;
   }
   t->retrieved = 1;
@@ -274,8 +271,7 @@ static int combinator_outcome(lua_State *L, as_state *st, int mode, int n) {
       as_fork *f = list_fork(L, i);
       int top = lua_gettop(f->thread);
       if (f->nresults > 0) {
-        lua_pushvalue(f->thread, top - f->nresults + 1);
-        lua_xmove(f->thread, L, 1);
+        as_push_from_thread(L, f->thread, top - f->nresults + 1);
         lua_rawseti(L, -2, i);
       }
     }

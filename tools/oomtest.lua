@@ -2,11 +2,15 @@
 -- src-test/oomprog.lua and prints the figures.
 --
 --   lua5.4 tools/oomtest.lua HOST [--sample K] [--modes every,next] [--jobs J]
+--                                 [--program FILE]
 --
 -- Without --sample every failure point 1..T (T = the program's allocation
 -- count, measured first) is tried in each mode; with --sample K, K points
 -- spread evenly over 1..T per mode (`make test`, through spec/oom_spec.lua).
--- The module and LuaSocket come from LUA_PATH / LUA_CPATH.
+-- The module and LuaSocket come from LUA_PATH / LUA_CPATH. --program runs
+-- another program table (setup, program, check, is_memory; see
+-- src-test/oomprog.lua), e.g. spec/random/oomprog.lua, a random program of
+-- spec/random/generator.lua (spec/random_spec.lua's allocation-failure mode).
 --
 -- Outcomes per failure point (see oomhost.c): completed and memory are
 -- clean; error, broken, leak, crash (the host died: an ASan report, an
@@ -20,12 +24,14 @@
 -- (the defect is fixed: remove the line). Exit status 0 when no failure.
 
 local host = assert(arg[1], "usage: tools/oomtest.lua HOST [--sample K] [--modes every,next]")
-local program = "src-test/oomprog.lua"
+local DEFAULT_PROGRAM = "src-test/oomprog.lua"
+local program = DEFAULT_PROGRAM
 local sample, modes, jobs, worker = nil, { "every", "next" }, 2, nil
 do
   local i = 2
   while arg[i] do
     if arg[i] == "--sample" then sample = tonumber(arg[i + 1]); i = i + 2
+    elseif arg[i] == "--program" then program = assert(arg[i + 1], "--program FILE"); i = i + 2
     elseif arg[i] == "--jobs" then jobs = assert(tonumber(arg[i + 1]), "--jobs N"); i = i + 2
     elseif arg[i] == "--worker" then
       worker = { mode = arg[i + 1], from = tonumber(arg[i + 2]), last = tonumber(arg[i + 3]), step = tonumber(arg[i + 4]) }
@@ -186,8 +192,8 @@ for _, mode in ipairs(modes) do
     if from <= last then
       local out = os.tmpname()
       workers[#workers + 1] = { mode = mode, out = out }
-      script[#script + 1] = ("%s %s %s --worker %s %d %d %d > %s &"):format(
-        q(arg[-1] or "lua5.4"), q(arg[0]), q(host), mode, from, to, step, out)
+      script[#script + 1] = ("%s %s %s --program %s --worker %s %d %d %d > %s &"):format(
+        q(arg[-1] or "lua5.4"), q(arg[0]), q(host), q(program), mode, from, to, step, out)
     end
   end
 end
@@ -218,7 +224,7 @@ for _, mode in ipairs(modes) do
   print(("oomtest: mode %-5s %d failure points tried: %s; %d known, %d unknown")
     :format(mode, st.tried, table.concat(parts, ", "), st.known, st.unknown))
 end
-if not sample then
+if not sample and program == DEFAULT_PROGRAM then   -- the list is about that program
   for _, k in ipairs(known) do
     if k.seen == 0 then
       failures = failures + 1

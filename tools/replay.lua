@@ -9,20 +9,34 @@
 -- --quiet prints only the program and the verdict.
 -- --gc=pause0 or --gc=generational runs it under the collector settings of
 -- `make gc-stress` (spec/support/gc_stress.lua).
+-- --oom=MODE:N runs it instead under the allocation-failure host with
+-- allocation N failing (MODE next) or N and every later one (MODE every),
+-- as spec/random_spec.lua's allocation-failure mode does, and prints the
+-- host's verdict line (--host=PATH, default build/test/oomhost).
 
 package.path = "./?.lua;" .. package.path
 local generator = require "spec.random.generator"
 
-local seed, strict, quiet, gc
+local seed, strict, quiet, gc, oom, host
 for _, a in ipairs(arg) do
   if a == "--strict" then strict = true
+  elseif a:match("^%-%-oom=") then oom = a:match("^%-%-oom=(.*)")
+  elseif a:match("^%-%-host=") then host = a:match("^%-%-host=(.*)")
   elseif a == "--quiet" then quiet = true
   elseif a:match("^%-%-gc=") then gc = a:match("^%-%-gc=(.*)")
   else seed = math.tointeger(tonumber(a)) end
 end
 if not seed then
-  io.stderr:write("usage: lua5.4 tools/replay.lua SEED [--strict] [--quiet] [--gc=pause0|generational]\n")
+  io.stderr:write("usage: lua5.4 tools/replay.lua SEED [--strict] [--quiet] [--gc=pause0|generational]"
+                  .. " [--oom=every|next:N [--host=PATH]]\n")
   os.exit(2)
+end
+if oom then
+  local mode, n = oom:match("^(%a+):(%d+)$")
+  if not mode then io.stderr:write("replay: --oom=every:N or --oom=next:N\n") os.exit(2) end
+  local ok = os.execute(("ASYNCSTACK_OOM_SEED=%d %s spec/random/oomprog.lua %s %s %s 1")
+    :format(seed, host or "build/test/oomhost", mode, n, n))
+  os.exit(ok and 0 or 1)
 end
 if gc then
   arg = { gc }   -- the helper reads its mode from arg[1], as busted's -Xhelper passes it

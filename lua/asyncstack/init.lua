@@ -90,6 +90,7 @@ M.wait_all = core.wait_all
 M.wait_any = core.wait_any
 M.channel = core.channel
 M.wait_fd = core.wait_fd
+M.close_fd = core.close_fd
 M.sleep = core.sleep
 M.yield = core.yield
 M.now = core.now

@@ -13,13 +13,13 @@
 -- Where: src/live.c as_sched_live_add reserves room in the run queue and
 -- the timer heap for every live fork when it is created; waking and arming
 -- a timer (src/sched.c, src/runq.h) never allocate.
--- Each scenario runs in build/test/failalloc (src-test/failalloc.c), a host
+-- Each scenario runs in `build/test/oomhost script` (src-test/oomhost.c), a host
 -- whose allocator fails the n-th allocation on request, for every n until
 -- the operation runs through (spec/fixtures/alloc_fail_sched.lua).
 local core_path = assert(package.searchpath("asyncstack.core", package.cpath))
 local build_dir = assert(core_path:match("^(.-)/?asyncstack/core%.so$"))
 if build_dir == "" then build_dir = "." end
-local HOST = build_dir .. "/test/failalloc"
+local HOST = build_dir .. "/test/oomhost script"
 local CHILD_PATH = os.getenv("LUA_PATH") or "lua/?.lua;lua/?/init.lua;;"
 local CHILD_CPATH = build_dir .. "/?.so;;"
 

@@ -8,7 +8,9 @@ local core_path = assert(package.searchpath("asyncstack.core", package.cpath))
 local build_dir = assert(core_path:match("^(.-)/?asyncstack/core%.so$"))
 if build_dir == "" then build_dir = "." end
 M.build_dir = build_dir
-M.cpath = ("%s/?.so;%s/test/?.so;;"):format(build_dir, build_dir)
+-- then the caller's path (LuaSocket: under `make test-apicheck` the child's
+-- interpreter has no Debian paths of its own, so ";;" alone misses them)
+M.cpath = ("%s/?.so;%s/test/?.so;%s"):format(build_dir, build_dir, os.getenv("LUA_CPATH") or ";;")
 M.path = os.getenv("LUA_PATH") or "lua/?.lua;lua/?/init.lua;;"
 M.host = build_dir .. "/test/statehost"
 M.under_asan = os.getenv("ASYNCSTACK_ASAN") == "1"
