@@ -1257,7 +1257,7 @@ local PARK_WORDS = {
 }
 -- the park calls' lines (trimmed), as written in the park op below
 local PARK_LINES = {
-  sleep = 'if op.park == "sleep" then as.sleep(LONG)',
+  sleep = 'if op.park == "sleep" then as.sleep(M.LONG)',
   sleepinf = 'elseif op.park == "sleepinf" then as.sleep(math.huge)',
   recv = 'elseif op.park == "recv" then ch:recv(op.timeout)',
   send = 'elseif op.park == "send" then ch:send("never", op.timeout)',
