@@ -126,6 +126,12 @@ static void fail(lua_State *L, as_state *st, as_sched *s, as_fork *f) {
     lua_xmove(co, L, 1);
     if (!lua_rawequal(L, -1, err)) {        /* a close handler raised */
       lua_replace(L, err);
+      if (lua_isnil(L, trace)) {
+        /* the first error was an exception, so nothing was captured; the
+        ** handler's own stack is gone: its fork's chain is what is left */
+        as_backtrace_push_fork(L, st, f, &opts);
+        lua_replace(L, trace);
+      }
       cancelled = convert_failure(L, st, err, trace, ud);
     } else {
       lua_pop(L, 1);
