@@ -214,7 +214,7 @@ LUA_VERSIONS    ?= 5.4.0 5.4.3 5.4.6 5.4.8
 LUA_FACTS_VERSIONS ?= 5.4.0 5.4.1 5.4.2 5.4.3 5.4.4 5.4.5 5.4.6 5.4.7 5.4.8
 LUA_TARBALLS    ?= ../shared/lua
 LUAV            = $(BUILD)/lua-versions
-LUAV_ENV        = LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/test/?.so;$(BUILD)/?.so;;'
+LUAV_ENV        = LUA_PATH='lua/?.lua;lua/?/init.lua;$(SYS_LUA_PATH)' LUA_CPATH='$(BUILD)/test/?.so;$(BUILD)/?.so;$(SYS_LUA_CPATH)'
 
 .PHONY: test-lua-versions
 .PRECIOUS: $(LUAV)/%/unpacked $(LUAV)/%/lua $(LUAV)/%/facts
