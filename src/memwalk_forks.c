@@ -181,9 +181,11 @@ void as_memwalk_fork_read(as_memwalk_target *fw, uintptr_t addr, double now,
     out->spawner_id = (long long)id;
   if (rd_i32(fw, addr + OWN(fw, fork_spawn_line), &i32) == 0 && i32 > 0)
     out->spawn_line = i32;
-  if (rd_u64(fw, addr + OWN(fw, fork_spawn_func), &p) == 0 && ptr_ok(p)) {
+  if (rd_u64(fw, addr + OWN(fw, fork_spawn_func), &p) == 0 && p != 0) {
     as_memwalk_frame site;
-    if (as_memwalk_closure(&fw->lay, fw->rd, (uintptr_t)p, &site) == 0) {
+    /* a light C function's "pointer" is its code address, which need not
+    ** look like an object pointer (alignment): it reads as [C] too */
+    if (ptr_ok(p) && as_memwalk_closure(&fw->lay, fw->rd, (uintptr_t)p, &site) == 0) {
       memcpy(out->spawn_source, site.source, sizeof out->spawn_source);
       out->spawn_linedefined = site.linedefined;
     }
