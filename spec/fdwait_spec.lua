@@ -3,17 +3,7 @@ local socket = require "socket"
 local helper = require "spec.helper"
 local error_of = helper.error_of
 
--- A connected pair of loopback TCP sockets (plain LuaSocket, blocking setup).
-local function pair()
-  local server = assert(socket.bind("127.0.0.1", 0))
-  local _, port = server:getsockname()
-  local client = assert(socket.connect("127.0.0.1", port))
-  local peer = assert(server:accept())
-  server:close()
-  client:settimeout(0)
-  peer:settimeout(0)
-  return client, peer
-end
+local pair = helper.socket_pair
 
 describe("asyncstack.fdwait", function()
   describe("wait_fd()", function()

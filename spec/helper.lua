@@ -27,4 +27,29 @@ function helper.run_child(script, env)
   return out:gsub("status=%d+%s*$", ""), status
 end
 
+-- A connected pair of loopback TCP sockets (plain LuaSocket, blocking setup,
+-- then non-blocking), for the fd specs.
+function helper.socket_pair()
+  local socket = require "socket"
+  local server = assert(socket.bind("127.0.0.1", 0))
+  local _, port = server:getsockname()
+  local client = assert(socket.connect("127.0.0.1", port))
+  local peer = assert(server:accept())
+  server:close()
+  client:settimeout(0)
+  peer:settimeout(0)
+  return client, peer
+end
+
+-- The test-only memory-walker module (build/test/asyncstack_memwalk.so),
+-- found next to the asyncstack.core the paths give.
+function helper.load_memwalk()
+  local ok, mw = pcall(require, "asyncstack_memwalk")
+  if ok then return mw end
+  local core = package.searchpath("asyncstack.core", package.cpath)
+  local dir = core and core:match("^(.*)/asyncstack/core%.so$") or "build"
+  package.cpath = dir .. "/test/?.so;" .. package.cpath
+  return require "asyncstack_memwalk"
+end
+
 return helper

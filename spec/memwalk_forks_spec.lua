@@ -11,15 +11,7 @@
 -- `make test-lua-versions`.
 local as = require "asyncstack"
 
-local function load_memwalk()
-  local ok, mw = pcall(require, "asyncstack_memwalk")
-  if ok then return mw end
-  local core = package.searchpath("asyncstack.core", package.cpath)
-  local dir = core and core:match("^(.*)/asyncstack/core%.so$") or "build"
-  package.cpath = dir .. "/test/?.so;" .. package.cpath
-  return require "asyncstack_memwalk"
-end
-local mw = load_memwalk()
+local mw = require("spec.helper").load_memwalk()
 local CORE = package.searchpath("asyncstack.core", package.cpath)
 local PROGRAMS = math.tointeger(tonumber(os.getenv("ASYNCSTACK_MEMWALK_PROGRAMS") or "")) or 40
 local FIRST_SEED = 8100001

@@ -5,15 +5,7 @@
 -- src-test/memwalk_runner.lua, under every interpreter of
 -- `make test-lua-versions`.
 
-local function load_memwalk()
-  local ok, mw = pcall(require, "asyncstack_memwalk")
-  if ok then return mw end
-  local core = package.searchpath("asyncstack.core", package.cpath)
-  local dir = core and core:match("^(.*)/asyncstack/core%.so$") or "build"
-  package.cpath = dir .. "/test/?.so;" .. package.cpath
-  return require "asyncstack_memwalk"
-end
-local mw = load_memwalk()
+local mw = require("spec.helper").load_memwalk()
 
 local FIELDS = {"source", "what", "currentline", "linedefined", "namewhat",
                 "name", "istailcall"}

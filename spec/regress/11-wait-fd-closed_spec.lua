@@ -12,19 +12,11 @@
 local as = require "asyncstack"
 local core = require "asyncstack.core"
 local socket = require "socket"
+local helper = require "spec.helper"
 
 local close_fd = as.close_fd or core.close_fd
 
-local function pair()
-  local server = assert(socket.bind("127.0.0.1", 0))
-  local _, port = server:getsockname()
-  local client = assert(socket.connect("127.0.0.1", port))
-  local peer = assert(server:accept())
-  server:close()
-  client:settimeout(0)
-  peer:settimeout(0)
-  return client, peer
-end
+local pair = helper.socket_pair
 
 -- A fork that cancels the waiter if the case under test hangs (the loop
 -- keeps running while it sleeps), so a lost waiter fails the spec instead
