@@ -165,25 +165,36 @@ end
 --   ours, base      numbers (seconds unless fmt says otherwise)
 --   fmt             formatter for ours/base (default H.time)
 --   max             target: ours/base must be <= max (nil: report only)
---   target          text of the target (default "<= max")
+--   limit           target on ours alone (an absolute figure in ours' unit):
+--                   ours <= limit; the ratio is still printed when there is
+--                   a base
+--   target          text of the target (default "<= max" or "<= limit")
 --   ratio           override the ratio (default ours/base)
 --   skip            reason: prints the row as skipped
 --   note            extra text after the row
+local function target_text(spec, fmt)
+  if spec.target then return spec.target end
+  if spec.max then return format("<= %.2f", spec.max) end
+  if spec.limit then return "<= " .. fmt(spec.limit) end
+  return "report"
+end
+
 function H.row(spec)
   local fmt = spec.fmt or H.time
   local line, met
   if spec.skip then
     met = "skipped"
     line = format("| %s %s | — | — | — | %s | skipped: %s |", spec.id, spec.name,
-                  spec.target or (spec.max and format("<= %.2f", spec.max)) or "report",
-                  spec.skip)
+                  target_text(spec, fmt), spec.skip)
   else
-    local ratio = spec.ratio or (spec.ours / spec.base)
-    local target = spec.target or (spec.max and format("<= %.2f", spec.max)) or "report"
-    if spec.max then met = ratio <= spec.max and "met" or "NOT MET" else met = "—" end
-    line = format("| %s %s | %s | %s | %.3f | %s | %s |", spec.id, spec.name,
+    local ratio = spec.ratio or (spec.base and spec.ours / spec.base)
+    local target = target_text(spec, fmt)
+    if spec.max then met = ratio <= spec.max and "met" or "NOT MET"
+    elseif spec.limit then met = spec.ours <= spec.limit and "met" or "NOT MET"
+    else met = "—" end
+    line = format("| %s %s | %s | %s | %s | %s | %s |", spec.id, spec.name,
                   spec.ours and fmt(spec.ours) or "—", spec.base and fmt(spec.base) or "—",
-                  ratio, target, met)
+                  ratio and format("%.3f", ratio) or "—", target, met)
     spec.ratio_value = ratio
   end
   spec.met = met

@@ -182,6 +182,121 @@ function K.cq_sleep(n)
   return clock() - t0
 end
 
+------------------------------------------- issue 17 (rows 11-18 of run.lua)
+
+-- row 13: ping-pong between two forks over two rendezvous channels: one
+-- operation is a round trip, two messages (ping, then pong).
+function K.channel_pingpong(n)
+  return as.run(function()
+    local ping, pong = as.channel(), as.channel()
+    local echo = as.fork(function()
+      local recv, send = ping.recv, pong.send
+      for _ = 1, n do send(pong, recv(ping)) end
+    end)
+    local send, recv = ping.send, pong.recv
+    local t0 = clock()
+    for i = 1, n do
+      send(ping, i)
+      if recv(pong) ~= i then error("channel ping-pong: wrong value", 0) end
+    end
+    local t = clock() - t0
+    as.wait(echo)
+    return t
+  end)
+end
+
+-- baseline: the same round trip between the main coroutine and an echoing
+-- coroutine: the ping goes in with resume, the pong comes back with yield.
+function K.co_pingpong(n)
+  local echo = create(function(v) while true do v = yield(v) end end)
+  local t0 = clock()
+  for i = 1, n do
+    local _, v = resume(echo, i)
+    if v ~= i then error("coroutine ping-pong: wrong value", 0) end
+  end
+  return clock() - t0
+end
+
+-- row 14: how long fork i sleeps, in milliseconds: 0 to 10, spread evenly
+-- and the same for every library.
+function K.sleep_ms(i) return (i * 7) % 11 end
+
+-- ours: n forks, fork i sleeping once for sleep_ms(i); the whole run.
+function K.fork_sleep_spread(n)
+  local t0 = clock()
+  as.run(function()
+    local fork, sleep, sleep_ms = as.fork, as.sleep, K.sleep_ms
+    for i = 1, n do
+      local s = sleep_ms(i) / 1000
+      fork(function() sleep(s) end)
+    end
+  end)
+  return clock() - t0
+end
+
+-- row 17: an error raised in the innermost of three nested forks, each
+-- waiting for the next; the root catches it with pcall around its wait.
+-- The error passes through three waiting forks (the two outer forks and
+-- the root), each re-raising it.
+local function raise() error("boom") end
+
+function K.fork_error_chain(n)
+  return as.run(function()
+    local fork, wait = as.fork, as.wait
+    local function third() raise() end
+    local function second() local r = wait(fork(third)); return r end
+    local function first() local r = wait(fork(second)); return r end
+    local t0 = clock()
+    for _ = 1, n do
+      if pcall(wait, fork(first)) then error("fork error chain: no error", 0) end
+    end
+    return clock() - t0
+  end)
+end
+
+-- baseline: the same error through three nested coroutine.wrap calls, each
+-- re-raising it, caught by pcall.
+function K.pcall_wraps(n)
+  local wrap = coroutine.wrap
+  local function third() raise() end
+  local function second() local r = wrap(third)(); return r end
+  local function first() local r = wrap(second)(); return r end
+  local t0 = clock()
+  for _ = 1, n do
+    if pcall(wrap(first)) then error("pcall through wraps: no error", 0) end
+  end
+  return clock() - t0
+end
+
+-- row 18: the async trace text at the end of a chain of `depth` forks,
+-- each waiting for the next (the root waits for the first): as.traceback
+-- with async = true from the innermost fork walks through all of them.
+K.TRACE_CHAIN = 100
+
+-- The chain's trace text (to check what row 18 measures) and the kernel's
+-- time for n traces.
+local function trace_chain(n, depth)
+  return as.run(function()
+    local t, text
+    local function level(k)
+      if k == 0 then
+        local traceback, opts = as.traceback, { async = true }
+        text = traceback(nil, 1, opts)
+        local t0 = clock()
+        for _ = 1, n do traceback(nil, 1, opts) end
+        t = clock() - t0
+        return
+      end
+      local r = as.wait(as.fork(level, k - 1))
+      return r
+    end
+    level(depth)
+    return t, text
+  end)
+end
+K.trace_chain_text = function(depth) local _, text = trace_chain(0, depth); return text end
+function K.trace_chain(n) return (trace_chain(n, K.TRACE_CHAIN)) end
+
 -- Whether the loaded core records spawn sites (false in the no-tracking
 -- build of row 4, see src/astack.h).
 function K.tracking()

@@ -39,6 +39,7 @@
 local dir = (arg and arg[0] or ""):match("^(.*)[/\\][^/\\]*$") or "."
 local H = dofile(dir .. "/harness.lua")
 local K = dofile(dir .. "/kernels.lua")
+local P = dofile(dir .. "/peers.lua")
 local as = require "asyncstack"
 
 local format = string.format
@@ -66,6 +67,9 @@ do
     elseif a == "--child-mem" then
       i = i + 1; opts.child_mem = arg[i]
       i = i + 1; opts.mem_n = assert(tonumber(arg[i]), "--child-mem KIND N")
+    elseif a == "--child-mem17" then
+      i = i + 1; opts.child_mem17 = arg[i]
+      i = i + 1; opts.mem_n = assert(tonumber(arg[i]), "--child-mem17 KIND N")
     elseif a == "--row" then
       i = i + 1; opts.row = assert(tonumber(arg[i]), "--row N")
     elseif a == "--ops" then
@@ -440,6 +444,293 @@ rows[10] = function()
           ours = m.ours, base = m.base, max = 2.0 }
 end
 
+------------------------------------------------- issue 17: rows 11-18
+
+-- One row per line of issue 17's table, asyncstack next to raw Lua and to
+-- its peers (cqueues, luv, copas; bench/peers.lua), in the same process and
+-- interleaved. A peer that is missing, or has nothing idiomatic for the
+-- row, gets a skipped line saying why.
+
+-- A peer side of a row: adds `fn` under `key` unless `peer` is missing.
+local function add_peer(sides, order, key, peer, fn)
+  if P.missing(peer) then return end
+  sides[key] = fn
+  order[#order + 1] = key
+end
+
+-- The line of a peer: ours / the peer's median, or skipped.
+local function peer_row(spec, m, key, peer)
+  if m[key] == nil then
+    spec.skip = spec.skip or P.missing(peer) or "not measured"
+  else
+    spec.ours, spec.base = spec.ours or m.ours, m[key]
+  end
+  H.row(spec)
+end
+
+local LUV_NO_MAILBOX = "luv has nothing idiomatic for it (no coroutine mailbox or "
+  .. "channel; uv.new_async wakes a loop from another thread)"
+
+rows[11] = function()
+  local sides = { ours = K.fork_wait, raw = K.co_create_resume }
+  local order = { "ours", "raw" }
+  add_peer(sides, order, "cq", "cqueues", K.cq_wrap_loop)
+  add_peer(sides, order, "luv", "luv", P.luv_timer_run)
+  local m = H.interleave(sides, order)
+  local what = "fork + finish + wait, one at a time"
+  H.row { id = "11a", name = what .. ", vs raw coroutine.create+resume",
+          ours = m.ours, base = m.raw, max = 2.0 }
+  peer_row({ id = "11b", name = what .. ", vs cqueues wrap + loop" }, m, "cq", "cqueues")
+  peer_row({ id = "11c", name = what .. ", vs luv 0 ms timer resuming a new coroutine + uv.run()" },
+           m, "luv", "luv")
+  H.row { id = "11d", name = what .. ", vs copas", skip = P.copas_lacks("wait") }
+end
+
+rows[12] = function()
+  local sides = { ours = K.as_yield, raw = K.co_resume_yield }
+  local order = { "ours", "raw" }
+  add_peer(sides, order, "cq", "cqueues", K.cq_poll)
+  add_peer(sides, order, "luv", "luv", P.luv_idle_yield)
+  local m = H.interleave(sides, order)
+  local what = "as.yield() round trip"
+  H.row { id = "12a", name = what .. " vs raw resume/yield pair",
+          ours = m.ours, base = m.raw, max = 1.0 }
+  peer_row({ id = "12b", name = what .. " vs cqueues.poll() with nothing to poll" }, m, "cq", "cqueues")
+  peer_row({ id = "12c", name = what .. " vs luv coroutine resumed by an idle handle" }, m, "luv", "luv")
+  H.row { id = "12d", name = what .. " vs copas", skip = P.copas_lacks("yield") }
+end
+
+rows[13] = function()
+  local sides = { ours = K.channel_pingpong, raw = K.co_pingpong }
+  local order = { "ours", "raw" }
+  add_peer(sides, order, "cq", "cqueues", P.cq_pingpong)
+  local m = H.interleave(sides, order)
+  local what = "channel ping-pong (2 messages) between two forks"
+  H.row { id = "13a", name = what .. ", vs raw coroutine pair (value in by resume, out by yield)",
+          ours = m.ours, base = m.raw, max = 3.0 }
+  peer_row({ id = "13b", name = what .. ", vs cqueues mailboxes (slot + cqueues.condition)" },
+           m, "cq", "cqueues")
+  H.row { id = "13c", name = what .. ", vs copas", skip = P.copas_lacks("queue") }
+  H.row { id = "13d", name = what .. ", vs luv", skip = LUV_NO_MAILBOX }
+end
+
+rows[14] = function()
+  local N = opts.quick and 20000 or 100000
+  local fns = { ours = function() return K.fork_sleep_spread(N) end }
+  local order = { "ours" }
+  add_peer(fns, order, "cq", "cqueues", function() return P.cq_sleep_spread(N, K.sleep_ms) end)
+  add_peer(fns, order, "luv", "luv", function() return P.luv_sleep_spread(N, K.sleep_ms) end)
+  local m = H.repeat_interleaved(fns, order, math.min(H.rounds, 5))
+  local what = format("%d forks each sleeping once, 0-10 ms: CPU of the whole run", N)
+  peer_row({ id = "14a", name = what .. ", vs cqueues wrap + cqueues.sleep",
+             max = 0.5, target = "<= 0.50 (2x less CPU)" }, m, "cq", "cqueues")
+  peer_row({ id = "14b", name = what .. ", vs luv coroutines each resumed by a uv timer of its own" },
+           m, "luv", "luv")
+  H.row { id = "14c", name = what .. ", vs copas.sleep", skip = P.copas_lacks("sleep") }
+  if not m.cq then H.note(format("asyncstack alone: %s CPU", H.time(m.ours))) end
+end
+
+-- Row 15: TCP echo (bench/echo.lua): servers in processes of their own,
+-- one client program for all of them.
+rows[15] = function()
+  local E = dofile(dir .. "/echo.lua")
+  local CLIENTS, LINES = 100, opts.quick and 100 or 1000
+  local what = format("TCP echo on 127.0.0.1, %d clients x %d lines", CLIENTS, LINES)
+  local no_client = P.missing("socket")
+  if no_client then
+    H.row { id = "15a", name = what .. ": server CPU per request vs cqueues", max = 0.8,
+            skip = no_client .. ": the client and two servers need LuaSocket" }
+    return
+  end
+  local kinds = {}
+  for _, kind in ipairs(E.kinds) do
+    if not P.missing(E.needs[kind]) then kinds[#kinds + 1] = kind end
+  end
+  local tmp = H.first_line("mktemp -d /tmp/asyncstack-echo.XXXXXX")
+  local run_opts = { interp = H.interpreter(), script = dir .. "/echo.lua", tmp = tmp,
+                     clients = CLIENTS, lines = LINES }
+  local rounds = opts.quick and 1 or math.min(H.rounds, 3)
+  local cpu, wall = {}, {}
+  for _, kind in ipairs(kinds) do cpu[kind], wall[kind] = {}, {} end
+  for r = 1, rounds do
+    for k = 1, #kinds do
+      local kind = kinds[r % 2 == 1 and k or #kinds - k + 1]
+      local res = E.measure(kind, run_opts)
+      cpu[kind][#cpu[kind] + 1] = res.cpu / res.requests
+      wall[kind][#wall[kind] + 1] = res.requests / res.wall
+    end
+  end
+  local sys, calls = {}, {}
+  local strace = E.have_strace()
+  if strace then
+    for _, kind in ipairs(kinds) do
+      local o = {}
+      for k, v in pairs(run_opts) do o[k] = v end
+      o.strace = true
+      local res = E.measure(kind, o)
+      sys[kind] = res.syscalls / res.requests
+      local top = {}
+      for name, n in pairs(res.calls) do top[#top + 1] = { name = name, n = n / res.requests } end
+      table.sort(top, function(a, b) return a.n > b.n end)
+      local parts = {}
+      for i = 1, math.min(5, #top) do
+        if top[i].n >= 0.01 then parts[#parts + 1] = format("%s %.2f", top[i].name, top[i].n) end
+      end
+      calls[kind] = table.concat(parts, ", ")
+    end
+  end
+  os.execute("rm -rf " .. H.shell_quote(tmp))
+  local m = {}
+  for _, kind in ipairs(kinds) do m[kind] = H.median(cpu[kind]) end
+  local function count(x) return format("%.2f", x) end
+  local names = { cqueues = "cqueues", luv = "luv", copas = "copas" }
+  local ids = { cqueues = "b", luv = "c", copas = "d" }
+  local function missing_why(kind)
+    return P.missing(E.needs[kind]) or "server not measured"
+  end
+  if not m.asyncstack then
+    H.row { id = "15a", name = what, skip = missing_why("asyncstack") }
+    return
+  end
+  for _, kind in ipairs { "cqueues", "luv", "copas" } do
+    local spec = { id = "15" .. ids[kind],
+                   name = format("%s: server CPU per request, asyncstack.socket vs %s", what, names[kind]) }
+    if kind == "cqueues" then spec.max, spec.target = 0.8, "<= 0.80" end
+    if m[kind] then spec.ours, spec.base = m.asyncstack, m[kind] else spec.skip = missing_why(kind) end
+    H.row(spec)
+  end
+  if not strace then
+    H.row { id = "15e", name = what .. ": system calls per request", limit = 3, fmt = count,
+            skip = "strace not installed (apt-get install strace)" }
+  else
+    H.row { id = "15e", name = what .. ": server system calls per request (strace -c -f), asyncstack vs cqueues",
+            ours = sys.asyncstack, base = sys.cqueues, limit = 3, fmt = count,
+            target = "<= 3 per request" }
+    for _, kind in ipairs { "luv", "copas" } do
+      local spec = { id = "15" .. (kind == "luv" and "f" or "g"), fmt = count,
+                     name = format("%s: server system calls per request, asyncstack vs %s", what, kind) }
+      if sys[kind] then spec.ours, spec.base = sys.asyncstack, sys[kind] else spec.skip = missing_why(kind) end
+      H.row(spec)
+    end
+    for _, kind in ipairs(kinds) do
+      H.note(format("%s: %.2f calls/request (%s)", kind, sys[kind], calls[kind]))
+    end
+  end
+  local tput = {}
+  for _, kind in ipairs(kinds) do
+    tput[#tput + 1] = format("%s %s CPU/request, %.0f requests/s", kind, H.time(m[kind]),
+                             H.median(wall[kind]))
+  end
+  H.note("server CPU from /proc/PID/stat over the client's run, median of " .. rounds
+         .. " interleaved runs (no strace); " .. table.concat(tput, "; "))
+end
+
+-- --child-mem17 KIND N: N sleepers of one library, asleep; prints the GC
+-- bytes and the RSS bytes per sleeper, measured in this process.
+local function sleepers_memory(kind, n)
+  local function full_gc() collectgarbage(); collectgarbage() end
+  local keep
+  local function measure(make)
+    full_gc()
+    local c0, r0 = collectgarbage("count"), H.rss_kb()
+    keep = make()
+    full_gc()
+    local gc = (collectgarbage("count") - c0) * 1024 / n
+    local rss = (H.rss_kb() - r0) * 1024 / n
+    print(format("%.3f %.3f", gc, rss))
+    io.stdout:flush()
+    os.exit(0)                         -- the sleepers never wake
+  end
+  if kind == "forks" then
+    as.run(function()
+      measure(function()
+        local fork, sleep = as.fork, as.sleep
+        local function sleeper() sleep(1e6) end
+        for _ = 1, n do fork(sleeper) end
+        as.yield()                     -- every fork runs to its sleep
+      end)
+    end)
+  elseif kind == "coroutines" then
+    measure(function()
+      local cos = {}
+      local body = function() yield() end
+      for i = 1, n do
+        local co = create(body)
+        resume(co)
+        cos[i] = co
+      end
+      return cos
+    end)
+  elseif kind == "cqueues" then
+    measure(function() return P.cq_sleepers(n) end)
+  elseif kind == "luv" then
+    measure(function() return P.luv_sleepers(n) end)
+  end
+  error("--child-mem17 forks|coroutines|cqueues|luv N", 0)
+end
+
+rows[16] = function()
+  local N = opts.quick and 100000 or 1000000
+  local function mem(kind)
+    local out = H.run_child({}, SCRIPT, { "--child-mem17", kind, tostring(N) })
+    local gc, rss = out:match("^(%S+)%s+(%S+)")
+    return { gc = assert(tonumber(gc), out), rss = tonumber(rss) }
+  end
+  local m = { ours = mem("forks"), raw = mem("coroutines") }
+  if not P.missing("cqueues") then m.cq = mem("cqueues") end
+  if not P.missing("luv") then m.luv = mem("luv") end
+  local what = format("memory per sleeping fork (%d asleep, GC bytes)", N)
+  H.row { id = "16a", name = what .. " vs raw suspended coroutine",
+          ours = m.ours.gc, base = m.raw.gc, max = 1.2, fmt = H.bytes }
+  for _, p in ipairs { { "cq", "cqueues", "16b", "cqueues coroutine in cqueues.sleep" },
+                       { "luv", "luv", "16c", "luv coroutine waiting on a uv timer of its own" } } do
+    local key, peer, id, how = p[1], p[2], p[3], p[4]
+    if m[key] then
+      H.row { id = id, name = what .. " vs " .. how, ours = m.ours.gc, base = m[key].gc, fmt = H.bytes }
+    else
+      H.row { id = id, name = what .. " vs " .. peer, skip = P.missing(peer) }
+    end
+  end
+  H.row { id = "16d", name = what .. " vs copas", skip = P.copas_lacks("sleep") }
+  local parts = {}
+  for _, p in ipairs { { "ours", "asyncstack" }, { "raw", "coroutine" }, { "cq", "cqueues" }, { "luv", "luv" } } do
+    if m[p[1]] then parts[#parts + 1] = format("%s %s", p[2], H.bytes(m[p[1]].rss)) end
+  end
+  H.note("RSS growth per sleeper (everything, C allocations included): " .. table.concat(parts, ", ")
+         .. "; cqueues' timers and luv's uv handles are C memory, outside the GC count")
+end
+
+rows[17] = function()
+  local m = H.interleave({ ours = K.fork_error_chain, raw = K.pcall_wraps }, { "ours", "raw" })
+  H.row { id = "17", name = "error raised in a fork, caught by pcall through 3 waiting forks vs pcall through 3 coroutine.wrap",
+          ours = m.ours, base = m.raw, max = 5.0 }
+end
+
+rows[18] = function()
+  local depth = K.TRACE_CHAIN
+  local text = K.trace_chain_text(depth)
+  local _, awaited = text:gsub("awaited by", "")
+  if awaited ~= depth then
+    error(format("row 18: the trace shows %d awaiting forks, not %d", awaited, depth), 0)
+  end
+  local what = format("async trace text (as.traceback, async = true), chain of %d forks", depth)
+  local loaded = 0
+  for _ in pairs(package.loaded) do loaded = loaded + 1 end
+  local m = H.interleave({ ours = K.trace_chain }, { "ours" })
+  H.row { id = "18a", name = format("%s, %d modules loaded (standard libraries + asyncstack)", what, loaded),
+          ours = m.ours, limit = 0.3e-3 }
+  -- A program has more modules loaded, and names are searched for in
+  -- package.loaded: the same with the peers and LuaSocket loaded.
+  for _, peer in ipairs { "cqueues", "luv", "copas", "socket" } do
+    if not P.missing(peer) then P.load(peer) end
+  end
+  local more = 0
+  for _ in pairs(package.loaded) do more = more + 1 end
+  m = H.interleave({ ours = K.trace_chain }, { "ours" })
+  H.row { id = "18b", name = format("%s, %d modules loaded (+ cqueues, luv, copas, LuaSocket)", what, more),
+          ours = m.ours, limit = 0.3e-3 }
+end
+
 ------------------------------------------------------------------ main
 
 rows[9] = function()
@@ -451,6 +742,11 @@ rows[9] = function()
           ours = m.buf, base = m.base }
 end
 
+if opts.child_mem17 then
+  sleepers_memory(opts.child_mem17, opts.mem_n)
+  return
+end
+
 -- --row N: one row, in this process (the driver below runs each so).
 if opts.row then
   if not rows[opts.row] then error("no row " .. opts.row, 0) end
@@ -458,19 +754,40 @@ if opts.row then
   return
 end
 
+local ISSUE17 = { 11, 12, 13, 14, 15, 16, 17, 18 }
+local ISSUE7 = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 }
 local selected = opts.rows
-if #selected == 0 then selected = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 } end
+if #selected == 0 then
+  selected = {}
+  for _, r in ipairs(ISSUE17) do selected[#selected + 1] = r end
+  for _, r in ipairs(ISSUE7) do selected[#selected + 1] = r end
+end
 for _, r in ipairs(selected) do
   if not rows[r] then error("no row " .. r, 0) end
 end
 print(H.header())
 print(format("medians of %d interleaved rounds, batches of >= %.0f ms CPU time; ratio = ours / baseline",
              H.rounds, H.batch_time * 1000))
-print()
-H.table_header()
+do
+  local v = {}
+  for _, peer in ipairs { "cqueues", "luv", "copas", "socket" } do
+    v[#v + 1] = P.missing(peer) and (peer .. ": " .. P.missing(peer)) or P.version(peer)
+  end
+  print("peers: " .. table.concat(v, "; "))
+end
 local child_args = { "--rounds", tostring(H.rounds), "--batch-time", tostring(H.batch_time) }
 if opts.quick then child_args[#child_args + 1] = "--quick" end
+local group
 for _, r in ipairs(selected) do
+  local g = r >= 11 and "issue 17: asyncstack, raw Lua and its peers (rows 11-18)"
+            or "issue 7: against raw Lua and between builds (rows 1-10)"
+  if g ~= group then
+    group = g
+    print()
+    print("### " .. g)
+    print()
+    H.table_header()
+  end
   local args = { "--row", tostring(r) }
   for _, a in ipairs(child_args) do args[#args + 1] = a end
   H.stream_child({}, SCRIPT, args, function(line)
