@@ -11,10 +11,14 @@
 --       "ok REQUESTS SECONDS" (wall time) or fails
 -- As a module (dofile, no arguments) it returns the driver bench/run.lua
 -- uses: E.measure(kind, opts) starts the server, runs the client against
--- it and returns the server's CPU seconds (from /proc/PID/stat, the server
--- alone, start-up excluded), or with opts.strace the server's system calls
--- counted by `strace -c -f -p PID` over the client's run (a separate run:
--- strace slows the server down).
+-- it and returns the server's CPU seconds over the client's run (from
+-- /proc/PID/task/*/schedstat, the server alone, start-up excluded), and
+-- with opts.counter its system calls over the client's run: counted by
+-- `perf stat -e raw_syscalls:sys_enter -p PID` (a counter in the kernel,
+-- which hardly slows the server), or by `strace -c -f -p PID`, which gives
+-- each call's count but slows the server several times over, and so
+-- changes how many calls it makes (a slow server finds more data waiting
+-- on each read). Each is a separate run: the CPU runs have no counter.
 --
 -- The client is plain LuaSocket with socket.select over every connection,
 -- so it is the same code for every server. Every process runs under
@@ -258,8 +262,21 @@ local function stat_fields(pid)
   return f                             -- f[1] is field 3 (state)
 end
 
+-- CPU seconds of process `pid`, all its threads: the scheduler's run time
+-- in nanoseconds (/proc/PID/task/TID/schedstat, first field) where the
+-- kernel has it, else utime + stime of /proc/PID/stat in clock ticks (10 ms
+-- steps: fine over 100,000 requests, coarse for --quick).
 local CLK_TCK
 local function cpu_seconds(pid)
+  local p = io.popen("ls /proc/" .. pid .. "/task 2>/dev/null")
+  local ns, seen = 0, false
+  for tid in p:lines() do
+    local s = read_all("/proc/" .. pid .. "/task/" .. tid .. "/schedstat")
+    local run = s and tonumber(s:match("^(%d+)"))
+    if run then ns, seen = ns + run, true end
+  end
+  p:close()
+  if seen then return ns / 1e9 end
   CLK_TCK = CLK_TCK or tonumber(io.popen("getconf CLK_TCK"):read("l")) or 100
   local f = assert(stat_fields(pid), "echo server " .. pid .. " is gone")
   return (tonumber(f[12]) + tonumber(f[13])) / CLK_TCK   -- utime + stime
@@ -329,34 +346,97 @@ local function parse_strace(text)
   return total, calls
 end
 
--- opts: interp, script, tmp, clients, lines, strace.
+-- `perf stat -x,` output: the total (raw_syscalls:sys_enter) and the count
+-- of each syscalls:sys_enter_NAME event.
+local function parse_perf(text)
+  local calls, total = {}, nil
+  for n, event in text:gmatch("\n(%d+),[^,\n]*,([^,\n]+)") do
+    if event == "raw_syscalls:sys_enter" then total = tonumber(n)
+    else
+      local name = event:match("^syscalls:sys_enter_(.+)$")
+      if name and tonumber(n) > 0 then calls[name] = tonumber(n) end
+    end
+  end
+  return total, calls
+end
+
+-- The perf events: every system call (the total), and one counter for
+-- each call an event loop is likely to make (those this kernel has
+-- tracepoints for), so that the breakdown needs no strace.
+local PERF_CALLS = { "read", "write", "readv", "writev", "recvfrom", "sendto", "recvmsg",
+  "sendmsg", "epoll_wait", "epoll_pwait", "epoll_ctl", "select", "pselect6", "poll",
+  "ppoll", "fcntl", "newfstatat", "fstat", "statx", "accept", "accept4", "setsockopt",
+  "getsockopt", "close", "futex", "ioctl", "clock_gettime", "getpid" }
+local perf_events
+function E.perf_events()
+  if perf_events then return perf_events end
+  local list = { "raw_syscalls:sys_enter" }
+  for _, name in ipairs(PERF_CALLS) do
+    for _, root in ipairs { "/sys/kernel/tracing", "/sys/kernel/debug/tracing" } do
+      local f = io.open(root .. "/events/syscalls/sys_enter_" .. name .. "/format")
+      if f then
+        f:close()
+        list[#list + 1] = "syscalls:sys_enter_" .. name
+        break
+      end
+    end
+  end
+  perf_events = table.concat(list, ",")
+  return perf_events
+end
+
+-- Whether process `pid` holds a perf event (perf stat has attached).
+local function has_perf_event(pid)
+  local p = io.popen("ls -l /proc/" .. pid .. "/fd 2>/dev/null")
+  local text = p:read("a")
+  p:close()
+  return text:match("perf_event") ~= nil
+end
+
+-- opts: interp, script, tmp, clients, lines, counter (nil, "perf" or
+-- "strace": how the server's system calls are counted over the client's run).
 -- Returns { cpu = server CPU seconds, requests = n, wall = client seconds,
---           syscalls = total, calls = { name = count } (with strace) }.
+--           syscalls = total and calls = { name = count } (with a counter;
+--           perf counts the calls of E.perf_events() only) }.
 function E.measure(kind, opts)
   local port, pid = start_server(kind, opts.tmp, opts.interp, opts.script)
   local result = {}
   local ok, err = pcall(function()
-    local sfile
-    if opts.strace then
-      sfile = opts.tmp .. "/" .. kind .. ".strace"
-      os.remove(sfile)
+    local file = opts.counter and (opts.tmp .. "/" .. kind .. "." .. opts.counter)
+    if file then os.remove(file) end
+    if opts.counter == "strace" then
       sh(string.format("timeout -k 2 %d strace -c -f -q -o %s -p %d > /dev/null 2>&1 &",
-                       LIMIT, q(sfile), pid))
+                       LIMIT, q(file), pid))
       wait_until("strace to attach", 10, function()
         local st = read_all("/proc/" .. pid .. "/status") or ""
         return (tonumber(st:match("TracerPid:%s*(%d+)")) or 0) ~= 0
       end)
+    elseif opts.counter == "perf" then
+      -- perf stat -p ends when the server does (the server is under timeout)
+      local p = io.popen(string.format("perf stat -x, -e %s -p %d -o %s > /dev/null 2>&1 & echo $!",
+                                       E.perf_events(), pid, q(file)))
+      local perf_pid = tonumber(p:read("l"))
+      p:close()
+      wait_until("perf stat to attach", 10, function() return has_perf_event(perf_pid) end)
     end
     local cpu0 = cpu_seconds(pid)
     result.requests, result.wall = run_client(opts.interp, opts.script, port,
                                               opts.clients, opts.lines)
     result.cpu = cpu_seconds(pid) - cpu0
-    if sfile then
+    if opts.counter == "strace" then
       stop_server(pid)
       wait_until("strace's summary", 10, function()
-        return (read_all(sfile) or ""):match("total") ~= nil
+        return (read_all(file) or ""):match("total") ~= nil
       end)
-      result.syscalls, result.calls = parse_strace(read_all(sfile))
+      result.syscalls, result.calls = parse_strace(read_all(file))
+    elseif opts.counter == "perf" then
+      stop_server(pid)
+      local text
+      wait_until("perf stat's count", 10, function()
+        text = read_all(file) or ""
+        return text:match("\n%d+,[^\n]*raw_syscalls:sys_enter") ~= nil
+      end)
+      result.syscalls, result.calls = parse_perf(text)
     end
   end)
   stop_server(pid)
@@ -364,11 +444,23 @@ function E.measure(kind, opts)
   return result
 end
 
-function E.have_strace()
-  local p = io.popen("command -v strace 2>/dev/null")
+local function have(cmd)
+  local p = io.popen("command -v " .. cmd .. " 2>/dev/null")
   local s = p:read("l")
   p:close()
   return s ~= nil and s ~= ""
+end
+
+function E.have_strace() return have("strace") end
+
+-- perf stat counting the raw_syscalls:sys_enter tracepoint: installed, and
+-- allowed here (perf_event_paranoid, tracefs)?
+function E.have_perf()
+  if not have("perf") then return false end
+  local p = io.popen("perf stat -x, -e " .. E.perf_events() .. " -- true 2>&1")
+  local out = p:read("a")
+  p:close()
+  return out:match("\n?(%d+),[^\n]*raw_syscalls:sys_enter") ~= nil
 end
 
 return E

@@ -1,10 +1,38 @@
--- bench/run.lua: the benchmarks of issue 7, side by side with their
--- baselines. `make bench` runs every row; from the repository root:
+-- bench/run.lua: the benchmarks of issues 7 and 17, side by side with their
+-- baselines. `make bench` runs every row (rows 11-18 first); from the
+-- repository root:
 --
 --   LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;' \
 --     lua5.4 bench/run.lua [--quick] [--rounds N] [--batch-time S] [row ...]
 --
--- Rows (issue 7; the ratio is always ours / baseline):
+-- Rows 11-18 are the lines 1-8 of issue 17's table, in that order (row 10 + k
+-- is line k), asyncstack next to raw Lua and to its peers cqueues, luv and
+-- copas (bench/peers.lua; a missing peer, or one with nothing idiomatic for
+-- the row, gets a skipped line saying why):
+--  11  fork + finish + wait, one at a time, vs coroutine.create+resume:
+--        <= 2.0; vs cqueues wrap+loop, luv 0 ms timer + coroutine (report)
+--  12  as.yield() round trip vs raw resume/yield: <= 1.0; vs cqueues.poll(),
+--        luv idle handle resuming a coroutine (report)
+--  13  channel ping-pong, 2 messages, vs an echoing coroutine (ping in by
+--        resume, pong out by yield): <= 3.0; vs cqueues mailboxes (report)
+--  14  100,000 forks sleeping once, 0-10 ms, CPU of the whole run, vs
+--        cqueues: <= 0.5; vs luv coroutines on uv timers (report)
+--  15  TCP echo on 127.0.0.1, 100 clients x 1000 lines, servers of
+--        asyncstack (asyncstack.socket), cqueues, luv, copas in processes of
+--        their own, one LuaSocket client for all (bench/echo.lua): server
+--        CPU per request vs cqueues <= 0.8; server system calls per request
+--        (strace -c -f, a separate run) <= 3
+--  16  GC bytes per sleeping fork, 1,000,000 asleep, vs a suspended
+--        coroutine: <= 1.2; vs cqueues, luv sleepers (report); RSS noted
+--  17  an error raised in a fork caught by pcall through 3 waiting forks vs
+--        the same through 3 coroutine.wrap: <= 5.0
+--  18  as.traceback(async) text at the end of a chain of 100 waiting forks:
+--        <= 0.3 ms (absolute), with only asyncstack loaded, then with the
+--        peers loaded too (names are searched for in package.loaded)
+-- Rows 1-2 and 11-12 run the same asyncstack kernels (bench/kernels.lua);
+-- the issue 7 rows keep their numbers and targets.
+--
+-- Rows 1-10 (issue 7; the ratio is always ours / baseline):
 --   1  fork + run to completion + wait (trivial body)
 --        vs coroutine.create+resume: <= 2.0; vs cqueues wrap+loop: <= 0.2
 --   2  as.yield() round trip vs a raw resume/yield pair: <= 1.5;
@@ -27,15 +55,19 @@
 --
 -- Each row runs ours and its baseline in this process, interleaved
 -- (bench/harness.lua), and prints medians. Internal modes, used by row 4,
--- row 7 and bench/callgrind.lua:
+-- rows 7 and 16 and bench/callgrind.lua:
 --   run.lua --child KERNEL --ops N [--rounds R]   prints seconds per op
 --   run.lua --child-mem forks|coroutines|idle N    prints memory figures
+--   run.lua --child-mem17 forks|coroutines|cqueues|luv N
+--                                                  GC and RSS bytes per sleeper
 
 -- harness and kernels are loaded with dofile, not require: whatever sits in
 -- package.loaded slows Lua's debug.traceback down (it searches every loaded
 -- module for function names), and rows 5, 6 and 8 measure against it. Each
 -- row runs in a child process of its own for the same reason (only rows 1-3
--- load cqueues) and so that no row inherits another's heap.
+-- and 11-16 load cqueues, luv or copas, and row 18's second line on
+-- purpose) and so that no row inherits another's heap. The driver loads the
+-- peers to print their versions; it measures nothing itself.
 local dir = (arg and arg[0] or ""):match("^(.*)[/\\][^/\\]*$") or "."
 local H = dofile(dir .. "/harness.lua")
 local K = dofile(dir .. "/kernels.lua")
@@ -531,7 +563,11 @@ rows[14] = function()
 end
 
 -- Row 15: TCP echo (bench/echo.lua): servers in processes of their own,
--- one client program for all of them.
+-- one client program for all of them. Three kinds of run, each kind
+-- interleaved across the servers: server CPU (no counter attached), system
+-- calls counted by perf stat (the target's figure: it hardly slows the
+-- server), then one run under strace -c for each call's share (strace slows
+-- the server several times over, which changes how many calls it makes).
 rows[15] = function()
   local E = dofile(dir .. "/echo.lua")
   local CLIENTS, LINES = 100, opts.quick and 100 or 1000
@@ -547,82 +583,113 @@ rows[15] = function()
     if not P.missing(E.needs[kind]) then kinds[#kinds + 1] = kind end
   end
   local tmp = H.first_line("mktemp -d /tmp/asyncstack-echo.XXXXXX")
-  local run_opts = { interp = H.interpreter(), script = dir .. "/echo.lua", tmp = tmp,
-                     clients = CLIENTS, lines = LINES }
   local rounds = opts.quick and 1 or math.min(H.rounds, 3)
-  local cpu, wall = {}, {}
-  for _, kind in ipairs(kinds) do cpu[kind], wall[kind] = {}, {} end
-  for r = 1, rounds do
-    for k = 1, #kinds do
-      local kind = kinds[r % 2 == 1 and k or #kinds - k + 1]
-      local res = E.measure(kind, run_opts)
-      cpu[kind][#cpu[kind] + 1] = res.cpu / res.requests
-      wall[kind][#wall[kind] + 1] = res.requests / res.wall
+  local function runs(counter, nrounds)
+    local o = { interp = H.interpreter(), script = dir .. "/echo.lua", tmp = tmp,
+                clients = CLIENTS, lines = LINES, counter = counter }
+    local out = {}
+    for _, kind in ipairs(kinds) do out[kind] = {} end
+    for r = 1, nrounds do
+      for k = 1, #kinds do
+        local kind = kinds[r % 2 == 1 and k or #kinds - k + 1]
+        local res = E.measure(kind, o)
+        local t = out[kind]
+        t[#t + 1] = res
+      end
     end
+    return out
   end
-  local sys, calls = {}, {}
-  local strace = E.have_strace()
-  if strace then
+  local function median_of(results, field)
+    local v = {}
+    for i, res in ipairs(results) do v[i] = res[field] / res.requests end
+    return H.median(v)
+  end
+  local ok, err = pcall(function()
+    local cpu_runs = runs(nil, rounds)
+    local perf = E.have_perf()
+    local count_runs = perf and runs("perf", rounds)
+    -- strace's own figures (a slowed-down server), for the record; the
+    -- counter when perf cannot count here
+    local strace = E.have_strace() and (not perf or not opts.quick)
+    local strace_runs = strace and runs("strace", 1)
+
+    local m, sys = {}, {}
     for _, kind in ipairs(kinds) do
-      local o = {}
-      for k, v in pairs(run_opts) do o[k] = v end
-      o.strace = true
-      local res = E.measure(kind, o)
-      sys[kind] = res.syscalls / res.requests
+      m[kind] = median_of(cpu_runs[kind], "cpu")
+      if count_runs then sys[kind] = median_of(count_runs[kind], "syscalls")
+      elseif strace_runs then sys[kind] = median_of(strace_runs[kind], "syscalls") end
+    end
+    local function count(x) return format("%.2f", x) end
+    local ids = { cqueues = "a", luv = "b", copas = "c" }
+    local function missing_why(kind)
+      return P.missing(E.needs[kind]) or "server not measured"
+    end
+    if not m.asyncstack then
+      H.row { id = "15a", name = what, skip = missing_why("asyncstack") }
+      return
+    end
+    for _, kind in ipairs { "cqueues", "luv", "copas" } do
+      local spec = { id = "15" .. ids[kind],
+                     name = format("%s: server CPU per request, asyncstack.socket vs %s", what, kind) }
+      if kind == "cqueues" then spec.max = 0.8 end
+      if m[kind] then spec.ours, spec.base = m.asyncstack, m[kind] else spec.skip = missing_why(kind) end
+      H.row(spec)
+    end
+    local how = count_runs and "perf stat raw_syscalls" or "strace -c -f"
+    if not sys.asyncstack then
+      H.row { id = "15d", name = what .. ": server system calls per request", limit = 3, fmt = count,
+              skip = "neither perf nor strace usable (apt-get install strace)" }
+    else
+      H.row { id = "15d", name = format("%s: server system calls per request (%s), asyncstack vs cqueues",
+                                        what, how),
+              ours = sys.asyncstack, base = sys.cqueues, limit = 3, fmt = count,
+              target = "<= 3 per request" }
+      for _, kind in ipairs { "luv", "copas" } do
+        local spec = { id = "15" .. (kind == "luv" and "e" or "f"), fmt = count,
+                       name = format("%s: server system calls per request, asyncstack vs %s", what, kind) }
+        if sys[kind] then spec.ours, spec.base = sys.asyncstack, sys[kind] else spec.skip = missing_why(kind) end
+        H.row(spec)
+      end
+    end
+    -- each call's share per request, from the run whose total is the median
+    local function breakdown(res)
       local top = {}
       for name, n in pairs(res.calls) do top[#top + 1] = { name = name, n = n / res.requests } end
       table.sort(top, function(a, b) return a.n > b.n end)
       local parts = {}
-      for i = 1, math.min(5, #top) do
+      for i = 1, math.min(6, #top) do
         if top[i].n >= 0.01 then parts[#parts + 1] = format("%s %.2f", top[i].name, top[i].n) end
       end
-      calls[kind] = table.concat(parts, ", ")
+      return table.concat(parts, ", ")
     end
-  end
-  os.execute("rm -rf " .. H.shell_quote(tmp))
-  local m = {}
-  for _, kind in ipairs(kinds) do m[kind] = H.median(cpu[kind]) end
-  local function count(x) return format("%.2f", x) end
-  local names = { cqueues = "cqueues", luv = "luv", copas = "copas" }
-  local ids = { cqueues = "b", luv = "c", copas = "d" }
-  local function missing_why(kind)
-    return P.missing(E.needs[kind]) or "server not measured"
-  end
-  if not m.asyncstack then
-    H.row { id = "15a", name = what, skip = missing_why("asyncstack") }
-    return
-  end
-  for _, kind in ipairs { "cqueues", "luv", "copas" } do
-    local spec = { id = "15" .. ids[kind],
-                   name = format("%s: server CPU per request, asyncstack.socket vs %s", what, names[kind]) }
-    if kind == "cqueues" then spec.max, spec.target = 0.8, "<= 0.80" end
-    if m[kind] then spec.ours, spec.base = m.asyncstack, m[kind] else spec.skip = missing_why(kind) end
-    H.row(spec)
-  end
-  if not strace then
-    H.row { id = "15e", name = what .. ": system calls per request", limit = 3, fmt = count,
-            skip = "strace not installed (apt-get install strace)" }
-  else
-    H.row { id = "15e", name = what .. ": server system calls per request (strace -c -f), asyncstack vs cqueues",
-            ours = sys.asyncstack, base = sys.cqueues, limit = 3, fmt = count,
-            target = "<= 3 per request" }
-    for _, kind in ipairs { "luv", "copas" } do
-      local spec = { id = "15" .. (kind == "luv" and "f" or "g"), fmt = count,
-                     name = format("%s: server system calls per request, asyncstack vs %s", what, kind) }
-      if sys[kind] then spec.ours, spec.base = sys.asyncstack, sys[kind] else spec.skip = missing_why(kind) end
-      H.row(spec)
+    if count_runs then
+      for _, kind in ipairs(kinds) do
+        local list = {}
+        for i, res in ipairs(count_runs[kind]) do list[i] = res end
+        table.sort(list, function(a, b) return a.syscalls / a.requests < b.syscalls / b.requests end)
+        local v = {}
+        for i, res in ipairs(list) do v[i] = format("%.2f", res.syscalls / res.requests) end
+        H.note(format("perf: %s %s calls/request (each run); median run: %s", kind,
+                      table.concat(v, ", "), breakdown(list[(#list + 1) // 2])))
+      end
     end
+    if strace_runs then
+      for _, kind in ipairs(kinds) do
+        local res = strace_runs[kind][1]
+        H.note(format("under strace -c -f (slowed down): %s %.2f calls/request: %s", kind,
+                      res.syscalls / res.requests, breakdown(res)))
+      end
+    end
+    local tput = {}
     for _, kind in ipairs(kinds) do
-      H.note(format("%s: %.2f calls/request (%s)", kind, sys[kind], calls[kind]))
+      tput[#tput + 1] = format("%s %s, %.0f requests/s", kind, H.time(m[kind]),
+                               1 / median_of(cpu_runs[kind], "wall"))
     end
-  end
-  local tput = {}
-  for _, kind in ipairs(kinds) do
-    tput[#tput + 1] = format("%s %s CPU/request, %.0f requests/s", kind, H.time(m[kind]),
-                             H.median(wall[kind]))
-  end
-  H.note("server CPU from /proc/PID/stat over the client's run, median of " .. rounds
-         .. " interleaved runs (no strace); " .. table.concat(tput, "; "))
+    H.note(format("server CPU (/proc/PID/task/*/schedstat) per request over the client's run, "
+                  .. "median of %d interleaved runs: %s", rounds, table.concat(tput, "; ")))
+  end)
+  os.execute("rm -rf " .. H.shell_quote(tmp))
+  if not ok then error(err, 0) end
 end
 
 -- --child-mem17 KIND N: N sleepers of one library, asleep; prints the GC
