@@ -88,25 +88,26 @@ function P.version(name)
 end
 
 -- What copas has: Debian's 1.1.7 has only socket threads (addthread runs a
--- coroutine at once, there is no sleep, no queue, no yield to the
--- dispatcher), so only the TCP echo row can use it. Newer copas (2.0 and
--- later) has copas.sleep and copas.queue; their kernels are not written here
--- (nothing to run them against on this system), so those rows say so.
+-- coroutine at once; there is no sleep, no queue, no way to wait for a
+-- thread or to yield to the dispatcher), so only the TCP echo row can use
+-- it. Later copas versions have copas.sleep and copas.queue; no kernels for
+-- them are written here (nothing on this system to run them against), so
+-- with such a copas those rows say that instead.
 function P.copas_lacks(what)
   local why = P.missing("copas")
   if why then return why end
   local copas = P.load("copas")
-  if what == "sleep" or what == "yield" or what == "wait" then
-    return string.format("%s has no %s (copas.sleep came in copas 2.0; "
-      .. "this bench has no kernel for it yet)", tostring(copas._VERSION),
-      what == "wait" and "way to wait for a thread" or what == "yield"
-      and "yield to its dispatcher" or "sleep")
-  end
+  local version = tostring(copas._VERSION)
   if what == "queue" then
-    return string.format("%s has no copas.queue (came in copas 4.0; no kernel "
-      .. "for it here)", tostring(copas._VERSION))
+    if copas.queue then return version .. " has copas.queue, but bench/peers.lua has no kernel for it yet" end
+    return version .. " has no copas.queue"
   end
-  return nil
+  if copas.sleep then
+    return version .. " has copas.sleep, but bench/peers.lua has no kernel for it yet"
+  end
+  local lacks = { sleep = "no copas.sleep", yield = "no way to yield to its dispatcher (no copas.sleep)",
+                  wait = "no way to wait for a thread to end" }
+  return version .. " has " .. assert(lacks[what], what)
 end
 
 ------------------------------------------------------------------ cqueues
