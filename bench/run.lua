@@ -584,22 +584,34 @@ rows[15] = function()
   end
   local tmp = H.first_line("mktemp -d /tmp/asyncstack-echo.XXXXXX")
   local rounds = opts.quick and 1 or math.min(H.rounds, 3)
+  -- A server that fails a run (it does not start, the client gets a wrong
+  -- echo, a counter cannot attach) is left out of that kind of run from
+  -- then on, and its lines say why, instead of the row failing.
+  local failed = { cpu = {}, perf = {}, strace = {} }
   local function runs(counter, nrounds)
     local o = { interp = H.interpreter(), script = dir .. "/echo.lua", tmp = tmp,
                 clients = CLIENTS, lines = LINES, counter = counter }
-    local out = {}
+    local out, why = {}, failed[counter or "cpu"]
     for _, kind in ipairs(kinds) do out[kind] = {} end
     for r = 1, nrounds do
       for k = 1, #kinds do
         local kind = kinds[r % 2 == 1 and k or #kinds - k + 1]
-        local res = E.measure(kind, o)
-        local t = out[kind]
-        t[#t + 1] = res
+        if not why[kind] then
+          local ok, res = pcall(E.measure, kind, o)
+          if ok then
+            local t = out[kind]
+            t[#t + 1] = res
+          else
+            why[kind] = (counter and counter .. " run: " or "") .. tostring(res):gsub("\n", " ")
+            out[kind] = {}
+          end
+        end
       end
     end
     return out
   end
   local function median_of(results, field)
+    if #results == 0 then return nil end
     local v = {}
     for i, res in ipairs(results) do v[i] = res[field] / res.requests end
     return H.median(v)
@@ -613,16 +625,23 @@ rows[15] = function()
     local strace = E.have_strace() and (not perf or not opts.quick)
     local strace_runs = strace and runs("strace", 1)
 
+    -- perf's count is the figure; strace's where perf could not count
+    if count_runs and #count_runs.asyncstack == 0 then count_runs = nil end
     local m, sys = {}, {}
     for _, kind in ipairs(kinds) do
       m[kind] = median_of(cpu_runs[kind], "cpu")
       if count_runs then sys[kind] = median_of(count_runs[kind], "syscalls")
       elseif strace_runs then sys[kind] = median_of(strace_runs[kind], "syscalls") end
     end
+    for _, counter in ipairs { "cpu", "perf", "strace" } do
+      for _, kind in ipairs(kinds) do
+        if failed[counter][kind] then H.note(format("%s server failed: %s", kind, failed[counter][kind])) end
+      end
+    end
     local function count(x) return format("%.2f", x) end
     local ids = { cqueues = "a", luv = "b", copas = "c" }
     local function missing_why(kind)
-      return P.missing(E.needs[kind]) or "server not measured"
+      return P.missing(E.needs[kind]) or "server not measured (see the note)"
     end
     if not m.asyncstack then
       H.row { id = "15a", name = what, skip = missing_why("asyncstack") }
@@ -669,21 +688,27 @@ rows[15] = function()
         table.sort(list, function(a, b) return a.syscalls / a.requests < b.syscalls / b.requests end)
         local v = {}
         for i, res in ipairs(list) do v[i] = format("%.2f", res.syscalls / res.requests) end
-        H.note(format("perf: %s %s calls/request (each run); median run: %s", kind,
-                      table.concat(v, ", "), breakdown(list[(#list + 1) // 2])))
+        if #list > 0 then
+          H.note(format("perf: %s %s calls/request (each run); median run: %s", kind,
+                        table.concat(v, ", "), breakdown(list[(#list + 1) // 2])))
+        end
       end
     end
     if strace_runs then
       for _, kind in ipairs(kinds) do
         local res = strace_runs[kind][1]
-        H.note(format("under strace -c -f (slowed down): %s %.2f calls/request: %s", kind,
-                      res.syscalls / res.requests, breakdown(res)))
+        if res then
+          H.note(format("under strace -c -f (slowed down): %s %.2f calls/request: %s", kind,
+                        res.syscalls / res.requests, breakdown(res)))
+        end
       end
     end
     local tput = {}
     for _, kind in ipairs(kinds) do
-      tput[#tput + 1] = format("%s %s, %.0f requests/s", kind, H.time(m[kind]),
-                               1 / median_of(cpu_runs[kind], "wall"))
+      if m[kind] then
+        tput[#tput + 1] = format("%s %s, %.0f requests/s", kind, H.time(m[kind]),
+                                 1 / median_of(cpu_runs[kind], "wall"))
+      end
     end
     H.note(format("server CPU (/proc/PID/task/*/schedstat) per request over the client's run, "
                   .. "median of %d interleaved runs: %s", rounds, table.concat(tput, "; ")))
