@@ -96,7 +96,7 @@ valgrind: all test-helpers
 	$(RUN_ENV) valgrind --error-exitcode=1 --leak-check=no --quiet \
 	  $(BUSTED) --exclude-tags=slow,child $(BUSTED_FLAGS) spec
 
-# Side-by-side benchmarks (issue 7): bench/run.lua prints one table row per
+# Side-by-side benchmarks (issues 7 and 17): bench/run.lua prints one table row per
 # measurement with medians, the ratio, the target and whether it is met.
 # BENCH_ARGS passes options and row numbers, e.g. BENCH_ARGS='--quick 1 2'.
 NOTRACK    ?= build-notrack
@@ -118,7 +118,8 @@ bench-quick: all notrack
 notrack:
 	$(MAKE) BUILD=$(NOTRACK) CFLAGS='$(CFLAGS) -DASYNCSTACK_NO_TRACKING' all
 
-# Rows 1, 2 and 4 as instruction counts under valgrind --tool=callgrind.
+# Rows 1, 2 and 4, and the kernels of rows 13, 17 and 18, as instruction
+# counts under valgrind --tool=callgrind.
 bench-callgrind: all notrack
 	$(BENCH_ENV) $(LUA) bench/callgrind.lua $(BENCH_ARGS)
 

@@ -1,6 +1,6 @@
--- bench/callgrind.lua: rows 1, 2 and 4 of bench/run.lua as instruction
--- counts under `valgrind --tool=callgrind`, which do not drift with machine
--- load. `make bench-callgrind` runs it; from the repository root:
+-- bench/callgrind.lua: rows 1, 2 and 4 of bench/run.lua, and the
+-- peer-free kernels of rows 13, 17 and 18, as instruction counts under
+-- `valgrind --tool=callgrind`, which do not drift with machine load. `make bench-callgrind` runs it; from the repository root:
 --
 --   LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;' \
 --     lua5.4 bench/callgrind.lua [--ops N] [--out DIR]
@@ -74,9 +74,10 @@ local function callgrind(interp, cpath, kernel, n, tag)
   return out
 end
 
--- Instructions per operation of `kernel` on the build in `cpath`.
-local function per_op(kernel, cpath, tag)
-  local n = opts.ops
+-- Instructions per operation of `kernel` on the build in `cpath`; `scale`
+-- divides the operation count for kernels whose operation is long.
+local function per_op(kernel, cpath, tag, scale)
+  local n = math.max(10, opts.ops // (scale or 1))
   local a = read_total(callgrind(H.interpreter(), cpath, kernel, n, tag))
   local b = read_total(callgrind(H.interpreter(), cpath, kernel, 2 * n, tag))
   return (b - a) / n
@@ -194,5 +195,14 @@ else
   H.row { id = "4a", name = "row 1, watchers on vs off", max = 1.05, skip = why }
   H.row { id = "4b", name = "row 2, watchers on vs off", max = 1.05, skip = why }
 end
+
+-- issue 17's rows whose kernels have no peer in them (bench/run.lua rows
+-- 13, 17 and 18), for the instructions behind the timed figures
+pair("13", "channel ping-pong (2 messages) vs raw coroutine pair",
+     per_op("channel_pingpong", on_dir, "on"), per_op("co_pingpong", on_dir, "on"), 3.0)
+pair("17", "error through 3 waiting forks vs pcall through 3 coroutine.wrap",
+     per_op("fork_error_chain", on_dir, "on", 20), per_op("pcall_wraps", on_dir, "on", 20), 5.0)
+H.row { id = "18", name = format("async trace text, chain of %d forks (per trace)", K.TRACE_CHAIN),
+        ours = per_op("trace_chain", on_dir, "on", 200), fmt = instr }
 H.summary()
 print("callgrind files: " .. out_dir)
