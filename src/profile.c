@@ -1,0 +1,1043 @@
+/*
+** profile.c: the in-process sampling profiler (see profile.h): the timer,
+** the SIGPROF handler that records raw async stacks into a ring, the drain
+** that names them into a flame aggregator (flame.h), and the Lua side
+** (core.profile_start / profile_stop, the asyncstack.Profile object).
+*/
+#define _GNU_SOURCE          /* SIGEV_THREAD_ID, process_vm_readv, gettid */
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "profile.h"
+#include "chain.h"
+#include "channel.h"
+#include "debuglayout.h"
+#include "flame.h"
+#include "memwalk.h"
+#include "render.h"
+#include "sched.h"
+#include "signals.h"
+#include <lauxlib.h>
+
+#define PROFILE_SIGNAL SIGPROF
+#define RING_WORDS (1u << 18)        /* 2 MB of raw samples between drains */
+#define SAMPLE_ENTRIES 640           /* entries of one sample, at most */
+#define THREAD_FRAMES 200            /* frames of one coroutine, at most */
+#define CHAIN_HOPS 64                /* forks followed from the sampled one */
+#define WALL_FORKS 256               /* suspended forks sampled per tick */
+#define IOV_BATCH 256                /* iovecs per process_vm_readv */
+#define EXTRA_STACK 5                /* Lua's EXTRA_STACK, every 5.4 release */
+#define NAME_CHUNK 24                /* bytes of a fork name per E_NAME entry */
+#define NAME_ENTRIES 3
+
+/* ------------------------------------------------------ raw samples
+** A sample is a header entry and its body, 4 words per entry; the body
+** lists the stack innermost first (the drain reverses it). */
+enum {
+  E_SAMPLE = 1,  /* w1 = entries in the body, w2 = its weight in ticks */
+  E_THREAD,      /* the frames of one coroutine follow, top first */
+  E_FRAME,       /* w0 >> 8 = tag, w0 >> 16 = callstatus; w1 = the called
+                    value, w2 = Proto or C function, w3 = saved pc */
+  E_SLOT,        /* a frame before its stack slot was read: w1 = ci->func */
+  E_BAD,         /* a frame (or coroutine) that could not be read */
+  E_FORK,        /* w1 = id, w2 = its spawn site's function; E_NAMEs follow */
+  E_NAME,        /* NAME_CHUNK bytes of the fork's name in w1..w3 */
+  E_AWAIT,       /* w1 = what (AWAIT_*), w2 = target, w3 = detail */
+  E_MARK         /* w1 = MARK_* */
+};
+enum { AWAIT_RUNNABLE = 100 };   /* else enum as_await */
+enum { MARK_SCHEDULER = 1, MARK_OUTSIDE_RUN, MARK_CUT };
+
+typedef uint64_t entry[4];
+
+/* The running profile's process-wide state: the handler gets no Lua
+** state. Written by start/stop (with the signal blocked or not yet
+** installed); head by the handler, tail by the drain. */
+static struct {
+  volatile sig_atomic_t active;
+  int wall;
+  timer_t timer;
+  int have_timer;
+  lua_State *mainthread;            /* the starting state's main thread */
+  const as_state *state;            /* ... and its module state */
+  const as_lualayout *lay;
+  const as_debug_descriptor *desc;
+  as_memwalk_reader reader;         /* for the drain (safe reads) */
+  pid_t pid;
+  int vm;                           /* process_vm_readv works on ourselves */
+  uint64_t *ring;
+  volatile size_t head, tail;       /* words, monotonic */
+  volatile unsigned long ticks, signals, dropped, cut;
+  struct profile *owner;            /* the profile being filled */
+} P;
+
+/* The handler's scratch (one handler at a time: SIGPROF is blocked while
+** it runs, and it only ever runs in the starting thread). */
+static struct {
+  entry e[SAMPLE_ENTRIES];
+  int n, full;
+  uint64_t weight;
+  unsigned char tv[SAMPLE_ENTRIES][16];
+  uint64_t word[SAMPLE_ENTRIES];
+  struct iovec local[IOV_BATCH], remote[IOV_BATCH];
+  int owner[IOV_BATCH];
+  unsigned char ok[SAMPLE_ENTRIES];
+  const as_fork *visited[CHAIN_HOPS];
+} S;
+
+static void put(uint64_t w0, uint64_t w1, uint64_t w2, uint64_t w3) {
+  if (S.n >= SAMPLE_ENTRIES) {
+    S.full = 1;
+    return;
+  }
+  S.e[S.n][0] = w0;
+  S.e[S.n][1] = w1;
+  S.e[S.n][2] = w2;
+  S.e[S.n][3] = w3;
+  S.n++;
+}
+
+static int aligned(uintptr_t p) {
+  return p != 0 && (p & 7) == 0;
+}
+
+static uintptr_t load_ptr(uintptr_t addr) {
+  uintptr_t v;
+  memcpy(&v, (const void *)addr, sizeof v);
+  return v;
+}
+
+/* The raw frames of coroutine `th`, top first (see profile.h for why the
+** CallInfo list may be read with plain loads). ci->func is only kept when
+** it lies inside the stack; its slot is read later, safely. */
+static void walk_thread(uintptr_t th) {
+  const as_lualayout *lay = P.lay;
+  uintptr_t ci, base, stack, end;
+  int n = 0;
+  if (!aligned(th)) {
+    put(E_BAD, 0, 0, 0);
+    return;
+  }
+  put(E_THREAD, th, 0, 0);
+  ci = load_ptr(th + lay->L_ci);
+  base = th + lay->L_base_ci;
+  stack = load_ptr(th + lay->L_stack);
+  end = load_ptr(th + lay->L_stack_last) + (EXTRA_STACK + 1) * (uintptr_t)lay->size_StackValue;
+  while (ci != base && n < THREAD_FRAMES) {
+    uintptr_t func, prev, savedpc;
+    unsigned cs = 0;
+    if (!aligned(ci)) {
+      put(E_BAD, 0, 0, 0);
+      return;
+    }
+    func = load_ptr(ci + lay->ci_func);
+    prev = load_ptr(ci + lay->ci_previous);
+    savedpc = load_ptr(ci + lay->ci_savedpc);
+    if (lay->size_ci_callstatus == 2) {
+      uint16_t c16;
+      memcpy(&c16, (const void *)(ci + lay->ci_callstatus), 2);
+      cs = c16;
+    } else {
+      uint32_t c32;
+      memcpy(&c32, (const void *)(ci + lay->ci_callstatus), 4);
+      cs = c32;
+    }
+    if (aligned(stack) && func >= stack && func + lay->size_TValue <= end &&
+        (func - stack) % lay->size_StackValue == 0)
+      put(E_SLOT | ((uint64_t)(cs & 0xffff) << 16), func, 0, savedpc);
+    else
+      put(E_BAD, 0, 0, 0);
+    n++;
+    if (prev == 0) break;
+    ci = prev;
+  }
+  if (ci != base) put(E_MARK, MARK_CUT, 0, 0);
+}
+
+/* Reads len[i] bytes at remote[i] into local[i] for the `count` requests
+** set up in S.local/S.remote; S.ok[S.owner[i]] says which succeeded. */
+static void read_batch(int count) {
+  int i = 0;
+  if (!P.vm) {
+    for (i = 0; i < count; i++) {
+      memcpy(S.local[i].iov_base, S.remote[i].iov_base, S.local[i].iov_len);
+      S.ok[S.owner[i]] = 1;
+    }
+    return;
+  }
+  while (i < count) {
+    ssize_t got = process_vm_readv(P.pid, S.local + i, (unsigned long)(count - i),
+                                   S.remote + i, (unsigned long)(count - i), 0);
+    size_t left = got > 0 ? (size_t)got : 0;
+    /* a partial read stops at the first request it could not complete */
+    while (i < count && left >= S.local[i].iov_len) {
+      left -= S.local[i].iov_len;
+      S.ok[S.owner[i]] = 1;
+      i++;
+    }
+    if (i < count) i++;   /* that one failed: go on after it */
+  }
+}
+
+/* The second and third steps of a sample: every stack slot, then every
+** closure the slots name, each in batched reads. */
+static void resolve_frames(void) {
+  const as_lualayout *lay = P.lay;
+  const unsigned lcl = lay->tag_lcl | lay->bit_collectable;
+  const unsigned ccl = lay->tag_ccl | lay->bit_collectable;
+  int i, k = 0;
+  for (i = 0; i < S.n; i++) S.ok[i] = 0;
+  for (i = 0; i <= S.n; i++) {
+    if (k == IOV_BATCH || (i == S.n && k > 0)) {
+      read_batch(k);
+      k = 0;
+    }
+    if (i == S.n) break;
+    if ((S.e[i][0] & 0xff) != E_SLOT) continue;
+    S.local[k].iov_base = S.tv[i];
+    S.local[k].iov_len = lay->size_TValue <= 16 ? lay->size_TValue : 16;
+    S.remote[k].iov_base = (void *)(uintptr_t)S.e[i][1];
+    S.remote[k].iov_len = S.local[k].iov_len;
+    S.owner[k++] = i;
+  }
+  for (i = 0; i < S.n; i++) {
+    uint64_t value;
+    unsigned tag;
+    if ((S.e[i][0] & 0xff) != E_SLOT) continue;
+    if (!S.ok[i]) {
+      S.e[i][0] = E_BAD;
+      continue;
+    }
+    memcpy(&value, S.tv[i] + lay->tv_value, sizeof value);
+    tag = S.tv[i][lay->tv_tt];
+    S.e[i][0] = E_FRAME | ((uint64_t)tag << 8) | (S.e[i][0] & ~(uint64_t)0xffff);
+    S.e[i][1] = value;
+    S.e[i][2] = 0;
+    if (tag == lay->tag_lcf) continue;
+    if ((tag != lcl && tag != ccl) || !aligned((uintptr_t)value)) {
+      S.e[i][0] = E_BAD;
+      continue;
+    }
+    S.e[i][0] |= (uint64_t)1 << 48;      /* needs its closure read */
+  }
+  for (i = 0; i < S.n; i++) S.ok[i] = 0;
+  k = 0;
+  for (i = 0; i <= S.n; i++) {
+    if (k == IOV_BATCH || (i == S.n && k > 0)) {
+      read_batch(k);
+      k = 0;
+    }
+    if (i == S.n) break;
+    if ((S.e[i][0] & 0xff) != E_FRAME || !(S.e[i][0] & ((uint64_t)1 << 48))) continue;
+    S.local[k].iov_base = &S.word[i];
+    S.local[k].iov_len = sizeof S.word[i];
+    S.remote[k].iov_base = (void *)(uintptr_t)(S.e[i][1] +
+        (((S.e[i][0] >> 8) & 0xff) == lcl ? lay->lcl_p : lay->ccl_f));
+    S.remote[k].iov_len = sizeof S.word[i];
+    S.owner[k++] = i;
+  }
+  for (i = 0; i < S.n; i++) {
+    if ((S.e[i][0] & 0xff) != E_FRAME || !(S.e[i][0] & ((uint64_t)1 << 48))) continue;
+    S.e[i][0] &= ~((uint64_t)1 << 48);
+    if (!S.ok[i]) S.e[i][0] = E_BAD;
+    else S.e[i][2] = S.word[i];
+  }
+}
+
+/* The fork separator: id, spawn site's function, then the name. The name's
+** characters are anchored by the fork's uservalue 2 (fork.h: name_cstr is
+** set before that uservalue is replaced, and nothing is freed until the
+** collector runs, which the handler interrupts). */
+static void put_fork(const as_fork *f) {
+  const char *name = f->name_cstr;
+  int chunk;
+  put(E_FORK, (uint64_t)f->id, (uint64_t)(uintptr_t)f->spawn_func, 0);
+  if (name == NULL) return;
+  for (chunk = 0; chunk < NAME_ENTRIES; chunk++) {
+    uint64_t w[3] = {0, 0, 0};
+    char *b = (char *)w;
+    int j, end = 0;
+    for (j = 0; j < NAME_CHUNK; j++) {
+      b[j] = name[chunk * NAME_CHUNK + j];
+      if (b[j] == '\0') { end = 1; break; }
+    }
+    if (chunk == NAME_ENTRIES - 1) b[NAME_CHUNK - 1] = '\0';
+    put(E_NAME, w[0], w[1], w[2]);
+    if (end) break;
+  }
+}
+
+static void put_fork_frames(const as_fork *f) {
+  int depth = f->astack.depth, k;
+  const as_frame *frames = f->astack.frames;
+  if (frames == NULL || depth < 1 || depth > 256) {
+    put(E_BAD, 0, 0, 0);
+  } else {
+    for (k = depth - 1; k >= 0; k--) walk_thread((uintptr_t)frames[k].thread);
+  }
+  put_fork(f);
+}
+
+/* f's frames, then the forks after it (chain.h) down to run()'s caller. */
+static void put_chain(as_sched *s, const as_fork *f) {
+  int hops = 0, i;
+  while (f != NULL && hops < CHAIN_HOPS) {
+    as_chain_link link;
+    for (i = 0; i < hops; i++)
+      if (S.visited[i] == f) return;
+    S.visited[hops++] = f;
+    put_fork_frames(f);
+    link = as_chain_next(s, f);
+    if (link.kind == AS_LINK_RUN) {
+      walk_thread((uintptr_t)s->L);
+      return;
+    }
+    f = link.next;
+  }
+}
+
+static void put_await(const as_fork *g) {
+  const as_await_ops *ops = g->await_ops;
+  if (g->status == AS_RUNNABLE || ops == NULL) {
+    put(E_AWAIT, AWAIT_RUNNABLE, 0, 0);
+    return;
+  }
+  switch (ops->kind) {
+    case AS_AWAIT_WAIT: {
+      const as_fork *a = g->await.wait.awaiting;
+      put(E_AWAIT, AS_AWAIT_WAIT, a != NULL ? (uint64_t)a->id : 0, g->await.wait.mode);
+      break;
+    }
+    case AS_AWAIT_CHANNEL:
+      put(E_AWAIT, AS_AWAIT_CHANNEL,
+          g->await.chan.channel != NULL ? (uint64_t)as_channel_id(g->await.chan.channel) : 0,
+          g->await.chan.op);
+      break;
+    case AS_AWAIT_FD:
+      put(E_AWAIT, AS_AWAIT_FD, (uint64_t)(int64_t)g->await.fd.fd, g->await.fd.write);
+      break;
+    default:
+      put(E_AWAIT, ops->kind, 0, 0);
+  }
+}
+
+/* Resolves the sample in S and copies it into the ring (or counts it
+** dropped when the ring is full). */
+static void commit(void) {
+  size_t head = P.head, words = 4 * ((size_t)S.n + 1), i;
+  const size_t mask = RING_WORDS - 1;
+  if (S.n == 0) return;
+  resolve_frames();
+  if (S.full) P.cut++;
+  __atomic_signal_fence(__ATOMIC_ACQUIRE);
+  if (head - P.tail + words > RING_WORDS) {
+    P.dropped++;
+    return;
+  }
+  P.ring[head & mask] = E_SAMPLE;
+  P.ring[(head + 1) & mask] = (uint64_t)S.n;
+  P.ring[(head + 2) & mask] = S.weight;
+  P.ring[(head + 3) & mask] = 0;
+  for (i = 0; i < (size_t)S.n; i++) {
+    P.ring[(head + 4 + 4 * i) & mask] = S.e[i][0];
+    P.ring[(head + 5 + 4 * i) & mask] = S.e[i][1];
+    P.ring[(head + 6 + 4 * i) & mask] = S.e[i][2];
+    P.ring[(head + 7 + 4 * i) & mask] = S.e[i][3];
+  }
+  __atomic_signal_fence(__ATOMIC_RELEASE);
+  P.head = head + words;
+}
+
+static void begin(void) {
+  S.n = 0;
+  S.full = 0;
+}
+
+static void on_tick(int sig, siginfo_t *info, void *uctx) {
+  int saved = errno;
+  as_sched *s;
+  (void)sig;
+  (void)uctx;
+  if (!P.active) return;
+  /* CPU-time timers are checked at the kernel's tick (often 250 Hz): the
+  ** expirations missed since the last signal weigh this sample */
+  S.weight = 1;
+  if (info != NULL && info->si_code == SI_TIMER && info->si_overrun > 0)
+    S.weight += (uint64_t)info->si_overrun;
+  P.signals++;
+  P.ticks += (unsigned long)S.weight;
+  s = as_sched_active;
+  begin();
+  if (s == NULL) {
+    put(E_MARK, MARK_OUTSIDE_RUN, 0, 0);
+    walk_thread((uintptr_t)P.mainthread);
+  } else if (s->running != NULL) {
+    put_chain(s, s->running);
+  } else if (!P.wall) {
+    put(E_MARK, MARK_SCHEDULER, 0, 0);
+    walk_thread((uintptr_t)s->L);
+  }
+  commit();
+  if (P.wall && s != NULL) {
+    int slot, n = 0, top = s->top_slot;
+    for (slot = 1; slot <= top && n < WALL_FORKS; slot++) {
+      const as_fork *g = as_sched_fork_at_slot(s, slot);
+      if (g == NULL || g == s->running || as_fork_ended(g)) continue;
+      begin();
+      put_await(g);
+      put_chain(s, g);
+      commit();
+      n++;
+    }
+  }
+  errno = saved;
+}
+
+/* ---------------------------------------------------- the profile object */
+
+typedef struct cached {
+  uint64_t key[9];
+  char *text;                  /* NULL: a hidden frame */
+} cached;
+
+typedef struct profile {
+  as_flame *flame;
+  int wall, running;
+  double hz;
+  double started, seconds;
+  unsigned long long samples;  /* stacks aggregated */
+  unsigned long ticks, signals, dropped, cut, unreadable;
+  int safe_reads;
+  cached *cache;               /* open addressing by raw identity */
+  size_t ncache, capcache;
+  uint64_t *buf;               /* one sample's body, copied off the ring */
+  const char **texts;          /* its frame texts */
+  char *arena;                 /* texts made per sample (forks, waits) */
+} profile;
+
+static uint64_t mix(uint64_t h, uint64_t v) {
+  h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+  return h;
+}
+
+static size_t key_hash(const uint64_t *k) {
+  uint64_t h = 0;
+  int i;
+  for (i = 0; i < 9; i++) h = mix(h, k[i]);
+  return (size_t)(h ^ (h >> 29));
+}
+
+static int cache_grow(profile *p) {
+  size_t cap = p->capcache ? p->capcache * 2 : 256, i;
+  cached *c = calloc(cap, sizeof *c);
+  if (c == NULL) return -1;
+  for (i = 0; i < p->capcache; i++) {
+    size_t j;
+    if (p->cache[i].key[0] == 0) continue;
+    j = key_hash(p->cache[i].key) & (cap - 1);
+    while (c[j].key[0] != 0) j = (j + 1) & (cap - 1);
+    c[j] = p->cache[i];
+  }
+  free(p->cache);
+  p->cache = c;
+  p->capcache = cap;
+  return 0;
+}
+
+typedef struct text_sink {
+  char *buf;
+  size_t n, size;
+} text_sink;
+
+static void text_write(as_sink *k, const char *s, size_t n) {
+  text_sink *t = k->ud;
+  if (n > t->size - 1 - t->n) n = t->size - 1 - t->n;
+  memcpy(t->buf + t->n, s, n);
+  t->n += n;
+  t->buf[t->n] = '\0';
+}
+
+/* Names one raw frame (caller: the next frame of its coroutine, or NULL;
+** holder: the spawn site's function when it is a fork's root). Returns
+** a malloc'd text, NULL for a hidden frame, or `(char *)-1` when memory
+** ran out. */
+static char *name_frame(const uint64_t *e, const uint64_t *caller, uint64_t holder) {
+  const as_lualayout *lay = P.lay;
+  const as_debug_descriptor *d = P.desc;
+  as_memwalk_raw raw, craw;
+  as_memwalk_frame mf;
+  as_rframe rf;
+  as_sink k;
+  text_sink t;
+  char global[AS_MEMWALK_NAME_SIZE], guessed[AS_MEMWALK_NAME_SIZE], out[512];
+  raw.func = (uintptr_t)e[1];
+  raw.func_tag = (unsigned char)(e[0] >> 8);
+  raw.proto = (uintptr_t)e[2];
+  raw.savedpc = (uintptr_t)e[3];
+  raw.callstatus = (unsigned)((e[0] >> 16) & 0xffff);
+  if (caller != NULL) {
+    craw.func = (uintptr_t)caller[1];
+    craw.func_tag = (unsigned char)(caller[0] >> 8);
+    craw.proto = (uintptr_t)caller[2];
+    craw.savedpc = (uintptr_t)caller[3];
+    craw.callstatus = (unsigned)((caller[0] >> 16) & 0xffff);
+  }
+  as_memwalk_raw_frame(lay, &P.reader, (uintptr_t)P.mainthread, &raw,
+                       caller != NULL ? &craw : NULL, &mf);
+  if (mf.status == AS_MEMWALK_FAILED) {
+    char *s = malloc(sizeof "[unreadable frame]");
+    if (s == NULL) return (char *)-1;
+    return memcpy(s, "[unreadable frame]", sizeof "[unreadable frame]");
+  }
+  /* what the traces hide: our C functions, our Lua front end */
+  if (mf.cfunc != 0 && mf.cfunc >= d->text_start && mf.cfunc < d->text_end) return NULL;
+  if (mf.source_ts != 0 && d->internal_prefix_len > 0 &&
+      as_memwalk_string_has_prefix(lay, &P.reader, mf.source_ts, d->internal_prefix,
+                                   d->internal_prefix_len) == 1)
+    return NULL;
+  memset(&rf, 0, sizeof rf);
+  rf.file = mf.source;
+  rf.line = mf.currentline;
+  rf.linedefined = mf.linedefined;
+  rf.what = mf.what[0] == 'm' ? 'm' : mf.what[0] == 'C' ? 'C' : 'L';
+  if (*mf.namewhat != '\0') {
+    rf.name = mf.name;
+    rf.namewhat = mf.namewhat;
+  }
+  if (mf.func != 0 &&
+      as_memwalk_global_name(lay, &P.reader, (uintptr_t)P.mainthread, &mf, global,
+                             sizeof global) == 1)
+    rf.global_name = global;
+  if (rf.global_name == NULL && rf.name == NULL && holder != 0 &&
+      mf.func_tag == (lay->tag_lcl | lay->bit_collectable) &&
+      as_memwalk_upvalue_name(lay, &P.reader, (uintptr_t)holder, mf.func, guessed,
+                              sizeof guessed) == 1)
+    rf.guessed_name = guessed;
+  t.buf = out;
+  t.n = 0;
+  t.size = sizeof out;
+  out[0] = '\0';
+  as_sink_init(&k, text_write, &t);
+  as_render_profile_frame(&k, &rf);
+  {
+    char *s = malloc(t.n + 1);
+    if (s == NULL) return (char *)-1;
+    return memcpy(s, out, t.n + 1);
+  }
+}
+
+/* The cached text of a frame: *hidden set for a frame the traces hide.
+** NULL when memory ran out. */
+static const char *frame_text(profile *p, const uint64_t *e, const uint64_t *caller,
+                              uint64_t holder, int *hidden) {
+  uint64_t key[9];
+  size_t j;
+  char *text;
+  int i;
+  for (i = 0; i < 4; i++) key[i] = e[i];
+  for (i = 0; i < 4; i++) key[4 + i] = caller != NULL ? caller[i] : 0;
+  key[8] = holder;
+  *hidden = 0;
+  if (2 * (p->ncache + 1) > p->capcache && cache_grow(p) != 0) return NULL;
+  j = key_hash(key) & (p->capcache - 1);
+  while (p->cache[j].key[0] != 0) {
+    if (memcmp(p->cache[j].key, key, sizeof key) == 0) {
+      *hidden = p->cache[j].text == NULL;
+      return p->cache[j].text != NULL ? p->cache[j].text : "";
+    }
+    j = (j + 1) & (p->capcache - 1);
+  }
+  text = name_frame(e, caller, holder);
+  if (text == (char *)-1) return NULL;
+  memcpy(p->cache[j].key, key, sizeof key);
+  p->cache[j].text = text;
+  p->ncache++;
+  *hidden = text == NULL;
+  return text != NULL ? text : "";
+}
+
+static const char *await_text(const uint64_t *e, char *buf, size_t size) {
+  switch (e[1]) {
+    case AWAIT_RUNNABLE: return "[runnable]";
+    case AS_AWAIT_SLEEP: return "[sleeping]";
+    case AS_AWAIT_YIELD: return "[yielding]";
+    case AS_AWAIT_WAIT:
+      if (e[2] != 0) snprintf(buf, size, "[waiting on fork #%llu]", (unsigned long long)e[2]);
+      else snprintf(buf, size, "[waiting in %s]", e[3] == AS_WAIT_ALL ? "wait_all" : "wait_any");
+      return buf;
+    case AS_AWAIT_CHANNEL:
+      snprintf(buf, size, "[waiting on channel #%llu (%s)]", (unsigned long long)e[2],
+               e[3] == 1 ? "send" : "recv");
+      return buf;
+    case AS_AWAIT_FD:
+      snprintf(buf, size, "[waiting on fd %lld (%s)]", (long long)e[2],
+               e[3] ? "write" : "read");
+      return buf;
+    default:
+      return "[suspended]";
+  }
+}
+
+/* Names the sample body p->buf[0, 4n) and adds it to the flame. */
+static int add_sample(profile *p, int n, uint64_t weight) {
+  const uint64_t *e = p->buf;
+  int i, nt = 0, room = 0;
+  char *arena = p->arena;
+  for (i = 0; i < n; i++) {
+    const uint64_t *x = e + 4 * i;
+    const char *text = NULL;
+    char small[96];
+    switch (x[0] & 0xff) {
+      case E_FRAME: {
+        const uint64_t *next = i + 1 < n ? x + 4 : NULL;
+        const uint64_t *caller = next != NULL && (next[0] & 0xff) == E_FRAME ? next : NULL;
+        /* the frame just before a fork's separator is its root function */
+        uint64_t holder = next != NULL && (next[0] & 0xff) == E_FORK ? next[2] : 0;
+        int hidden;
+        text = frame_text(p, x, caller, holder, &hidden);
+        if (text == NULL) return -1;
+        if (hidden) text = NULL;
+        break;
+      }
+      case E_BAD:
+        p->unreadable++;
+        text = "[unreadable frame]";
+        break;
+      case E_FORK: {
+        as_sink k;
+        text_sink t;
+        char name[NAME_CHUNK * NAME_ENTRIES + 1];
+        int j = i + 1, len = 0;
+        while (j < n && (e[4 * j] & 0xff) == E_NAME) {
+          memcpy(name + len, &e[4 * j + 1], NAME_CHUNK);
+          len += NAME_CHUNK;
+          j++;
+        }
+        name[len] = '\0';
+        t.buf = small;
+        t.n = 0;
+        t.size = sizeof small;
+        as_sink_init(&k, text_write, &t);
+        as_render_str(&k, "[");
+        as_render_fork_label(&k, (long long)x[1], len > 0 ? name : NULL);
+        as_render_str(&k, "]");
+        text = small;
+        break;
+      }
+      case E_AWAIT:
+        text = await_text(x, small, sizeof small);
+        break;
+      case E_MARK:
+        text = x[1] == MARK_SCHEDULER ? "[scheduler]"
+             : x[1] == MARK_OUTSIDE_RUN ? "[outside run()]" : "[more frames]";
+        break;
+      default:
+        break;
+    }
+    if (text == NULL) continue;
+    if (text == small) {   /* copy into the sample's arena */
+      size_t len = strlen(small) + 1;
+      memcpy(arena + room, small, len);
+      text = arena + room;
+      room += (int)len;
+    }
+    p->texts[nt++] = text;
+  }
+  /* innermost first -> root first */
+  for (i = 0; i < nt / 2; i++) {
+    const char *t = p->texts[i];
+    p->texts[i] = p->texts[nt - 1 - i];
+    p->texts[nt - 1 - i] = t;
+  }
+  if (as_flame_add(p->flame, p->texts, nt, weight) != 0) return -1;
+  p->samples += weight;
+  return 0;
+}
+
+/* Names every sample in the ring into p. */
+static void drain(profile *p) {
+  const size_t mask = RING_WORDS - 1;
+  for (;;) {
+    size_t tail = P.tail, head, i, n;
+    uint64_t weight;
+    __atomic_signal_fence(__ATOMIC_ACQUIRE);
+    head = P.head;
+    __atomic_signal_fence(__ATOMIC_ACQUIRE);
+    if (tail == head) break;
+    n = (size_t)P.ring[(tail + 1) & mask];
+    if (P.ring[tail & mask] != E_SAMPLE || n > SAMPLE_ENTRIES) {   /* cannot be */
+      P.tail = head;
+      break;
+    }
+    weight = P.ring[(tail + 2) & mask];
+    for (i = 0; i < 4 * n; i++) p->buf[i] = P.ring[(tail + 4 + i) & mask];
+    __atomic_signal_fence(__ATOMIC_RELEASE);
+    P.tail = tail + 4 * (n + 1);
+    if (add_sample(p, (int)n, weight) != 0) p->dropped++;
+  }
+}
+
+/* ------------------------------------------------------ start and stop */
+
+static void stop_sampling(void) {
+  sigset_t block, old;
+  struct timespec zero = {0, 0};
+  sigemptyset(&block);
+  sigaddset(&block, PROFILE_SIGNAL);
+  pthread_sigmask(SIG_BLOCK, &block, &old);
+  P.active = 0;
+  if (P.have_timer) {
+    timer_delete(P.timer);
+    P.have_timer = 0;
+  }
+  /* a tick generated before the timer went may still be pending: take it
+  ** here, not with the previous action (the default ends the process) */
+  while (sigtimedwait(&block, NULL, &zero) == PROFILE_SIGNAL) {}
+  if (as_signals_role(PROFILE_SIGNAL) == AS_SIGROLE_PROFILE)
+    as_signals_release(PROFILE_SIGNAL);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+static void finish(profile *p) {
+  drain(p);
+  p->running = 0;
+  p->seconds = as_now() - p->started;
+  p->ticks = P.ticks;
+  p->signals = P.signals;
+  p->dropped += P.dropped;
+  p->cut = P.cut;
+  free(P.ring);
+  P.ring = NULL;
+  P.owner = NULL;
+  P.state = NULL;
+}
+
+void as_profile_shutdown(void) {
+  if (P.owner == NULL) return;
+  stop_sampling();
+  P.owner->running = 0;
+  free(P.ring);
+  P.ring = NULL;
+  P.owner = NULL;
+  P.state = NULL;
+}
+
+int as_profile_pending(void) {
+  return P.owner != NULL && P.head != P.tail;
+}
+
+void as_profile_safe_point(lua_State *L, as_state *st) {
+  (void)L;
+  if (P.owner != NULL && st == P.state) drain(P.owner);
+}
+
+static const char running_key = 'P';   /* registry: the running profile */
+
+static profile *check_profile(lua_State *L, const char *method) {
+  profile *p = luaL_testudata(L, 1, AS_PROFILE_MT);
+  if (p == NULL) {
+    luaL_error(L, "bad argument #1 to '%s' (asyncstack.Profile expected, got %s; "
+               "call it as profile:%s())", method, luaL_typename(L, 1), method);
+  }
+  return p;
+}
+
+static void profile_release(profile *p) {
+  size_t i;
+  for (i = 0; i < p->capcache; i++) free(p->cache[i].text);
+  free(p->cache);
+  p->cache = NULL;
+  p->capcache = p->ncache = 0;
+  as_flame_free(p->flame);
+  p->flame = NULL;
+  free(p->buf);
+  p->buf = NULL;
+  free(p->texts);
+  p->texts = NULL;
+  free(p->arena);
+  p->arena = NULL;
+}
+
+static int profile_gc(lua_State *L) {
+  profile *p = lua_touserdata(L, 1);
+  if (p->running && P.owner == p) as_profile_shutdown();
+  profile_release(p);
+  return 0;
+}
+
+/* core.profile_start(hz, "cpu"|"wall"): the arguments are checked by
+** lua/asyncstack/profile.lua; here only their types. */
+static int profile_start(lua_State *L) {
+  static const char *const modes[] = {"cpu", "wall", NULL};
+  as_state *st = as_state_get(L);
+  double hz = luaL_checknumber(L, 1);
+  int wall = luaL_checkoption(L, 2, NULL, modes);
+  profile *p;
+  struct sigaction sa;
+  struct sigevent sev;
+  struct itimerspec its;
+  long long ns;
+  int err;
+  if (!(hz >= 1 && hz <= 10000))
+    return luaL_argerror(L, 1, "hz must be between 1 and 10000");
+  if (P.owner != NULL)
+    return luaL_error(L, "profile.start: a profile is already running "
+                         "(as.profile.stop() ends it)");
+  P.lay = as_debuglayout_lua();
+  if (P.lay == NULL)
+    return luaL_error(L, "profile.start: the Lua layout of this interpreter is not "
+                         "verified (see as.debug_layout()): frames cannot be read");
+  as_signals_guard(L);                      /* may raise: before any change */
+  p = lua_newuserdatauv(L, sizeof *p, 0);
+  memset(p, 0, sizeof *p);
+  luaL_setmetatable(L, AS_PROFILE_MT);
+  p->flame = as_flame_new();
+  p->buf = malloc(4 * SAMPLE_ENTRIES * sizeof *p->buf);
+  p->texts = malloc(SAMPLE_ENTRIES * sizeof *p->texts);
+  p->arena = malloc(SAMPLE_ENTRIES * 96);
+  P.ring = malloc(RING_WORDS * sizeof *P.ring);
+  if (p->flame == NULL || p->buf == NULL || p->texts == NULL || p->arena == NULL ||
+      P.ring == NULL) {
+    free(P.ring);
+    P.ring = NULL;
+    return luaL_error(L, "profile.start: not enough memory");
+  }
+  p->wall = wall;
+  p->hz = hz;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  P.mainthread = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  P.desc = as_debuglayout_get();
+  P.vm = as_memwalk_reader_self(&P.reader, &P.pid);
+  p->safe_reads = P.vm;
+  P.wall = wall;
+  P.head = P.tail = 0;
+  P.ticks = P.signals = P.dropped = P.cut = 0;
+  P.state = st;
+  /* the handler, then the timer; the handler samples once `active` is set */
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_tick;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  err = as_signals_take(L, PROFILE_SIGNAL, AS_SIGROLE_PROFILE, &sa);
+  if (err != 0) {
+    free(P.ring);
+    P.ring = NULL;
+    return luaL_error(L, "profile.start: cannot install the SIGPROF handler: %s",
+                      strerror(err));
+  }
+  memset(&sev, 0, sizeof sev);
+  sev.sigev_notify = SIGEV_THREAD_ID;
+  sev.sigev_signo = PROFILE_SIGNAL;
+  sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+  if (timer_create(wall ? CLOCK_MONOTONIC : CLOCK_PROCESS_CPUTIME_ID, &sev, &P.timer) != 0) {
+    err = errno;
+    as_signals_release(PROFILE_SIGNAL);
+    free(P.ring);
+    P.ring = NULL;
+    return luaL_error(L, "profile.start: timer_create failed: %s", strerror(err));
+  }
+  P.have_timer = 1;
+  P.owner = p;
+  p->running = 1;
+  p->started = as_now();
+  P.active = 1;
+  ns = (long long)(1e9 / hz);
+  its.it_interval.tv_sec = (time_t)(ns / 1000000000LL);
+  its.it_interval.tv_nsec = (long)(ns % 1000000000LL);
+  its.it_value = its.it_interval;
+  if (timer_settime(P.timer, 0, &its, NULL) != 0) {
+    err = errno;
+    as_profile_shutdown();
+    return luaL_error(L, "profile.start: timer_settime failed: %s", strerror(err));
+  }
+  /* anchored while it runs: its __gc (at the latest when the state
+  ** closes) stops the timer */
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &running_key);
+  return 1;
+}
+
+static int profile_stop(lua_State *L) {
+  profile *p = P.owner;
+  if (p == NULL || P.state != as_state_get(L))
+    return luaL_error(L, "profile.stop: no profile is running");
+  stop_sampling();
+  finish(p);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &running_key) != LUA_TUSERDATA ||
+      lua_touserdata(L, -1) != p)
+    return luaL_error(L, "profile.stop: the running profile was lost");
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &running_key);
+  return 1;
+}
+
+static int profile_running(lua_State *L) {
+  lua_pushboolean(L, P.owner != NULL && P.state == as_state_get(L));
+  return 1;
+}
+
+/* ------------------------------------------------------------ outputs */
+
+static profile *check_stopped(lua_State *L, const char *method) {
+  profile *p = check_profile(L, method);
+  if (p->running) luaL_error(L, "%s: the profile is still running (as.profile.stop() ends it)", method);
+  if (p->flame == NULL) luaL_error(L, "%s: the profile was released", method);
+  return p;
+}
+
+/* The writers use malloc, outside Lua, and must not be cut short by a Lua
+** error (flame.c frees its work memory before returning): the text goes to
+** a malloc'd buffer first, then into one Lua string. */
+typedef struct growbuf {
+  char *s;
+  size_t n, cap;
+  int failed;
+} growbuf;
+
+static void grow_write(void *ud, const char *s, size_t n) {
+  growbuf *g = ud;
+  if (g->failed) return;
+  if (g->n + n > g->cap) {
+    size_t cap = g->cap ? g->cap : 4096;
+    char *b;
+    while (cap < g->n + n) cap *= 2;
+    b = realloc(g->s, cap);
+    if (b == NULL) {
+      g->failed = 1;
+      return;
+    }
+    g->s = b;
+    g->cap = cap;
+  }
+  memcpy(g->s + g->n, s, n);
+  g->n += n;
+}
+
+static int push_growbuf(lua_State *L) {
+  const growbuf *g = lua_touserdata(L, 1);
+  lua_pushlstring(L, g->s != NULL ? g->s : "", g->n);
+  return 1;
+}
+
+/* Pushes the text (a protected copy: a memory error from Lua must not leak
+** the malloc'd text) and frees it. */
+static int push_output(lua_State *L, growbuf *g, int r, const char *method) {
+  int status;
+  if (r != 0 || g->failed) {
+    free(g->s);
+    return luaL_error(L, "%s: not enough memory", method);
+  }
+  lua_pushcfunction(L, push_growbuf);
+  lua_pushlightuserdata(L, g);
+  status = lua_pcall(L, 1, 1, 0);
+  free(g->s);
+  if (status != LUA_OK) return lua_error(L);
+  return 1;
+}
+
+static int profile_folded(lua_State *L) {
+  profile *p = check_stopped(L, "folded");
+  growbuf g = {NULL, 0, 0, 0};
+  int r = as_flame_folded(p->flame, grow_write, &g);
+  return push_output(L, &g, r, "folded");
+}
+
+static void profile_title(const profile *p, char *buf, size_t size) {
+  snprintf(buf, size, "%s profile, %g Hz, %llu samples over %.2f s%s",
+           p->wall ? "wall" : "cpu", p->hz, p->samples, p->seconds,
+           p->dropped ? " (some dropped)" : "");
+}
+
+static int profile_speedscope(lua_State *L) {
+  profile *p = check_stopped(L, "speedscope");
+  growbuf g = {NULL, 0, 0, 0};
+  char title[160];
+  int r;
+  profile_title(p, title, sizeof title);
+  r = as_flame_speedscope(p->flame, title, 1000.0 / p->hz, grow_write, &g);
+  return push_output(L, &g, r, "speedscope");
+}
+
+static int profile_svg(lua_State *L) {
+  profile *p = check_stopped(L, "svg");
+  const char *title = luaL_optstring(L, 2, NULL);
+  growbuf g = {NULL, 0, 0, 0};
+  char sub[160];
+  int r;
+  profile_title(p, sub, sizeof sub);
+  r = as_flame_svg(p->flame, title != NULL ? title : "asyncstack profile", sub,
+                   grow_write, &g);
+  return push_output(L, &g, r, "svg");
+}
+
+static int profile_info(lua_State *L) {
+  profile *p = check_profile(L, "info");
+  lua_createtable(L, 0, 12);
+  lua_pushstring(L, p->wall ? "wall" : "cpu");
+  lua_setfield(L, -2, "mode");
+  lua_pushnumber(L, p->hz);
+  lua_setfield(L, -2, "hz");
+  lua_pushboolean(L, p->running);
+  lua_setfield(L, -2, "running");
+  lua_pushinteger(L, (lua_Integer)p->samples);
+  lua_setfield(L, -2, "samples");
+  lua_pushinteger(L, (lua_Integer)(p->running ? P.ticks : p->ticks));
+  lua_setfield(L, -2, "ticks");
+  lua_pushinteger(L, (lua_Integer)(p->running ? P.signals : p->signals));
+  lua_setfield(L, -2, "signals");
+  lua_pushinteger(L, (lua_Integer)p->dropped);
+  lua_setfield(L, -2, "dropped");
+  lua_pushinteger(L, (lua_Integer)p->cut);
+  lua_setfield(L, -2, "cut");
+  lua_pushinteger(L, (lua_Integer)p->unreadable);
+  lua_setfield(L, -2, "unreadable");
+  lua_pushnumber(L, p->running ? as_now() - p->started : p->seconds);
+  lua_setfield(L, -2, "seconds");
+  lua_pushboolean(L, p->safe_reads);
+  lua_setfield(L, -2, "safe_reads");
+  if (p->flame != NULL) {
+    lua_pushinteger(L, (lua_Integer)as_flame_nstacks(p->flame));
+    lua_setfield(L, -2, "stacks");
+    lua_pushinteger(L, (lua_Integer)as_flame_nframes(p->flame));
+    lua_setfield(L, -2, "frames");
+  }
+  return 1;
+}
+
+static int profile_tostring(lua_State *L) {
+  profile *p = check_profile(L, "__tostring");
+  lua_pushfstring(L, "asyncstack.Profile (%s, %f Hz, %I samples%s)",
+                  p->wall ? "wall" : "cpu", p->hz, (lua_Integer)p->samples,
+                  p->running ? ", running" : "");
+  return 1;
+}
+
+void as_profile_open(lua_State *L) {
+  static const luaL_Reg methods[] = {
+    {"folded", profile_folded}, {"speedscope", profile_speedscope},
+    {"svg", profile_svg}, {"info", profile_info}, {NULL, NULL}
+  };
+  static const luaL_Reg meta[] = {
+    {"__gc", profile_gc}, {"__tostring", profile_tostring}, {NULL, NULL}
+  };
+  static const luaL_Reg funcs[] = {
+    {"profile_start", profile_start}, {"profile_stop", profile_stop},
+    {"profile_running", profile_running}, {NULL, NULL}
+  };
+  luaL_newmetatable(L, AS_PROFILE_MT);
+  as_module_setfuncs(L, meta);
+  lua_newtable(L);
+  as_module_setfuncs(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  as_module_setfuncs(L, funcs);
+}
