@@ -532,6 +532,52 @@ as_memwalk_status as_memwalk_raw_frame(const as_lualayout *lay,
   return f->status;
 }
 
+int as_memwalk_proto_lines(const as_lualayout *lay, const as_memwalk_reader *rdr,
+                           uintptr_t L, uintptr_t proto, int *lines, int max,
+                           uintptr_t *code) {
+  walker w;
+  protoinfo pi;
+  signed char buf[256];
+  int pc, line, abs_i = 0, n;
+  if (as_mw_init_walker(&w, lay, rdr, L) != 0 || as_mw_read_proto(&w, proto, &pi) != 0)
+    return -1;
+  *code = pi.code;
+  n = pi.sizecode < max ? pi.sizecode : max;
+  if (pi.lineinfo == 0) {   /* stripped: no lines, as lua_getinfo */
+    for (pc = 0; pc < n; pc++) lines[pc] = -1;
+    return n;
+  }
+  if (pi.sizelineinfo < n) return -1;
+  line = pi.linedefined;
+  /* luaG_getfuncline for every pc at once: deltas from linedefined; an
+  ** instruction marked ABSLINEINFO has its line in the next abslineinfo
+  ** entry (they are in pc order, one per marked instruction) */
+  for (pc = 0; pc < n; pc++) {
+    int k = pc % (int)sizeof buf;
+    if (k == 0) {
+      int len = n - pc < (int)sizeof buf ? n - pc : (int)sizeof buf;
+      w.budget = 8;
+      if (as_mw_rd(&w, pi.lineinfo + (uintptr_t)pc, (size_t)len, buf) != 0) return -1;
+    }
+    if ((unsigned char)buf[k] == lay->abslineinfo_mark) {
+      int apc = -1;
+      w.budget = 8;
+      while (abs_i < pi.sizeabslineinfo && apc < pc) {
+        uintptr_t a = pi.abslineinfo + (uintptr_t)abs_i * lay->size_AbsLineInfo;
+        if ((pi.abslineinfo & 3) != 0 || as_mw_rd_int(&w, a + lay->absline_pc, &apc) != 0 ||
+            as_mw_rd_int(&w, a + lay->absline_line, &line) != 0)
+          return -1;
+        abs_i++;
+      }
+      if (apc != pc) return -1;
+    } else {
+      line += buf[k];
+    }
+    lines[pc] = line;
+  }
+  return n;
+}
+
 /* ------------------------------------------------------------ readers */
 
 int as_memwalk_read_memcpy(void *ctx, uintptr_t address, size_t length,

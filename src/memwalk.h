@@ -193,6 +193,18 @@ as_memwalk_status as_memwalk_raw_frame(const as_lualayout *lay,
                                        const as_memwalk_raw *caller,
                                        as_memwalk_frame *out);
 
+/*
+** The line of every instruction of the Proto at `proto` (what
+** lua_getinfo's currentline gives at that pc), in lines[0, n) with n its
+** sizecode cut to `max`; *code receives the address of its code (a saved
+** pc is code + 4 * (pc + 1)). For a sampler that names many pcs of one
+** function: one pass over the line info instead of one per pc. Returns n,
+** or -1 when the Proto cannot be read. `L` is any thread of the state.
+*/
+int as_memwalk_proto_lines(const as_lualayout *lay, const as_memwalk_reader *rd,
+                           uintptr_t L, uintptr_t proto, int *lines, int max,
+                           uintptr_t *code);
+
 /* Reader over the own address space with memcpy: only for memory known to
 ** be intact (the checks above keep addresses inside the objects read). */
 int as_memwalk_read_memcpy(void *ctx, uintptr_t address, size_t length,

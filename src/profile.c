@@ -21,6 +21,7 @@
 #include "channel.h"
 #include "debuglayout.h"
 #include "flame.h"
+#include "framename.h"
 #include "memwalk.h"
 #include "render.h"
 #include "sched.h"
@@ -76,6 +77,7 @@ static struct {
   uint64_t *ring;
   volatile size_t head, tail;       /* words, monotonic */
   volatile unsigned long ticks, signals, dropped, cut;
+  double handler_seconds;           /* time spent in the handler (monotonic) */
   struct profile *owner;            /* the profile being filled */
 } P;
 
@@ -364,6 +366,7 @@ static void begin(void) {
 static void on_tick(int sig, siginfo_t *info, void *uctx) {
   int saved = errno;
   as_sched *s;
+  struct timespec t0, t1;
   (void)sig;
   (void)uctx;
   if (!P.active) return;
@@ -374,6 +377,7 @@ static void on_tick(int sig, siginfo_t *info, void *uctx) {
     S.weight += (uint64_t)info->si_overrun;
   P.signals++;
   P.ticks += (unsigned long)S.weight;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
   s = as_sched_active;
   begin();
   if (s == NULL) {
@@ -398,6 +402,8 @@ static void on_tick(int sig, siginfo_t *info, void *uctx) {
       n++;
     }
   }
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  P.handler_seconds += (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
   errno = saved;
 }
 
@@ -405,8 +411,21 @@ static void on_tick(int sig, siginfo_t *info, void *uctx) {
 
 typedef struct cached {
   uint64_t key[9];
-  char *text;                  /* NULL: a hidden frame */
+  char *text;
 } cached;
+
+/* What depends on the function alone (the costly part: a search of
+** package.loaded), by called value, tag, Proto and root holder. */
+typedef struct fn_info {
+  uint64_t key[4];
+  int hidden;
+  int global_pending;                   /* its global name is still to find */
+  int *lines;                           /* Lua: the line of each pc, or NULL */
+  int nlines;
+  uintptr_t code;
+  char global[AS_MEMWALK_NAME_SIZE];    /* "" when none */
+  char guessed[AS_MEMWALK_NAME_SIZE];
+} fn_info;
 
 typedef struct profile {
   as_flame *flame;
@@ -414,10 +433,13 @@ typedef struct profile {
   double hz;
   double started, seconds;
   unsigned long long samples;  /* stacks aggregated */
-  unsigned long ticks, signals, dropped, cut, unreadable;
+  unsigned long ticks, signals, dropped, cut, unreadable, unnamed;
+  double handler_seconds, naming_seconds;
   int safe_reads;
   cached *cache;               /* open addressing by raw identity */
   size_t ncache, capcache;
+  fn_info *fns;                /* open addressing by function */
+  size_t nfns, capfns;
   uint64_t *buf;               /* one sample's body, copied off the ring */
   const char **texts;          /* its frame texts */
   char *arena;                 /* texts made per sample (forks, waits) */
@@ -465,44 +487,124 @@ static void text_write(as_sink *k, const char *s, size_t n) {
   t->buf[t->n] = '\0';
 }
 
-/* Names one raw frame (caller: the next frame of its coroutine, or NULL;
-** holder: the spawn site's function when it is a fork's root). Returns
-** a malloc'd text, NULL for a hidden frame, or `(char *)-1` when memory
-** ran out. */
-static char *name_frame(const uint64_t *e, const uint64_t *caller, uint64_t holder) {
+static size_t fn_hash(const uint64_t *k) {
+  uint64_t h = 0;
+  int i;
+  for (i = 0; i < 4; i++) h = mix(h, k[i]);
+  return (size_t)(h ^ (h >> 29));
+}
+
+static int fns_grow(profile *p) {
+  size_t cap = p->capfns ? p->capfns * 2 : 64, i;
+  fn_info *c = calloc(cap, sizeof *c);
+  if (c == NULL) return -1;
+  for (i = 0; i < p->capfns; i++) {
+    size_t j;
+    if (p->fns[i].key[0] == 0 && p->fns[i].key[1] == 0) continue;
+    j = fn_hash(p->fns[i].key) & (cap - 1);
+    while (c[j].key[0] != 0 || c[j].key[1] != 0) j = (j + 1) & (cap - 1);
+    c[j] = p->fns[i];
+  }
+  free(p->fns);
+  p->fns = c;
+  p->capfns = cap;
+  return 0;
+}
+
+static void raw_of(const uint64_t *e, as_memwalk_raw *raw) {
+  raw->func = (uintptr_t)e[1];
+  raw->func_tag = (unsigned char)(e[0] >> 8);
+  raw->proto = (uintptr_t)e[2];
+  raw->savedpc = (uintptr_t)e[3];
+  raw->callstatus = (unsigned)((e[0] >> 16) & 0xffff);
+}
+
+/* The function-level facts of raw frame e (holder: the spawn site's
+** function when it is a fork's root), found once per function. NULL when
+** memory ran out. */
+static const fn_info *function_info(profile *p, const uint64_t *e, uint64_t holder) {
   const as_lualayout *lay = P.lay;
   const as_debug_descriptor *d = P.desc;
+  as_memwalk_raw raw;
+  as_memwalk_frame mf;
+  uint64_t key[4];
+  fn_info *fi;
+  size_t j;
+  raw_of(e, &raw);
+  key[0] = raw.func | 1;     /* never all zero: zero marks a free entry */
+  key[1] = raw.func_tag;
+  key[2] = raw.proto;
+  key[3] = holder;
+  if (2 * (p->nfns + 1) > p->capfns && fns_grow(p) != 0) return NULL;
+  j = fn_hash(key) & (p->capfns - 1);
+  while (p->fns[j].key[0] != 0 || p->fns[j].key[1] != 0) {
+    if (memcmp(p->fns[j].key, key, sizeof key) == 0) return &p->fns[j];
+    j = (j + 1) & (p->capfns - 1);
+  }
+  fi = &p->fns[j];
+  memset(fi, 0, sizeof *fi);
+  memcpy(fi->key, key, sizeof key);
+  p->nfns++;
+  raw.callstatus |= lay->cist_C;    /* no line wanted here */
+  if (as_memwalk_raw_frame(lay, &P.reader, (uintptr_t)P.mainthread, &raw, NULL, &mf) ==
+      AS_MEMWALK_FAILED)
+    return fi;
+  /* what the traces hide: our C functions, our Lua front end */
+  if (mf.cfunc != 0 && mf.cfunc >= d->text_start && mf.cfunc < d->text_end) {
+    fi->hidden = 1;
+    return fi;
+  }
+  if (mf.source_ts != 0 && d->internal_prefix_len > 0 &&
+      as_memwalk_string_has_prefix(lay, &P.reader, mf.source_ts, d->internal_prefix,
+                                   d->internal_prefix_len) == 1) {
+    fi->hidden = 1;
+    return fi;
+  }
+  /* found with the Lua API, in one pass for every new function
+  ** (resolve_globals) */
+  fi->global_pending = mf.func != 0;
+  if (holder != 0 && mf.func_tag == (lay->tag_lcl | lay->bit_collectable) &&
+      as_memwalk_upvalue_name(lay, &P.reader, (uintptr_t)holder, mf.func, fi->guessed,
+                              sizeof fi->guessed) != 1)
+    fi->guessed[0] = '\0';
+  if (mf.func_tag == (lay->tag_lcl | lay->bit_collectable)) {
+    int max = 1 << 16, n;
+    fi->lines = malloc((size_t)max * sizeof *fi->lines);
+    if (fi->lines == NULL) return NULL;
+    n = as_memwalk_proto_lines(lay, &P.reader, (uintptr_t)P.mainthread, raw.proto,
+                               fi->lines, max, &fi->code);
+    if (n <= 0) {
+      free(fi->lines);
+      fi->lines = NULL;
+    } else {
+      int *shrunk = realloc(fi->lines, (size_t)n * sizeof *fi->lines);
+      if (shrunk != NULL) fi->lines = shrunk;
+      fi->nlines = n;
+    }
+  }
+  return fi;
+}
+
+/* Names one raw frame (caller: the next frame of its coroutine, or NULL)
+** of a function the traces show (fi). Returns a malloc'd text, or NULL
+** when memory ran out. */
+static char *name_frame(const fn_info *fi, const uint64_t *e, const uint64_t *caller) {
+  const as_lualayout *lay = P.lay;
   as_memwalk_raw raw, craw;
   as_memwalk_frame mf;
   as_rframe rf;
   as_sink k;
   text_sink t;
-  char global[AS_MEMWALK_NAME_SIZE], guessed[AS_MEMWALK_NAME_SIZE], out[512];
-  raw.func = (uintptr_t)e[1];
-  raw.func_tag = (unsigned char)(e[0] >> 8);
-  raw.proto = (uintptr_t)e[2];
-  raw.savedpc = (uintptr_t)e[3];
-  raw.callstatus = (unsigned)((e[0] >> 16) & 0xffff);
-  if (caller != NULL) {
-    craw.func = (uintptr_t)caller[1];
-    craw.func_tag = (unsigned char)(caller[0] >> 8);
-    craw.proto = (uintptr_t)caller[2];
-    craw.savedpc = (uintptr_t)caller[3];
-    craw.callstatus = (unsigned)((caller[0] >> 16) & 0xffff);
-  }
+  char out[512];
+  raw_of(e, &raw);
+  if (caller != NULL) raw_of(caller, &craw);
   as_memwalk_raw_frame(lay, &P.reader, (uintptr_t)P.mainthread, &raw,
                        caller != NULL ? &craw : NULL, &mf);
   if (mf.status == AS_MEMWALK_FAILED) {
     char *s = malloc(sizeof "[unreadable frame]");
-    if (s == NULL) return (char *)-1;
+    if (s == NULL) return NULL;
     return memcpy(s, "[unreadable frame]", sizeof "[unreadable frame]");
   }
-  /* what the traces hide: our C functions, our Lua front end */
-  if (mf.cfunc != 0 && mf.cfunc >= d->text_start && mf.cfunc < d->text_end) return NULL;
-  if (mf.source_ts != 0 && d->internal_prefix_len > 0 &&
-      as_memwalk_string_has_prefix(lay, &P.reader, mf.source_ts, d->internal_prefix,
-                                   d->internal_prefix_len) == 1)
-    return NULL;
   memset(&rf, 0, sizeof rf);
   rf.file = mf.source;
   rf.line = mf.currentline;
@@ -512,15 +614,8 @@ static char *name_frame(const uint64_t *e, const uint64_t *caller, uint64_t hold
     rf.name = mf.name;
     rf.namewhat = mf.namewhat;
   }
-  if (mf.func != 0 &&
-      as_memwalk_global_name(lay, &P.reader, (uintptr_t)P.mainthread, &mf, global,
-                             sizeof global) == 1)
-    rf.global_name = global;
-  if (rf.global_name == NULL && rf.name == NULL && holder != 0 &&
-      mf.func_tag == (lay->tag_lcl | lay->bit_collectable) &&
-      as_memwalk_upvalue_name(lay, &P.reader, (uintptr_t)holder, mf.func, guessed,
-                              sizeof guessed) == 1)
-    rf.guessed_name = guessed;
+  if (fi->global[0] != '\0') rf.global_name = fi->global;
+  if (fi->guessed[0] != '\0') rf.guessed_name = fi->guessed;
   t.buf = out;
   t.n = 0;
   t.size = sizeof out;
@@ -529,39 +624,46 @@ static char *name_frame(const uint64_t *e, const uint64_t *caller, uint64_t hold
   as_render_profile_frame(&k, &rf);
   {
     char *s = malloc(t.n + 1);
-    if (s == NULL) return (char *)-1;
+    if (s == NULL) return NULL;
     return memcpy(s, out, t.n + 1);
   }
 }
 
 /* The cached text of a frame: *hidden set for a frame the traces hide.
-** NULL when memory ran out. */
+** Cached by function, current line and call site (not by pc: a hot loop
+** has many pcs on few lines). NULL when memory ran out. */
 static const char *frame_text(profile *p, const uint64_t *e, const uint64_t *caller,
                               uint64_t holder, int *hidden) {
+  const fn_info *fi = function_info(p, e, holder);
   uint64_t key[9];
   size_t j;
   char *text;
   int i;
+  *hidden = 0;
+  if (fi == NULL) return NULL;
+  if (fi->hidden) {
+    *hidden = 1;
+    return "";
+  }
   for (i = 0; i < 4; i++) key[i] = e[i];
+  if (fi->lines != NULL && e[3] > fi->code) {
+    uint64_t pc = (e[3] - fi->code) / 4 - 1;
+    key[3] = pc < (uint64_t)fi->nlines ? (uint64_t)(unsigned)fi->lines[pc] : (uint64_t)-1;
+  }
   for (i = 0; i < 4; i++) key[4 + i] = caller != NULL ? caller[i] : 0;
   key[8] = holder;
-  *hidden = 0;
   if (2 * (p->ncache + 1) > p->capcache && cache_grow(p) != 0) return NULL;
   j = key_hash(key) & (p->capcache - 1);
   while (p->cache[j].key[0] != 0) {
-    if (memcmp(p->cache[j].key, key, sizeof key) == 0) {
-      *hidden = p->cache[j].text == NULL;
-      return p->cache[j].text != NULL ? p->cache[j].text : "";
-    }
+    if (memcmp(p->cache[j].key, key, sizeof key) == 0) return p->cache[j].text;
     j = (j + 1) & (p->capcache - 1);
   }
-  text = name_frame(e, caller, holder);
-  if (text == (char *)-1) return NULL;
+  text = name_frame(fi, e, caller);
+  if (text == NULL) return NULL;
   memcpy(p->cache[j].key, key, sizeof key);
   p->cache[j].text = text;
   p->ncache++;
-  *hidden = text == NULL;
-  return text != NULL ? text : "";
+  return text;
 }
 
 static const char *await_text(const uint64_t *e, char *buf, size_t size) {
@@ -662,15 +764,95 @@ static int add_sample(profile *p, int n, uint64_t weight) {
   return 0;
 }
 
-/* Names every sample in the ring into p. */
-static void drain(profile *p) {
+/* Global names of new functions (fn_info.global_pending), found through
+** the Lua API in one pass over package.loaded (framename.h), as the traces
+** find them; called protected (it allocates). */
+typedef struct pending_globals {
+  profile *p;
+  const void **ids;
+  fn_info **fis;
+  size_t n;
+} pending_globals;
+
+static int resolve_globals(lua_State *L) {
+  pending_globals *g = lua_touserdata(L, 1);
+  as_fnset *set = as_names_push_identities(L, g->ids, g->n);
+  int names = lua_gettop(L);
+  size_t i;
+  for (i = 0; i < g->n; i++) {
+    const char *name = as_names_global_identity(L, set, names, g->ids[i]);
+    if (name != NULL) {
+      size_t len = strlen(name);
+      if (len >= sizeof g->fis[i]->global) len = sizeof g->fis[i]->global - 1;
+      memcpy(g->fis[i]->global, name, len);
+      g->fis[i]->global[len] = '\0';
+    }
+  }
+  return 0;
+}
+
+/* The functions of the ring's samples in [tail, head) get their
+** function-level facts before any of them is named. */
+static void prepare_functions(lua_State *L, profile *p, size_t tail, size_t head) {
   const size_t mask = RING_WORDS - 1;
+  pending_globals g;
+  size_t cap = 0, i;
+  g.p = p;
+  g.ids = NULL;
+  g.fis = NULL;
+  g.n = 0;
+  while (tail != head) {
+    size_t n = (size_t)P.ring[(tail + 1) & mask];
+    if (P.ring[tail & mask] != E_SAMPLE || n > SAMPLE_ENTRIES) break;
+    for (i = 0; i < n; i++) {
+      uint64_t e[4], holder = 0;
+      fn_info *fi;
+      size_t at = tail + 4 + 4 * i;
+      e[0] = P.ring[at & mask];
+      if ((e[0] & 0xff) != E_FRAME) continue;
+      e[1] = P.ring[(at + 1) & mask];
+      e[2] = P.ring[(at + 2) & mask];
+      e[3] = P.ring[(at + 3) & mask];
+      if (i + 1 < n && (P.ring[(at + 4) & mask] & 0xff) == E_FORK)
+        holder = P.ring[(at + 6) & mask];
+      fi = (fn_info *)function_info(p, e, holder);
+      if (fi == NULL || !fi->global_pending) continue;
+      fi->global_pending = 0;
+      if (g.n == cap) {
+        size_t ncap = cap ? 2 * cap : 32;
+        const void **ids = realloc(g.ids, ncap * sizeof *ids);
+        fn_info **fis = ids != NULL ? realloc(g.fis, ncap * sizeof *fis) : NULL;
+        if (ids != NULL) g.ids = ids;
+        if (fis == NULL) break;
+        g.fis = fis;
+        cap = ncap;
+      }
+      g.ids[g.n] = (const void *)(uintptr_t)e[1];
+      g.fis[g.n++] = fi;
+    }
+    tail += 4 * (n + 1);
+  }
+  if (g.n > 0 && L != NULL && lua_checkstack(L, 4)) {
+    int top = lua_gettop(L);
+    lua_pushcfunction(L, resolve_globals);
+    lua_pushlightuserdata(L, &g);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) p->unnamed++;
+    lua_settop(L, top);
+  }
+  free(g.ids);
+  free(g.fis);
+}
+
+/* Names every sample in the ring into p (L: for the global names). */
+static void drain(lua_State *L, profile *p) {
+  const size_t mask = RING_WORDS - 1;
+  double t0 = as_now();
+  size_t head = P.head;
+  __atomic_signal_fence(__ATOMIC_ACQUIRE);
+  prepare_functions(L, p, P.tail, head);
   for (;;) {
-    size_t tail = P.tail, head, i, n;
+    size_t tail = P.tail, i, n;
     uint64_t weight;
-    __atomic_signal_fence(__ATOMIC_ACQUIRE);
-    head = P.head;
-    __atomic_signal_fence(__ATOMIC_ACQUIRE);
     if (tail == head) break;
     n = (size_t)P.ring[(tail + 1) & mask];
     if (P.ring[tail & mask] != E_SAMPLE || n > SAMPLE_ENTRIES) {   /* cannot be */
@@ -683,6 +865,7 @@ static void drain(profile *p) {
     P.tail = tail + 4 * (n + 1);
     if (add_sample(p, (int)n, weight) != 0) p->dropped++;
   }
+  p->naming_seconds += as_now() - t0;
 }
 
 /* ------------------------------------------------------ start and stop */
@@ -706,12 +889,13 @@ static void stop_sampling(void) {
   pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
-static void finish(profile *p) {
-  drain(p);
+static void finish(lua_State *L, profile *p) {
+  drain(L, p);
   p->running = 0;
   p->seconds = as_now() - p->started;
   p->ticks = P.ticks;
   p->signals = P.signals;
+  p->handler_seconds = P.handler_seconds;
   p->dropped += P.dropped;
   p->cut = P.cut;
   free(P.ring);
@@ -735,8 +919,7 @@ int as_profile_pending(void) {
 }
 
 void as_profile_safe_point(lua_State *L, as_state *st) {
-  (void)L;
-  if (P.owner != NULL && st == P.state) drain(P.owner);
+  if (P.owner != NULL && st == P.state) drain(L, P.owner);
 }
 
 static const char running_key = 'P';   /* registry: the running profile */
@@ -756,6 +939,10 @@ static void profile_release(profile *p) {
   free(p->cache);
   p->cache = NULL;
   p->capcache = p->ncache = 0;
+  for (i = 0; i < p->capfns; i++) free(p->fns[i].lines);
+  free(p->fns);
+  p->fns = NULL;
+  p->capfns = p->nfns = 0;
   as_flame_free(p->flame);
   p->flame = NULL;
   free(p->buf);
@@ -821,6 +1008,7 @@ static int profile_start(lua_State *L) {
   P.wall = wall;
   P.head = P.tail = 0;
   P.ticks = P.signals = P.dropped = P.cut = 0;
+  P.handler_seconds = 0;
   P.state = st;
   /* the handler, then the timer; the handler samples once `active` is set */
   memset(&sa, 0, sizeof sa);
@@ -871,7 +1059,7 @@ static int profile_stop(lua_State *L) {
   if (p == NULL || P.state != as_state_get(L))
     return luaL_error(L, "profile.stop: no profile is running");
   stop_sampling();
-  finish(p);
+  finish(L, p);
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &running_key) != LUA_TUSERDATA ||
       lua_touserdata(L, -1) != p)
     return luaL_error(L, "profile.stop: the running profile was lost");
@@ -1004,6 +1192,10 @@ static int profile_info(lua_State *L) {
   lua_setfield(L, -2, "seconds");
   lua_pushboolean(L, p->safe_reads);
   lua_setfield(L, -2, "safe_reads");
+  lua_pushnumber(L, p->running ? P.handler_seconds : p->handler_seconds);
+  lua_setfield(L, -2, "handler_seconds");
+  lua_pushnumber(L, p->naming_seconds);
+  lua_setfield(L, -2, "naming_seconds");
   if (p->flame != NULL) {
     lua_pushinteger(L, (lua_Integer)as_flame_nstacks(p->flame));
     lua_setfield(L, -2, "stacks");
