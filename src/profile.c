@@ -381,8 +381,8 @@ static void on_tick(int sig, siginfo_t *info, void *uctx) {
   s = as_sched_active;
   begin();
   if (s == NULL) {
-    put(E_MARK, MARK_OUTSIDE_RUN, 0, 0);
     walk_thread((uintptr_t)P.mainthread);
+    put(E_MARK, MARK_OUTSIDE_RUN, 0, 0);    /* the root, once reversed */
   } else if (s->running != NULL) {
     put_chain(s, s->running);
   } else if (!P.wall) {
@@ -1157,10 +1157,16 @@ static int profile_speedscope(lua_State *L) {
 
 static int profile_svg(lua_State *L) {
   profile *p = check_stopped(L, "svg");
-  const char *title = luaL_optstring(L, 2, NULL);
+  const char *title = NULL;
   growbuf g = {NULL, 0, 0, 0};
   char sub[160];
   int r;
+  if (!lua_isnoneornil(L, 2)) {
+    if (lua_type(L, 2) != LUA_TSTRING)
+      return luaL_error(L, "bad argument #2 to 'svg' (string expected, got %s)",
+                        luaL_typename(L, 2));
+    title = lua_tostring(L, 2);
+  }
   profile_title(p, sub, sizeof sub);
   r = as_flame_svg(p->flame, title != NULL ? title : "asyncstack profile", sub,
                    grow_write, &g);
