@@ -502,7 +502,9 @@ as_memwalk_status as_memwalk_raw_frame(const as_lualayout *lay,
     f->source_ts = pi.source;
     if ((raw->callstatus & lay->cist_C) == 0) {
       int pc = raw_pc(&pi, raw->savedpc);
-      if (pc < 0 || as_mw_func_line(&w, &pi, pc, &f->currentline) != 0)
+      if (raw->savedpc == pi.code)   /* just entered: pc -1, Lua says linedefined */
+        f->currentline = pi.lineinfo != 0 ? pi.linedefined : -1;
+      else if (pc < 0 || as_mw_func_line(&w, &pi, pc, &f->currentline) != 0)
         return f->status;
     }
   } else if (raw->func_tag == lay->tag_lcf ||
