@@ -95,7 +95,7 @@ describe("asyncstack.profile under stress", function()
       local results = workload(seconds)
       local p = as.profile.stop()
       local info = p:info()
-      io.stderr:write(("profile-stress %s: %d s, %d signals, %d samples, %d stacks, " ..
+      io.stderr:write(("profile-stress %s: %g s, %d signals, %d samples, %d stacks, " ..
                        "%d unreadable frames, %d dropped, handler %.1f us/signal\n")
                       :format(mode, seconds, info.signals, info.samples, info.stacks,
                               info.unreadable, info.dropped,

@@ -154,7 +154,9 @@ static void walk_thread(uintptr_t th) {
     }
     if (aligned(stack) && func >= stack && func + lay->size_TValue <= end &&
         (func - stack) % lay->size_StackValue == 0)
-      put(E_SLOT | ((uint64_t)(cs & 0xffff) << 16), func, 0, savedpc);
+      /* a C frame's savedpc is another union member, maybe never set */
+      put(E_SLOT | ((uint64_t)(cs & 0xffff) << 16), func, 0,
+          (cs & lay->cist_C) ? 0 : savedpc);
     else
       put(E_BAD, 0, 0, 0);
     n++;
@@ -438,7 +440,9 @@ typedef struct profile {
   int safe_reads;
   cached *cache;               /* open addressing by raw identity */
   size_t ncache, capcache;
-  fn_info *fns;                /* open addressing by function */
+  fn_info **fns;               /* open addressing by function; each entry
+                                  is its own allocation, so a pointer to
+                                  it survives the table's growth */
   size_t nfns, capfns;
   uint64_t *buf;               /* one sample's body, copied off the ring */
   const char **texts;          /* its frame texts */
@@ -496,13 +500,13 @@ static size_t fn_hash(const uint64_t *k) {
 
 static int fns_grow(profile *p) {
   size_t cap = p->capfns ? p->capfns * 2 : 64, i;
-  fn_info *c = calloc(cap, sizeof *c);
+  fn_info **c = calloc(cap, sizeof *c);
   if (c == NULL) return -1;
   for (i = 0; i < p->capfns; i++) {
     size_t j;
-    if (p->fns[i].key[0] == 0 && p->fns[i].key[1] == 0) continue;
-    j = fn_hash(p->fns[i].key) & (cap - 1);
-    while (c[j].key[0] != 0 || c[j].key[1] != 0) j = (j + 1) & (cap - 1);
+    if (p->fns[i] == NULL) continue;
+    j = fn_hash(p->fns[i]->key) & (cap - 1);
+    while (c[j] != NULL) j = (j + 1) & (cap - 1);
     c[j] = p->fns[i];
   }
   free(p->fns);
@@ -531,19 +535,20 @@ static const fn_info *function_info(profile *p, const uint64_t *e, uint64_t hold
   fn_info *fi;
   size_t j;
   raw_of(e, &raw);
-  key[0] = raw.func | 1;     /* never all zero: zero marks a free entry */
+  key[0] = raw.func;
   key[1] = raw.func_tag;
   key[2] = raw.proto;
   key[3] = holder;
   if (2 * (p->nfns + 1) > p->capfns && fns_grow(p) != 0) return NULL;
   j = fn_hash(key) & (p->capfns - 1);
-  while (p->fns[j].key[0] != 0 || p->fns[j].key[1] != 0) {
-    if (memcmp(p->fns[j].key, key, sizeof key) == 0) return &p->fns[j];
+  while (p->fns[j] != NULL) {
+    if (memcmp(p->fns[j]->key, key, sizeof key) == 0) return p->fns[j];
     j = (j + 1) & (p->capfns - 1);
   }
-  fi = &p->fns[j];
-  memset(fi, 0, sizeof *fi);
+  fi = calloc(1, sizeof *fi);
+  if (fi == NULL) return NULL;
   memcpy(fi->key, key, sizeof key);
+  p->fns[j] = fi;
   p->nfns++;
   raw.callstatus |= lay->cist_C;    /* no line wanted here */
   if (as_memwalk_raw_frame(lay, &P.reader, (uintptr_t)P.mainthread, &raw, NULL, &mf) ==
@@ -939,7 +944,11 @@ static void profile_release(profile *p) {
   free(p->cache);
   p->cache = NULL;
   p->capcache = p->ncache = 0;
-  for (i = 0; i < p->capfns; i++) free(p->fns[i].lines);
+  for (i = 0; i < p->capfns; i++) {
+    if (p->fns[i] == NULL) continue;
+    free(p->fns[i]->lines);
+    free(p->fns[i]);
+  }
   free(p->fns);
   p->fns = NULL;
   p->capfns = p->nfns = 0;
