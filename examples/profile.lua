@@ -30,8 +30,8 @@ local function parse(doc)
 end
 
 local function fetch(i)
-  as.sleep(0.01 * (i % 3 + 1))              -- the network, in this example
-  return ("lorem ipsum dolor sit amet consectetur "):rep(300 * i)
+  as.sleep(0.005 * (i % 3 + 1))             -- the network, in this example
+  return ("lorem ipsum dolor sit amet consectetur "):rep(500 * i)
 end
 
 local function fetch_all(docs, n)
