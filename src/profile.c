@@ -31,6 +31,8 @@
 #define PROFILE_SIGNAL SIGPROF
 #define RING_WORDS (1u << 18)        /* 2 MB of raw samples between drains */
 #define SAMPLE_ENTRIES 640           /* entries of one sample, at most */
+#define SCRATCH_ENTRIES (4 * SAMPLE_ENTRIES)  /* the samples of one tick
+                                        resolved together (wall mode) */
 #define THREAD_FRAMES 200            /* frames of one coroutine, at most */
 #define CHAIN_HOPS 64                /* forks followed from the sampled one */
 #define WALL_FORKS 256               /* suspended forks sampled per tick */
@@ -84,19 +86,22 @@ static struct {
 /* The handler's scratch (one handler at a time: SIGPROF is blocked while
 ** it runs, and it only ever runs in the starting thread). */
 static struct {
-  entry e[SAMPLE_ENTRIES];
-  int n, full;
+  entry e[SCRATCH_ENTRIES];
+  int n;                       /* entries in use */
+  int start, full;             /* the sample being built */
+  struct { int start, n, full; } seg[WALL_FORKS + 1];   /* samples built */
+  int nseg;
   uint64_t weight;
-  unsigned char tv[SAMPLE_ENTRIES][16];
-  uint64_t word[SAMPLE_ENTRIES];
+  unsigned char tv[SCRATCH_ENTRIES][16];
+  uint64_t word[SCRATCH_ENTRIES];
   struct iovec local[IOV_BATCH], remote[IOV_BATCH];
   int owner[IOV_BATCH];
-  unsigned char ok[SAMPLE_ENTRIES];
+  unsigned char ok[SCRATCH_ENTRIES];
   const as_fork *visited[CHAIN_HOPS];
 } S;
 
 static void put(uint64_t w0, uint64_t w1, uint64_t w2, uint64_t w3) {
-  if (S.n >= SAMPLE_ENTRIES) {
+  if (S.n - S.start >= SAMPLE_ENTRIES || S.n >= SCRATCH_ENTRIES) {
     S.full = 1;
     return;
   }
@@ -333,36 +338,54 @@ static void put_await(const as_fork *g) {
   }
 }
 
-/* Resolves the sample in S and copies it into the ring (or counts it
-** dropped when the ring is full). */
-static void commit(void) {
-  size_t head = P.head, words = 4 * ((size_t)S.n + 1), i;
+/* Copies sample `k` of S into the ring (or counts it dropped when the
+** ring is full). */
+static void commit(int k) {
+  size_t head = P.head, n = (size_t)S.seg[k].n, words = 4 * (n + 1), i;
   const size_t mask = RING_WORDS - 1;
-  if (S.n == 0) return;
-  resolve_frames();
-  if (S.full) P.cut++;
+  const entry *e = S.e + S.seg[k].start;
+  if (n == 0) return;
+  if (S.seg[k].full) P.cut++;
   __atomic_signal_fence(__ATOMIC_ACQUIRE);
   if (head - P.tail + words > RING_WORDS) {
     P.dropped++;
     return;
   }
   P.ring[head & mask] = E_SAMPLE;
-  P.ring[(head + 1) & mask] = (uint64_t)S.n;
+  P.ring[(head + 1) & mask] = (uint64_t)n;
   P.ring[(head + 2) & mask] = S.weight;
   P.ring[(head + 3) & mask] = 0;
-  for (i = 0; i < (size_t)S.n; i++) {
-    P.ring[(head + 4 + 4 * i) & mask] = S.e[i][0];
-    P.ring[(head + 5 + 4 * i) & mask] = S.e[i][1];
-    P.ring[(head + 6 + 4 * i) & mask] = S.e[i][2];
-    P.ring[(head + 7 + 4 * i) & mask] = S.e[i][3];
+  for (i = 0; i < n; i++) {
+    P.ring[(head + 4 + 4 * i) & mask] = e[i][0];
+    P.ring[(head + 5 + 4 * i) & mask] = e[i][1];
+    P.ring[(head + 6 + 4 * i) & mask] = e[i][2];
+    P.ring[(head + 7 + 4 * i) & mask] = e[i][3];
   }
   __atomic_signal_fence(__ATOMIC_RELEASE);
   P.head = head + words;
 }
 
+/* Resolves every sample built (two batched reads for all of them) and
+** copies them into the ring. */
+static void flush(void) {
+  int k;
+  if (S.n > 0) resolve_frames();
+  for (k = 0; k < S.nseg; k++) commit(k);
+  S.n = S.start = 0;
+  S.nseg = 0;
+}
+
 static void begin(void) {
-  S.n = 0;
+  S.start = S.n;
   S.full = 0;
+}
+
+static void end_sample(void) {
+  S.seg[S.nseg].start = S.start;
+  S.seg[S.nseg].n = S.n - S.start;
+  S.seg[S.nseg].full = S.full;
+  S.nseg++;
+  if (S.n > SCRATCH_ENTRIES - SAMPLE_ENTRIES || S.nseg == WALL_FORKS + 1) flush();
 }
 
 static void on_tick(int sig, siginfo_t *info, void *uctx) {
@@ -381,6 +404,7 @@ static void on_tick(int sig, siginfo_t *info, void *uctx) {
   P.ticks += (unsigned long)S.weight;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   s = as_sched_active;
+  S.n = S.start = S.nseg = 0;
   begin();
   if (s == NULL) {
     walk_thread((uintptr_t)P.mainthread);
@@ -391,7 +415,7 @@ static void on_tick(int sig, siginfo_t *info, void *uctx) {
     put(E_MARK, MARK_SCHEDULER, 0, 0);
     walk_thread((uintptr_t)s->L);
   }
-  commit();
+  end_sample();
   if (P.wall && s != NULL) {
     int slot, n = 0, top = s->top_slot;
     for (slot = 1; slot <= top && n < WALL_FORKS; slot++) {
@@ -400,10 +424,11 @@ static void on_tick(int sig, siginfo_t *info, void *uctx) {
       begin();
       put_await(g);
       put_chain(s, g);
-      commit();
+      end_sample();
       n++;
     }
   }
+  flush();
   clock_gettime(CLOCK_MONOTONIC, &t1);
   P.handler_seconds += (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
   errno = saved;
