@@ -209,6 +209,15 @@ $(MEMWALK_TEST): src-test/memwalk_module.c $(MEMWALK_SRCS) $(HDRS)
 
 test-helpers: $(MEMWALK_TEST)
 
+# flametool: src/flame.c from a C program without Lua (issue 16), for
+# spec/profile_flame_spec.lua. Test-only.
+FLAMETOOL = $(BUILD)/test/flametool
+$(FLAMETOOL): src-test/flametool.c src/flame.c src/flame.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 $(WARN) $(WERROR) $(CFLAGS) -o $@ src-test/flametool.c src/flame.c $(LDLIBS)
+
+test-helpers: $(FLAMETOOL)
+
 # crashhost: a Lua 5.4.4 host (from LUA_TARBALL, compiled into the program)
 # whose allocator and API lock end it once the crash handler runs
 # (src-test/crashhost.c; spec/crash_nolua_spec.lua). Test-only.
