@@ -460,7 +460,7 @@ typedef struct profile {
   double hz;
   double started, seconds;
   unsigned long long samples;  /* stacks aggregated */
-  unsigned long ticks, signals, dropped, cut, unreadable, unnamed;
+  unsigned long ticks, signals, dropped, cut, unreadable;
   double handler_seconds, naming_seconds;
   int safe_reads;
   cached *cache;               /* open addressing by raw identity */
@@ -866,7 +866,9 @@ static void prepare_functions(lua_State *L, profile *p, size_t tail, size_t head
     int top = lua_gettop(L);
     lua_pushcfunction(L, resolve_globals);
     lua_pushlightuserdata(L, &g);
-    if (lua_pcall(L, 1, 0, 0) != LUA_OK) p->unnamed++;
+    /* out of memory: those functions keep no global name (they are
+    ** named as their callers name them) */
+    (void)lua_pcall(L, 1, 0, 0);
     lua_settop(L, top);
   }
   free(g.ids);
