@@ -1,438 +1,47 @@
 /*
-** profile.c: the in-process sampling profiler (see profile.h): the timer,
-** the SIGPROF handler that records raw async stacks into a ring, the drain
-** that names them into a flame aggregator (flame.h), and the Lua side
+** profile.c: the in-process sampling profiler (see profile.h): the timer
+** and the handler's installation, the drain that names the raw samples of
+** profile_sample.c into a flame aggregator (flame.h), and the Lua side
 ** (core.profile_start / profile_stop, the asyncstack.Profile object).
 */
-#define _GNU_SOURCE          /* SIGEV_THREAD_ID, process_vm_readv, gettid */
+#define _GNU_SOURCE          /* SIGEV_THREAD_ID, gettid */
 #include <errno.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "profile.h"
-#include "chain.h"
-#include "channel.h"
 #include "debuglayout.h"
 #include "flame.h"
 #include "framename.h"
 #include "memwalk.h"
+#include "profile_sample.h"
 #include "render.h"
 #include "sched.h"
 #include "signals.h"
 #include <lauxlib.h>
 
 #define PROFILE_SIGNAL SIGPROF
-#define RING_WORDS (1u << 18)        /* 2 MB of raw samples between drains */
-#define SAMPLE_ENTRIES 640           /* entries of one sample, at most */
-#define SCRATCH_ENTRIES (4 * SAMPLE_ENTRIES)  /* the samples of one tick
-                                        resolved together (wall mode) */
-#define THREAD_FRAMES 200            /* frames of one coroutine, at most */
-#define CHAIN_HOPS 64                /* forks followed from the sampled one */
-#define WALL_FORKS 256               /* suspended forks sampled per tick */
-#define IOV_BATCH 256                /* iovecs per process_vm_readv */
-#define EXTRA_STACK 5                /* Lua's EXTRA_STACK, every 5.4 release */
-#define NAME_CHUNK 24                /* bytes of a fork name per E_NAME entry */
-#define NAME_ENTRIES 3
 
-/* ------------------------------------------------------ raw samples
-** A sample is a header entry and its body, 4 words per entry; the body
-** lists the stack innermost first (the drain reverses it). */
-enum {
-  E_SAMPLE = 1,  /* w1 = entries in the body, w2 = its weight in ticks */
-  E_THREAD,      /* the frames of one coroutine follow, top first */
-  E_FRAME,       /* w0 >> 8 = tag, w0 >> 16 = callstatus; w1 = the called
-                    value, w2 = Proto or C function, w3 = saved pc */
-  E_SLOT,        /* a frame before its stack slot was read: w1 = ci->func */
-  E_BAD,         /* a frame (or coroutine) that could not be read */
-  E_FORK,        /* w1 = id, w2 = its spawn site's function; E_NAMEs follow */
-  E_NAME,        /* NAME_CHUNK bytes of the fork's name in w1..w3 */
-  E_AWAIT,       /* w1 = what (AWAIT_*), w2 = target, w3 = detail */
-  E_MARK         /* w1 = MARK_* */
-};
-enum { AWAIT_RUNNABLE = 100 };   /* else enum as_await */
-enum { MARK_SCHEDULER = 1, MARK_OUTSIDE_RUN, MARK_CUT };
-
-typedef uint64_t entry[4];
-
-/* The running profile's process-wide state: the handler gets no Lua
-** state. Written by start/stop (with the signal blocked or not yet
-** installed); head by the handler, tail by the drain. */
+/* The running profile: who started it and how it reads memory to name
+** frames. Written by start and stop. */
 static struct {
-  volatile sig_atomic_t active;
-  int wall;
   timer_t timer;
   int have_timer;
   lua_State *mainthread;            /* the starting state's main thread */
   const as_state *state;            /* ... and its module state */
   const as_lualayout *lay;
   const as_debug_descriptor *desc;
-  as_memwalk_reader reader;         /* for the drain (safe reads) */
+  as_memwalk_reader reader;         /* safe reads, for naming */
   pid_t pid;
-  int vm;                           /* process_vm_readv works on ourselves */
-  uint64_t *ring;
-  volatile size_t head, tail;       /* words, monotonic */
-  volatile unsigned long ticks, signals, dropped, cut;
-  double handler_seconds;           /* time spent in the handler (monotonic) */
   struct profile *owner;            /* the profile being filled */
 } P;
-
-/* The handler's scratch (one handler at a time: SIGPROF is blocked while
-** it runs, and it only ever runs in the starting thread). */
-static struct {
-  entry e[SCRATCH_ENTRIES];
-  int n;                       /* entries in use */
-  int start, full;             /* the sample being built */
-  struct { int start, n, full; } seg[WALL_FORKS + 1];   /* samples built */
-  int nseg;
-  uint64_t weight;
-  unsigned char tv[SCRATCH_ENTRIES][16];
-  uint64_t word[SCRATCH_ENTRIES];
-  struct iovec local[IOV_BATCH], remote[IOV_BATCH];
-  int owner[IOV_BATCH];
-  unsigned char ok[SCRATCH_ENTRIES];
-  const as_fork *visited[CHAIN_HOPS];
-} S;
-
-static void put(uint64_t w0, uint64_t w1, uint64_t w2, uint64_t w3) {
-  if (S.n - S.start >= SAMPLE_ENTRIES || S.n >= SCRATCH_ENTRIES) {
-    S.full = 1;
-    return;
-  }
-  S.e[S.n][0] = w0;
-  S.e[S.n][1] = w1;
-  S.e[S.n][2] = w2;
-  S.e[S.n][3] = w3;
-  S.n++;
-}
-
-static int aligned(uintptr_t p) {
-  return p != 0 && (p & 7) == 0;
-}
-
-static uintptr_t load_ptr(uintptr_t addr) {
-  uintptr_t v;
-  memcpy(&v, (const void *)addr, sizeof v);
-  return v;
-}
-
-/* The raw frames of coroutine `th`, top first (see profile.h for why the
-** CallInfo list may be read with plain loads). ci->func is only kept when
-** it lies inside the stack; its slot is read later, safely. */
-static void walk_thread(uintptr_t th) {
-  const as_lualayout *lay = P.lay;
-  uintptr_t ci, base, stack, end;
-  int n = 0;
-  if (!aligned(th)) {
-    put(E_BAD, 0, 0, 0);
-    return;
-  }
-  put(E_THREAD, th, 0, 0);
-  ci = load_ptr(th + lay->L_ci);
-  base = th + lay->L_base_ci;
-  stack = load_ptr(th + lay->L_stack);
-  end = load_ptr(th + lay->L_stack_last) + (EXTRA_STACK + 1) * (uintptr_t)lay->size_StackValue;
-  while (ci != base && n < THREAD_FRAMES) {
-    uintptr_t func, prev, savedpc;
-    unsigned cs = 0;
-    if (!aligned(ci)) {
-      put(E_BAD, 0, 0, 0);
-      return;
-    }
-    func = load_ptr(ci + lay->ci_func);
-    prev = load_ptr(ci + lay->ci_previous);
-    savedpc = load_ptr(ci + lay->ci_savedpc);
-    if (lay->size_ci_callstatus == 2) {
-      uint16_t c16;
-      memcpy(&c16, (const void *)(ci + lay->ci_callstatus), 2);
-      cs = c16;
-    } else {
-      uint32_t c32;
-      memcpy(&c32, (const void *)(ci + lay->ci_callstatus), 4);
-      cs = c32;
-    }
-    if (aligned(stack) && func >= stack && func + lay->size_TValue <= end &&
-        (func - stack) % lay->size_StackValue == 0)
-      /* a C frame's savedpc is another union member, maybe never set */
-      put(E_SLOT | ((uint64_t)(cs & 0xffff) << 16), func, 0,
-          (cs & lay->cist_C) ? 0 : savedpc);
-    else
-      put(E_BAD, 0, 0, 0);
-    n++;
-    if (prev == 0) break;
-    ci = prev;
-  }
-  if (ci != base) put(E_MARK, MARK_CUT, 0, 0);
-}
-
-/* Reads len[i] bytes at remote[i] into local[i] for the `count` requests
-** set up in S.local/S.remote; S.ok[S.owner[i]] says which succeeded. */
-static void read_batch(int count) {
-  int i = 0;
-  if (!P.vm) {
-    for (i = 0; i < count; i++) {
-      memcpy(S.local[i].iov_base, S.remote[i].iov_base, S.local[i].iov_len);
-      S.ok[S.owner[i]] = 1;
-    }
-    return;
-  }
-  while (i < count) {
-    ssize_t got = process_vm_readv(P.pid, S.local + i, (unsigned long)(count - i),
-                                   S.remote + i, (unsigned long)(count - i), 0);
-    size_t left = got > 0 ? (size_t)got : 0;
-    /* a partial read stops at the first request it could not complete */
-    while (i < count && left >= S.local[i].iov_len) {
-      left -= S.local[i].iov_len;
-      S.ok[S.owner[i]] = 1;
-      i++;
-    }
-    if (i < count) i++;   /* that one failed: go on after it */
-  }
-}
-
-/* The second and third steps of a sample: every stack slot, then every
-** closure the slots name, each in batched reads. */
-static void resolve_frames(void) {
-  const as_lualayout *lay = P.lay;
-  const unsigned lcl = lay->tag_lcl | lay->bit_collectable;
-  const unsigned ccl = lay->tag_ccl | lay->bit_collectable;
-  int i, k = 0;
-  for (i = 0; i < S.n; i++) S.ok[i] = 0;
-  for (i = 0; i <= S.n; i++) {
-    if (k == IOV_BATCH || (i == S.n && k > 0)) {
-      read_batch(k);
-      k = 0;
-    }
-    if (i == S.n) break;
-    if ((S.e[i][0] & 0xff) != E_SLOT) continue;
-    S.local[k].iov_base = S.tv[i];
-    S.local[k].iov_len = lay->size_TValue <= 16 ? lay->size_TValue : 16;
-    S.remote[k].iov_base = (void *)(uintptr_t)S.e[i][1];
-    S.remote[k].iov_len = S.local[k].iov_len;
-    S.owner[k++] = i;
-  }
-  for (i = 0; i < S.n; i++) {
-    uint64_t value;
-    unsigned tag;
-    if ((S.e[i][0] & 0xff) != E_SLOT) continue;
-    if (!S.ok[i]) {
-      S.e[i][0] = E_BAD;
-      continue;
-    }
-    memcpy(&value, S.tv[i] + lay->tv_value, sizeof value);
-    tag = S.tv[i][lay->tv_tt];
-    S.e[i][0] = E_FRAME | ((uint64_t)tag << 8) | (S.e[i][0] & ~(uint64_t)0xffff);
-    S.e[i][1] = value;
-    S.e[i][2] = 0;
-    if (tag == lay->tag_lcf) continue;
-    if ((tag != lcl && tag != ccl) || !aligned((uintptr_t)value)) {
-      S.e[i][0] = E_BAD;
-      continue;
-    }
-    S.e[i][0] |= (uint64_t)1 << 48;      /* needs its closure read */
-  }
-  for (i = 0; i < S.n; i++) S.ok[i] = 0;
-  k = 0;
-  for (i = 0; i <= S.n; i++) {
-    if (k == IOV_BATCH || (i == S.n && k > 0)) {
-      read_batch(k);
-      k = 0;
-    }
-    if (i == S.n) break;
-    if ((S.e[i][0] & 0xff) != E_FRAME || !(S.e[i][0] & ((uint64_t)1 << 48))) continue;
-    S.local[k].iov_base = &S.word[i];
-    S.local[k].iov_len = sizeof S.word[i];
-    S.remote[k].iov_base = (void *)(uintptr_t)(S.e[i][1] +
-        (((S.e[i][0] >> 8) & 0xff) == lcl ? lay->lcl_p : lay->ccl_f));
-    S.remote[k].iov_len = sizeof S.word[i];
-    S.owner[k++] = i;
-  }
-  for (i = 0; i < S.n; i++) {
-    if ((S.e[i][0] & 0xff) != E_FRAME || !(S.e[i][0] & ((uint64_t)1 << 48))) continue;
-    S.e[i][0] &= ~((uint64_t)1 << 48);
-    if (!S.ok[i]) S.e[i][0] = E_BAD;
-    else S.e[i][2] = S.word[i];
-  }
-}
-
-/* The fork separator: id, spawn site's function, then the name. The name's
-** characters are anchored by the fork's uservalue 2 (fork.h: name_cstr is
-** set before that uservalue is replaced, and nothing is freed until the
-** collector runs, which the handler interrupts). */
-static void put_fork(const as_fork *f) {
-  const char *name = f->name_cstr;
-  int chunk;
-  put(E_FORK, (uint64_t)f->id, (uint64_t)(uintptr_t)f->spawn_func, 0);
-  if (name == NULL) return;
-  for (chunk = 0; chunk < NAME_ENTRIES; chunk++) {
-    uint64_t w[3] = {0, 0, 0};
-    char *b = (char *)w;
-    int j, end = 0;
-    for (j = 0; j < NAME_CHUNK; j++) {
-      b[j] = name[chunk * NAME_CHUNK + j];
-      if (b[j] == '\0') { end = 1; break; }
-    }
-    if (chunk == NAME_ENTRIES - 1) b[NAME_CHUNK - 1] = '\0';
-    put(E_NAME, w[0], w[1], w[2]);
-    if (end) break;
-  }
-}
-
-static void put_fork_frames(const as_fork *f) {
-  int depth = f->astack.depth, k;
-  const as_frame *frames = f->astack.frames;
-  if (frames == NULL || depth < 1 || depth > 256) {
-    put(E_BAD, 0, 0, 0);
-  } else {
-    for (k = depth - 1; k >= 0; k--) walk_thread((uintptr_t)frames[k].thread);
-  }
-  put_fork(f);
-}
-
-/* f's frames, then the forks after it (chain.h) down to run()'s caller. */
-static void put_chain(as_sched *s, const as_fork *f) {
-  int hops = 0, i;
-  while (f != NULL && hops < CHAIN_HOPS) {
-    as_chain_link link;
-    for (i = 0; i < hops; i++)
-      if (S.visited[i] == f) return;
-    S.visited[hops++] = f;
-    put_fork_frames(f);
-    link = as_chain_next(s, f);
-    if (link.kind == AS_LINK_RUN) {
-      walk_thread((uintptr_t)s->L);
-      return;
-    }
-    f = link.next;
-  }
-}
-
-static void put_await(const as_fork *g) {
-  const as_await_ops *ops = g->await_ops;
-  if (g->status == AS_RUNNABLE || ops == NULL) {
-    put(E_AWAIT, AWAIT_RUNNABLE, 0, 0);
-    return;
-  }
-  switch (ops->kind) {
-    case AS_AWAIT_WAIT: {
-      const as_fork *a = g->await.wait.awaiting;
-      put(E_AWAIT, AS_AWAIT_WAIT, a != NULL ? (uint64_t)a->id : 0, g->await.wait.mode);
-      break;
-    }
-    case AS_AWAIT_CHANNEL:
-      put(E_AWAIT, AS_AWAIT_CHANNEL,
-          g->await.chan.channel != NULL ? (uint64_t)as_channel_id(g->await.chan.channel) : 0,
-          g->await.chan.op);
-      break;
-    case AS_AWAIT_FD:
-      put(E_AWAIT, AS_AWAIT_FD, (uint64_t)(int64_t)g->await.fd.fd, g->await.fd.write);
-      break;
-    default:
-      put(E_AWAIT, ops->kind, 0, 0);
-  }
-}
-
-/* Copies sample `k` of S into the ring (or counts it dropped when the
-** ring is full). */
-static void commit(int k) {
-  size_t head = P.head, n = (size_t)S.seg[k].n, words = 4 * (n + 1), i;
-  const size_t mask = RING_WORDS - 1;
-  const entry *e = S.e + S.seg[k].start;
-  if (n == 0) return;
-  if (S.seg[k].full) P.cut++;
-  __atomic_signal_fence(__ATOMIC_ACQUIRE);
-  if (head - P.tail + words > RING_WORDS) {
-    P.dropped++;
-    return;
-  }
-  P.ring[head & mask] = E_SAMPLE;
-  P.ring[(head + 1) & mask] = (uint64_t)n;
-  P.ring[(head + 2) & mask] = S.weight;
-  P.ring[(head + 3) & mask] = 0;
-  for (i = 0; i < n; i++) {
-    P.ring[(head + 4 + 4 * i) & mask] = e[i][0];
-    P.ring[(head + 5 + 4 * i) & mask] = e[i][1];
-    P.ring[(head + 6 + 4 * i) & mask] = e[i][2];
-    P.ring[(head + 7 + 4 * i) & mask] = e[i][3];
-  }
-  __atomic_signal_fence(__ATOMIC_RELEASE);
-  P.head = head + words;
-}
-
-/* Resolves every sample built (two batched reads for all of them) and
-** copies them into the ring. */
-static void flush(void) {
-  int k;
-  if (S.n > 0) resolve_frames();
-  for (k = 0; k < S.nseg; k++) commit(k);
-  S.n = S.start = 0;
-  S.nseg = 0;
-}
-
-static void begin(void) {
-  S.start = S.n;
-  S.full = 0;
-}
-
-static void end_sample(void) {
-  S.seg[S.nseg].start = S.start;
-  S.seg[S.nseg].n = S.n - S.start;
-  S.seg[S.nseg].full = S.full;
-  S.nseg++;
-  if (S.n > SCRATCH_ENTRIES - SAMPLE_ENTRIES || S.nseg == WALL_FORKS + 1) flush();
-}
-
-static void on_tick(int sig, siginfo_t *info, void *uctx) {
-  int saved = errno;
-  as_sched *s;
-  struct timespec t0, t1;
-  (void)sig;
-  (void)uctx;
-  if (!P.active) return;
-  /* CPU-time timers are checked at the kernel's tick (often 250 Hz): the
-  ** expirations missed since the last signal weigh this sample */
-  S.weight = 1;
-  if (info != NULL && info->si_code == SI_TIMER && info->si_overrun > 0)
-    S.weight += (uint64_t)info->si_overrun;
-  P.signals++;
-  P.ticks += (unsigned long)S.weight;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  s = as_sched_active;
-  S.n = S.start = S.nseg = 0;
-  begin();
-  if (s == NULL) {
-    walk_thread((uintptr_t)P.mainthread);
-    put(E_MARK, MARK_OUTSIDE_RUN, 0, 0);    /* the root, once reversed */
-  } else if (s->running != NULL) {
-    put_chain(s, s->running);
-  } else if (!P.wall) {
-    put(E_MARK, MARK_SCHEDULER, 0, 0);
-    walk_thread((uintptr_t)s->L);
-  }
-  end_sample();
-  if (P.wall && s != NULL) {
-    int slot, n = 0, top = s->top_slot;
-    for (slot = 1; slot <= top && n < WALL_FORKS; slot++) {
-      const as_fork *g = as_sched_fork_at_slot(s, slot);
-      if (g == NULL || g == s->running || as_fork_ended(g)) continue;
-      begin();
-      put_await(g);
-      put_chain(s, g);
-      end_sample();
-      n++;
-    }
-  }
-  flush();
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  P.handler_seconds += (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
-  errno = saved;
-}
 
 /* ---------------------------------------------------- the profile object */
 
@@ -469,7 +78,9 @@ typedef struct profile {
                                   is its own allocation, so a pointer to
                                   it survives the table's growth */
   size_t nfns, capfns;
-  uint64_t *buf;               /* one sample's body, copied off the ring */
+  uint64_t *buf;               /* one sample's body (room for the largest) */
+  uint64_t *pending;           /* samples taken off the ring, to name */
+  size_t pending_cap;          /* words */
   const char **texts;          /* its frame texts */
   char *arena;                 /* texts made per sample (forks, waits) */
 } profile;
@@ -698,7 +309,7 @@ static const char *frame_text(profile *p, const uint64_t *e, const uint64_t *cal
 
 static const char *await_text(const uint64_t *e, char *buf, size_t size) {
   switch (e[1]) {
-    case AWAIT_RUNNABLE: return "[runnable]";
+    case AS_PS_AWAIT_RUNNABLE: return "[runnable]";
     case AS_AWAIT_SLEEP: return "[sleeping]";
     case AS_AWAIT_YIELD: return "[yielding]";
     case AS_AWAIT_WAIT:
@@ -719,8 +330,7 @@ static const char *await_text(const uint64_t *e, char *buf, size_t size) {
 }
 
 /* Names the sample body p->buf[0, 4n) and adds it to the flame. */
-static int add_sample(profile *p, int n, uint64_t weight) {
-  const uint64_t *e = p->buf;
+static int add_sample(profile *p, const uint64_t *e, int n, uint64_t weight) {
   int i, nt = 0, room = 0;
   char *arena = p->arena;
   for (i = 0; i < n; i++) {
@@ -728,29 +338,29 @@ static int add_sample(profile *p, int n, uint64_t weight) {
     const char *text = NULL;
     char small[96];
     switch (x[0] & 0xff) {
-      case E_FRAME: {
+      case AS_PS_FRAME: {
         const uint64_t *next = i + 1 < n ? x + 4 : NULL;
-        const uint64_t *caller = next != NULL && (next[0] & 0xff) == E_FRAME ? next : NULL;
+        const uint64_t *caller = next != NULL && (next[0] & 0xff) == AS_PS_FRAME ? next : NULL;
         /* the frame just before a fork's separator is its root function */
-        uint64_t holder = next != NULL && (next[0] & 0xff) == E_FORK ? next[2] : 0;
+        uint64_t holder = next != NULL && (next[0] & 0xff) == AS_PS_FORK ? next[2] : 0;
         int hidden;
         text = frame_text(p, x, caller, holder, &hidden);
         if (text == NULL) return -1;
         if (hidden) text = NULL;
         break;
       }
-      case E_BAD:
+      case AS_PS_BAD:
         p->unreadable++;
         text = "[unreadable frame]";
         break;
-      case E_FORK: {
+      case AS_PS_FORK: {
         as_sink k;
         text_sink t;
-        char name[NAME_CHUNK * NAME_ENTRIES + 1];
+        char name[AS_PS_NAME_CHUNK * AS_PS_NAME_ENTRIES + 1];
         int j = i + 1, len = 0;
-        while (j < n && (e[4 * j] & 0xff) == E_NAME) {
-          memcpy(name + len, &e[4 * j + 1], NAME_CHUNK);
-          len += NAME_CHUNK;
+        while (j < n && (e[4 * j] & 0xff) == AS_PS_NAME) {
+          memcpy(name + len, &e[4 * j + 1], AS_PS_NAME_CHUNK);
+          len += AS_PS_NAME_CHUNK;
           j++;
         }
         name[len] = '\0';
@@ -764,12 +374,12 @@ static int add_sample(profile *p, int n, uint64_t weight) {
         text = small;
         break;
       }
-      case E_AWAIT:
+      case AS_PS_AWAIT:
         text = await_text(x, small, sizeof small);
         break;
-      case E_MARK:
-        text = x[1] == MARK_SCHEDULER ? "[scheduler]"
-             : x[1] == MARK_OUTSIDE_RUN ? "[outside run()]" : "[more frames]";
+      case AS_PS_MARK:
+        text = x[1] == AS_PS_MARK_SCHEDULER ? "[scheduler]"
+             : x[1] == AS_PS_MARK_OUTSIDE_RUN ? "[outside run()]" : "[more frames]";
         break;
       default:
         break;
@@ -821,30 +431,25 @@ static int resolve_globals(lua_State *L) {
   return 0;
 }
 
-/* The functions of the ring's samples in [tail, head) get their
-** function-level facts before any of them is named. */
-static void prepare_functions(lua_State *L, profile *p, size_t tail, size_t head) {
-  const size_t mask = RING_WORDS - 1;
+/* The functions of the samples in pending[0, used) (each: entry count,
+** weight, body) get their function-level facts before any is named. */
+static void prepare_functions(lua_State *L, profile *p, const uint64_t *pending,
+                              size_t used) {
   pending_globals g;
-  size_t cap = 0, i;
+  size_t cap = 0, at = 0, i;
   g.p = p;
   g.ids = NULL;
   g.fis = NULL;
   g.n = 0;
-  while (tail != head) {
-    size_t n = (size_t)P.ring[(tail + 1) & mask];
-    if (P.ring[tail & mask] != E_SAMPLE || n > SAMPLE_ENTRIES) break;
+  while (at < used) {
+    size_t n = (size_t)pending[at];
+    const uint64_t *body = pending + at + 2;
     for (i = 0; i < n; i++) {
-      uint64_t e[4], holder = 0;
+      const uint64_t *e = body + 4 * i;
+      uint64_t holder = 0;
       fn_info *fi;
-      size_t at = tail + 4 + 4 * i;
-      e[0] = P.ring[at & mask];
-      if ((e[0] & 0xff) != E_FRAME) continue;
-      e[1] = P.ring[(at + 1) & mask];
-      e[2] = P.ring[(at + 2) & mask];
-      e[3] = P.ring[(at + 3) & mask];
-      if (i + 1 < n && (P.ring[(at + 4) & mask] & 0xff) == E_FORK)
-        holder = P.ring[(at + 6) & mask];
+      if ((e[0] & 0xff) != AS_PS_FRAME) continue;
+      if (i + 1 < n && (e[4] & 0xff) == AS_PS_FORK) holder = e[6];
       fi = (fn_info *)function_info(p, e, holder);
       if (fi == NULL || !fi->global_pending) continue;
       fi->global_pending = 0;
@@ -860,7 +465,7 @@ static void prepare_functions(lua_State *L, profile *p, size_t tail, size_t head
       g.ids[g.n] = (const void *)(uintptr_t)e[1];
       g.fis[g.n++] = fi;
     }
-    tail += 4 * (n + 1);
+    at += 2 + 4 * n;
   }
   if (g.n > 0 && L != NULL && lua_checkstack(L, 4)) {
     int top = lua_gettop(L);
@@ -875,28 +480,35 @@ static void prepare_functions(lua_State *L, profile *p, size_t tail, size_t head
   free(g.fis);
 }
 
-/* Names every sample in the ring into p (L: for the global names). */
+/* Takes every sample from the ring and names it into p (L: for the global
+** names). A sample that finds no memory is counted dropped. */
 static void drain(lua_State *L, profile *p) {
-  const size_t mask = RING_WORDS - 1;
+  const size_t room = 2 + 4 * (size_t)AS_PS_SAMPLE_ENTRIES;
   double t0 = as_now();
-  size_t head = P.head;
-  __atomic_signal_fence(__ATOMIC_ACQUIRE);
-  prepare_functions(L, p, P.tail, head);
+  size_t used = 0, at;
   for (;;) {
-    size_t tail = P.tail, i, n;
     uint64_t weight;
-    if (tail == head) break;
-    n = (size_t)P.ring[(tail + 1) & mask];
-    if (P.ring[tail & mask] != E_SAMPLE || n > SAMPLE_ENTRIES) {   /* cannot be */
-      P.tail = head;
-      break;
+    int n;
+    if (p->pending_cap - used < room) {
+      size_t cap = p->pending_cap ? 2 * p->pending_cap : 8 * room;
+      uint64_t *grown = realloc(p->pending, cap * sizeof *grown);
+      if (grown == NULL) {          /* name what we have; count the rest */
+        while (as_ps_next(p->buf, &weight) >= 0) p->dropped++;
+        break;
+      }
+      p->pending = grown;
+      p->pending_cap = cap;
     }
-    weight = P.ring[(tail + 2) & mask];
-    for (i = 0; i < 4 * n; i++) p->buf[i] = P.ring[(tail + 4 + i) & mask];
-    __atomic_signal_fence(__ATOMIC_RELEASE);
-    P.tail = tail + 4 * (n + 1);
-    if (add_sample(p, (int)n, weight) != 0) p->dropped++;
+    n = as_ps_next(p->pending + used + 2, &weight);
+    if (n < 0) break;
+    p->pending[used] = (uint64_t)n;
+    p->pending[used + 1] = weight;
+    used += 2 + 4 * (size_t)n;
   }
+  prepare_functions(L, p, p->pending, used);
+  for (at = 0; at < used; at += 2 + 4 * (size_t)p->pending[at])
+    if (add_sample(p, p->pending + at + 2, (int)p->pending[at], p->pending[at + 1]) != 0)
+      p->dropped++;
   p->naming_seconds += as_now() - t0;
 }
 
@@ -908,7 +520,7 @@ static void stop_sampling(void) {
   sigemptyset(&block);
   sigaddset(&block, PROFILE_SIGNAL);
   pthread_sigmask(SIG_BLOCK, &block, &old);
-  P.active = 0;
+  as_ps_set_active(0);
   if (P.have_timer) {
     timer_delete(P.timer);
     P.have_timer = 0;
@@ -922,16 +534,17 @@ static void stop_sampling(void) {
 }
 
 static void finish(lua_State *L, profile *p) {
+  as_ps_counts c;
   drain(L, p);
+  c = as_ps_counts_now();
   p->running = 0;
   p->seconds = as_now() - p->started;
-  p->ticks = P.ticks;
-  p->signals = P.signals;
-  p->handler_seconds = P.handler_seconds;
-  p->dropped += P.dropped;
-  p->cut = P.cut;
-  free(P.ring);
-  P.ring = NULL;
+  p->ticks = c.ticks;
+  p->signals = c.signals;
+  p->handler_seconds = c.handler_seconds;
+  p->dropped += c.dropped;
+  p->cut = c.cut;
+  as_ps_teardown();
   P.owner = NULL;
   P.state = NULL;
 }
@@ -940,14 +553,13 @@ void as_profile_shutdown(void) {
   if (P.owner == NULL) return;
   stop_sampling();
   P.owner->running = 0;
-  free(P.ring);
-  P.ring = NULL;
+  as_ps_teardown();
   P.owner = NULL;
   P.state = NULL;
 }
 
 int as_profile_pending(void) {
-  return P.owner != NULL && P.head != P.tail;
+  return P.owner != NULL && as_ps_pending();
 }
 
 void as_profile_safe_point(lua_State *L, as_state *st) {
@@ -983,6 +595,9 @@ static void profile_release(profile *p) {
   p->flame = NULL;
   free(p->buf);
   p->buf = NULL;
+  free(p->pending);
+  p->pending = NULL;
+  p->pending_cap = 0;
   free(p->texts);
   p->texts = NULL;
   free(p->arena);
@@ -994,6 +609,20 @@ static int profile_gc(lua_State *L) {
   if (p->running && P.owner == p) as_profile_shutdown();
   profile_release(p);
   return 0;
+}
+
+/* A failed start: the profile is let go (it was anchored first), then the
+** error "profile.start: <what>" is raised. */
+static int start_failed(lua_State *L, const char *fmt, ...) {
+  va_list ap;
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &running_key);
+  lua_pushliteral(L, "profile.start: ");
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_concat(L, 2);
+  return lua_error(L);
 }
 
 /* core.profile_start(hz, "cpu"|"wall"): the arguments are checked by
@@ -1022,41 +651,34 @@ static int profile_start(lua_State *L) {
   p = lua_newuserdatauv(L, sizeof *p, 0);
   memset(p, 0, sizeof *p);
   luaL_setmetatable(L, AS_PROFILE_MT);
+  /* anchored while it runs (its __gc, at the latest when the state closes,
+  ** stops the timer); stored first: the steps below raise nothing */
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &running_key);
   p->flame = as_flame_new();
-  p->buf = malloc(4 * SAMPLE_ENTRIES * sizeof *p->buf);
-  p->texts = malloc(SAMPLE_ENTRIES * sizeof *p->texts);
-  p->arena = malloc(SAMPLE_ENTRIES * 96);
-  P.ring = malloc(RING_WORDS * sizeof *P.ring);
-  if (p->flame == NULL || p->buf == NULL || p->texts == NULL || p->arena == NULL ||
-      P.ring == NULL) {
-    free(P.ring);
-    P.ring = NULL;
-    return luaL_error(L, "profile.start: not enough memory");
-  }
+  p->buf = malloc(4 * AS_PS_SAMPLE_ENTRIES * sizeof *p->buf);
+  p->texts = malloc(AS_PS_SAMPLE_ENTRIES * sizeof *p->texts);
+  p->arena = malloc(AS_PS_SAMPLE_ENTRIES * 96);
+  if (p->flame == NULL || p->buf == NULL || p->texts == NULL || p->arena == NULL)
+    return start_failed(L, "not enough memory");
   p->wall = wall;
   p->hz = hz;
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   P.mainthread = lua_tothread(L, -1);
   lua_pop(L, 1);
   P.desc = as_debuglayout_get();
-  P.vm = as_memwalk_reader_self(&P.reader, &P.pid);
-  p->safe_reads = P.vm;
-  P.wall = wall;
-  P.head = P.tail = 0;
-  P.ticks = P.signals = P.dropped = P.cut = 0;
-  P.handler_seconds = 0;
-  P.state = st;
-  /* the handler, then the timer; the handler samples once `active` is set */
+  as_memwalk_reader_self(&P.reader, &P.pid);
+  if (as_ps_setup(P.lay, P.mainthread, wall) != 0) return start_failed(L, "not enough memory");
+  p->safe_reads = as_ps_safe_reads();
+  /* the handler, then the timer; the handler samples once it is active */
   memset(&sa, 0, sizeof sa);
-  sa.sa_sigaction = on_tick;
+  sa.sa_sigaction = as_ps_handler;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_SIGINFO | SA_RESTART;
   err = as_signals_take(L, PROFILE_SIGNAL, AS_SIGROLE_PROFILE, &sa);
   if (err != 0) {
-    free(P.ring);
-    P.ring = NULL;
-    return luaL_error(L, "profile.start: cannot install the SIGPROF handler: %s",
-                      strerror(err));
+    as_ps_teardown();
+    return start_failed(L, "cannot install the SIGPROF handler: %s", strerror(err));
   }
   memset(&sev, 0, sizeof sev);
   sev.sigev_notify = SIGEV_THREAD_ID;
@@ -1065,15 +687,15 @@ static int profile_start(lua_State *L) {
   if (timer_create(wall ? CLOCK_MONOTONIC : CLOCK_PROCESS_CPUTIME_ID, &sev, &P.timer) != 0) {
     err = errno;
     as_signals_release(PROFILE_SIGNAL);
-    free(P.ring);
-    P.ring = NULL;
-    return luaL_error(L, "profile.start: timer_create failed: %s", strerror(err));
+    as_ps_teardown();
+    return start_failed(L, "timer_create failed: %s", strerror(err));
   }
   P.have_timer = 1;
+  P.state = st;
   P.owner = p;
   p->running = 1;
   p->started = as_now();
-  P.active = 1;
+  as_ps_set_active(1);
   ns = (long long)(1e9 / hz);
   its.it_interval.tv_sec = (time_t)(ns / 1000000000LL);
   its.it_interval.tv_nsec = (long)(ns % 1000000000LL);
@@ -1081,12 +703,8 @@ static int profile_start(lua_State *L) {
   if (timer_settime(P.timer, 0, &its, NULL) != 0) {
     err = errno;
     as_profile_shutdown();
-    return luaL_error(L, "profile.start: timer_settime failed: %s", strerror(err));
+    return start_failed(L, "timer_settime failed: %s", strerror(err));
   }
-  /* anchored while it runs: its __gc (at the latest when the state
-  ** closes) stops the timer */
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &running_key);
   return 1;
 }
 
@@ -1220,9 +838,9 @@ static int profile_info(lua_State *L) {
   lua_setfield(L, -2, "running");
   lua_pushinteger(L, (lua_Integer)p->samples);
   lua_setfield(L, -2, "samples");
-  lua_pushinteger(L, (lua_Integer)(p->running ? P.ticks : p->ticks));
+  lua_pushinteger(L, (lua_Integer)(p->running ? as_ps_counts_now().ticks : p->ticks));
   lua_setfield(L, -2, "ticks");
-  lua_pushinteger(L, (lua_Integer)(p->running ? P.signals : p->signals));
+  lua_pushinteger(L, (lua_Integer)(p->running ? as_ps_counts_now().signals : p->signals));
   lua_setfield(L, -2, "signals");
   lua_pushinteger(L, (lua_Integer)p->dropped);
   lua_setfield(L, -2, "dropped");
@@ -1234,7 +852,7 @@ static int profile_info(lua_State *L) {
   lua_setfield(L, -2, "seconds");
   lua_pushboolean(L, p->safe_reads);
   lua_setfield(L, -2, "safe_reads");
-  lua_pushnumber(L, p->running ? P.handler_seconds : p->handler_seconds);
+  lua_pushnumber(L, p->running ? as_ps_counts_now().handler_seconds : p->handler_seconds);
   lua_setfield(L, -2, "handler_seconds");
   lua_pushnumber(L, p->naming_seconds);
   lua_setfield(L, -2, "naming_seconds");

@@ -6,8 +6,8 @@
 ** ---------------------
 ** A POSIX timer (timer_create: CLOCK_PROCESS_CPUTIME_ID in "cpu" mode,
 ** CLOCK_MONOTONIC in "wall" mode) sends SIGPROF to the thread that called
-** start (SIGEV_THREAD_ID). The handler (installed through signals.c, role
-** AS_SIGROLE_PROFILE) records RAW frames only -- for each frame the called
+** start (SIGEV_THREAD_ID). The handler (profile_sample.c, installed by
+** profile.c through signals.c, role AS_SIGROLE_PROFILE) records RAW frames only -- for each frame the called
 ** value, its Proto (or C function), the saved pc and the CallInfo's status
 ** -- of the running fork's async stack: its coroutines innermost first, a
 ** separator for the fork, then the fork after it by the one chain rule
@@ -37,7 +37,8 @@
 **    same checks (stated by profile:info().safe_reads == false).
 ** No Lua API call, no allocation, no lock: the sample is built in a static
 ** buffer and copied into a preallocated ring (single producer: the handler;
-** single consumer: the drain below, in the same thread).
+** single consumer: the drain below, in the same thread). The raw format is
+** stated in profile_sample.h.
 **
 ** When frames are named
 ** ---------------------
