@@ -239,6 +239,17 @@ describe("asyncstack.profile", function()
     end)
   end)
 
+  describe("an empty profile", function()
+    it("writes empty outputs that are still well formed", function()
+      as.profile.start { hz = 1 }
+      local p = as.profile.stop()
+      assert.are.equal("", p:folded())
+      assert.truthy(p:speedscope():find('"samples":[],\n"weights":[]', 1, true))
+      assert.truthy(p:svg():find("</svg>\n$"))
+      assert.are.equal(0, p:info().samples)
+    end)
+  end)
+
   describe("outside run()", function()
     it("samples the main thread's frames", function()
       as.profile.start { hz = 997, mode = "wall" }
