@@ -7,9 +7,9 @@
 ** A POSIX timer (timer_create: CLOCK_PROCESS_CPUTIME_ID in "cpu" mode,
 ** CLOCK_MONOTONIC in "wall" mode) sends SIGPROF to the thread that called
 ** start (SIGEV_THREAD_ID). The handler (profile_sample.c, installed by
-** profile.c through signals.c, role AS_SIGROLE_PROFILE) records RAW frames only -- for each frame the called
-** value, its Proto (or C function), the saved pc and the CallInfo's status
-** -- of the running fork's async stack: its coroutines innermost first, a
+** profile.c through signals.c, role AS_SIGROLE_PROFILE) records RAW frames
+** only -- for each frame the called value, its Proto (or C function), the
+** saved pc and the CallInfo's status -- of the running fork's async stack: its coroutines innermost first, a
 ** separator for the fork, then the fork after it by the one chain rule
 ** (chain.h: awaiter, else spawner, else run()'s caller, whose frames end the
 ** sample). Outside run() it records the main thread's frames.
@@ -28,11 +28,13 @@
 **    past L->ci (luaE_shrinkCI) or with the thread. Read with plain loads.
 **  * Nothing else: the value in a frame's stack slot (ci->func) and the
 **    closure it names are read with process_vm_readv on the own pid, which
-**    fails instead of faulting on a freed or unmapped address (the stack may
-**    be in the middle of a reallocation, ci->func stale). ci->func must
-**    also lie inside the thread's stack. Each sample costs two such calls,
-**    batched over all its frames (one for the slots, one for the closures),
-**    not one per read: a call costs about 1-3 us. Where the kernel refuses
+**    fails instead of faulting on a freed or unmapped address: the stack may
+**    be in the middle of a reallocation (5.4.0-5.4.5 free the old stack
+**    before fixing the frames' pointers; 5.4.6+ turn them into offsets
+**    meanwhile), a reused CallInfo may hold a stale ci->func. ci->func must
+**    also lie inside the thread's stack as L->stack states it. A tick costs
+**    two such calls, batched over all its samples' frames (one for the
+**    slots, one for the closures), not one per read: a call costs 1-3 us. Where the kernel refuses
 **    process_vm_readv on the own process, plain loads are used after the
 **    same checks (stated by profile:info().safe_reads == false).
 ** No Lua API call, no allocation, no lock: the sample is built in a static
@@ -48,7 +50,10 @@
 ** (as_memwalk_raw_frame with the safe reader, so a Proto freed since the
 ** sample reads as a wrong or unreadable frame, never a fault), as the traces
 ** name it (render.h's as_render_profile_frame: "name (file:line)"), the
-** frames the traces hide left out, and cached by its raw identity. Stacks go
+** frames the traces hide left out. Cached by function (its line table read
+** once: as_memwalk_proto_lines), line and call site; global names are
+** found through the Lua API (framename.h), one pass over package.loaded
+** per batch of new functions. Stacks go
 ** into a flame aggregator (flame.h), which the profile's folded(),
 ** speedscope() and svg() write.
 **
