@@ -38,7 +38,7 @@ BUSTED     ?= $(LUA) /usr/bin/busted
 RUN_ENV     = LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/?.so;;'
 
 .PHONY: all test test-helpers demo asan valgrind install clean deps bench rock \
-        notrack bench-callgrind bench-profile bench-quick
+        notrack bench-callgrind bench-profile bench-quick profile-stress
 
 all: $(CORE)
 
@@ -92,6 +92,24 @@ asan:
 test-only:
 	$(RUN_ENV) $(BUSTED) $(BUSTED_FLAGS) spec
 
+# Issue 16 item 4: as.profile sampling at 1 kHz for PROFILE_STRESS_SECONDS
+# (wall clock; then a quarter of that on the CPU clock) over a busy program
+# (spec/profile_stress_spec.lua), under ASan+UBSan and then under valgrind:
+# each fails on the first bad read. `make test` leaves that spec pending.
+PROFILE_STRESS_SECONDS ?= 10
+PROFILE_STRESS_SPEC     = spec/profile_stress_spec.lua
+
+profile-stress: all
+	$(MAKE) BUILD=build-asan CFLAGS='-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -DASYNCSTACK_ASSERT' LDLIBS='-fsanitize=address,undefined' all
+	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ASYNCSTACK_ASAN=1 ASYNCSTACK_PROFILE_STRESS=$(PROFILE_STRESS_SECONDS) \
+	  LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build-asan/?.so;;' \
+	  $(BUSTED) $(BUSTED_FLAGS) $(PROFILE_STRESS_SPEC)
+	$(RUN_ENV) ASYNCSTACK_PROFILE_STRESS=$(PROFILE_STRESS_SECONDS) \
+	  valgrind --error-exitcode=1 --leak-check=no --quiet \
+	  $(BUSTED) $(BUSTED_FLAGS) $(PROFILE_STRESS_SPEC)
+
 valgrind: all test-helpers
 	$(RUN_ENV) valgrind --error-exitcode=1 --leak-check=no --quiet \
 	  $(BUSTED) --exclude-tags=slow,child $(BUSTED_FLAGS) spec
@@ -105,6 +123,7 @@ LUAPROF     = $(BUILD)/bench/luaprof
 
 bench: all notrack
 	$(BENCH_ENV) $(LUA) bench/run.lua $(BENCH_ARGS)
+	$(BENCH_ENV) $(LUA) bench/profile.lua $(BENCH_ARGS)
 
 # Every row once, briefly (3 rounds, 10 ms batches, smaller counts): checks
 # that each kernel, peer and the TCP echo run, in well under a minute. The
@@ -197,6 +216,15 @@ $(MEMWALK_TEST): src-test/memwalk_module.c $(MEMWALK_SRCS) $(HDRS)
 	$(CC) $(LIBFLAG) $(ALL_CFLAGS) -Isrc -o $@ src-test/memwalk_module.c $(MEMWALK_SRCS) $(LDLIBS)
 
 test-helpers: $(MEMWALK_TEST)
+
+# flametool: src/flame.c from a C program without Lua (issue 16), for
+# spec/profile_flame_spec.lua. Test-only.
+FLAMETOOL = $(BUILD)/test/flametool
+$(FLAMETOOL): src-test/flametool.c src/flame.c src/flame.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 $(WARN) $(WERROR) $(CFLAGS) -o $@ src-test/flametool.c src/flame.c $(LDLIBS)
+
+test-helpers: $(FLAMETOOL)
 
 # crashhost: a Lua 5.4.4 host (from LUA_TARBALL, compiled into the program)
 # whose allocator and API lock end it once the crash handler runs

@@ -17,7 +17,7 @@
 **     handler SIG WHAT
 **                    exits 1 unless SIG's action is WHAT: "host" (ours),
 **                    "default" or "other"
-** SIG is a name without "SIG": USR1, USR2, INT, SEGV, ABRT.
+** SIG is a name without "SIG": USR1, USR2, INT, SEGV, ABRT, PROF.
 */
 #define _DEFAULT_SOURCE     /* NSIG */
 #define _POSIX_C_SOURCE 200809L
@@ -41,7 +41,7 @@ static void host_handler(int sig) {
 static int sig_of(const char *name) {
   static const struct { const char *name; int sig; } names[] = {
     {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"INT", SIGINT}, {"SEGV", SIGSEGV},
-    {"ABRT", SIGABRT}
+    {"ABRT", SIGABRT}, {"PROF", SIGPROF}
   };
   size_t i;
   for (i = 0; i < sizeof names / sizeof names[0]; i++)

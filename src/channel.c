@@ -295,6 +295,10 @@ static int channel_new(lua_State *L) {
   return 1;
 }
 
+long long as_channel_id(const struct as_channel *ch) {
+  return (long long)ch->id;
+}
+
 void as_channel_open(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"send", channel_send}, {"recv", channel_recv}, {"close", channel_close},

@@ -13,4 +13,8 @@
 ** as_fork.await.chan.channel points to it. */
 struct as_channel;
 
+/* Its id (channel #N): one field read, so a signal handler may call it
+** (the profiler's "[waiting on channel #N]"). */
+long long as_channel_id(const struct as_channel *ch);
+
 #endif

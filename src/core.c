@@ -6,6 +6,7 @@
 #include "module.h"
 #include "bridge.h"
 #include "debuglayout.h"
+#include "profile.h"
 #include <lauxlib.h>
 
 #define AS_STATE_MT "asyncstack.State"
@@ -127,6 +128,7 @@ static int core_open_all(lua_State *L) {
   as_channel_open(L);
   as_fdwait_open(L);
   as_crash_open(L);
+  as_profile_open(L);
   return 1;
 }
 

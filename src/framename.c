@@ -130,6 +130,42 @@ const char *as_names_global(lua_State *L, as_fnset *set, int names, int fn) {
   return name;
 }
 
+/* The same for functions known by their identities alone (lua_topointer
+** values: a profiler's samples keep addresses, not values). */
+as_fnset *as_names_push_identities(lua_State *L, const void *const *fns, size_t n) {
+  size_t i;
+  unsigned cap = 16;
+  as_fnset *set;
+  while (cap < 2 * n + 2 && cap < (1u << 30)) cap *= 2;
+  set = (as_fnset *)lua_newuserdatauv(L, sizeof(as_fnset) + (cap - 1) * sizeof(fnslot), 0);
+  memset(set, 0, sizeof(as_fnset) + (cap - 1) * sizeof(fnslot));
+  set->mask = cap - 1;
+  lua_newtable(L);
+  for (i = 0; i < n && (unsigned)set->left < cap / 2; i++) {
+    fnslot *sl;
+    if (fns[i] == NULL) continue;
+    sl = fnset_find(set, fns[i]);
+    if (sl->fn == NULL) {
+      sl->fn = fns[i];
+      set->left++;
+    }
+  }
+  if (set->left > 0) find_global_names(L, set, lua_gettop(L));
+  return set;
+}
+
+const char *as_names_global_identity(lua_State *L, as_fnset *set, int names,
+                                     const void *fn) {
+  const char *name = NULL;
+  fnslot *sl = fnset_find(set, fn);
+  if (fn != NULL && sl->fn != NULL && sl->named) {
+    lua_rawgeti(L, names, (sl - set->slots) + 1);
+    name = lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  return name;
+}
+
 /* The name under which the function at `fn` is an upvalue of the value at
 ** `holder`, or NULL. (Upvalue names are strings of the holder's prototype,
 ** which the capture keeps alive.) */

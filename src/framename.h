@@ -25,6 +25,14 @@ as_fnset *as_names_push(lua_State *L, int raw, lua_Integer n);
 ** as_names_push pushed, which anchors the string. */
 const char *as_names_global(lua_State *L, as_fnset *set, int names, int fn);
 
+/* As as_names_push, for functions known by identity (lua_topointer of the
+** value) rather than by value, as a profiler keeps them; the identity is
+** only compared, never followed, so a function collected since is simply
+** not found. as_names_global_identity reads a name from that set. */
+as_fnset *as_names_push_identities(lua_State *L, const void *const *fns, size_t n);
+const char *as_names_global_identity(lua_State *L, as_fnset *set, int names,
+                                     const void *fn);
+
 /* The name under which the function at `fn` is an upvalue of the value at
 ** `holder`, or NULL. (Upvalue names are strings of the holder's prototype,
 ** valid while the holder is.) */

@@ -220,26 +220,36 @@ static int chunk_id(walker *w, uintptr_t source, char *out) {
 ** finalizer flag on ci itself and only name from a Lua caller (which may be
 ** running a hook); 5.4.4+ test hook and finalizer flags on the caller.
 */
-static const char *frame_name(walker *w, const ciinfo *ci, const ciinfo *prev,
-                              objname *nm) {
+static const char *name_by_flags(walker *w, unsigned cs, unsigned prev_cs,
+                                 objname *nm, int *from_code) {
   const as_lualayout *lay = w->lay;
-  protoinfo pi;
-  int pc;
-  if (!lay->finalizer_on_caller && (ci->callstatus & lay->cist_fin)) {
+  *from_code = 0;
+  if (!lay->finalizer_on_caller && (cs & lay->cist_fin)) {
     as_mw_set_name(nm, "__gc");
     return str_metamethod;
   }
-  if (ci->callstatus & lay->cist_tail) return NULL;
-  if (!lay->finalizer_on_caller && !ci_is_lua(w, prev)) return NULL;
-  if (prev->callstatus & lay->cist_hooked) {
+  if (cs & lay->cist_tail) return NULL;
+  if (!lay->finalizer_on_caller && (prev_cs & lay->cist_C)) return NULL;
+  if (prev_cs & lay->cist_hooked) {
     as_mw_set_name(nm, "?");
     return str_hook;
   }
-  if (lay->finalizer_on_caller && (prev->callstatus & lay->cist_fin)) {
+  if (lay->finalizer_on_caller && (prev_cs & lay->cist_fin)) {
     as_mw_set_name(nm, "__gc");
     return str_metamethod;
   }
-  if (!ci_is_lua(w, prev)) return NULL;
+  if (prev_cs & lay->cist_C) return NULL;
+  *from_code = 1;   /* the caller's calling instruction names it */
+  return NULL;
+}
+
+static const char *frame_name(walker *w, const ciinfo *ci, const ciinfo *prev,
+                              objname *nm) {
+  protoinfo pi;
+  int pc, from_code;
+  const char *namewhat = name_by_flags(w, ci->callstatus, prev->callstatus, nm,
+                                       &from_code);
+  if (!from_code) return namewhat;
   if (ci_proto(w, prev, &pi, &pc) != 0) return NULL;
   return as_mw_name_from_code(w, &pi, pc, nm);
 }
@@ -447,6 +457,125 @@ int as_memwalk_depth(const as_lualayout *lay, const as_memwalk_reader *rdr,
         as_mw_rd_ptr(&w, ci + lay->ci_previous, &ci) != 0)
       return -1;
     n++;
+  }
+  return n;
+}
+
+/* ------------------------------------------------- frames known raw */
+
+/* currentpc of a Lua frame from its saved pc (as ci_proto), or -1. */
+static int raw_pc(const protoinfo *pi, uintptr_t savedpc) {
+  int pc;
+  if (savedpc < pi->code || ((savedpc - pi->code) & 3) != 0) return -1;
+  pc = (int)((savedpc - pi->code) / 4) - 1;
+  return pc >= 0 && pc < pi->sizecode ? pc : -1;
+}
+
+as_memwalk_status as_memwalk_raw_frame(const as_lualayout *lay,
+                                       const as_memwalk_reader *rdr, uintptr_t L,
+                                       const as_memwalk_raw *raw,
+                                       const as_memwalk_raw *caller,
+                                       as_memwalk_frame *f) {
+  walker w;
+  objname nm;
+  const char *namewhat;
+  unsigned caller_cs;
+  int from_code;
+  memset(f, 0, sizeof *f);
+  f->what = str_c;
+  f->namewhat = str_empty;
+  f->currentline = f->linedefined = f->lastlinedefined = -1;
+  memcpy(f->source, "?", 2);
+  f->status = AS_MEMWALK_FAILED;
+  if (as_mw_init_walker(&w, lay, rdr, L) != 0) return f->status;
+  f->istailcall = (raw->callstatus & lay->cist_tail) != 0;
+  f->func = raw->func;
+  f->func_tag = raw->func_tag;
+  if (raw->func_tag == (lay->tag_lcl | lay->bit_collectable)) {
+    protoinfo pi;
+    if (as_mw_read_proto(&w, raw->proto, &pi) != 0 ||
+        chunk_id(&w, pi.source, f->source) != 0)
+      return f->status;
+    f->linedefined = pi.linedefined;
+    f->lastlinedefined = pi.lastlinedefined;
+    f->what = pi.linedefined == 0 ? str_main : str_lua;
+    f->source_ts = pi.source;
+    if ((raw->callstatus & lay->cist_C) == 0) {
+      int pc = raw_pc(&pi, raw->savedpc);
+      if (raw->savedpc == pi.code)   /* just entered: pc -1, Lua says linedefined */
+        f->currentline = pi.lineinfo != 0 ? pi.linedefined : -1;
+      else if (pc < 0 || as_mw_func_line(&w, &pi, pc, &f->currentline) != 0)
+        return f->status;
+    }
+  } else if (raw->func_tag == lay->tag_lcf ||
+             raw->func_tag == (lay->tag_ccl | lay->bit_collectable)) {
+    memcpy(f->source, "[C]", 4);
+    f->cfunc = raw->func_tag == lay->tag_lcf ? raw->func : raw->proto;
+  } else {
+    return f->status;
+  }
+  /* a coroutine's bottom frame is called from base_ci, a C frame */
+  caller_cs = caller != NULL ? caller->callstatus : lay->cist_C;
+  nm.set = 0;
+  namewhat = name_by_flags(&w, raw->callstatus, caller_cs, &nm, &from_code);
+  if (from_code && caller != NULL &&
+      caller->func_tag == (lay->tag_lcl | lay->bit_collectable)) {
+    protoinfo pi;
+    int pc;
+    if (as_mw_read_proto(&w, caller->proto, &pi) == 0 &&
+        (pc = raw_pc(&pi, caller->savedpc)) >= 0)
+      namewhat = as_mw_name_from_code(&w, &pi, pc, &nm);
+  }
+  if (namewhat != NULL && nm.set) {
+    f->namewhat = namewhat;
+    memcpy(f->name, nm.s, sizeof f->name);
+  }
+  f->status = w.truncated ? AS_MEMWALK_TRUNCATED : AS_MEMWALK_COMPLETE;
+  return f->status;
+}
+
+int as_memwalk_proto_lines(const as_lualayout *lay, const as_memwalk_reader *rdr,
+                           uintptr_t L, uintptr_t proto, int *lines, int max,
+                           uintptr_t *code) {
+  walker w;
+  protoinfo pi;
+  signed char buf[256];
+  int pc, line, abs_i = 0, n;
+  if (as_mw_init_walker(&w, lay, rdr, L) != 0 || as_mw_read_proto(&w, proto, &pi) != 0)
+    return -1;
+  *code = pi.code;
+  n = pi.sizecode < max ? pi.sizecode : max;
+  if (pi.lineinfo == 0) {   /* stripped: no lines, as lua_getinfo */
+    for (pc = 0; pc < n; pc++) lines[pc] = -1;
+    return n;
+  }
+  if (pi.sizelineinfo < n) return -1;
+  line = pi.linedefined;
+  /* luaG_getfuncline for every pc at once: deltas from linedefined; an
+  ** instruction marked ABSLINEINFO has its line in the next abslineinfo
+  ** entry (they are in pc order, one per marked instruction) */
+  for (pc = 0; pc < n; pc++) {
+    int k = pc % (int)sizeof buf;
+    if (k == 0) {
+      int len = n - pc < (int)sizeof buf ? n - pc : (int)sizeof buf;
+      w.budget = 8;
+      if (as_mw_rd(&w, pi.lineinfo + (uintptr_t)pc, (size_t)len, buf) != 0) return -1;
+    }
+    if ((unsigned char)buf[k] == lay->abslineinfo_mark) {
+      int apc = -1;
+      w.budget = 8;
+      while (abs_i < pi.sizeabslineinfo && apc < pc) {
+        uintptr_t a = pi.abslineinfo + (uintptr_t)abs_i * lay->size_AbsLineInfo;
+        if ((pi.abslineinfo & 3) != 0 || as_mw_rd_int(&w, a + lay->absline_pc, &apc) != 0 ||
+            as_mw_rd_int(&w, a + lay->absline_line, &line) != 0)
+          return -1;
+        abs_i++;
+      }
+      if (apc != pc) return -1;
+    } else {
+      line += buf[k];
+    }
+    lines[pc] = line;
   }
   return n;
 }

@@ -165,6 +165,46 @@ int as_memwalk_string_has_prefix(const as_lualayout *lay,
                                  const as_memwalk_reader *rd, uintptr_t ts,
                                  const char *prefix, size_t len);
 
+/*
+** A frame known by its raw parts, as a sampler records them in a signal
+** handler (profile.c) to name them later: the called value, its Proto (Lua
+** closures) or lua_CFunction (C closures; 0 for a light C function, whose
+** value is the function), the CallInfo's saved pc and callstatus.
+*/
+typedef struct as_memwalk_raw {
+  uintptr_t func;
+  unsigned char func_tag;   /* raw type tag, as in the TValue */
+  uintptr_t proto;
+  uintptr_t savedpc;
+  unsigned callstatus;
+} as_memwalk_raw;
+
+/*
+** Fills `out` as as_memwalk_frames would for `raw`, whose caller in the same
+** coroutine is `caller` (NULL for a coroutine's bottom frame): source,
+** lines, what, and the name the caller's instruction gives it. Reads only
+** the Protos (and strings) through `rd`: a Proto freed since the raw frame
+** was recorded gives a failed or wrong frame, never a fault with a safe
+** reader. `L` is any thread of the state. Returns out->status.
+*/
+as_memwalk_status as_memwalk_raw_frame(const as_lualayout *lay,
+                                       const as_memwalk_reader *rd, uintptr_t L,
+                                       const as_memwalk_raw *raw,
+                                       const as_memwalk_raw *caller,
+                                       as_memwalk_frame *out);
+
+/*
+** The line of every instruction of the Proto at `proto` (what
+** lua_getinfo's currentline gives at that pc), in lines[0, n) with n its
+** sizecode cut to `max`; *code receives the address of its code (a saved
+** pc is code + 4 * (pc + 1)). For a sampler that names many pcs of one
+** function: one pass over the line info instead of one per pc. Returns n,
+** or -1 when the Proto cannot be read. `L` is any thread of the state.
+*/
+int as_memwalk_proto_lines(const as_lualayout *lay, const as_memwalk_reader *rd,
+                           uintptr_t L, uintptr_t proto, int *lines, int max,
+                           uintptr_t *code);
+
 /* Reader over the own address space with memcpy: only for memory known to
 ** be intact (the checks above keep addresses inside the objects read). */
 int as_memwalk_read_memcpy(void *ctx, uintptr_t address, size_t length,

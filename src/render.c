@@ -123,6 +123,23 @@ static void describe(as_sink *k, const as_rframe *fr, int php) {
   }
 }
 
+/* The profiler's frame text: the name alone (no kind), then the place. */
+static void profile_frame(as_sink *k, const as_rframe *fr) {
+  if (nonempty(fr->global_name)) str(k, fr->global_name);
+  else if (nonempty(fr->name) && nonempty(fr->namewhat)) str(k, fr->name);
+  else if (nonempty(fr->guessed_name)) str(k, fr->guessed_name);
+  else describe(k, fr, 0);
+  LIT(k, " (");
+  if (fr->what == 'C') LIT(k, "[C]");
+  else location(k, fr);
+  LIT(k, ")");
+}
+
+void as_render_profile_frame(as_sink *k, const as_rframe *fr) {
+  profile_frame(k, fr);
+  flush(k);
+}
+
 void as_render_int(as_sink *k, long long v) { integer(k, v); flush(k); }
 void as_render_location(as_sink *k, const as_rframe *fr) { location(k, fr); flush(k); }
 void as_render_fork_label(as_sink *k, long long id, const char *name) {

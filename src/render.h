@@ -113,6 +113,12 @@ void as_render_int(as_sink *k, long long v);
 ** ("name()", "{closure}()", "{main chunk}", "{unknown}()"). */
 void as_render_describe(as_sink *k, const as_rframe *fr, int php);
 
+/* A profile's frame (flame graphs, profile.c): the name as
+** as_render_describe finds it, without its kind ("burn", "string.rep",
+** "main chunk", "function <app.lua:12>", "?"), then " (file:line)", or
+** " ([C])" for a C function. */
+void as_render_profile_frame(as_sink *k, const as_rframe *fr);
+
 /* "file:line", or "file" when there is no line. */
 void as_render_location(as_sink *k, const as_rframe *fr);
 

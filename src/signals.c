@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "signals.h"
+#include "profile.h"
 #include <lauxlib.h>
 
 #define ALTSTACK_SIZE (256 * 1024)
@@ -160,6 +161,9 @@ int as_signals_release_role(int role) {
 static int guard_gc(lua_State *L) {
   const void *g = lua_touserdata(L, 1);
   int sig;
+  /* a running profile's timer goes before its signal's action does */
+  for (sig = 1; sig < NSIG; sig++)
+    if (held[sig].role == AS_SIGROLE_PROFILE && held[sig].owner == g) as_profile_shutdown();
   for (sig = 1; sig < NSIG; sig++)
     if (held[sig].role != AS_SIGROLE_NONE && held[sig].owner == g) as_signals_release(sig);
   return 0;
@@ -417,7 +421,8 @@ static as_fork *interrupt_victim(lua_State *L, as_sched *s) {
 }
 
 int as_signals_pending(void) {
-  return dump_requested || interrupt_requested || interrupt_raised_in != NULL;
+  return dump_requested || interrupt_requested || interrupt_raised_in != NULL ||
+         as_profile_pending();
 }
 
 void as_signals_safe_point(lua_State *L, as_state *st, as_sched *s, as_fork *resumed) {
@@ -443,6 +448,7 @@ void as_signals_safe_point(lua_State *L, as_state *st, as_sched *s, as_fork *res
     if (f != NULL) interrupt_fork(L, s, f);
   }
   if (dump_requested) dump_now(L, st);
+  if (as_profile_pending()) as_profile_safe_point(L, st);
 }
 
 int as_signals_run_interrupted(void) {

@@ -6,7 +6,7 @@
 ** that required it closes. So every handler asyncstack installs goes
 ** through here:
 **  * a registry: for each signal, which role holds it (crash handler, dump
-**    on signal, the Ctrl-C interrupt of a run), the action that was there
+**    on signal, the Ctrl-C interrupt of a run, the profiler's timer), the action that was there
 **    before asyncstack took it, and the guard of the Lua state that took it;
 **  * one guard per Lua state (a userdata anchored in its registry, created
 **    before any change): when that state closes, every signal it holds is
@@ -34,7 +34,8 @@
 #include "sched.h"
 
 enum as_sigrole {
-  AS_SIGROLE_NONE, AS_SIGROLE_CRASH, AS_SIGROLE_DUMP, AS_SIGROLE_INTERRUPT
+  AS_SIGROLE_NONE, AS_SIGROLE_CRASH, AS_SIGROLE_DUMP, AS_SIGROLE_INTERRUPT,
+  AS_SIGROLE_PROFILE        /* the profiler's timer signal (profile.c) */
 };
 
 /* "SIGSEGV" for SIGSEGV; "?" for a signal not in the table (signal-safe). */
@@ -75,10 +76,12 @@ void as_signals_dump_disable(void);
 void as_signals_run_begin(lua_State *L, as_state *st);
 void as_signals_run_end(void);
 
-/* A signal is waiting for the scheduler's safe point. */
+/* A signal is waiting for the scheduler's safe point (or the profiler has
+** raw samples to name: profile.h). */
 int as_signals_pending(void);
 /* The scheduler's safe point: `resumed` is the fork just resumed (or NULL
-** after the idle wait). Prints a requested dump, delivers Ctrl-C. */
+** after the idle wait). Prints a requested dump, delivers Ctrl-C, names the
+** profiler's raw samples. */
 void as_signals_safe_point(lua_State *L, as_state *st, as_sched *s, as_fork *resumed);
 /* A fork died of Ctrl-C after the root ended: the loop stops, and run()
 ** raises what as_signals_push_interrupt pushes (it returns 0 otherwise). */

@@ -10,6 +10,7 @@ local core = require "asyncstack.core"
 local exception = require "asyncstack.exception"
 local introspect = require "asyncstack.introspect"
 local crash = require "asyncstack.crash"
+local profile = require "asyncstack.profile"
 
 local format = string.format
 local type, pcall, tostring, error = type, pcall, tostring, error
@@ -134,5 +135,6 @@ function M.on_unhandled(fn)
   unhandled_handler = fn
 end
 M.crash = crash
+M.profile = profile
 
 return M
