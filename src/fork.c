@@ -29,25 +29,14 @@ const char *as_fork_status_name(int status) {
 ** fork holding a failure nobody has retrieved gets it (to report that
 ** failure when the fork is collected; as_fork_enable_finalizer). Both are
 ** kept at registry[&key] so the hot paths (fork creation, every wait) find
-** them by a light userdata key, not by interning their name (bench row 1). */
+** them by a light userdata key, not by interning their name (bench row 1),
+** and as_fork_test compares their addresses (as_state.fork_mt). */
 static const char fork_mt_key = 'F';
 static const char fork_gc_mt_key = 'G';
 
 as_fork *as_fork_test(lua_State *L, int idx) {
-  void *p = lua_touserdata(L, idx);
-  if (p != NULL && lua_getmetatable(L, idx)) {
-    int same;
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &fork_mt_key);
-    same = lua_rawequal(L, -1, -2);
-    if (!same) {
-      lua_pop(L, 1);
-      lua_rawgetp(L, LUA_REGISTRYINDEX, &fork_gc_mt_key);
-      same = lua_rawequal(L, -1, -2);
-    }
-    lua_pop(L, 2);
-    if (same) return (as_fork *)p;
-  }
-  return NULL;
+  as_state *st = as_state_get(L);
+  return (as_fork *)as_udata_test(L, idx, st->fork_mt, st->fork_gc_mt);
 }
 
 as_fork *as_fork_check(lua_State *L, int idx) {
@@ -240,6 +229,7 @@ void as_fork_open(lua_State *L) {
   static const luaL_Reg meta[] = {
     {"__tostring", fork_tostring}, {NULL, NULL}
   };
+  as_state *st = as_state_get(L);
   int methods_idx;
   lua_newtable(L);
   as_module_setfuncs(L, methods);
@@ -249,6 +239,7 @@ void as_fork_open(lua_State *L) {
   as_module_setfuncs(L, meta);
   lua_pushvalue(L, methods_idx);
   lua_setfield(L, -2, "__index");
+  st->fork_mt = lua_topointer(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &fork_mt_key);
   lua_createtable(L, 0, 4);
   lua_pushliteral(L, AS_FORK_MT);
@@ -259,6 +250,7 @@ void as_fork_open(lua_State *L) {
   lua_pushvalue(L, AS_STATE_UPVALUE);
   lua_pushcclosure(L, fork_gc, 1);
   lua_setfield(L, -2, "__gc");
+  st->fork_gc_mt = lua_topointer(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &fork_gc_mt_key);
   lua_pop(L, 1);   /* methods */
   as_module_setfuncs(L, funcs);

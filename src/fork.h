@@ -137,8 +137,11 @@ typedef struct as_fork {
   const char *name_cstr;
 } as_fork;
 
+/* The fork at idx, or an argument error / NULL when it is not a Fork. By
+** metatable address (as_udata_test): call them from a core C function (its
+** upvalue 1 is the as_state). */
 as_fork *as_fork_check(lua_State *L, int idx);
-as_fork *as_fork_test(lua_State *L, int idx);   /* NULL when not a Fork */
+as_fork *as_fork_test(lua_State *L, int idx);
 
 /* Gives the fork at ud_idx the metatable with __gc (see fork.c). */
 void as_fork_enable_finalizer(lua_State *L, int ud_idx);

@@ -93,6 +93,7 @@ static int sched_run(lua_State *L) {
   s->live_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   as_unhandled_init(L, &s->unhandled);
   s->L = L;
+  s->st = st;
 
   root = as_fork_new(L, 1, nargs);
   ridx = lua_gettop(L);
@@ -104,6 +105,7 @@ static int sched_run(lua_State *L) {
   root->sched = s;
   root->run_serial = st->run_serial;
   s->now = root->since = as_now();
+  s->now_valid = 1;
   s->root = root;
   as_sched_live_add(L, s, root, ridx);
   lua_pushvalue(L, AS_STATE_UPVALUE);
