@@ -69,8 +69,9 @@
 #include <lua.h>
 #include "check.h"
 
-/* Async frames held inside the fork itself; deeper nesting grows a heap array. */
-#define AS_ASTACK_INLINE 4
+/* Async frames held inside the fork itself (its root and one nested
+** coroutine); deeper nesting grows an array the fork anchors. */
+#define AS_ASTACK_INLINE 2
 
 typedef struct as_frame {
   lua_State *thread;  /* the coroutine of this activation; valid while pushed */

@@ -59,7 +59,7 @@ struct as_sched;
 #define AS_DEBUG_SECTION "asyncstack_debug"
 #define AS_DEBUG_SYMBOL asyncstack_debug_descriptor
 #define AS_DEBUG_MAGIC "asyncstack-dbg\x01\x7f"   /* 16 bytes, no NUL */
-#define AS_DEBUG_LAYOUT_VERSION 1u
+#define AS_DEBUG_LAYOUT_VERSION 2u   /* 2: as_fork reordered and smaller (issue 17) */
 /* Schedulers running at once in the process (one per running run(); runs
 ** do not nest within a Lua state, so this is a bound on threads running
 ** asyncstack at the same time). A run beyond it is not published. */

@@ -68,7 +68,7 @@ as_fork *as_fork_new(lua_State *L, int fn_idx, int nargs) {
   /* the userdata, the thread and a copy of the function and arguments
   ** (issue 13, D12: up to 20 arguments overflowed the caller's stack) */
   luaL_checkstack(L, nargs + 3, "too many arguments to fork");
-  f = (as_fork *)lua_newuserdatauv(L, sizeof(as_fork), 6);
+  f = (as_fork *)lua_newuserdatauv(L, sizeof(as_fork), 5);
   memset(f, 0, sizeof *f);
   f->heap_index = -1;
   f->slot = f->spawner_slot = 0;
@@ -95,10 +95,6 @@ void as_fork_set_spawn_site(lua_State *L, int ud_idx, as_fork *f, int level) {
   return;
 #endif
   ud_idx = lua_absindex(L, ud_idx);
-  if (f->sched != NULL && f->sched->running != NULL && f->sched->running->name_cstr != NULL) {
-    lua_pushstring(L, f->sched->running->name_cstr);   /* interned: found, not copied */
-    lua_setiuservalue(L, ud_idx, 6);
-  }
   if (lua_getstack(L, level, &ar) && lua_getinfo(L, "fl", &ar)) {
     f->spawn_line = ar.currentline;
     f->spawn_func = lua_topointer(L, -1);   /* for debuglayout.h */
@@ -191,7 +187,9 @@ static int fork_info(lua_State *L) {
     lua_setfield(L, -2, "error");
   }
   lua_pushinteger(L, f->spawner_id); lua_setfield(L, -2, "spawned_by");
-  lua_getiuservalue(L, 1, 6); lua_setfield(L, -2, "spawner_name");
+  if (f->sched != NULL) as_sched_push_spawner_name(L, f->sched, f);
+  else lua_pushnil(L);
+  lua_setfield(L, -2, "spawner_name");
   lua_pushinteger(L, (lua_Integer)f->resumes); lua_setfield(L, -2, "resumes");
   lua_getiuservalue(L, 1, 3);
   if (!lua_isnil(L, -1)) {

@@ -52,9 +52,11 @@ void as_timers_free(as_timers *t, lua_Alloc alloc, void *ud) {
   t->len = t->cap = 0;
 }
 
+/* Equal deadlines in arming order: sequence numbers compared modulo 2^32,
+** right while fewer than 2^31 timers were armed between two live ones. */
 static int timer_before(const as_fork *a, const as_fork *b) {
   return a->deadline < b->deadline ||
-         (a->deadline == b->deadline && a->timer_seq < b->timer_seq);
+         (a->deadline == b->deadline && (int)(a->timer_seq - b->timer_seq) < 0);
 }
 
 static void heap_set(as_timers *t, size_t i, as_fork *f) {

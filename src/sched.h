@@ -87,6 +87,10 @@ typedef struct as_sched {
   int nwatched;             /* forks waiting on the poller (it writes this) */
   as_unhandled unhandled;   /* failures nobody retrieved (unhandled.h) */
   as_state *st;             /* the module state of the run's Lua state */
+  int names_ref;            /* registry: names of ended named forks that have
+                               live children ([id] = name, [-id] = how many
+                               of its children live), or LUA_NOREF until the
+                               first (as_sched_push_spawner_name) */
   int now_valid;            /* `now` was read in this loop pass */
 } as_sched;
 
@@ -132,6 +136,11 @@ int as_sched_push_fork(lua_State *L, as_sched *s, const as_fork *f);
 /* The fork that spawned f, if it is still live; NULL otherwise. No Lua API
 ** (L is unused; kept for the callers). */
 as_fork *as_sched_spawner(lua_State *L, as_sched *s, const as_fork *f);
+
+/* Pushes the name of f's spawner, or nil: a live spawner's own name, else
+** the name an ended spawner had when it ended (kept while children it
+** spawned live, for "spawned by fork #3 'x' (ended)"), else nil. */
+void as_sched_push_spawner_name(lua_State *L, as_sched *s, const as_fork *f);
 
 /* Adds the new fork at ud_idx to the live set and the run queue. Everything
 ** that can raise (the live table, room in the run queue, timer heap and slot
