@@ -95,7 +95,7 @@ enum {
   X(fork_astack, offsetof(as_fork, astack)) \
   X(fork_since, offsetof(as_fork, since)) \
   X(fork_await_ops, offsetof(as_fork, await_ops)) \
-  X(fork_await_awaiting, offsetof(as_fork, await.wait.awaiting)) \
+  X(fork_await_awaiting, offsetof(as_fork, await.wait.own_node.target)) \
   X(fork_await_fd, offsetof(as_fork, await.fd.fd)) \
   X(fork_waiters, offsetof(as_fork, waiters)) \
   X(fork_slot, offsetof(as_fork, slot)) \

@@ -51,15 +51,6 @@ void as_fork_enable_finalizer(lua_State *L, int ud_idx) {
   lua_setmetatable(L, ud_idx);
 }
 
-void as_fork_grow_astack(lua_State *L, int ud_idx, as_fork *f) {
-  int capacity = f->astack.capacity * 2;
-  as_frame *frames;
-  ud_idx = lua_absindex(L, ud_idx);
-  frames = (as_frame *)lua_newuserdatauv(L, sizeof(as_frame) * (size_t)capacity, 0);
-  as_astack_adopt(&f->astack, frames, capacity);
-  lua_setiuservalue(L, ud_idx, 5);   /* the old array goes to the collector */
-}
-
 as_fork *as_fork_new(lua_State *L, int fn_idx, int nargs) {
   as_fork *f;
   lua_State *co;
@@ -68,7 +59,7 @@ as_fork *as_fork_new(lua_State *L, int fn_idx, int nargs) {
   /* the userdata, the thread and a copy of the function and arguments
   ** (issue 13, D12: up to 20 arguments overflowed the caller's stack) */
   luaL_checkstack(L, nargs + 3, "too many arguments to fork");
-  f = (as_fork *)lua_newuserdatauv(L, sizeof(as_fork), 5);
+  f = (as_fork *)lua_newuserdatauv(L, sizeof(as_fork), 4);
   memset(f, 0, sizeof *f);
   f->heap_index = -1;
   f->slot = f->spawner_slot = 0;

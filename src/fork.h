@@ -7,9 +7,9 @@
 **   2  its name (string or nil)
 **   3  the function that spawned it (spawn site), or nil
 **   4  for a failed fork: the value a waiter re-raises (see on_failure)
-**   5  the async stack's array once it outgrew the inline frames
-** (The name of an ended spawner is kept by the run, not by each child:
-** as_sched_push_spawner_name.)
+** Kept by the run instead, not in every fork: the async stack's array once
+** it outgrew the inline frames (as_sched_reserve_frame), and the name of an
+** ended spawner (as_sched_push_spawner_name).
 ** While a fork has not ended, the scheduler's live table anchors it (at
 ** `slot`), so the pointers between live forks (waiters, run queue, timer
 ** heap) never dangle. Ended forks are held only by user references.
@@ -75,14 +75,15 @@ typedef struct as_waitnode {
 */
 typedef union as_await_fields {
   struct as_wait_fields {            /* AS_AWAIT_WAIT: wait.c */
-    struct as_fork *awaiting;        /* the one fork of a plain wait (cycle
-                                        checks), or NULL (combinator; woken) */
-    as_waitnode *nodes;              /* own_node, or the combinator's array */
+    /* The node of a plain wait. Its `target` is also "the fork a plain wait
+    ** waits for" (cycle checks, walkers: debuglayout.h's
+    ** fork_await_awaiting): NULL for a combinator and once woken. */
+    as_waitnode own_node;
+    as_waitnode *nodes;              /* &own_node, or the combinator's array */
     int nnodes;                      /* how many */
     int remaining;                   /* targets not ended yet (wait_all) */
     int woken_index;                 /* node index whose target woke it (wait_any) */
     unsigned char mode;              /* enum as_wait_mode */
-    as_waitnode own_node;            /* the node of a plain wait */
   } wait;
   struct as_chan_fields {            /* AS_AWAIT_CHANNEL: channel.c */
     struct as_channel *channel;      /* NULL once unlinked */
@@ -150,9 +151,6 @@ as_fork *as_fork_test(lua_State *L, int idx);
 
 /* Gives the fork at ud_idx the metatable with __gc (see fork.c). */
 void as_fork_enable_finalizer(lua_State *L, int ud_idx);
-
-/* Doubles the async stack's array (anchored as uservalue 5). May raise. */
-void as_fork_grow_astack(lua_State *L, int ud_idx, as_fork *f);
 
 /* Creates a fork whose coroutine will call the function at `fn_idx` with the
 ** `nargs` values above it; pushes the userdata. May raise (memory). */

@@ -103,6 +103,8 @@ static void child_ended(lua_State *L, as_sched *s, as_fork *f) {
   lua_pop(L, 1);
 }
 
+static void release_frames(lua_State *L, as_sched *s, as_fork *f);
+
 /* Grows the slot array to hold slot `n` and the free list to hold every
 ** slot, publishing a complete array before the pointer to it. Raises. */
 static void reserve_slots(lua_State *L, as_sched *s, int n) {
@@ -169,6 +171,7 @@ void as_sched_live_remove(lua_State *L, as_sched *s, as_fork *f) {
     if (lua_pcall(L, 2, 0, 0) != LUA_OK) lua_pop(L, 1);
   }
   child_ended(L, s, f);
+  release_frames(L, s, f);
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->live_ref);
   lua_pushnil(L);
   lua_rawseti(L, -2, f->slot);   /* storing nil never allocates */
@@ -188,9 +191,31 @@ void as_sched_live_free(lua_State *L, as_sched *s) {
 }
 
 void as_sched_reserve_frame(lua_State *L, as_fork *f) {
+  as_sched *s = f->sched;
+  as_frame *frames;
+  int capacity;
   if (!as_astack_full(&f->astack)) return;
-  as_sched_push_fork(L, f->sched, f);
-  as_fork_grow_astack(L, -1, f);
+  if (s->frames_ref == LUA_NOREF) {
+    lua_newtable(L);
+    s->frames_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  capacity = f->astack.capacity * 2;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->frames_ref);
+  frames = (as_frame *)lua_newuserdatauv(L, sizeof(as_frame) * (size_t)capacity, 0);
+  /* anchored before the fork uses it (this may raise: nothing changed yet);
+  ** the array it replaces goes to the collector */
+  lua_rawseti(L, -2, f->slot);
+  lua_pop(L, 1);
+  as_astack_adopt(&f->astack, frames, capacity);
+}
+
+/* The ended fork f lets go of its grown async-stack array. Never raises. */
+static void release_frames(lua_State *L, as_sched *s, as_fork *f) {
+  if (f->astack.frames == f->astack.inline_frames) return;
+  as_astack_release(&f->astack);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->frames_ref);
+  lua_pushnil(L);
+  lua_rawseti(L, -2, f->slot);   /* storing nil never allocates */
   lua_pop(L, 1);
 }
 

@@ -35,7 +35,8 @@ static int sched_run_gc(lua_State *L) {
   luaL_unref(L, LUA_REGISTRYINDEX, s->live_ref);
   s->live_ref = LUA_NOREF;
   luaL_unref(L, LUA_REGISTRYINDEX, s->names_ref);
-  s->names_ref = LUA_NOREF;
+  luaL_unref(L, LUA_REGISTRYINDEX, s->frames_ref);
+  s->names_ref = s->frames_ref = LUA_NOREF;
   as_unhandled_free(L, &s->unhandled);
   return 0;
 }
@@ -88,7 +89,7 @@ static int sched_run(lua_State *L) {
     return luaL_error(L, "run: already inside asyncstack.run() (runs do not nest)");
   s = (as_sched *)lua_newuserdatauv(L, sizeof(as_sched), 0);
   memset(s, 0, sizeof *s);
-  s->live_ref = s->names_ref = s->unhandled.failed_ref = s->unhandled.pending_ref = LUA_NOREF;
+  s->live_ref = s->names_ref = s->frames_ref = s->unhandled.failed_ref = s->unhandled.pending_ref = LUA_NOREF;
   luaL_setmetatable(L, AS_SCHED_MT);
   sidx = lua_gettop(L);
   lua_newtable(L);

@@ -319,6 +319,7 @@ void as_sched_abandon_live(lua_State *L, as_state *st, as_sched *s) {
         abandoned_cleanup_done(L, st, f, f->astack.frames[i].thread,
                                lua_resetthread(f->astack.frames[i].thread));
       f->astack.depth = 0;
+      as_astack_release(&f->astack);   /* the run's anchor of a grown array goes */
       abandoned_cleanup_done(L, st, f, f->thread, lua_resetthread(f->thread));
       lua_settop(f->thread, 0);
       f->nresults = 0;

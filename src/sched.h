@@ -87,6 +87,9 @@ typedef struct as_sched {
   int nwatched;             /* forks waiting on the poller (it writes this) */
   as_unhandled unhandled;   /* failures nobody retrieved (unhandled.h) */
   as_state *st;             /* the module state of the run's Lua state */
+  int frames_ref;           /* registry: [slot] = grown async-stack array of
+                               the live fork in that slot, or LUA_NOREF until
+                               the first (as_sched_reserve_frame) */
   int names_ref;            /* registry: names of ended named forks that have
                                live children ([id] = name, [-id] = how many
                                of its children live), or LUA_NOREF until the
@@ -161,7 +164,8 @@ void as_sched_push_live_list(lua_State *L, as_sched *s);
 void as_sched_push_sorted_forks(lua_State *L, int t_idx, int use_keys);
 
 /* Makes room for one more async frame in the running fork f (grows its
-** array when full). May raise a memory error. */
+** array when full: a userdata the run anchors by f's slot until f ends).
+** May raise a memory error. */
 void as_sched_reserve_frame(lua_State *L, as_fork *f);
 
 /* ---- the loop and run()'s end (sched.c) */

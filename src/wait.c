@@ -66,7 +66,7 @@ static void wait_unlink_all(as_sched *s, as_fork *f) {
   (void)s;
   as_assert(f->await_ops == &wait_ops);
   for (i = 0; i < f->await.wait.nnodes; i++) node_unlink(&f->await.wait.nodes[i]);
-  f->await.wait.awaiting = NULL;
+  f->await.wait.own_node.target = NULL;   /* unlinked first: it needed it */
 }
 
 /* The fork t = n->target ended: wait/pwait/wait_any wake at once; wait_all
@@ -102,7 +102,7 @@ static void wait_describe(lua_State *L, const as_fork *f) {
 
 /* The fork a plain wait of f waits for, or NULL. */
 static as_fork *plain_wait_target(const as_fork *f) {
-  return f->await_ops == &wait_ops ? f->await.wait.awaiting : NULL;
+  return f->await_ops == &wait_ops ? f->await.wait.own_node.target : NULL;
 }
 
 /* --------------------------------------------------------- wait / pwait */
@@ -217,7 +217,6 @@ static int wait_common(lua_State *L, int protected) {
   w->nnodes = 1;
   w->remaining = 1;
   w->mode = AS_WAIT_ONE;
-  w->awaiting = t;
   node_link(&w->own_node);
   return as_sched_suspend(L, me, AS_WAITING, &wait_ops, timeout,
                           (lua_KContext)protected, wait_k);
@@ -362,7 +361,7 @@ static int combinator(lua_State *L, int mode) {
   me->await.wait.nnodes = n;
   me->await.wait.remaining = pending;
   me->await.wait.mode = (unsigned char)mode;
-  me->await.wait.awaiting = NULL;
+  me->await.wait.own_node.target = NULL;   /* no plain wait */
   return as_sched_suspend(L, me, AS_WAITING, &wait_ops, timeout,
                           (lua_KContext)mode, combinator_k);
 }
