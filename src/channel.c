@@ -132,14 +132,15 @@ static void ring_pop(lua_State *L, as_channel *ch, int ch_idx) {
 static int send_k(lua_State *L, int status, lua_KContext ctx) {
   as_state *st = as_state_get(L);
   as_fork *me = as_sched_continue(L, st);
-  as_channel *ch = (as_channel *)lua_touserdata(L, 1);
   (void)status; (void)ctx;
   if (me != NULL && me->wake == AS_WAKE_TIMEOUT) {
+    as_channel *ch = (as_channel *)lua_touserdata(L, 1);
     lua_pushfstring(L, "send: timed out on channel #%I", (LUAI_UACINT)ch->id);
     return as_sched_raise_kind(L, st, "Timeout", lua_tostring(L, -1));
   }
   if (me != NULL && me->wake == AS_WAKE_CLOSED)
-    return luaL_error(L, "send: channel #%I was closed while sending", (LUAI_UACINT)ch->id);
+    return luaL_error(L, "send: channel #%I was closed while sending",
+                      (LUAI_UACINT)((as_channel *)lua_touserdata(L, 1))->id);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -152,7 +153,7 @@ static int channel_send(lua_State *L) {
   as_fork *me;
   luaL_argcheck(L, !lua_isnoneornil(L, 2), 2, "non-nil value expected");
   timeout = as_sched_opt_timeout(L, 3);
-  lua_settop(L, 2);
+  if (lua_gettop(L) != 2) lua_settop(L, 2);   /* settop costs more than the test */
   if (ch->closed)
     return luaL_error(L, "send: channel #%I is closed", (LUAI_UACINT)ch->id);
   if (ch->recv_head != NULL) {                 /* hand it over */
@@ -177,9 +178,9 @@ static int channel_send(lua_State *L) {
 static int recv_k(lua_State *L, int status, lua_KContext ctx) {
   as_state *st = as_state_get(L);
   as_fork *me = as_sched_continue(L, st);
-  as_channel *ch = (as_channel *)lua_touserdata(L, 1);
   (void)status; (void)ctx;
   if (me != NULL && me->wake == AS_WAKE_TIMEOUT) {
+    as_channel *ch = (as_channel *)lua_touserdata(L, 1);
     lua_pushfstring(L, "recv: timed out on channel #%I", (LUAI_UACINT)ch->id);
     return as_sched_raise_kind(L, st, "Timeout", lua_tostring(L, -1));
   }
@@ -221,7 +222,7 @@ static int channel_recv(lua_State *L) {
   as_channel *ch = check_channel(L, st, 1);
   double timeout = as_sched_opt_timeout(L, 2);
   as_fork *me;
-  lua_settop(L, 1);
+  if (lua_gettop(L) != 1) lua_settop(L, 1);
   if (take_value(L, st->sched, ch)) return 1;
   if (ch->closed) {
     lua_pushnil(L);

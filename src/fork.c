@@ -40,9 +40,7 @@ as_fork *as_fork_test(lua_State *L, int idx) {
 }
 
 as_fork *as_fork_check(lua_State *L, int idx) {
-  as_fork *f = as_fork_test(L, idx);
-  if (f == NULL) luaL_typeerror(L, idx, AS_FORK_MT);   /* luaL_checkudata's message */
-  return f;
+  return as_fork_check_st(L, as_state_get(L), idx);
 }
 
 void as_fork_enable_finalizer(lua_State *L, int ud_idx) {

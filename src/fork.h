@@ -19,6 +19,7 @@
 
 #include <lua.h>
 #include "astack.h"
+#include "module.h"
 
 #define AS_FORK_MT "asyncstack.Fork"
 
@@ -148,6 +149,13 @@ typedef struct as_fork {
 ** upvalue 1 is the as_state). */
 as_fork *as_fork_check(lua_State *L, int idx);
 as_fork *as_fork_test(lua_State *L, int idx);
+
+/* As as_fork_check, for a caller that has the state already (hot paths). */
+static inline as_fork *as_fork_check_st(lua_State *L, const as_state *st, int idx) {
+  as_fork *f = (as_fork *)as_udata_test(L, idx, st->fork_mt, st->fork_gc_mt);
+  if (f == NULL) luaL_typeerror(L, idx, AS_FORK_MT);   /* luaL_checkudata's message */
+  return f;
+}
 
 /* Gives the fork at ud_idx the metatable with __gc (see fork.c). */
 void as_fork_enable_finalizer(lua_State *L, int ud_idx);

@@ -145,10 +145,10 @@ static int deliver(lua_State *L, as_state *st, int idx, int protected, const cha
 static int wait_k(lua_State *L, int status, lua_KContext ctx) {
   as_state *st = as_state_get(L);
   as_fork *me = as_sched_continue(L, st);
-  as_fork *t = (as_fork *)lua_touserdata(L, 1);
   int protected = (int)ctx;
   (void)status;
-  if (me && me->wake == AS_WAKE_TIMEOUT && !as_fork_ended(t)) {
+  if (me && me->wake == AS_WAKE_TIMEOUT && !as_fork_ended((as_fork *)lua_touserdata(L, 1))) {
+    as_fork *t = (as_fork *)lua_touserdata(L, 1);
     const char *msg;
     as_backtrace_push_fork_where(L, st, t, 0);
     msg = lua_pushfstring(L, "%s: timed out waiting for %s",
@@ -197,7 +197,7 @@ static void check_cycle(lua_State *L, as_fork *me, as_fork *t, const char *name)
 static int wait_common(lua_State *L, int protected) {
   const char *name = protected ? "pwait" : "wait";
   as_state *st = as_state_get(L);
-  as_fork *t = as_fork_check(L, 1);
+  as_fork *t = as_fork_check_st(L, st, 1);
   double timeout = as_sched_opt_timeout(L, 2);
   as_fork *me;
   struct as_wait_fields *w;
