@@ -66,7 +66,9 @@ static void finish(lua_State *L, as_sched *s, as_fork *f, int status) {
   f->status = (unsigned char)status;
   f->await_ops = NULL;
   f->astack.depth = 0;
-  f->since = as_sched_stamp(s);
+  /* a done fork's `since` is read by nobody (dumps and tasks list live and
+  ** failed forks only): no clock read for it */
+  if (status != AS_DONE) f->since = as_sched_stamp(s);
   while (f->waiters != NULL) {
     as_waitnode *n = f->waiters;
     as_assert(n->waiter->await_ops != NULL && n->waiter->await_ops->target_ended != NULL);
