@@ -49,6 +49,10 @@ void as_sched_push_spawner_name(lua_State *L, as_sched *s, const as_fork *f) {
     as_sched_push_fork(L, s, p);
     as_fork_push_name(L, -1);
     lua_remove(L, -2);
+  } else if (f->spawner_id == s->root->id) {
+    /* an ended root: run() holds it, and its name, for the whole run */
+    if (s->root->name_cstr != NULL) lua_pushstring(L, s->root->name_cstr);
+    else lua_pushnil(L);
   } else if (f->spawner_id > 0 && s->names_ref != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->names_ref);
     lua_rawgeti(L, -1, f->spawner_id);
@@ -84,6 +88,13 @@ static void child_ended(lua_State *L, as_sched *s, as_fork *f) {
   if (p != NULL) {
     as_assert(p->live_children > 0);
     p->live_children--;
+    return;
+  }
+  /* an ended root keeps its own count and name (run() holds it): a run
+  ** whose root forks and returns does no table work per fork */
+  if (f->spawner_id == s->root->id) {
+    as_assert(s->root->live_children > 0);
+    s->root->live_children--;
     return;
   }
   if (f->spawner_id <= 0 || s->names_ref == LUA_NOREF) return;
@@ -162,7 +173,7 @@ void as_sched_live_add(lua_State *L, as_sched *s, as_fork *f, int ud_idx) {
 void as_sched_live_remove(lua_State *L, as_sched *s, as_fork *f) {
   as_assert(f->slot > 0 && f->slot <= s->top_slot && s->slots[f->slot] == f);
   as_assert(s->nfree < s->slots_cap);
-  if (f->name_cstr != NULL && f->live_children > 0 && lua_checkstack(L, 3)) {
+  if (f->name_cstr != NULL && f->live_children > 0 && f != s->root && lua_checkstack(L, 3)) {
     /* a light C function: pushing it allocates nothing; when memory runs
     ** out the name is not kept ("spawned by fork #3 (ended)") */
     lua_pushcfunction(L, keep_name);

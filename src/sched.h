@@ -93,7 +93,8 @@ typedef struct as_sched {
   int names_ref;            /* registry: names of ended named forks that have
                                live children ([id] = name, [-id] = how many
                                of its children live), or LUA_NOREF until the
-                               first (as_sched_push_spawner_name) */
+                               first (as_sched_push_spawner_name); never the
+                               root's (run() holds the root) */
   int now_valid;            /* `now` was read in this loop pass */
 } as_sched;
 

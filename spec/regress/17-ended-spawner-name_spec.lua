@@ -72,4 +72,18 @@ describe("regress 17: an ended spawner's name", function()
     end)
     assert.are.same({ 3, "p", "p", 1, "p" }, names)
   end)
+
+  it("of run()'s root is its name after it returned", function()
+    local task, text, root_id
+    as.run(function()
+      root_id = as.current():id()
+      as.fork(function()
+        as.sleep(0.001)
+        task = as.tasks()[1]
+        text = as.dump()
+      end)
+    end)
+    assert.are.equal("main", task.spawner_name)
+    assert.matches("spawned by fork #" .. root_id .. " 'main' %(ended%) at ", text)
+  end)
 end)
