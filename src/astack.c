@@ -17,3 +17,10 @@ void as_astack_adopt(as_astack *a, as_frame *frames, int capacity) {
   a->frames = frames;
   a->capacity = capacity;
 }
+
+void as_astack_release(as_astack *a) {
+  as_assert(a->depth == 0);
+  __atomic_signal_fence(__ATOMIC_RELEASE);   /* depth 0 before the pointer */
+  a->frames = a->inline_frames;
+  a->capacity = AS_ASTACK_INLINE;
+}

@@ -59,8 +59,8 @@
 **    fences, no atomics).
 **  * Push, pop and reading the root are a few pointer stores/loads: no
 **    allocation except when depth exceeds every earlier depth of that fork (the
-**    array then grows once, as a userdata the fork anchors: see
-**    as_sched_reserve_frame), and no string work.
+**    array then grows once, as a userdata the run anchors while the fork
+**    lives: see as_sched_reserve_frame), and no string work.
 **  * After a fork ends its depth is 0 and its coroutine stack is gone.
 */
 #ifndef ASYNCSTACK_ASTACK_H
@@ -69,8 +69,9 @@
 #include <lua.h>
 #include "check.h"
 
-/* Async frames held inside the fork itself; deeper nesting grows a heap array. */
-#define AS_ASTACK_INLINE 4
+/* Async frames held inside the fork itself (its root and one nested
+** coroutine); deeper nesting grows an array the fork anchors. */
+#define AS_ASTACK_INLINE 2
 
 typedef struct as_frame {
   lua_State *thread;  /* the coroutine of this activation; valid while pushed */
@@ -87,10 +88,14 @@ typedef struct as_astack {
 void as_astack_init(as_astack *a, lua_State *root);
 
 /* Switches to `frames` (capacity `capacity` > depth), copying the frames in
-** use. The caller owns the new array (the fork anchors it as a userdata, so
+** use. The caller owns the new array (the run anchors it as a userdata, so
 ** the old one stays valid until the collector frees it: a signal handler
 ** reading the stack never sees freed memory). Never raises. */
 void as_astack_adopt(as_astack *a, as_frame *frames, int capacity);
+
+/* The fork has ended (depth 0): back to the inline frames. The caller then
+** drops its anchor of a grown array (the collector frees it later). */
+void as_astack_release(as_astack *a);
 
 /* True when a push needs a bigger array first (see as_astack_adopt). */
 static inline int as_astack_full(const as_astack *a) {

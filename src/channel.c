@@ -35,8 +35,14 @@ struct as_channel {
 /* Channel ids, like fork ids, never repeat in the process. */
 static lua_Integer next_channel_id = 1;
 
-static as_channel *check_channel(lua_State *L, int idx) {
-  return (as_channel *)luaL_checkudata(L, idx, AS_CHANNEL_MT);
+/* The metatable lives at registry[&channel_mt_key] (and under its name);
+** the check compares its address (as_state.channel_mt). */
+static const char channel_mt_key = 'C';
+
+static as_channel *check_channel(lua_State *L, as_state *st, int idx) {
+  as_channel *ch = (as_channel *)as_udata_test(L, idx, st->channel_mt, NULL);
+  if (ch == NULL) luaL_typeerror(L, idx, AS_CHANNEL_MT);   /* luaL_checkudata's message */
+  return ch;
 }
 
 static void channel_unlink(as_sched *s, as_fork *f);
@@ -126,14 +132,15 @@ static void ring_pop(lua_State *L, as_channel *ch, int ch_idx) {
 static int send_k(lua_State *L, int status, lua_KContext ctx) {
   as_state *st = as_state_get(L);
   as_fork *me = as_sched_continue(L, st);
-  as_channel *ch = (as_channel *)lua_touserdata(L, 1);
   (void)status; (void)ctx;
   if (me != NULL && me->wake == AS_WAKE_TIMEOUT) {
+    as_channel *ch = (as_channel *)lua_touserdata(L, 1);
     lua_pushfstring(L, "send: timed out on channel #%I", (LUAI_UACINT)ch->id);
     return as_sched_raise_kind(L, st, "Timeout", lua_tostring(L, -1));
   }
   if (me != NULL && me->wake == AS_WAKE_CLOSED)
-    return luaL_error(L, "send: channel #%I was closed while sending", (LUAI_UACINT)ch->id);
+    return luaL_error(L, "send: channel #%I was closed while sending",
+                      (LUAI_UACINT)((as_channel *)lua_touserdata(L, 1))->id);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -141,12 +148,12 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
 /* ch:send(value [, timeout]) -> true */
 static int channel_send(lua_State *L) {
   as_state *st = as_state_get(L);
-  as_channel *ch = check_channel(L, 1);
+  as_channel *ch = check_channel(L, st, 1);
   double timeout;
   as_fork *me;
   luaL_argcheck(L, !lua_isnoneornil(L, 2), 2, "non-nil value expected");
   timeout = as_sched_opt_timeout(L, 3);
-  lua_settop(L, 2);
+  if (lua_gettop(L) != 2) lua_settop(L, 2);   /* settop costs more than the test */
   if (ch->closed)
     return luaL_error(L, "send: channel #%I is closed", (LUAI_UACINT)ch->id);
   if (ch->recv_head != NULL) {                 /* hand it over */
@@ -171,9 +178,9 @@ static int channel_send(lua_State *L) {
 static int recv_k(lua_State *L, int status, lua_KContext ctx) {
   as_state *st = as_state_get(L);
   as_fork *me = as_sched_continue(L, st);
-  as_channel *ch = (as_channel *)lua_touserdata(L, 1);
   (void)status; (void)ctx;
   if (me != NULL && me->wake == AS_WAKE_TIMEOUT) {
+    as_channel *ch = (as_channel *)lua_touserdata(L, 1);
     lua_pushfstring(L, "recv: timed out on channel #%I", (LUAI_UACINT)ch->id);
     return as_sched_raise_kind(L, st, "Timeout", lua_tostring(L, -1));
   }
@@ -212,10 +219,10 @@ static int take_value(lua_State *L, as_sched *s, as_channel *ch) {
 /* ch:recv([timeout]) -> value | nil, "closed" */
 static int channel_recv(lua_State *L) {
   as_state *st = as_state_get(L);
-  as_channel *ch = check_channel(L, 1);
+  as_channel *ch = check_channel(L, st, 1);
   double timeout = as_sched_opt_timeout(L, 2);
   as_fork *me;
-  lua_settop(L, 1);
+  if (lua_gettop(L) != 1) lua_settop(L, 1);
   if (take_value(L, st->sched, ch)) return 1;
   if (ch->closed) {
     lua_pushnil(L);
@@ -231,7 +238,7 @@ static int channel_recv(lua_State *L) {
 ** get nil, "closed"; blocked senders raise; buffered values stay readable. */
 static int channel_close(lua_State *L) {
   as_state *st = as_state_get(L);
-  as_channel *ch = check_channel(L, 1);
+  as_channel *ch = check_channel(L, st, 1);
   if (ch->closed) {
     lua_pushboolean(L, 0);
     return 1;
@@ -252,27 +259,27 @@ static int channel_call(lua_State *L) {
 }
 
 static int channel_len(lua_State *L) {
-  lua_pushinteger(L, check_channel(L, 1)->count);
+  lua_pushinteger(L, check_channel(L, as_state_get(L), 1)->count);
   return 1;
 }
 
 static int channel_cap(lua_State *L) {
-  lua_pushinteger(L, check_channel(L, 1)->capacity);
+  lua_pushinteger(L, check_channel(L, as_state_get(L), 1)->capacity);
   return 1;
 }
 
 static int channel_is_closed(lua_State *L) {
-  lua_pushboolean(L, check_channel(L, 1)->closed);
+  lua_pushboolean(L, check_channel(L, as_state_get(L), 1)->closed);
   return 1;
 }
 
 static int channel_id(lua_State *L) {
-  lua_pushinteger(L, check_channel(L, 1)->id);
+  lua_pushinteger(L, check_channel(L, as_state_get(L), 1)->id);
   return 1;
 }
 
 static int channel_tostring(lua_State *L) {
-  as_channel *ch = check_channel(L, 1);
+  as_channel *ch = check_channel(L, as_state_get(L), 1);
   lua_pushfstring(L, "channel #%I (%I/%I%s)", (LUAI_UACINT)ch->id, (LUAI_UACINT)ch->count,
                   (LUAI_UACINT)ch->capacity, ch->closed ? ", closed" : "");
   return 1;
@@ -289,7 +296,8 @@ static int channel_new(lua_State *L) {
   ch->count = ch->head = 0;
   ch->closed = 0;
   ch->send_head = ch->send_tail = ch->recv_head = ch->recv_tail = NULL;
-  luaL_setmetatable(L, AS_CHANNEL_MT);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &channel_mt_key);
+  lua_setmetatable(L, -2);
   lua_newtable(L);
   lua_setiuservalue(L, -2, 1);
   return 1;
@@ -315,6 +323,7 @@ void as_channel_open(lua_State *L) {
   lua_newtable(L);
   as_module_setfuncs(L, methods);
   lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  as_state_get(L)->channel_mt = lua_topointer(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &channel_mt_key);
   as_module_setfuncs(L, funcs);
 }

@@ -59,7 +59,7 @@ struct as_sched;
 #define AS_DEBUG_SECTION "asyncstack_debug"
 #define AS_DEBUG_SYMBOL asyncstack_debug_descriptor
 #define AS_DEBUG_MAGIC "asyncstack-dbg\x01\x7f"   /* 16 bytes, no NUL */
-#define AS_DEBUG_LAYOUT_VERSION 1u
+#define AS_DEBUG_LAYOUT_VERSION 2u   /* 2: as_fork reordered and smaller (issue 17) */
 /* Schedulers running at once in the process (one per running run(); runs
 ** do not nest within a Lua state, so this is a bound on threads running
 ** asyncstack at the same time). A run beyond it is not published. */
@@ -95,7 +95,7 @@ enum {
   X(fork_astack, offsetof(as_fork, astack)) \
   X(fork_since, offsetof(as_fork, since)) \
   X(fork_await_ops, offsetof(as_fork, await_ops)) \
-  X(fork_await_awaiting, offsetof(as_fork, await.wait.awaiting)) \
+  X(fork_await_awaiting, offsetof(as_fork, await.wait.own_node.target)) \
   X(fork_await_fd, offsetof(as_fork, await.fd.fd)) \
   X(fork_waiters, offsetof(as_fork, waiters)) \
   X(fork_slot, offsetof(as_fork, slot)) \

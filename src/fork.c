@@ -29,46 +29,24 @@ const char *as_fork_status_name(int status) {
 ** fork holding a failure nobody has retrieved gets it (to report that
 ** failure when the fork is collected; as_fork_enable_finalizer). Both are
 ** kept at registry[&key] so the hot paths (fork creation, every wait) find
-** them by a light userdata key, not by interning their name (bench row 1). */
+** them by a light userdata key, not by interning their name (bench row 1),
+** and as_fork_test compares their addresses (as_state.fork_mt). */
 static const char fork_mt_key = 'F';
 static const char fork_gc_mt_key = 'G';
 
 as_fork *as_fork_test(lua_State *L, int idx) {
-  void *p = lua_touserdata(L, idx);
-  if (p != NULL && lua_getmetatable(L, idx)) {
-    int same;
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &fork_mt_key);
-    same = lua_rawequal(L, -1, -2);
-    if (!same) {
-      lua_pop(L, 1);
-      lua_rawgetp(L, LUA_REGISTRYINDEX, &fork_gc_mt_key);
-      same = lua_rawequal(L, -1, -2);
-    }
-    lua_pop(L, 2);
-    if (same) return (as_fork *)p;
-  }
-  return NULL;
+  as_state *st = as_state_get(L);
+  return (as_fork *)as_udata_test(L, idx, st->fork_mt, st->fork_gc_mt);
 }
 
 as_fork *as_fork_check(lua_State *L, int idx) {
-  as_fork *f = as_fork_test(L, idx);
-  if (f == NULL) luaL_typeerror(L, idx, AS_FORK_MT);   /* luaL_checkudata's message */
-  return f;
+  return as_fork_check_st(L, as_state_get(L), idx);
 }
 
 void as_fork_enable_finalizer(lua_State *L, int ud_idx) {
   ud_idx = lua_absindex(L, ud_idx);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &fork_gc_mt_key);
   lua_setmetatable(L, ud_idx);
-}
-
-void as_fork_grow_astack(lua_State *L, int ud_idx, as_fork *f) {
-  int capacity = f->astack.capacity * 2;
-  as_frame *frames;
-  ud_idx = lua_absindex(L, ud_idx);
-  frames = (as_frame *)lua_newuserdatauv(L, sizeof(as_frame) * (size_t)capacity, 0);
-  as_astack_adopt(&f->astack, frames, capacity);
-  lua_setiuservalue(L, ud_idx, 5);   /* the old array goes to the collector */
 }
 
 as_fork *as_fork_new(lua_State *L, int fn_idx, int nargs) {
@@ -79,7 +57,7 @@ as_fork *as_fork_new(lua_State *L, int fn_idx, int nargs) {
   /* the userdata, the thread and a copy of the function and arguments
   ** (issue 13, D12: up to 20 arguments overflowed the caller's stack) */
   luaL_checkstack(L, nargs + 3, "too many arguments to fork");
-  f = (as_fork *)lua_newuserdatauv(L, sizeof(as_fork), 6);
+  f = (as_fork *)lua_newuserdatauv(L, sizeof(as_fork), 4);
   memset(f, 0, sizeof *f);
   f->heap_index = -1;
   f->slot = f->spawner_slot = 0;
@@ -106,10 +84,6 @@ void as_fork_set_spawn_site(lua_State *L, int ud_idx, as_fork *f, int level) {
   return;
 #endif
   ud_idx = lua_absindex(L, ud_idx);
-  if (f->sched != NULL && f->sched->running != NULL && f->sched->running->name_cstr != NULL) {
-    lua_pushstring(L, f->sched->running->name_cstr);   /* interned: found, not copied */
-    lua_setiuservalue(L, ud_idx, 6);
-  }
   if (lua_getstack(L, level, &ar) && lua_getinfo(L, "fl", &ar)) {
     f->spawn_line = ar.currentline;
     f->spawn_func = lua_topointer(L, -1);   /* for debuglayout.h */
@@ -202,7 +176,9 @@ static int fork_info(lua_State *L) {
     lua_setfield(L, -2, "error");
   }
   lua_pushinteger(L, f->spawner_id); lua_setfield(L, -2, "spawned_by");
-  lua_getiuservalue(L, 1, 6); lua_setfield(L, -2, "spawner_name");
+  if (f->sched != NULL) as_sched_push_spawner_name(L, f->sched, f);
+  else lua_pushnil(L);
+  lua_setfield(L, -2, "spawner_name");
   lua_pushinteger(L, (lua_Integer)f->resumes); lua_setfield(L, -2, "resumes");
   lua_getiuservalue(L, 1, 3);
   if (!lua_isnil(L, -1)) {
@@ -240,6 +216,7 @@ void as_fork_open(lua_State *L) {
   static const luaL_Reg meta[] = {
     {"__tostring", fork_tostring}, {NULL, NULL}
   };
+  as_state *st = as_state_get(L);
   int methods_idx;
   lua_newtable(L);
   as_module_setfuncs(L, methods);
@@ -249,6 +226,7 @@ void as_fork_open(lua_State *L) {
   as_module_setfuncs(L, meta);
   lua_pushvalue(L, methods_idx);
   lua_setfield(L, -2, "__index");
+  st->fork_mt = lua_topointer(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &fork_mt_key);
   lua_createtable(L, 0, 4);
   lua_pushliteral(L, AS_FORK_MT);
@@ -259,6 +237,7 @@ void as_fork_open(lua_State *L) {
   lua_pushvalue(L, AS_STATE_UPVALUE);
   lua_pushcclosure(L, fork_gc, 1);
   lua_setfield(L, -2, "__gc");
+  st->fork_gc_mt = lua_topointer(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &fork_gc_mt_key);
   lua_pop(L, 1);   /* methods */
   as_module_setfuncs(L, funcs);

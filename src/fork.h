@@ -7,9 +7,9 @@
 **   2  its name (string or nil)
 **   3  the function that spawned it (spawn site), or nil
 **   4  for a failed fork: the value a waiter re-raises (see on_failure)
-**   5  the async stack's array once it outgrew the inline frames
-**   6  its spawner's name when it was spawned (string or nil), so that
-**      "spawned by" still names a spawner that has ended
+** Kept by the run instead, not in every fork: the async stack's array once
+** it outgrew the inline frames (as_sched_reserve_frame), and the name of an
+** ended spawner (as_sched_push_spawner_name).
 ** While a fork has not ended, the scheduler's live table anchors it (at
 ** `slot`), so the pointers between live forks (waiters, run queue, timer
 ** heap) never dangle. Ended forks are held only by user references.
@@ -19,6 +19,7 @@
 
 #include <lua.h>
 #include "astack.h"
+#include "module.h"
 
 #define AS_FORK_MT "asyncstack.Fork"
 
@@ -75,14 +76,15 @@ typedef struct as_waitnode {
 */
 typedef union as_await_fields {
   struct as_wait_fields {            /* AS_AWAIT_WAIT: wait.c */
-    struct as_fork *awaiting;        /* the one fork of a plain wait (cycle
-                                        checks), or NULL (combinator; woken) */
-    as_waitnode *nodes;              /* own_node, or the combinator's array */
+    /* The node of a plain wait. Its `target` is also "the fork a plain wait
+    ** waits for" (cycle checks, walkers: debuglayout.h's
+    ** fork_await_awaiting): NULL for a combinator and once woken. */
+    as_waitnode own_node;
+    as_waitnode *nodes;              /* &own_node, or the combinator's array */
     int nnodes;                      /* how many */
     int remaining;                   /* targets not ended yet (wait_all) */
     int woken_index;                 /* node index whose target woke it (wait_any) */
     unsigned char mode;              /* enum as_wait_mode */
-    as_waitnode own_node;            /* the node of a plain wait */
   } wait;
   struct as_chan_fields {            /* AS_AWAIT_CHANNEL: channel.c */
     struct as_channel *channel;      /* NULL once unlinked */
@@ -97,10 +99,41 @@ typedef union as_await_fields {
 } as_await_fields;
 
 typedef struct as_fork {
+  /* (ordered for packing: 8-byte fields, then the 4- and 1-byte ones) */
   lua_Integer id;             /* never repeats within the process */
   struct as_sched *sched;     /* owning run(); NULL once that run ended */
   lua_State *thread;          /* root coroutine (uservalue 1) */
+  as_astack astack;           /* see astack.h */
+  double since;               /* monotonic time of the last state change */
+  double deadline;            /* timer deadline; valid while heap_index >= 0 */
+  /* What it waits on: set by as_sched_suspend, kept while it is suspended
+  ** and after it was woken, until the loop resumes it; NULL otherwise.
+  ** Keys `await` (see as_await_fields). */
+  const struct as_await_ops *await_ops;
+  as_await_fields await;
+  as_waitnode *waiters;       /* nodes of the forks waiting for this one */
+  lua_Integer spawner_id;     /* fork that called fork(); 0 for run()'s root */
+  const void *spawn_func;     /* the spawn site's function (uservalue 3
+                                 anchors it), for memory-level walkers
+                                 (debuglayout.h); NULL when none */
+  /* The chars of the name in uservalue 2 (which anchors them), or NULL. Kept
+  ** by whoever sets uservalue 2 so the crash handler (crash.c), which may not
+  ** call the Lua API, can print the name. */
+  const char *name_cstr;
   unsigned run_serial;        /* as_state.run_serial of the owning run */
+  int nargs;                  /* arguments for the first resume; -1 once started */
+  int nresults;               /* results (or 1 error) left on `thread` when ended */
+  unsigned resumes;           /* times the scheduler resumed it */
+  int heap_index;             /* position in the timer heap, or -1 */
+  unsigned timer_seq;         /* orders equal deadlines first-in first-out
+                                 (compared modulo 2^32: runq.c) */
+  int slot;                   /* index in the scheduler's live set; 0 once ended */
+  int spawner_slot;           /* its slot then (check the id: slots are reused) */
+  int spawn_line;             /* current line of the spawn site */
+  unsigned walk_mark;         /* trace walks stamp visited forks (cycle safety) */
+  unsigned live_children;     /* forks it spawned that have not ended (live.c:
+                                 an ended named spawner's name is kept while
+                                 this is not 0) */
   unsigned char status;       /* enum as_status */
   unsigned char wake;         /* enum as_wake, set by whoever wakes it */
   unsigned char suspend_pending; /* a primitive is yielding to the scheduler */
@@ -109,42 +142,23 @@ typedef struct as_fork {
   unsigned char cancel_requested; /* f:cancel() was called; raised at its await point */
   unsigned char cleaning;     /* its <close> handlers run after it failed (sched.c
                               ** fail): it is the running fork but cannot block */
-  int nargs;                  /* arguments for the first resume; -1 once started */
-  int nresults;               /* results (or 1 error) left on `thread` when ended */
-  unsigned resumes;           /* times the scheduler resumed it */
-  as_astack astack;           /* see astack.h */
-  double since;               /* monotonic time of the last state change */
-  double deadline;            /* timer deadline; valid while heap_index >= 0 */
-  int heap_index;             /* position in the timer heap, or -1 */
-  unsigned long timer_seq;    /* orders equal deadlines first-in first-out */
-  /* What it waits on: set by as_sched_suspend, kept while it is suspended
-  ** and after it was woken, until the loop resumes it; NULL otherwise.
-  ** Keys `await` (see as_await_fields). */
-  const struct as_await_ops *await_ops;
-  as_await_fields await;
-  as_waitnode *waiters;       /* nodes of the forks waiting for this one */
-  int slot;                   /* index in the scheduler's live set; 0 once ended */
-  lua_Integer spawner_id;     /* fork that called fork(); 0 for run()'s root */
-  int spawner_slot;           /* its slot then (check the id: slots are reused) */
-  int spawn_line;             /* current line of the spawn site */
-  const void *spawn_func;     /* the spawn site's function (uservalue 3
-                                 anchors it), for memory-level walkers
-                                 (debuglayout.h); NULL when none */
-  unsigned walk_mark;         /* trace walks stamp visited forks (cycle safety) */
-  /* The chars of the name in uservalue 2 (which anchors them), or NULL. Kept
-  ** by whoever sets uservalue 2 so the crash handler (crash.c), which may not
-  ** call the Lua API, can print the name. */
-  const char *name_cstr;
 } as_fork;
 
+/* The fork at idx, or an argument error / NULL when it is not a Fork. By
+** metatable address (as_udata_test): call them from a core C function (its
+** upvalue 1 is the as_state). */
 as_fork *as_fork_check(lua_State *L, int idx);
-as_fork *as_fork_test(lua_State *L, int idx);   /* NULL when not a Fork */
+as_fork *as_fork_test(lua_State *L, int idx);
+
+/* As as_fork_check, for a caller that has the state already (hot paths). */
+static inline as_fork *as_fork_check_st(lua_State *L, const as_state *st, int idx) {
+  as_fork *f = (as_fork *)as_udata_test(L, idx, st->fork_mt, st->fork_gc_mt);
+  if (f == NULL) luaL_typeerror(L, idx, AS_FORK_MT);   /* luaL_checkudata's message */
+  return f;
+}
 
 /* Gives the fork at ud_idx the metatable with __gc (see fork.c). */
 void as_fork_enable_finalizer(lua_State *L, int ud_idx);
-
-/* Doubles the async stack's array (anchored as uservalue 5). May raise. */
-void as_fork_grow_astack(lua_State *L, int ud_idx, as_fork *f);
 
 /* Creates a fork whose coroutine will call the function at `fn_idx` with the
 ** `nargs` values above it; pushes the userdata. May raise (memory). */

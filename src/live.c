@@ -43,6 +43,79 @@ as_fork *as_sched_spawner(lua_State *L, as_sched *s, const as_fork *f) {
   return (p != NULL && p->id == f->spawner_id) ? p : NULL;
 }
 
+void as_sched_push_spawner_name(lua_State *L, as_sched *s, const as_fork *f) {
+  as_fork *p = as_sched_spawner(L, s, f);
+  if (p != NULL) {
+    as_sched_push_fork(L, s, p);
+    as_fork_push_name(L, -1);
+    lua_remove(L, -2);
+  } else if (f->spawner_id == s->root->id) {
+    /* an ended root: run() holds it, and its name, for the whole run */
+    if (s->root->name_cstr != NULL) lua_pushstring(L, s->root->name_cstr);
+    else lua_pushnil(L);
+  } else if (f->spawner_id > 0 && s->names_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->names_ref);
+    lua_rawgeti(L, -1, f->spawner_id);
+    lua_remove(L, -2);
+  } else {
+    lua_pushnil(L);
+  }
+}
+
+/* (scheduler, fork userdata): the named fork ends while forks it spawned
+** live; the run keeps its name for them. Called protected: it allocates. */
+static int keep_name(lua_State *L) {
+  as_sched *s = (as_sched *)lua_touserdata(L, 1);
+  as_fork *f = (as_fork *)lua_touserdata(L, 2);
+  if (s->names_ref == LUA_NOREF) {
+    lua_newtable(L);
+    s->names_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->names_ref);
+  as_fork_push_name(L, 2);
+  lua_rawseti(L, -2, f->id);
+  lua_pushinteger(L, (lua_Integer)f->live_children);
+  lua_rawseti(L, -2, -f->id);
+  return 0;
+}
+
+/* A child of f's spawner ends: one fewer child for a live spawner; for an
+** ended one, its kept name goes with its last child. Never raises (only
+** existing entries are updated or cleared). */
+static void child_ended(lua_State *L, as_sched *s, as_fork *f) {
+  as_fork *p = as_sched_spawner(L, s, f);
+  lua_Integer left;
+  if (p != NULL) {
+    as_assert(p->live_children > 0);
+    p->live_children--;
+    return;
+  }
+  /* an ended root keeps its own count and name (run() holds it): a run
+  ** whose root forks and returns does no table work per fork */
+  if (f->spawner_id == s->root->id) {
+    as_assert(s->root->live_children > 0);
+    s->root->live_children--;
+    return;
+  }
+  if (f->spawner_id <= 0 || s->names_ref == LUA_NOREF) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->names_ref);
+  lua_rawgeti(L, -1, -f->spawner_id);
+  left = lua_tointeger(L, -1) - 1;
+  lua_pop(L, 1);
+  if (left > 0) {
+    lua_pushinteger(L, left);      /* replaces an integer: no allocation */
+    lua_rawseti(L, -2, -f->spawner_id);
+  } else if (left == 0) {
+    lua_pushnil(L);
+    lua_rawseti(L, -2, -f->spawner_id);
+    lua_pushnil(L);
+    lua_rawseti(L, -2, f->spawner_id);
+  }
+  lua_pop(L, 1);
+}
+
+static void release_frames(lua_State *L, as_sched *s, as_fork *f);
+
 /* Grows the slot array to hold slot `n` and the free list to hold every
 ** slot, publishing a complete array before the pointer to it. Raises. */
 static void reserve_slots(lua_State *L, as_sched *s, int n) {
@@ -93,12 +166,23 @@ void as_sched_live_add(lua_State *L, as_sched *s, as_fork *f, int ud_idx) {
   if (slot > s->top_slot) s->top_slot = slot;
   f->slot = slot;
   s->nlive++;
+  if (s->running != NULL) s->running->live_children++;
   as_runq_push(&s->runq, f);
 }
 
 void as_sched_live_remove(lua_State *L, as_sched *s, as_fork *f) {
   as_assert(f->slot > 0 && f->slot <= s->top_slot && s->slots[f->slot] == f);
   as_assert(s->nfree < s->slots_cap);
+  if (f->name_cstr != NULL && f->live_children > 0 && f != s->root && lua_checkstack(L, 3)) {
+    /* a light C function: pushing it allocates nothing; when memory runs
+    ** out the name is not kept ("spawned by fork #3 (ended)") */
+    lua_pushcfunction(L, keep_name);
+    lua_pushlightuserdata(L, s);
+    as_sched_push_fork(L, s, f);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) lua_pop(L, 1);
+  }
+  child_ended(L, s, f);
+  release_frames(L, s, f);
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->live_ref);
   lua_pushnil(L);
   lua_rawseti(L, -2, f->slot);   /* storing nil never allocates */
@@ -118,9 +202,31 @@ void as_sched_live_free(lua_State *L, as_sched *s) {
 }
 
 void as_sched_reserve_frame(lua_State *L, as_fork *f) {
+  as_sched *s = f->sched;
+  as_frame *frames;
+  int capacity;
   if (!as_astack_full(&f->astack)) return;
-  as_sched_push_fork(L, f->sched, f);
-  as_fork_grow_astack(L, -1, f);
+  if (s->frames_ref == LUA_NOREF) {
+    lua_newtable(L);
+    s->frames_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  capacity = f->astack.capacity * 2;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->frames_ref);
+  frames = (as_frame *)lua_newuserdatauv(L, sizeof(as_frame) * (size_t)capacity, 0);
+  /* anchored before the fork uses it (this may raise: nothing changed yet);
+  ** the array it replaces goes to the collector */
+  lua_rawseti(L, -2, f->slot);
+  lua_pop(L, 1);
+  as_astack_adopt(&f->astack, frames, capacity);
+}
+
+/* The ended fork f lets go of its grown async-stack array. Never raises. */
+static void release_frames(lua_State *L, as_sched *s, as_fork *f) {
+  if (f->astack.frames == f->astack.inline_frames) return;
+  as_astack_release(&f->astack);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->frames_ref);
+  lua_pushnil(L);
+  lua_rawseti(L, -2, f->slot);   /* storing nil never allocates */
   lua_pop(L, 1);
 }
 

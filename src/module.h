@@ -37,6 +37,12 @@ typedef struct as_state {
   int ci_stepping_ok;       /* ... which this Lua's layout allows */
   unsigned ci_previous_offset;  /* offset of CallInfo.previous (lualayout.c) */
   int exception_class_ref;  /* asyncstack.Exception (as_exception_test) */
+  /* The metatables of our userdata types, by address (as_udata_test):
+  ** each is anchored in the registry under a light-userdata key of the file
+  ** that owns it, so no other object can take its address while the state
+  ** lives. Set by that file's as_*_open. */
+  const void *fork_mt, *fork_gc_mt;   /* fork.c: plain, and with __gc */
+  const void *channel_mt;             /* channel.c */
 } as_state;
 
 static inline as_state *as_state_get(lua_State *L) {
@@ -82,6 +88,19 @@ static inline void as_push_from_thread(lua_State *L, lua_State *from, int idx) {
   if (!lua_checkstack(from, 1)) as_mem_error(L);
   lua_pushvalue(from, idx);
   lua_xmove(from, L, 1);
+}
+
+/* The userdata at idx when its metatable is `mt` or `mt2` (addresses from
+** as_state), else NULL: a type check by pointer, which luaL_testudata does
+** by looking the metatable up by name (a string hash and a table lookup on
+** every channel operation, bench row 9). */
+static inline void *as_udata_test(lua_State *L, int idx, const void *mt, const void *mt2) {
+  void *p = lua_touserdata(L, idx);
+  const void *m;
+  if (p == NULL || !lua_getmetatable(L, idx)) return NULL;
+  m = lua_topointer(L, -1);
+  lua_pop(L, 1);
+  return (m == mt || m == mt2) ? p : NULL;
 }
 
 /* Registers `l` into the table on top of the stack with the state as upvalue. */

@@ -34,6 +34,9 @@ static int sched_run_gc(lua_State *L) {
   as_sched_live_free(L, s);
   luaL_unref(L, LUA_REGISTRYINDEX, s->live_ref);
   s->live_ref = LUA_NOREF;
+  luaL_unref(L, LUA_REGISTRYINDEX, s->names_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, s->frames_ref);
+  s->names_ref = s->frames_ref = LUA_NOREF;
   as_unhandled_free(L, &s->unhandled);
   return 0;
 }
@@ -86,13 +89,14 @@ static int sched_run(lua_State *L) {
     return luaL_error(L, "run: already inside asyncstack.run() (runs do not nest)");
   s = (as_sched *)lua_newuserdatauv(L, sizeof(as_sched), 0);
   memset(s, 0, sizeof *s);
-  s->live_ref = s->unhandled.failed_ref = s->unhandled.pending_ref = LUA_NOREF;
+  s->live_ref = s->names_ref = s->frames_ref = s->unhandled.failed_ref = s->unhandled.pending_ref = LUA_NOREF;
   luaL_setmetatable(L, AS_SCHED_MT);
   sidx = lua_gettop(L);
   lua_newtable(L);
   s->live_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   as_unhandled_init(L, &s->unhandled);
   s->L = L;
+  s->st = st;
 
   root = as_fork_new(L, 1, nargs);
   ridx = lua_gettop(L);
@@ -104,6 +108,7 @@ static int sched_run(lua_State *L) {
   root->sched = s;
   root->run_serial = st->run_serial;
   s->now = root->since = as_now();
+  s->now_valid = 1;
   s->root = root;
   as_sched_live_add(L, s, root, ridx);
   lua_pushvalue(L, AS_STATE_UPVALUE);

@@ -26,7 +26,7 @@ typedef struct as_runq {
 typedef struct as_timers {
   as_fork **heap;             /* min-heap by (deadline, timer_seq) */
   size_t len, cap;
-  unsigned long seq;          /* next timer_seq: orders equal deadlines FIFO */
+  unsigned seq;               /* next timer_seq: orders equal deadlines FIFO */
 } as_timers;
 
 /* Makes room for at least n entries. Returns 0 (queue unchanged) when the

@@ -30,6 +30,16 @@ double as_now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+double as_now_coarse(void) {
+#ifdef CLOCK_MONOTONIC_COARSE
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+#else
+  return as_now();
+#endif
+}
+
 /* as.yield() and a plain coroutine.yield at a fork's root: the fork waits in
 ** the run queue, which holds nothing to undo. */
 static const as_await_ops yield_ops = { AS_AWAIT_YIELD, "yield", NULL, NULL, NULL };
@@ -56,7 +66,9 @@ static void finish(lua_State *L, as_sched *s, as_fork *f, int status) {
   f->status = (unsigned char)status;
   f->await_ops = NULL;
   f->astack.depth = 0;
-  f->since = s->now;
+  /* a done fork's `since` is read by nobody (dumps and tasks list live and
+  ** failed forks only): no clock read for it */
+  if (status != AS_DONE) f->since = as_sched_stamp(s);
   while (f->waiters != NULL) {
     as_waitnode *n = f->waiters;
     as_assert(n->waiter->await_ops != NULL && n->waiter->await_ops->target_ended != NULL);
@@ -192,7 +204,7 @@ static void resume_fork(lua_State *L, as_state *st, as_sched *s, as_fork *f) {
       /* a plain coroutine.yield at the fork's root: same as as.yield() */
       lua_pop(f->thread, nres);
       f->await_ops = &yield_ops;
-      f->since = s->now;
+      f->since = as_sched_stamp(s);
       as_sched_wake(s, f, AS_WAKE_READY);
     }
   } else if (status == LUA_OK) {
@@ -225,9 +237,15 @@ void as_sched_loop(lua_State *L, as_state *st, as_sched *s) {
   for (;;) {
     size_t batch;
     as_fork *t;
-    s->now = as_now();
-    while ((t = as_timers_first(&s->timers)) != NULL && t->deadline <= s->now)
-      as_sched_wake(s, t, AS_WAKE_TIMEOUT);
+    /* the clock is read here only when timers may be due; stamps read the
+    ** coarse clock once per pass, lazily (as_sched_stamp) */
+    s->now_valid = 0;
+    if (s->timers.len > 0) {
+      s->now = as_now();
+      s->now_valid = 1;
+      while ((t = as_timers_first(&s->timers)) != NULL && t->deadline <= s->now)
+        as_sched_wake(s, t, AS_WAKE_TIMEOUT);
+    }
     as_assert(s->nwatched == 0 || s->poller != NULL);
     if (s->nwatched > 0 && s->runq.len > 0)
       s->poller->poll(L, s, 0);             /* busy forks must not starve I/O */
@@ -303,6 +321,7 @@ void as_sched_abandon_live(lua_State *L, as_state *st, as_sched *s) {
         abandoned_cleanup_done(L, st, f, f->astack.frames[i].thread,
                                lua_resetthread(f->astack.frames[i].thread));
       f->astack.depth = 0;
+      as_astack_release(&f->astack);   /* the run's anchor of a grown array goes */
       abandoned_cleanup_done(L, st, f, f->thread, lua_resetthread(f->thread));
       lua_settop(f->thread, 0);
       f->nresults = 0;
@@ -334,7 +353,7 @@ static int sched_fork(lua_State *L) {
     f->spawner_id = s->running->id;
     f->spawner_slot = s->running->slot;
   }
-  f->since = s->now;
+  f->since = as_sched_stamp(s);
   as_fork_set_spawn_site(L, -1, f, 1);
   as_sched_live_add(L, s, f, -1);
   return 1;
@@ -374,20 +393,20 @@ as_fork *as_sched_enter_suspend(lua_State *L, as_state *st, const char *name) {
 
 int as_sched_suspend(lua_State *L, as_fork *f, int status, const as_await_ops *ops,
                      double timeout, lua_KContext ctx, lua_KFunction k) {
-  as_state *st = as_state_get(L);
   as_sched *s = f->sched;
   as_assert(f == s->running && f->status == AS_RUNNING && f->heap_index < 0);
-  if (st->stash_live) as_bridge_clear_stash(L, st);   /* the fork went on */
+  if (s->st->stash_live) as_bridge_clear_stash(L, s->st);   /* the fork went on */
   f->status = (unsigned char)status;
   f->await_ops = ops;
-  f->since = s->now;
   f->wake = AS_WAKE_NONE;
   f->suspend_pending = 1;
   if (timeout < HUGE_VAL) {
-    /* a timer needs the real time; `since` then shares it, so a dump's
+    /* a timer needs the precise time; `since` then shares it, so a dump's
     ** "sleeping 1.5s of 5.0s" adds up exactly */
     f->since = as_now();
     as_timers_add(&s->timers, f, f->since + timeout);   /* room reserved */
+  } else {
+    f->since = as_sched_stamp(s);
   }
   return lua_yieldk(L, 0, ctx, k);
 }

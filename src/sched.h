@@ -75,8 +75,10 @@ typedef struct as_sched {
   size_t nlive;             /* forks not yet ended */
   int *free_slots;          /* slots of ended forks, for reuse (room for all) */
   int nfree;
-  double now;               /* as_now() at the start of the loop's batch:
-                               cheap enough for `since` stamps, never timers */
+  double now;               /* the time of this loop pass, for `since` stamps
+                               (never timers): as_now() when the pass read it
+                               for due timers, else the coarse clock, read on
+                               the pass's first stamp (as_sched_stamp) */
   as_runq runq;             /* runnable forks, FIFO */
   as_timers timers;         /* deadlines of suspended forks */
   unsigned walk_mark;       /* last mark used by a trace walk */
@@ -84,13 +86,37 @@ typedef struct as_sched {
   void *poller_state;       /* owned by the poller (opaque here) */
   int nwatched;             /* forks waiting on the poller (it writes this) */
   as_unhandled unhandled;   /* failures nobody retrieved (unhandled.h) */
+  as_state *st;             /* the module state of the run's Lua state */
+  int frames_ref;           /* registry: [slot] = grown async-stack array of
+                               the live fork in that slot, or LUA_NOREF until
+                               the first (as_sched_reserve_frame) */
+  int names_ref;            /* registry: names of ended named forks that have
+                               live children ([id] = name, [-id] = how many
+                               of its children live), or LUA_NOREF until the
+                               first (as_sched_push_spawner_name); never the
+                               root's (run() holds the root) */
+  int now_valid;            /* `now` was read in this loop pass */
 } as_sched;
 
 /* Process-wide pointer to the scheduler that runs now, for signal handlers
 ** (they get no Lua state). Written by run() only. */
 extern as_sched *volatile as_sched_active;
 
+/* The monotonic clock: as_now() precise (timers, as.now()); the coarse one
+** (CLOCK_MONOTONIC_COARSE: a few ns, no hardware counter read, never ahead
+** of as_now()) for `since` stamps. */
 double as_now(void);
+double as_now_coarse(void);
+
+/* The time of the current loop pass for a `since` stamp (see as_sched.now):
+** at most one clock read per pass, and none in a pass that stamps nothing. */
+static inline double as_sched_stamp(as_sched *s) {
+  if (!s->now_valid) {
+    s->now = as_now_coarse();
+    s->now_valid = 1;
+  }
+  return s->now;
+}
 
 /* The fork whose innermost coroutine is L, or NULL (outside run, outside a
 ** fork, or L was resumed by an unbridged resume). */
@@ -115,6 +141,11 @@ int as_sched_push_fork(lua_State *L, as_sched *s, const as_fork *f);
 ** (L is unused; kept for the callers). */
 as_fork *as_sched_spawner(lua_State *L, as_sched *s, const as_fork *f);
 
+/* Pushes the name of f's spawner, or nil: a live spawner's own name, else
+** the name an ended spawner had when it ended (kept while children it
+** spawned live, for "spawned by fork #3 'x' (ended)"), else nil. */
+void as_sched_push_spawner_name(lua_State *L, as_sched *s, const as_fork *f);
+
 /* Adds the new fork at ud_idx to the live set and the run queue. Everything
 ** that can raise (the live table, room in the run queue, timer heap and slot
 ** arrays) happens before anything is published. */
@@ -134,7 +165,8 @@ void as_sched_push_live_list(lua_State *L, as_sched *s);
 void as_sched_push_sorted_forks(lua_State *L, int t_idx, int use_keys);
 
 /* Makes room for one more async frame in the running fork f (grows its
-** array when full). May raise a memory error. */
+** array when full: a userdata the run anchors by f's slot until f ends).
+** May raise a memory error. */
 void as_sched_reserve_frame(lua_State *L, as_fork *f);
 
 /* ---- the loop and run()'s end (sched.c) */

@@ -66,7 +66,7 @@ static void wait_unlink_all(as_sched *s, as_fork *f) {
   (void)s;
   as_assert(f->await_ops == &wait_ops);
   for (i = 0; i < f->await.wait.nnodes; i++) node_unlink(&f->await.wait.nodes[i]);
-  f->await.wait.awaiting = NULL;
+  f->await.wait.own_node.target = NULL;   /* unlinked first: it needed it */
 }
 
 /* The fork t = n->target ended: wait/pwait/wait_any wake at once; wait_all
@@ -102,7 +102,7 @@ static void wait_describe(lua_State *L, const as_fork *f) {
 
 /* The fork a plain wait of f waits for, or NULL. */
 static as_fork *plain_wait_target(const as_fork *f) {
-  return f->await_ops == &wait_ops ? f->await.wait.awaiting : NULL;
+  return f->await_ops == &wait_ops ? f->await.wait.own_node.target : NULL;
 }
 
 /* --------------------------------------------------------- wait / pwait */
@@ -145,10 +145,10 @@ static int deliver(lua_State *L, as_state *st, int idx, int protected, const cha
 static int wait_k(lua_State *L, int status, lua_KContext ctx) {
   as_state *st = as_state_get(L);
   as_fork *me = as_sched_continue(L, st);
-  as_fork *t = (as_fork *)lua_touserdata(L, 1);
   int protected = (int)ctx;
   (void)status;
-  if (me && me->wake == AS_WAKE_TIMEOUT && !as_fork_ended(t)) {
+  if (me && me->wake == AS_WAKE_TIMEOUT && !as_fork_ended((as_fork *)lua_touserdata(L, 1))) {
+    as_fork *t = (as_fork *)lua_touserdata(L, 1);
     const char *msg;
     as_backtrace_push_fork_where(L, st, t, 0);
     msg = lua_pushfstring(L, "%s: timed out waiting for %s",
@@ -197,7 +197,7 @@ static void check_cycle(lua_State *L, as_fork *me, as_fork *t, const char *name)
 static int wait_common(lua_State *L, int protected) {
   const char *name = protected ? "pwait" : "wait";
   as_state *st = as_state_get(L);
-  as_fork *t = as_fork_check(L, 1);
+  as_fork *t = as_fork_check_st(L, st, 1);
   double timeout = as_sched_opt_timeout(L, 2);
   as_fork *me;
   struct as_wait_fields *w;
@@ -217,7 +217,6 @@ static int wait_common(lua_State *L, int protected) {
   w->nnodes = 1;
   w->remaining = 1;
   w->mode = AS_WAIT_ONE;
-  w->awaiting = t;
   node_link(&w->own_node);
   return as_sched_suspend(L, me, AS_WAITING, &wait_ops, timeout,
                           (lua_KContext)protected, wait_k);
@@ -362,7 +361,7 @@ static int combinator(lua_State *L, int mode) {
   me->await.wait.nnodes = n;
   me->await.wait.remaining = pending;
   me->await.wait.mode = (unsigned char)mode;
-  me->await.wait.awaiting = NULL;
+  me->await.wait.own_node.target = NULL;   /* no plain wait */
   return as_sched_suspend(L, me, AS_WAITING, &wait_ops, timeout,
                           (lua_KContext)mode, combinator_k);
 }

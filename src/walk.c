@@ -222,9 +222,9 @@ static void store(walker *w, const frame_rec *r) {
   if (r->fork == NULL && r->gone_id > 0) {
     lua_pushinteger(L, r->gone_id);
     raw_set(w, AS_RAW_FORK);
-    push_fork_ud(w, r->spawned);          /* the name it had (fork.h: uservalue 6) */
-    if (!lua_isnil(L, -1)) lua_getiuservalue(L, -1, 6); else lua_pushnil(L);
-    lua_remove(L, -2);
+    /* the name it had (kept by the run: as_sched_push_spawner_name) */
+    if (w->s != NULL && r->spawned->sched == w->s) as_sched_push_spawner_name(L, w->s, r->spawned);
+    else lua_pushnil(L);
     if (lua_isnil(L, -1)) { lua_pop(L, 1); lua_pushboolean(L, 0); }
     raw_set(w, AS_RAW_FORK_NAME);
   } else {
