@@ -286,7 +286,7 @@ static void put_await(const as_fork *g) {
   }
   switch (ops->kind) {
     case AS_AWAIT_WAIT: {
-      const as_fork *a = g->await.wait.awaiting;
+      const as_fork *a = g->await.wait.own_node.target;
       put(AS_PS_AWAIT, AS_AWAIT_WAIT, a != NULL ? (uint64_t)a->id : 0, g->await.wait.mode);
       break;
     }
