@@ -3,6 +3,7 @@
 -- (spec/fixtures/cli_child.lua and examples), running commands, and
 -- parsers for what the command and as.dump() print.
 local socket = require "socket"
+local assert = require "luassert"   -- busted's, as in the specs
 
 local M = {}
 
@@ -237,6 +238,81 @@ function M.trace_lines(text)
     end
   end
   return out
+end
+
+-- The tool's ps rows (JSON) by fork id.
+function M.ps_json(target, extra)
+  local out, status, err = M.tool_run(("ps %s --format json %s"):format(target, extra or ""))
+  assert.are.equal(0, status, err)
+  local doc = M.json(out)
+  local by_id = {}
+  for _, f in ipairs(doc.forks) do by_id[f.id] = f end
+  return doc, by_id
+end
+
+-- What the child's own task says it waits on, as the tool's target text.
+local function target_of(t)
+  if type(t.waiting_for) == "string" then return t.waiting_for end
+  if t.waiting_for and t.combinator then
+    local ids = {}
+    for i, id in ipairs(t.waiting_for) do ids[i] = "#" .. id end
+    return ("forks %s (%s)"):format(table.concat(ids, ", "), t.combinator)
+  end
+  if t.waiting_for then return "fork #" .. t.waiting_for[1] end
+end
+
+-- Compares the tool's view of every fork with the child's; `blocker` is
+-- the fork that took the snapshot (running then), `now_status` what it is
+-- while the tool reads it.
+function M.compare(view, doc, by_id, blocker_status, awaited_by_blocker)
+  assert.are.equal(#view.tasks, #doc.forks)
+  assert.are.equal("complete", doc.walk)
+  for _, t in ipairs(view.tasks) do
+    local m = by_id[t.id]
+    assert.is_not_nil(m, "fork #" .. t.id .. " missing")
+    assert.are.equal(t.name, m.name ~= "" and m.name or nil)
+    assert.are.equal("complete", m.walk)
+    if t.status == "running" then
+      assert.are.equal(blocker_status, m.status)
+    else
+      assert.are.equal(t.status, m.status, "status of fork #" .. t.id)
+      assert.are.equal(t.await and t.await.kind, m.await and m.await.kind)
+      local want = target_of(t)
+      if want then assert.are.equal(want, m.await.target:gsub(", timeout in .*$", "")) end
+      if t.await and t.await.file then
+        assert.are.equal(t.await.file, m.site.file)
+        assert.are.equal(t.await.line, m.site.line)
+      else
+        assert.is_nil(m.site)
+      end
+    end
+    assert.are.equal(t.spawned_by or 0, m.spawned_by)
+    assert.are.equal(t.spawn.file, m.spawn.file)
+    assert.are.equal(t.spawn.line, m.spawn.line)
+    local tw, mw = {}, {}
+    for i, id in ipairs(t.waiters or {}) do tw[i] = id end
+    if t.id == awaited_by_blocker then tw[#tw + 1] = 1 end  -- main waits for it now
+    for i, id in ipairs(m.waiters) do mw[i] = id end
+    table.sort(tw); table.sort(mw)
+    assert.are.same(tw, mw, "waiters of fork #" .. t.id)
+  end
+end
+
+-- bt --all frames against the dump's frame lines, fork by fork (the
+-- running fork's C frame on top, where the child blocks in C, dropped).
+function M.compare_frames(view, target, drop_c_on)
+  local out, status, err = M.tool_run(("bt %s --all"):format(target))
+  assert.are.equal(0, status, err)
+  local bt, order = M.parse_bt(out)
+  local dump = M.parse_dump(view.dump)
+  assert.are.equal(#view.tasks, #order)
+  for id, lines in pairs(dump) do
+    local got = bt[id]
+    assert.is_not_nil(got, "fork #" .. id .. " has no trace")
+    if id == drop_c_on and got[1] and got[1]:match("^%[C%]") then table.remove(got, 1) end
+    assert.are.same(lines, got, "frames of fork #" .. id)
+  end
+  return bt
 end
 
 return M
