@@ -29,7 +29,11 @@ end
 
 -- The async section of examples/crash.lua's report, as trace lines.
 local function report_lines(text)
-  return cli.trace_lines(text:match("\nasync stack %(fork #%d+ '[^']*'%):\n(.*)$") or "")
+  local out = {}
+  for _, l in ipairs(cli.trace_lines(text:match("\nasync stack %(fork #%d+ '[^']*'%):\n(.*)$") or "")) do
+    if l:sub(1, 1) == "\t" then out[#out + 1] = l end   -- not the shell's "Segmentation fault"
+  end
+  return out
 end
 
 -- The checkout's paths made absolute: the crash runs in a directory of its own.
