@@ -68,8 +68,8 @@ end
 -- e.g. "ASYNCSTACK_DEBUG_LUA_RELEASE=5.4.0"); returns its pid.
 function M.spawn(script_and_args, env, wrapper)
   local dir = M.tmpdir()
-  local cmd = ("cd %s && %s env %s LUA_PATH='%s' LUA_CPATH='%s' lua5.4 %s </dev/null >%s/log 2>&1 & echo $!")
-    :format(os.getenv("PWD") or ".", wrapper or "", env or "", M.lpath, M.cpath, script_and_args, dir)
+  local cmd = ("cd %s && %s env LUA_PATH='%s' LUA_CPATH='%s' %s lua5.4 %s </dev/null >%s/log 2>&1 & echo $!")
+    :format(os.getenv("PWD") or ".", wrapper or "", M.lpath, M.cpath, env or "", script_and_args, dir)
   local p = assert(io.popen(cmd))
   local pid = tonumber(p:read("l"))
   p:close()
