@@ -18,7 +18,8 @@
 #     snapshot is consistent). Where the kernel refuses a reader that is not
 #     the inferior's ancestor (Yama ptrace_scope 1 without CAP_SYS_PTRACE),
 #     the command writes a core of the inferior with gdb's own `gcore` into
-#     a temporary file and reads that instead;
+#     a temporary file and reads that instead (ASYNCSTACK_GDB_VIA_CORE=1
+#     takes that route always);
 #   * a core file: `asyncstack <cmd> --core FILE --exe EXECUTABLE`.
 # Neither Lua's nor asyncstack's debug info is needed: the tool finds the
 # debug descriptor through the ELF section "asyncstack_debug" of the mapped
@@ -91,8 +92,10 @@ def _asyncstack(command, extra):
         pid = gdb.selected_inferior().pid
         if pid == 0:
             raise gdb.GdbError("asyncstack: no process (run or attach one, or open a core file)")
-        rc, out, err = _run([tool, command, str(pid)] + extra)
-        if rc == 1 and "permission denied" in err:
+        via_core = os.environ.get("ASYNCSTACK_GDB_VIA_CORE") == "1"
+        if not via_core:
+            rc, out, err = _run([tool, command, str(pid)] + extra)
+        if via_core or (rc == 1 and "permission denied" in err):
             # the kernel lets gdb (the tracer) read it, not our child: go
             # through a core written by gdb itself
             with tempfile.TemporaryDirectory(prefix="asyncstack-gdb-") as tmp:
