@@ -118,6 +118,7 @@ LUAPROF     = $(BUILD)/bench/luaprof
 
 bench: all notrack
 	$(BENCH_ENV) $(LUA) bench/run.lua $(BENCH_ARGS)
+	$(RUN_ENV) $(LUA) bench/outside.lua
 
 # The module with the async-stack watchers compiled out, for row 4 only: its
 # traces are wrong (see ASYNCSTACK_NO_TRACKING in src/astack.h).

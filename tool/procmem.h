@@ -36,6 +36,7 @@ typedef struct tool_proc {
   tool_block **table;         /* block cache: hash by block number */
   size_t nblocks;
   tool_block *last;           /* the block the last read used */
+  struct tool_chunk *chunks;  /* where blocks live (see procmem.c) */
   long reads;                 /* reads served (for the test hook) */
   long exit_after;            /* test hook: SIGKILL the process after N reads */
   int read_failures;          /* reads the process refused */

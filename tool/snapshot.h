@@ -24,7 +24,7 @@ typedef struct tool_snapshot {
   as_memwalk_reader rd;
   as_memwalk_name_cache *names;
   tool_fork *forks;                /* in scheduler order, then slot order */
-  int nforks;
+  int nforks, cap;                 /* forks is mapped for cap records */
   as_memwalk_forks_result res;     /* the walk's status (error: unusable) */
   double clock;                    /* seconds in state are measured against
                                       this (live: the tool's monotonic clock;

@@ -30,12 +30,37 @@ static const char *walk_name(as_memwalk_status st) {
          : st == AS_MEMWALK_TRUNCATED ? "truncated" : "failed";
 }
 
-/* "250ms" under a second, "1.5s", "120s": as as.dump() prints them. */
+/* Decimal digits of v at p (no NUL); returns the end. */
+static char *put_int(char *p, long long v) {
+  char d[24];
+  int n = 0;
+  unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+  if (v < 0) *p++ = '-';
+  do { d[n++] = (char)('0' + (int)(u % 10)); u /= 10; } while (u != 0);
+  while (n > 0) *p++ = d[--n];
+  return p;
+}
+
+/* "250ms" under a second, "1.5s", "120s": as as.dump() prints them
+** (formatted by hand: `ps` prints two per fork, 100,000 forks). */
 static void seconds_text(double sec, char *out, size_t size) {
-  long long ms = (long long)floor(sec * 1000 + 0.5);
-  if (ms < 1000) snprintf(out, size, "%lldms", ms);
-  else if (sec >= 100) snprintf(out, size, "%.0fs", sec);
-  else snprintf(out, size, "%.1fs", sec);
+  char *p = out;
+  if (size < 32) { out[0] = '\0'; return; }
+  if (!(sec >= 0)) sec = 0;
+  if (sec > 1e15) sec = 1e15;
+  if (floor(sec * 1000 + 0.5) < 1000) {
+    p = put_int(p, (long long)floor(sec * 1000 + 0.5));
+    *p++ = 'm';
+  } else if (sec >= 100) {
+    p = put_int(p, (long long)floor(sec + 0.5));
+  } else {
+    long long tenths = (long long)floor(sec * 10 + 0.5);
+    p = put_int(p, tenths / 10);
+    *p++ = '.';
+    *p++ = (char)('0' + (int)(tenths % 10));
+  }
+  *p++ = 's';
+  *p = '\0';
 }
 
 static void label(const as_memwalk_fork *f, char *out, size_t size) {
@@ -246,11 +271,45 @@ static void ps_json(FILE *out, tool_snapshot *s, const tool_source *src) {
   fprintf(out, "%s]}\n", s->nforks ? "\n" : "");
 }
 
+/* The table's cells, made once: a growing arena of NUL-terminated strings
+** (offsets, so the arena may move), NCOLS per row. */
+typedef struct cells {
+  char *text;
+  size_t len, cap;
+  size_t *at;
+} cells;
+
+static int cells_add(cells *c, const char *v) {
+  size_t n = strlen(v) + 1;
+  if (c->len + n > c->cap) {
+    size_t cap = c->cap ? c->cap * 2 : 1 << 16;
+    char *grown;
+    while (cap < c->len + n) cap *= 2;
+    grown = realloc(c->text, cap);
+    if (grown == NULL) return -1;
+    c->text = grown;
+    c->cap = cap;
+  }
+  memcpy(c->text + c->len, v, n);
+  c->len += n;
+  return 0;
+}
+
+static void pad(FILE *out, size_t n) {
+  static const char spaces[] = "                                                                ";
+  while (n > 0) {
+    size_t k = n < sizeof spaces - 1 ? n : sizeof spaces - 1;
+    fwrite(spaces, 1, k, out);
+    n -= k;
+  }
+}
+
 void tool_view_ps(FILE *out, tool_snapshot *s, const tool_source *src, int format) {
   int i, c;
   size_t width[NCOLS];
   ps_row row;
-  const char *cells[NCOLS];
+  const char *cell[NCOLS];
+  cells t;
   if (format == TOOL_FORMAT_JSON) {
     ps_json(out, s, src);
     return;
@@ -258,28 +317,48 @@ void tool_view_ps(FILE *out, tool_snapshot *s, const tool_source *src, int forma
   if (format == TOOL_FORMAT_CSV) {
     fputs("id,name,status,await,target,time,site,spawned_by,walk\n", out);
     for (i = 0; i < s->nforks; i++) {
-      ps_cells(s, &s->forks[i], &row, cells);
-      for (c = 0; c < NCOLS; c++) csv_field(out, cells[c], c == NCOLS - 1);
+      ps_cells(s, &s->forks[i], &row, cell);
+      for (c = 0; c < NCOLS; c++) csv_field(out, cell[c], c == NCOLS - 1);
     }
     return;
   }
   header(out, s, src);
+  memset(&t, 0, sizeof t);
+  t.at = malloc(sizeof *t.at * NCOLS * ((size_t)s->nforks + 1));
+  if (t.at == NULL) {
+    fprintf(out, "asyncstack: out of memory\n");
+    return;
+  }
   for (c = 0; c < NCOLS; c++) width[c] = strlen(ps_heads[c]);
   for (i = 0; i < s->nforks; i++) {
-    ps_cells(s, &s->forks[i], &row, cells);
-    for (c = 0; c < NCOLS; c++)
-      if (strlen(cells[c]) > width[c]) width[c] = strlen(cells[c]);
-  }
-  for (c = 0; c < NCOLS; c++)
-    if (c == NCOLS - 1) fprintf(out, "%s\n", ps_heads[c]);
-    else fprintf(out, "%-*s  ", (int)width[c], ps_heads[c]);
-  for (i = 0; i < s->nforks; i++) {
-    ps_cells(s, &s->forks[i], &row, cells);
+    ps_cells(s, &s->forks[i], &row, cell);
     for (c = 0; c < NCOLS; c++) {
-      if (c == NCOLS - 1) fprintf(out, "%s\n", cells[c][0] ? cells[c] : "-");
-      else fprintf(out, "%-*s  ", (int)width[c], cells[c][0] ? cells[c] : "-");
+      const char *v = cell[c][0] ? cell[c] : "-";
+      size_t n = strlen(v);
+      if (n > width[c]) width[c] = n;
+      t.at[(size_t)i * NCOLS + (size_t)c] = t.len;
+      if (cells_add(&t, v) != 0) {
+        free(t.at);
+        free(t.text);
+        fprintf(out, "asyncstack: out of memory\n");
+        return;
+      }
     }
   }
+  for (c = 0; c < NCOLS; c++) {
+    fputs(ps_heads[c], out);
+    if (c == NCOLS - 1) fputc('\n', out);
+    else pad(out, width[c] - strlen(ps_heads[c]) + 2);
+  }
+  for (i = 0; i < s->nforks; i++)
+    for (c = 0; c < NCOLS; c++) {
+      const char *v = t.text + t.at[(size_t)i * NCOLS + (size_t)c];
+      fputs(v, out);
+      if (c == NCOLS - 1) fputc('\n', out);
+      else pad(out, width[c] - strlen(v) + 2);
+    }
+  free(t.at);
+  free(t.text);
 }
 
 /* ------------------------------------------------------ frames of a fork */
