@@ -25,8 +25,9 @@
 # debug descriptor through the ELF section "asyncstack_debug" of the mapped
 # core.so, from /proc/PID/maps or the core's NT_FILE note.
 #
-# Which binary: $ASYNCSTACK_TOOL if set; else the one installed next to
-# this script (PREFIX/share/asyncstack/ -> PREFIX/bin/asyncstack); else a
+# Which binary: $ASYNCSTACK_TOOL if set; else the one installed with this
+# script (`make install`: PREFIX/share/asyncstack/ -> PREFIX/bin/asyncstack;
+# a LuaRocks tree: share/lua/5.4/asyncstack/ -> bin/asyncstack); else a
 # checkout's build/bin/asyncstack; else `asyncstack` on PATH.
 
 import os
@@ -49,6 +50,7 @@ def _tool():
         return env
     here = _HERE
     for candidate in (os.path.join(here, "..", "..", "bin", "asyncstack"),
+                      os.path.join(here, "..", "..", "..", "..", "bin", "asyncstack"),
                       os.path.join(here, "..", "build", "bin", "asyncstack")):
         if os.access(candidate, os.X_OK):
             return os.path.normpath(candidate)
