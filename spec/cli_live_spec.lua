@@ -216,3 +216,63 @@ describe("asyncstack ps/pstree/bt PID (issue 15)", function()
     assert(ok, err)
   end)
 end)
+
+describe("README's 'Debugging a live process or a core' (issue 15)", function()
+  -- The README's blocks after "$ build/bin/asyncstack ..." lines, keyed by
+  -- the command with the pid replaced by PID.
+  local function readme_outputs()
+    local f = assert(io.open("README.md"))
+    local text = f:read("a")
+    f:close()
+    local section = text:match("\n## Debugging a live process or a core\n(.-)\n## ")
+    local out, cmd = {}, nil
+    for line in (section .. "\n"):gmatch("([^\n]*)\n") do
+      local c = line:match("^%$ build/bin/asyncstack (.*)$")
+      if c and c:find("--core", 1, true) then
+        cmd = nil                      -- the crash core: spec/cli_core_spec.lua
+      elseif c then
+        cmd = c:gsub("%d%d%d+", "PID")
+        out[cmd] = {}
+      elseif line == "```" then
+        cmd = nil
+      elseif cmd then
+        table.insert(out[cmd], line)
+      end
+    end
+    return out
+  end
+
+  -- Times, deadlines, pids, fd numbers and column widths vary from run to run.
+  local function normalize(lines)
+    local out = {}
+    for i, l in ipairs(lines) do
+      l = l:gsub("process %d+", "process PID")
+      l = l:gsub("%d+%.?%d*m?s", "T"):gsub("fd %d+", "fd N"):gsub(" +", " ")
+      out[i] = l
+    end
+    return out
+  end
+
+  it("shows what the command prints for examples/stuck.lua #child", function()
+    local pid = cli.spawn("examples/stuck.lua")
+    local ok, err = pcall(function()
+      assert.truthy(cli.wait_until(function()
+        local out, status = cli.tool_run(("ps %d --format csv"):format(pid))
+        return status == 0 and select(2, out:gsub("\n", "")) == 7 and not out:find("running")
+      end, 30), "examples/stuck.lua did not settle")
+      local shown = readme_outputs()
+      local n = 0
+      for cmd, lines in pairs(shown) do
+        local out, status = cli.tool_run((cmd:gsub("PID", tostring(pid))))
+        assert.are.equal(0, status, cmd)
+        local got = {}
+        for l in out:gmatch("([^\n]*)\n") do got[#got + 1] = l end
+        assert.are.same(normalize(lines), normalize(got), cmd)
+        n = n + 1
+      end
+      assert.are.equal(4, n)   -- ps, pstree, bt --fork 2 --async, bt
+    end)
+    cli.kill(pid)
+    assert(ok, err)
+  end)
+end)

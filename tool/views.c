@@ -45,7 +45,7 @@ static char *put_int(char *p, long long v) {
 ** (formatted by hand: `ps` prints two per fork, 100,000 forks). */
 static void seconds_text(double sec, char *out, size_t size) {
   char *p = out;
-  if (size < 32) { out[0] = '\0'; return; }
+  if (size < 24) { out[0] = '\0'; return; }   /* "1000000000000000s" fits */
   if (!(sec >= 0)) sec = 0;
   if (sec > 1e15) sec = 1e15;
   if (floor(sec * 1000 + 0.5) < 1000) {
