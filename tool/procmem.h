@@ -73,4 +73,9 @@ void tool_proc_why_denied(pid_t pid, char *out, size_t size);
 
 void tool_proc_close(tool_proc *p);
 
+/* `size` bytes of zeroed memory, 2 MB aligned, in huge pages where the
+** kernel allows, faulted in at once; NULL when it cannot be mapped. Give
+** it back with munmap(ptr, size). */
+void *tool_map_populated(size_t size);
+
 #endif

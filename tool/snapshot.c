@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <string.h>
 #include "snapshot.h"
+#include "procmem.h"
 #include "memwalk_render.h"
 #include "render.h"
 
@@ -42,9 +43,8 @@ static int collect_one(void *ud, const as_memwalk_fork *f,
     /* mapped with MAP_POPULATE, as the reader's blocks (procmem.c): 100,000
     ** records are 90 MB, and an exception per page costs more than the rest */
     int cap = c->cap ? 2 * c->cap : 1024;
-    void *m = mmap(NULL, sizeof *s->forks * (size_t)cap, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    if (m == MAP_FAILED) {
+    void *m = tool_map_populated(sizeof *s->forks * (size_t)cap);
+    if (m == NULL) {
       c->oom = 1;
       return 1;
     }
