@@ -36,7 +36,8 @@ typedef struct tool_proc {
   tool_block **table;         /* block cache: hash by block number */
   size_t nblocks;
   tool_block *last;           /* the block the last read used */
-  struct tool_chunk *chunks;  /* where blocks live (see procmem.c) */
+  unsigned char *arena;       /* where blocks live (see procmem.c) */
+  size_t arena_used;
   long reads;                 /* reads served (for the test hook) */
   long exit_after;            /* test hook: SIGKILL the process after N reads */
   int read_failures;          /* reads the process refused */
@@ -74,8 +75,8 @@ void tool_proc_why_denied(pid_t pid, char *out, size_t size);
 void tool_proc_close(tool_proc *p);
 
 /* `size` bytes of zeroed memory, 2 MB aligned, in huge pages where the
-** kernel allows, faulted in at once; NULL when it cannot be mapped. Give
-** it back with munmap(ptr, size). */
-void *tool_map_populated(size_t size);
+** kernel allows; NULL when it cannot be mapped. Give it back with
+** munmap(ptr, size). */
+void *tool_map_huge(size_t size);
 
 #endif

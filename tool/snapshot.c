@@ -40,18 +40,19 @@ static int collect_one(void *ud, const as_memwalk_fork *f,
   tool_snapshot *s = c->s;
   tool_fork *out;
   if (s->nforks == c->cap) {
-    /* mapped with MAP_POPULATE, as the reader's blocks (procmem.c): 100,000
-    ** records are 90 MB, and an exception per page costs more than the rest */
-    int cap = c->cap ? 2 * c->cap : 1024;
-    void *m = tool_map_populated(sizeof *s->forks * (size_t)cap);
-    if (m == NULL) {
+    /* in huge pages (procmem.h), grown by moving the pages, not copying
+    ** them: 100,000 records are 90 MB */
+    int cap = c->cap ? 2 * c->cap : 4096;
+    size_t size = sizeof *s->forks * (size_t)cap;
+    void *m = s->forks == NULL ? tool_map_huge(size)
+              : mremap(s->forks, sizeof *s->forks * (size_t)c->cap, size, MREMAP_MAYMOVE);
+    if (m == NULL || m == MAP_FAILED) {
       c->oom = 1;
       return 1;
     }
-    if (s->forks != NULL) {
-      memcpy(m, s->forks, sizeof *s->forks * (size_t)s->nforks);
-      munmap(s->forks, sizeof *s->forks * (size_t)c->cap);
-    }
+#ifdef MADV_HUGEPAGE
+    madvise(m, size, MADV_HUGEPAGE);
+#endif
     s->forks = m;
     c->cap = cap;
     s->cap = cap;
