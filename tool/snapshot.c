@@ -92,6 +92,8 @@ static int collect_one(void *ud, const as_memwalk_fork *f,
   return 0;
 }
 
+static void build_index(tool_snapshot *s);
+
 const char *tool_snapshot_take(tool_snapshot *s, as_memwalk_read_fn read,
                                void *ctx, uintptr_t descriptor, double clock) {
   const char *err;
@@ -117,11 +119,41 @@ const char *tool_snapshot_take(tool_snapshot *s, as_memwalk_read_fn read,
   s->res = as_memwalk_forks_each(&s->t, collect_one, &c, &scratch, frames, SNAPSHOT_ROOM);
   free(frames);
   if (c.oom) return "out of memory";
+  build_index(s);
   return s->res.error;
+}
+
+static size_t slot_of(const tool_snapshot *s, long long id) {
+  return (size_t)((unsigned long long)id * 0x9E3779B97F4A7C15ull >> 20) & (s->index_size - 1);
+}
+
+/* The index by id (ids never repeat in a process; a torn read could
+** repeat one: then the first wins, and the lookup below checks the rest). */
+static void build_index(tool_snapshot *s) {
+  size_t size = 1024, k;
+  int i;
+  while (size < 2 * (size_t)s->nforks + 1) size *= 2;
+  s->index = malloc(sizeof *s->index * size);
+  if (s->index == NULL) return;
+  s->index_size = size;
+  for (k = 0; k < size; k++) s->index[k] = -1;
+  for (i = 0; i < s->nforks; i++) {
+    k = slot_of(s, s->forks[i].f.id);
+    while (s->index[k] >= 0) k = (k + 1) & (size - 1);
+    s->index[k] = i;
+  }
 }
 
 tool_fork *tool_snapshot_find(tool_snapshot *s, long long id, uintptr_t sched) {
   int i;
+  if (s->index != NULL) {
+    size_t k = slot_of(s, id);
+    for (; s->index[k] >= 0; k = (k + 1) & (s->index_size - 1)) {
+      tool_fork *f = &s->forks[s->index[k]];
+      if (f->f.id == id && (sched == 0 || f->f.sched == sched)) return f;
+    }
+    return NULL;
+  }
   for (i = 0; i < s->nforks; i++)
     if (s->forks[i].f.id == id && (sched == 0 || s->forks[i].f.sched == sched))
       return &s->forks[i];
@@ -139,6 +171,7 @@ double tool_snapshot_seconds(const tool_snapshot *s, const tool_fork *f) {
 }
 
 void tool_snapshot_free(tool_snapshot *s) {
+  free(s->index);
   if (s->forks != NULL) munmap(s->forks, sizeof *s->forks * (size_t)s->cap);
   free(s->names);
   memset(s, 0, sizeof *s);

@@ -25,6 +25,8 @@ typedef struct tool_snapshot {
   as_memwalk_name_cache *names;
   tool_fork *forks;                /* in scheduler order, then slot order */
   int nforks, cap;                 /* forks is mapped for cap records */
+  int *index;                      /* by id: open addressing, -1 empty */
+  size_t index_size;               /* a power of two > 2 * nforks */
   as_memwalk_forks_result res;     /* the walk's status (error: unusable) */
   double clock;                    /* seconds in state are measured against
                                       this (live: the tool's monotonic clock;
