@@ -276,3 +276,45 @@ describe("README's 'Debugging a live process or a core' (issue 15)", function()
     assert(ok, err)
   end)
 end)
+
+describe("asyncstack pstree and a cycle in the await graph (issue 15)", function()
+  -- wait() refuses cycles, so only a torn read or a corrupted process shows
+  -- one: gdb rewrites the waiter's wait node to point at its own awaiter
+  -- (the gatherer), and the tree must name the cycle, not loop on it.
+  it("names the cycle and draws each fork once #child", function()
+    local dir = cli.tmpdir()
+    local prog = dir .. "/offsets.c"
+    local f = assert(io.open(prog, "w"))
+    f:write([[
+      #include <stddef.h>
+      #include <stdio.h>
+      #include "fork.h"
+      int main(void) {
+        printf("%zu %zu\n", offsetof(as_fork, await.wait.nodes), offsetof(as_waitnode, target));
+        return 0;
+      }
+    ]])
+    f:close()
+    local inc = io.popen("pkg-config --variable=includedir lua5.4"):read("l") .. "/lua5.4"
+    local out, status = cli.sh(("env -u LD_PRELOAD cc -Isrc -I%s -o %s/offsets %s && %s/offsets"):format(inc, dir, prog, dir))
+    assert.are.equal(0, status, out)
+    local off_nodes, off_target = out:match("(%d+) (%d+)")
+    local view = cli.start("idle")
+    local ok, err = pcall(function()
+      local _, by_id = cli.ps_json(view.pid)
+      local waiter, gatherer = by_id[4].address, by_id[7].address
+      out, status = cli.sh(("env -u LD_PRELOAD gdb -batch -nx -q -p %d -ex 'set {long}({long}(%s + %s) + %s) = %s' -ex detach")
+        :format(view.pid, waiter, off_nodes, off_target, gatherer))
+      assert.are.equal(0, status, out)
+      local tree
+      tree, status = cli.tool_run(("pstree %d --stop"):format(view.pid))
+      assert.are.equal(0, status)
+      assert.matches("\ncycle in the await graph: fork #7 'gatherer' %-> fork #4 'waiter' %-> fork #7 'gatherer'\n", tree)
+      assert.matches("%(F%) fork #7 'gatherer'  %(cycle: already on this path, not drawn again%)", tree)
+      local _, n = tree:gsub("%(F%) fork #4 'waiter' %[", "")
+      assert.are.equal(1, n)
+    end)
+    cli.kill(view.pid)
+    assert(ok, err)
+  end)
+end)
