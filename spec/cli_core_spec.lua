@@ -45,6 +45,13 @@ local CRASH_ENV = ("LUA_PATH='%s' LUA_CPATH='%s;%s/test/?.so;;'")
   :format(absolute(cli.lpath), absolute(cli.cpath), absolute(cli.build))
 
 describe("asyncstack --core (issue 15)", function()
+  teardown(cli.cleanup)
+  if cli.under_asan then
+    -- a core of a process under ASan holds its shadow memory: terabytes
+    -- (sparse), and gigabytes written; `make test` runs these
+    pending("core files of processes under ASan (their shadow memory makes them terabytes)")
+    return
+  end
   it("reads a core written by gcore: the forks as the process saw them #child", function()
     local view = cli.start("idle")
     local path = view.dir .. "/core"
@@ -85,11 +92,6 @@ describe("asyncstack --core (issue 15)", function()
     cli.kill(view.pid)
     assert(ok, err)
   end)
-
-  if cli.under_asan then
-    pending("crash cores: ASan turns core dumps off and owns SIGSEGV")
-    return
-  end
 
   it("shows folly's co_funcC, co_funcB, co_funcA from the kernel's core of a crashed run #child", function()
     local name, pattern = kernel_core_name()

@@ -19,6 +19,7 @@ end
 local NOBODY = "setpriv --reuid=nobody --regid=nogroup --clear-groups"
 
 describe("asyncstack's errors (issue 15)", function()
+  teardown(cli.cleanup)
   describe("usage errors name the argument (status 2)", function()
     it("no command, an unknown command #child", function()
       fails("", 2, "asyncstack: a command is needed (ps, pstree or bt); asyncstack --help says more")
@@ -124,7 +125,7 @@ describe("asyncstack's errors (issue 15)", function()
     end)
 
     it("the process has no asyncstack loaded #child", function()
-      local p = assert(io.popen("sleep 60 >/dev/null 2>&1 & echo $!"))
+      local p = assert(io.popen("env -u LD_PRELOAD sleep 60 >/dev/null 2>&1 & echo $!"))
       local pid = tonumber(p:read("l"))
       p:close()
       local ok, err = pcall(fails, "ps " .. pid, 1,
@@ -207,7 +208,9 @@ describe("asyncstack's errors (issue 15)", function()
         ("asyncstack: %s: an ELF file but not a core file (type shared object)"):format(cli.core_so))
     end)
 
-    it("truncated: in its headers, in a segment #child", function()
+    if cli.under_asan then
+      pending("a gcore core of a process under ASan holds its shadow memory (terabytes)")
+    else it("truncated: in its headers, in a segment #child", function()
       assert.truthy(cli.exists(good_core()), "gcore wrote no core")
       os.execute(("head -c 100 %s > %s/short"):format(core, dir))
       fails(("ps --core %s/short"):format(dir), 1,
@@ -219,10 +222,10 @@ describe("asyncstack's errors (issue 15)", function()
       assert.are.equal(1, status)
       assert.matches(("^asyncstack: %s/cut: truncated core file %%(it has %d bytes; its segment at 0x%%x+ needs %%d+%%)\n$")
         :format(dir:gsub("%p", "%%%0"), cut), err)
-    end)
+    end) end
 
     it("the core of a process without asyncstack #child", function()
-      local p = assert(io.popen("sleep 60 >/dev/null 2>&1 & echo $!"))
+      local p = assert(io.popen("env -u LD_PRELOAD sleep 60 >/dev/null 2>&1 & echo $!"))
       local pid = tonumber(p:read("l"))
       p:close()
       cli.sh(("env -u LD_PRELOAD gdb -batch -nx -q -p %d -ex 'gcore %s/sleep.core' -ex detach"):format(pid, dir))

@@ -11,6 +11,7 @@ local cli = require "spec.support.cli"
 local ps_json, compare, compare_frames = cli.ps_json, cli.compare, cli.compare_frames
 
 describe("asyncstack ps/pstree/bt PID (issue 15)", function()
+  teardown(cli.cleanup)
   it("builds the command #child", function()
     assert.truthy(cli.exists(cli.tool), cli.tool .. " is built by make")
     local out, status = cli.tool_run("--version")
@@ -218,6 +219,7 @@ describe("asyncstack ps/pstree/bt PID (issue 15)", function()
 end)
 
 describe("README's 'Debugging a live process or a core' (issue 15)", function()
+  teardown(cli.cleanup)
   -- The README's blocks after "$ build/bin/asyncstack ..." lines, keyed by
   -- the command with the pid replaced by PID.
   local function readme_outputs()
@@ -278,6 +280,7 @@ describe("README's 'Debugging a live process or a core' (issue 15)", function()
 end)
 
 describe("asyncstack pstree and a cycle in the await graph (issue 15)", function()
+  teardown(cli.cleanup)
   -- wait() refuses cycles, so only a torn read or a corrupted process shows
   -- one: gdb rewrites the waiter's wait node to point at its own awaiter
   -- (the gatherer), and the tree must name the cycle, not loop on it.

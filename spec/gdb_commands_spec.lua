@@ -62,6 +62,7 @@ local function check_output(out, view)
 end
 
 describe("gdb commands (issue 15)", function()
+  teardown(cli.cleanup)
   it("as-ps, as-pstree, as-fork, as-bt on a live inferior #child", function()
     local view = start_stripped()
     local out = gdb_run("-p " .. view.pid, { "as-ps", "as-pstree", "as-fork 2", "as-bt" })
@@ -73,15 +74,17 @@ describe("gdb commands (issue 15)", function()
     assert.are.equal(0, tracer)
   end)
 
-  it("the same through a core gdb writes, when the inferior cannot be read directly #child", function()
+  if cli.under_asan then
+    pending("cores of processes under ASan (their shadow memory makes them terabytes)")
+  else it("the same through a core gdb writes, when the inferior cannot be read directly #child", function()
     local view = start_stripped()
     local out = gdb_run("-p " .. view.pid, { "as-ps", "as-pstree", "as-fork 2", "as-bt" },
                         "ASYNCSTACK_GDB_VIA_CORE=1")
     cli.kill(view.pid)
     check_output(out:gsub("core file [^\n]-/core: ", ("process %d: "):format(view.pid)), view)
-  end)
+  end) end
 
-  it("as-ps, as-pstree, as-fork, as-bt on a core file #child", function()
+  if not cli.under_asan then it("as-ps, as-pstree, as-fork, as-bt on a core file #child", function()
     local view = start_stripped()
     local core = view.dir .. "/core"
     cli.sh(("%s -p %d -ex 'gcore %s' -ex detach"):format(GDB, view.pid, core))
@@ -89,7 +92,7 @@ describe("gdb commands (issue 15)", function()
     local out = gdb_run("/usr/bin/lua5.4 " .. core, { "as-ps", "as-pstree", "as-fork 2", "as-bt" })
     assert.matches("core file " .. core:gsub("%p", "%%%0") .. ": 8 forks", out)
     check_output(out:gsub("core file [^\n]-: 8 forks", ("process %d: 8 forks"):format(view.pid)), view)
-  end)
+  end) end
 
   it("as-fork without a fork id says so #child", function()
     local view = cli.start("idle")

@@ -237,13 +237,18 @@ int tool_core_read(void *ctx, uintptr_t address, size_t length, void *out) {
 }
 
 /* A descriptor in the core's own memory, found by its magic, verified:
-** for a core whose library file is not at hand. */
+** for a core whose library file is not at hand. It lives in core.so's data
+** segment: segments larger than SCAN_SEGMENT_MAX (heaps, the shadow memory
+** of a sanitizer's process, terabytes in a sparse core) are not searched. */
+#define SCAN_SEGMENT_MAX ((uint64_t)16 << 20)
+
 static uint64_t scan_for_descriptor(tool_core *c) {
   int i;
   for (i = 0; i < c->nsegs; i++) {
     const tool_core_seg *s = &c->segs[i];
     const unsigned char *d = c->data + s->offset;
     uint64_t pos = 0;
+    if (s->filesz > SCAN_SEGMENT_MAX) continue;
     while (pos + sizeof(as_debug_descriptor) <= s->filesz) {
       const unsigned char *hit = memmem(d + pos, (size_t)(s->filesz - pos),
                                         AS_DEBUG_MAGIC, 16);

@@ -39,11 +39,22 @@ function M.tool_run(args, prefix)
   return (out:gsub("status=%d+%s*$", "")), status, errtext
 end
 
+local made = {}
+
 function M.tmpdir()
   local p = assert(io.popen("mktemp -d /tmp/asyncstack-cli.XXXXXX"))
   local d = p:read("l")
   p:close()
+  made[#made + 1] = d
   return d
+end
+
+-- Removes every directory tmpdir() made (cores included): after_each.
+function M.cleanup()
+  for i = #made, 1, -1 do
+    if made[i]:match("^/tmp/asyncstack%-cli%.") then os.execute("rm -rf " .. made[i]) end
+    made[i] = nil
+  end
 end
 
 local function exists(path)
