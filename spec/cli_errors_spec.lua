@@ -182,8 +182,8 @@ describe("asyncstack's errors (issue 15)", function()
   end)
 
   describe("a core file it cannot read (status 1)", function()
-    local dir = cli.tmpdir()
-    local core
+    local dir, core
+    before_each(function() dir = dir or cli.tmpdir() end)
     -- a good core to cut short, made by the first test that needs it (not
     -- in setup(): runs that leave the #child specs out start no child)
     local function good_core()
