@@ -74,9 +74,4 @@ void tool_proc_why_denied(pid_t pid, char *out, size_t size);
 
 void tool_proc_close(tool_proc *p);
 
-/* `size` bytes of zeroed memory, 2 MB aligned, in huge pages where the
-** kernel allows; NULL when it cannot be mapped. Give it back with
-** munmap(ptr, size). */
-void *tool_map_huge(size_t size);
-
 #endif

@@ -7,7 +7,7 @@
 #include <sys/mman.h>
 #include <string.h>
 #include "snapshot.h"
-#include "procmem.h"
+#include "hugemem.h"
 #include "memwalk_render.h"
 #include "render.h"
 
