@@ -33,6 +33,7 @@
 ** change a chain under it. (Stopping the collector for the walk would rule
 ** that out too, but a memory error would then leave it stopped.)
 */
+#include <stddef.h>
 #include <string.h>
 #include "backtrace.h"
 #include "chain.h"
@@ -426,9 +427,16 @@ static void walk_from_fork(walker *w, as_fork *f, int top) {
   }
 }
 
+/* Frames a capture table has room for from the start (most traces are
+** short; a longer one grows the table as Lua does). */
+#define PRESIZED_FRAMES 8
+
 static void walker_init(walker *w, lua_State *L, as_state *st,
                         const as_walk_opts *opts) {
-  memset(w, 0, sizeof *w);
+  int frames = opts->limit > 0 && opts->limit < PRESIZED_FRAMES ? opts->limit : PRESIZED_FRAMES;
+  /* everything but the ring, which is written before it is read (8 KiB) */
+  memset(w, 0, offsetof(walker, ring));
+  w->ring_len = w->ring_start = w->skipped = 0;
   w->L = L;
   w->st = st;
   w->s = st->sched;
@@ -437,7 +445,7 @@ static void walker_init(walker *w, lua_State *L, as_state *st,
   w->async = opts->async;
   w->ends = opts->ends > RING_MAX ? RING_MAX : opts->ends;
   w->self = opts->self;
-  lua_newtable(L);
+  lua_createtable(L, frames * AS_RAW_STRIDE, 4);
   w->out = lua_gettop(L);
   lua_pushnil(L);
   w->name_slot = lua_gettop(L);
