@@ -140,9 +140,8 @@ end
 -- Waits until the socket is ready ("r" or "w"). Returns nil when it is, or
 -- "timeout" (our limit passed) or "closed" (another fork closed the socket).
 -- A timeout of zero answers at once, as LuaSocket does, without suspending.
--- A cancel raises as.Cancelled through it.
-local function wait(self, fname, mode, deadline)
-  local me = current()
+-- A cancel raises as.Cancelled through it. `me`: the running fork.
+local function wait(self, fname, mode, deadline, me)
   local waiting = self._waiting
   local other = waiting[mode]
   -- (a fork that left a wait by an error is no longer waiting in it)
@@ -200,21 +199,24 @@ end
 -- sock:receive([pattern [, prefix]]) -> data | nil, err, partial
 function Socket:receive(pattern, prefix)
   local sock = check_self(self, "receive")
-  pattern = check_pattern(pattern)
-  prefix = check_string("receive", 2, prefix, true)
-  if not current() then
+  -- (the checks are skipped for the common nil arguments: this is the
+  -- path of every line a server reads)
+  if pattern == nil then pattern = "*l" else pattern = check_pattern(pattern) end
+  if prefix ~= nil then prefix = check_string("receive", 2, prefix, true) end
+  local me = current()
+  if not me then
     blocking(self)
     return sock:receive(pattern, prefix)
   end
-  nonblocking(self)
-  local given, deadline = prefix and #prefix or 0, deadline_of(self)
+  if self._mode ~= NONBLOCKING then nonblocking(self) end
+  local given, deadline = prefix and #prefix or 0, self._total and deadline_of(self)
   if self._ahead then
     if sock:dirty() then
       self._ahead = false             -- the peer is ahead of us again
     else
       -- our reads run ahead of the peer: a read now would most likely
       -- find nothing. A timeout still leaves one read to try, as below.
-      local failed = wait(self, "receive", "r", deadline)
+      local failed = wait(self, "receive", "r", deadline, me)
       if failed == "closed" then return nil, failed, prefix or "" end
     end
   end
@@ -228,7 +230,7 @@ function Socket:receive(pattern, prefix)
     if not mode then return nil, err, partial end
     prefix = partial
     self._ahead = mode == "r"
-    local failed = wait(self, "receive", mode, deadline)
+    local failed = wait(self, "receive", mode, deadline, me)
     if failed then return nil, failed, partial end
   end
 end
@@ -236,16 +238,17 @@ end
 -- sock:send(data [, i [, j]]) -> index of the last byte sent | nil, err, last
 function Socket:send(data, i, j)
   local sock = check_self(self, "send")
-  data = check_string("send", 1, data)
-  i = check_index("send", 2, i)
-  j = check_index("send", 3, j)
-  if not current() then
+  if type(data) ~= "string" then data = check_string("send", 1, data) end
+  if i ~= nil then i = check_index("send", 2, i) end
+  if j ~= nil then j = check_index("send", 3, j) end
+  local me = current()
+  if not me then
     blocking(self)
     local last, err, sent = sock:send(data, i, j)
     return tointeger(last) or last, err, tointeger(sent) or sent
   end
-  nonblocking(self)
-  local deadline = deadline_of(self)
+  if self._mode ~= NONBLOCKING then nonblocking(self) end
+  local deadline = self._total and deadline_of(self)
   while true do
     local last, err, sent = sock:send(data, i, j)
     if last then return tointeger(last) end
@@ -253,7 +256,7 @@ function Socket:send(data, i, j)
     local mode = retry_mode(err, "w")
     if not mode then return nil, err, sent end
     i = sent + 1
-    local failed = wait(self, "send", mode, deadline)
+    local failed = wait(self, "send", mode, deadline, me)
     if failed then return nil, failed, sent end
   end
 end
@@ -276,7 +279,7 @@ function Socket:connect(host, port)
     -- connecting again tells how it went ("already connected" is success).
     if err == "already connected" then return 1 end
     if err ~= "timeout" and err ~= "Operation already in progress" then return nil, err end
-    local failed = wait(self, "connect", "w", deadline)
+    local failed = wait(self, "connect", "w", deadline, current())
     if failed then return nil, failed end
     ok, err = sock:connect(host, port)
   end
@@ -299,7 +302,7 @@ function Socket:accept()
     if client then return wrap(client) end
     local mode = retry_mode(err, "r")
     if not mode then return nil, err end
-    local failed = wait(self, "accept", mode, deadline)
+    local failed = wait(self, "accept", mode, deadline, current())
     if failed then return nil, failed end
   end
 end
