@@ -362,6 +362,39 @@ void as_backtrace_push_fork_where(lua_State *L, as_state *st, as_fork *f, int in
   lua_remove(L, raw);
 }
 
+/* as_walk_site_shown for a rethrow: whether the trace of the exception
+** (at *(int *)ud; its raw capture is its field _raw) has a frame of the
+** same fork, function and line, as exception.lua's rethrow sections match
+** it (they would not print this capture). */
+static int rethrow_site_shown(lua_State *L, int fn, long line, lua_Integer fork, void *ud) {
+  int exc = *(int *)ud, main, shown = 0;
+  lua_Integer n, i;
+  if (!lua_istable(L, exc) || !lua_checkstack(L, 4)) return 0;
+  lua_pushliteral(L, "_raw");
+  lua_rawget(L, exc);
+  main = lua_gettop(L);
+  if (lua_istable(L, main)) {
+    lua_getfield(L, main, "n");
+    n = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    for (i = 0; i < n && !shown; i++) {
+      if (raw_integer(L, main, i, AS_RAW_LINE) != line ||
+          raw_integer(L, main, i, AS_RAW_FORK) != fork) continue;
+      raw_push(L, main, i, AS_RAW_FUNC);
+      shown = lua_rawequal(L, -1, fn);
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  return shown;
+}
+
+void as_backtrace_push_rethrow_site(lua_State *L, as_state *st, int exc) {
+  as_walk_opts opts = AS_WALK_RETHROW_SITE;
+  exc = lua_absindex(L, exc);
+  as_walk_push_current_unless(L, st, &opts, rethrow_site_shown, &exc);
+}
+
 /* ------------------------------------------------------- entry points */
 
 /* Raises for option `opt` (on top of the stack), which is not a positive

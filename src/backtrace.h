@@ -57,9 +57,28 @@ void as_backtrace_push_fork(lua_State *L, as_state *st, as_fork *f,
 void as_backtrace_push_current(lua_State *L, as_state *st,
                                const as_walk_opts *opts);
 
+/* Whether a walk's site is shown already: the stack slot of its function,
+** its line, the id of its fork (0: none). Must leave the stack as it is. */
+typedef int (*as_walk_site_shown)(lua_State *L, int fn, long line,
+                                  lua_Integer fork, void *ud);
+
+/* as_backtrace_push_current (opts->ends is ignored), except that when the
+** walk has a site (its first Lua frame with a line) and `shown` says it is
+** shown already, it pushes false and makes no capture (walk.c). */
+void as_walk_push_current_unless(lua_State *L, as_state *st, const as_walk_opts *opts,
+                                 as_walk_site_shown shown, void *ud);
+
 /* Pushes the raw capture of an error's raise site: the running code of L,
 ** bounded (AS_WALK_RAISE_SITE). For the hooks of module.h. */
 void as_backtrace_push_raise_site(lua_State *L, as_state *st);
+
+/* Pushes what a wait handing on the exception at `exc` gives the rethrow
+** note (hook on_rethrow): the capture of this fork's frames at the wait
+** (AS_WALK_RETHROW_SITE), or false when the exception's own trace already
+** shows the wait's site (its waiter was waiting when it was raised), so
+** that exception.lua would never print that capture. Walks only a few
+** frames to tell (issue 17). */
+void as_backtrace_push_rethrow_site(lua_State *L, as_state *st, int exc);
 
 /* Pushes "fork #id 'name'" (render.c's label): the one label of a fork. */
 void as_backtrace_push_fork_label(lua_State *L, lua_Integer id, const char *name);

@@ -43,6 +43,8 @@
 #include <lauxlib.h>
 
 #define RING_MAX AS_RENDER_TAIL
+/* Frames held back before the capture table is made. */
+#define PEND_MAX 16
 
 /* A frame found but not stored yet. */
 typedef struct frame_rec {
@@ -81,6 +83,16 @@ typedef struct walker {
   const as_waitnode *boundary_via;
   frame_rec held;           /* the last visible frame of the thread being walked */
   int has_held;
+  int made;                 /* the capture table exists (else nil at `out`) */
+  int site_slot;            /* > 0: looking for the site (see find_site):
+                               the stack slot of its function, once found */
+  int site_found;
+  long site_line;
+  lua_Integer site_fork;
+  int npend;                /* frames accepted, not stored yet */
+  frame_rec pend[PEND_MAX]; /* they: the table is made once their number is
+                               known, with room for them (no regrowth, no
+                               presized room left unused) */
   frame_rec ring[RING_MAX]; /* `ends` walk: the last frames, oldest at ring_start */
   int ring_len, ring_start, skipped;
 } walker;
@@ -141,41 +153,47 @@ static void push_fork_ud(walker *w, as_fork *f) {
   else lua_pushnil(w->L);
 }
 
+/* Stores the value on top as `slot` of frame w->n; nil and false are left
+** out (an absent slot reads as false, 0 or NULL: backtrace.h), so a frame
+** costs only the slots it uses. */
 static void raw_set(walker *w, int slot) {
-  lua_rawseti(w->L, w->out, (lua_Integer)w->n * AS_RAW_STRIDE + slot);
-}
-
-static void raw_false(walker *w, int slot) {
-  lua_pushboolean(w->L, 0);
-  raw_set(w, slot);
+  if (lua_toboolean(w->L, -1))
+    lua_rawseti(w->L, w->out, (lua_Integer)w->n * AS_RAW_STRIDE + slot);
+  else
+    lua_pop(w->L, 1);
 }
 
 static void raw_set_fork(walker *w, as_fork *f, int id_slot, int name_slot) {
   lua_State *L = w->L;
-  if (f == NULL) {
-    raw_false(w, id_slot);
-    raw_false(w, name_slot);
-    return;
-  }
+  if (f == NULL) return;
   lua_pushinteger(L, f->id);
   raw_set(w, id_slot);
   if (f != w->named) {
     push_fork_ud(w, f);
-    if (lua_isnil(L, -1)) lua_pushboolean(L, 0);
+    if (lua_isnil(L, -1)) lua_pushnil(L);
     else as_fork_push_name(L, -1);
-    if (lua_isnil(L, -1)) { lua_pop(L, 1); lua_pushboolean(L, 0); }
     lua_replace(L, w->name_slot);
     lua_pop(L, 1);
     w->named = f;
   }
-  lua_pushvalue(L, w->name_slot);
-  raw_set(w, name_slot);
+  if (!lua_isnil(L, w->name_slot)) {
+    lua_pushvalue(L, w->name_slot);
+    raw_set(w, name_slot);
+  }
 }
 
 static void raw_set_str(walker *w, int slot, const char *v) {
-  if (v != NULL && *v != '\0') lua_pushstring(w->L, v);
-  else lua_pushboolean(w->L, 0);
-  raw_set(w, slot);
+  if (v != NULL && *v != '\0') {
+    lua_pushstring(w->L, v);
+    raw_set(w, slot);
+  }
+}
+
+static void raw_set_int(walker *w, int slot, lua_Integer v) {
+  if (v != 0) {
+    lua_pushinteger(w->L, v);
+    raw_set(w, slot);
+  }
 }
 
 /* Pushes the spawning function of fork f (its uservalue 3), or nil. */
@@ -216,37 +234,84 @@ static void store(walker *w, const frame_rec *r) {
     line = r->spawned->spawn_line;
   }
   raw_set(w, AS_RAW_FUNC);
-  if (line > 0) lua_pushinteger(L, line); else lua_pushboolean(L, 0);
-  raw_set(w, AS_RAW_LINE);
+  if (line > 0) raw_set_int(w, AS_RAW_LINE, line);
   raw_set_str(w, AS_RAW_NAME, name);
   raw_set_str(w, AS_RAW_NAMEWHAT, namewhat);
   if (r->fork == NULL && r->gone_id > 0) {
-    lua_pushinteger(L, r->gone_id);
-    raw_set(w, AS_RAW_FORK);
+    raw_set_int(w, AS_RAW_FORK, r->gone_id);
     push_fork_ud(w, r->spawned);          /* the name it had (fork.h: uservalue 6) */
     if (!lua_isnil(L, -1)) lua_getiuservalue(L, -1, 6); else lua_pushnil(L);
     lua_remove(L, -2);
-    if (lua_isnil(L, -1)) { lua_pop(L, 1); lua_pushboolean(L, 0); }
     raw_set(w, AS_RAW_FORK_NAME);
   } else {
     raw_set_fork(w, r->fork, AS_RAW_FORK, AS_RAW_FORK_NAME);
   }
-  lua_pushinteger(L, r->boundary);
-  raw_set(w, AS_RAW_BOUNDARY);
+  raw_set_int(w, AS_RAW_BOUNDARY, r->boundary);
   raw_set_fork(w, r->from, AS_RAW_FROM, AS_RAW_FROM_NAME);
-  lua_pushinteger(L, r->flags);
-  raw_set(w, AS_RAW_FLAGS);
+  raw_set_int(w, AS_RAW_FLAGS, r->flags);
   if (r->via != NULL && as_wait_node_mode(r->via) != AS_WAIT_ONE)
-    lua_pushinteger(L, (lua_Integer)r->via->index * 4 +
-                    (as_wait_node_mode(r->via) == AS_WAIT_ALL ? AS_VIA_WAIT_ALL : AS_VIA_WAIT_ANY));
-  else
-    lua_pushboolean(L, 0);
-  raw_set(w, AS_RAW_VIA);
-  if (r->flags & AS_RFRAME_ROOT) push_spawn_func(w, r->fork);
-  else lua_pushnil(L);
-  if (lua_isnil(L, -1)) { lua_pop(L, 1); lua_pushboolean(L, 0); }
-  raw_set(w, AS_RAW_HOLDER);
+    raw_set_int(w, AS_RAW_VIA, (lua_Integer)r->via->index * 4 +
+                (as_wait_node_mode(r->via) == AS_WAIT_ALL ? AS_VIA_WAIT_ALL : AS_VIA_WAIT_ANY));
+  if (r->flags & AS_RFRAME_ROOT) {
+    push_spawn_func(w, r->fork);
+    raw_set(w, AS_RAW_HOLDER);
+  }
   w->n++;
+}
+
+/* Pushes the function of record r and returns its line (0: none). */
+static long push_rec_function(walker *w, const frame_rec *r) {
+  lua_State *L = w->L;
+  if (r->th == NULL) {
+    push_spawn_func(w, r->spawned);
+    return r->spawned->spawn_line;
+  } else {
+    lua_Debug ar;
+    if (!lua_checkstack(r->th, 2)) {
+      lua_pushnil(L);
+      return 0;
+    }
+    if (w->st->ci_stepping) ar.i_ci = r->ci;
+    else lua_getstack(r->th, r->level, &ar);
+    lua_getinfo(r->th, "f", &ar);
+    if (r->th != L) lua_xmove(r->th, L, 1);
+    return r->has_info ? r->line : 0;
+  }
+}
+
+/* The site of the walk: its first frame, in capture order, whose function
+** is a Lua function and which has a line (exception.lua's site_of). Looks
+** at the records held back; its function goes to site_slot. */
+static void find_site(walker *w) {
+  int i;
+  for (i = 0; i < w->npend && !w->site_found; i++) {
+    lua_State *L = w->L;
+    long line = push_rec_function(w, &w->pend[i]);
+    if (line > 0 && lua_isfunction(L, -1) && !lua_iscfunction(L, -1)) {
+      lua_replace(L, w->site_slot);
+      w->site_found = 1;
+      w->site_line = line;
+      w->site_fork = w->pend[i].fork != NULL ? w->pend[i].fork->id : w->pend[i].gone_id;
+    } else {
+      lua_pop(L, 1);
+    }
+  }
+}
+
+/* Stores the frames held back, making the capture table first if it is not
+** made yet: with room for them, and for `more` frames known to follow (or,
+** when more is -1, for as many again: the walk goes on). */
+static void flush(walker *w, int more) {
+  int i;
+  if (w->site_slot > 0) find_site(w);
+  if (!w->made) {
+    int frames = w->npend + (more < 0 ? w->npend : more);
+    lua_createtable(w->L, frames * AS_RAW_STRIDE, 4);
+    lua_replace(w->L, w->out);
+    w->made = 1;
+  }
+  for (i = 0; i < w->npend; i++) store(w, &w->pend[i]);
+  w->npend = 0;
 }
 
 /* A visible frame is accepted: stored now, or kept in the ring. */
@@ -261,7 +326,8 @@ static void accept(walker *w, const frame_rec *r) {
       w->skipped++;
     }
   } else {
-    store(w, r);
+    w->pend[w->npend++] = *r;
+    if (w->npend == PEND_MAX) flush(w, -1);
   }
   if (w->limit > 0 && w->visited >= w->limit) w->stopped = 1;
 }
@@ -427,15 +493,10 @@ static void walk_from_fork(walker *w, as_fork *f, int top) {
   }
 }
 
-/* Frames a capture table has room for from the start (most traces are
-** short; a longer one grows the table as Lua does). */
-#define PRESIZED_FRAMES 8
-
 static void walker_init(walker *w, lua_State *L, as_state *st,
                         const as_walk_opts *opts) {
-  int frames = opts->limit > 0 && opts->limit < PRESIZED_FRAMES ? opts->limit : PRESIZED_FRAMES;
-  /* everything but the ring, which is written before it is read (8 KiB) */
-  memset(w, 0, offsetof(walker, ring));
+  /* everything but the records, which are written before they are read */
+  memset(w, 0, offsetof(walker, pend));
   w->ring_len = w->ring_start = w->skipped = 0;
   w->L = L;
   w->st = st;
@@ -445,7 +506,7 @@ static void walker_init(walker *w, lua_State *L, as_state *st,
   w->async = opts->async;
   w->ends = opts->ends > RING_MAX ? RING_MAX : opts->ends;
   w->self = opts->self;
-  lua_createtable(L, frames * AS_RAW_STRIDE, 4);
+  lua_pushnil(L);            /* the capture, made by flush() */
   w->out = lua_gettop(L);
   lua_pushnil(L);
   w->name_slot = lua_gettop(L);
@@ -455,6 +516,7 @@ static void walker_init(walker *w, lua_State *L, as_state *st,
 static void walker_finish(walker *w) {
   lua_State *L = w->L;
   int i, head = w->n;
+  flush(w, w->ring_len);
   for (i = 0; i < w->ring_len; i++) store(w, &w->ring[(w->ring_start + i) % RING_MAX]);
   lua_settop(L, w->out);   /* drop the name cache slot */
   lua_pushinteger(L, w->n);
@@ -481,26 +543,47 @@ void as_backtrace_push_fork(lua_State *L, as_state *st, as_fork *f,
   walker_finish(&w);
 }
 
-void as_backtrace_push_current(lua_State *L, as_state *st,
-                               const as_walk_opts *opts) {
-  walker w;
-  as_fork *f;
+/* The walk that starts at the running code of L (not finished). */
+static void walk_current(walker *w, lua_State *L) {
+  as_fork *f = w->s ? w->s->running : NULL;
   int i;
-  walker_init(&w, L, st, opts);
-  f = w.s ? w.s->running : NULL;
   if (f == NULL) {
-    walk_thread(&w, L, NULL, 0);
-    walker_finish(&w);
+    walk_thread(w, L, NULL, 0);
     return;
   }
   for (i = f->astack.depth - 1; i >= 0; i--)
     if (f->astack.frames[i].thread == L) break;
   if (i < 0) {
     /* L was resumed by an unbridged resume somewhere inside the fork */
-    walk_thread(&w, L, f, 0);
-    set_boundary(&w, AS_BOUND_UNBRIDGED, NULL);
+    walk_thread(w, L, f, 0);
+    set_boundary(w, AS_BOUND_UNBRIDGED, NULL);
     i = f->astack.depth - 1;
   }
-  walk_from_fork(&w, f, i);
+  walk_from_fork(w, f, i);
+}
+
+void as_backtrace_push_current(lua_State *L, as_state *st,
+                               const as_walk_opts *opts) {
+  walker w;
+  walker_init(&w, L, st, opts);
+  walk_current(&w, L);
+  walker_finish(&w);
+}
+
+void as_walk_push_current_unless(lua_State *L, as_state *st, const as_walk_opts *opts,
+                                 as_walk_site_shown shown, void *ud) {
+  walker w;
+  as_walk_opts o = *opts;
+  o.ends = 0;                 /* the site is looked for in capture order */
+  walker_init(&w, L, st, &o);
+  lua_pushnil(L);
+  w.site_slot = lua_gettop(L);
+  walk_current(&w, L);
+  find_site(&w);
+  if (w.site_found && shown(L, w.site_slot, w.site_line, w.site_fork, ud)) {
+    lua_settop(L, w.out - 1);
+    lua_pushboolean(L, 0);
+    return;
+  }
   walker_finish(&w);
 }

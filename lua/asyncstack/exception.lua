@@ -208,16 +208,19 @@ end
 ---------------------------------------------------------------- rethrows
 
 -- wait()/pwait() handed this exception on; remember where (`raw`: the
--- capture C made there).
+-- capture C made there, or false when the exception's trace already shows
+-- that site: C checked it as rethrow_sections would, see
+-- as_backtrace_push_rethrow_site). Every rethrow counts.
 function M.note_rethrow(e, how, raw)
   local list = rawget(e, "_rethrows")
   if not list then
     list = { n = 0 }
     rawset(e, "_rethrows", list)
   end
-  list.n = list.n + 1
-  if list.n <= RETHROWS_KEPT then
-    list[list.n] = { how = how, raw = raw }
+  local n = list.n + 1
+  list.n = n
+  if n <= RETHROWS_KEPT then
+    list[n] = raw and { how = how, raw = raw } or false
   end
 end
 
@@ -261,12 +264,14 @@ local function rethrow_sections(e, out)
   local main = e:getTrace()
   for i = 1, math_min(list.n, RETHROWS_KEPT) do
     local r = list[i]
-    local frames = core.expand(r.raw)
-    local site, at = site_of(frames)
-    if not site and frames[1] then site, at = frames[1], 1 end
-    if not already_shown(main, site) then
-      out[#out + 1] = render(r.raw, "rethrow", r.how, at)
-      out[#out + 1] = render(r.raw, "traceback")
+    if r then
+      local frames = core.expand(r.raw)
+      local site, at = site_of(frames)
+      if not site and frames[1] then site, at = frames[1], 1 end
+      if not already_shown(main, site) then
+        out[#out + 1] = render(r.raw, "rethrow", r.how, at)
+        out[#out + 1] = render(r.raw, "traceback")
+      end
     end
   end
   if list.n > RETHROWS_KEPT then
