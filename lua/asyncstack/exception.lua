@@ -10,7 +10,7 @@
 local core = require "asyncstack.core"
 
 local format, concat = string.format, table.concat
-local type, rawget, rawequal = type, rawget, rawequal
+local type, rawget = type, rawget
 local getmetatable, getinfo = debug.getmetatable, debug.getinfo
 local setmetatable, pcall, tostring, error = setmetatable, pcall, tostring, error
 local rawset, ipairs = rawset, ipairs
@@ -27,17 +27,9 @@ local RETHROWS_KEPT = 8      -- rethrow sites remembered per exception
 local CAPTURE = { async = true, limit = TRACE_LIMIT }
 
 -- Class membership by walking raw metatables: no metamethod of the value
--- (__index, __metatable, ...) can run or lie.
-local function instance_of(value, class)
-  local mt = getmetatable(value)
-  local hops = 0
-  while type(mt) == "table" and hops < 64 do
-    if rawequal(mt, class) then return true end
-    mt = rawget(mt, "__parent")
-    hops = hops + 1
-  end
-  return false
-end
+-- (__index, __metatable, ...) can run or lie. In C (src/exception.c): the
+-- metatable, then raw __parent fields, at most 64 hops.
+local instance_of = core.instance_of
 
 local Exception = {}
 Exception.__index = Exception
@@ -105,14 +97,14 @@ local function construct(class, message, code, previous)
   return new(class, message, code, previous, core.capture(CAPTURE))
 end
 
-local class_meta = {}
-class_meta.__call = construct
-class_meta.__index = function(class, key)
-  local parent = rawget(class, "__parent")
-  if parent then return parent[key] end
+-- A class's metatable: calling it constructs, and what the class lacks is
+-- looked up in its parent (a table __index: no function call per lookup,
+-- as in Cancelled:is(e) on every failure).
+local function class_tostring(class) return "class " .. rawget(class, "__class_name") end
+local function class_meta(parent)
+  return { __call = construct, __index = parent, __tostring = class_tostring }
 end
-class_meta.__tostring = function(class) return "class " .. rawget(class, "__class_name") end
-setmetatable(Exception, class_meta)
+setmetatable(Exception, class_meta(nil))
 Exception.__short_name = "Exception"
 
 -- Class:extend(name) -> a subclass; instances are members of every ancestor.
@@ -133,7 +125,7 @@ function Exception.extend(class, name)
     __concat = rawget(Exception, "__concat"),
   }
   sub.__index = sub
-  return setmetatable(sub, class_meta)
+  return setmetatable(sub, class_meta(class))
 end
 
 -- Class:is(value): value is an instance of Class or of a subclass.
