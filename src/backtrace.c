@@ -532,6 +532,7 @@ void as_backtrace_open(lua_State *L) {
     {"fork_label", bt_fork_label}, {"walk_stepping", bt_walk_stepping}, {NULL, NULL}
   };
   as_module_setfuncs(L, funcs);
+  as_names_open(L);
   lua_pushinteger(L, AS_RAISE_SITE_LIMIT);
   lua_setfield(L, -2, "RAISE_SITE_LIMIT");
   as_walk_check_stepping(L, as_state_get(L));

@@ -274,6 +274,9 @@ end
 -- Class, message, location, the trace, where it was rethrown, then the
 -- previous exceptions (bounded, cycle-safe).
 local function to_string(e)
+  -- its traces (main, rethrows, previous exceptions) share one pass over
+  -- package.loaded for names
+  local session <close> = core.names_session()
   local out, seen, depth = {}, {}, 0
   while e ~= nil and depth < 16 and not seen[e] do
     seen[e] = true
