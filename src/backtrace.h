@@ -31,14 +31,19 @@ typedef struct as_walk_opts {
 ** offsets below), plus `n` (frames), `omitted` (frames past the limit), and
 ** for an `ends` walk `skip_at`/`skipped` (frames left out before frame
 ** skip_at, 0-based). It holds no per-frame tables and builds no strings, so
-** capturing is cheap; names of functions are resolved when it is read. */
+** capturing is cheap; names of functions are resolved when it is read.
+** A slot whose value is false, 0 or none is left out (nil). The fork of a
+** frame is stored only where it changes: AS_RAW_FORK (0: no fork) and
+** AS_RAW_FORK_NAME are set on frame 0 and on each frame whose fork differs
+** from the frame before; the frames after it, until the next one set, run
+** in the same fork (as_backtrace_frame_fork reads it). */
 enum {
   AS_RAW_FUNC = 1,     /* the function */
   AS_RAW_LINE,         /* current line, or false */
   AS_RAW_NAME,         /* call-site name, or false */
   AS_RAW_NAMEWHAT,     /* its kind, or false */
-  AS_RAW_FORK,         /* id of the fork it runs in, or false */
-  AS_RAW_FORK_NAME,    /* that fork's name, or false */
+  AS_RAW_FORK,         /* id of the fork it runs in (0: none), where it changes */
+  AS_RAW_FORK_NAME,    /* that fork's name, where the fork changes */
   AS_RAW_BOUNDARY,     /* enum as_boundary (render.h) */
   AS_RAW_FROM,         /* id of the fork the boundary comes from, or false */
   AS_RAW_FROM_NAME,    /* its name, or false */

@@ -70,8 +70,6 @@ typedef struct walker {
   as_state *st;
   as_sched *s;              /* NULL outside run() */
   int out;                  /* absolute index of the raw capture */
-  int name_slot;            /* caches `named`'s name: frames share forks */
-  as_fork *named;
   int n;                    /* frames stored */
   int visited;              /* visible frames accepted (stored or ringed) */
   int skip, limit, async, ends, self;
@@ -89,6 +87,9 @@ typedef struct walker {
   int site_found;
   long site_line;
   lua_Integer site_fork;
+  int has_last;             /* the fork of the frame stored last: */
+  const as_fork *last_fork; /* the fork slots are stored only where it */
+  lua_Integer last_id;      /* changes (backtrace.h) */
   int npend;                /* frames accepted, not stored yet */
   frame_rec pend[PEND_MAX]; /* they: the table is made once their number is
                                known, with room for them (no regrowth, no
@@ -163,21 +164,16 @@ static void raw_set(walker *w, int slot) {
     lua_pop(w->L, 1);
 }
 
+/* Stores fork f's id and name in the slots given; nothing for no fork.
+** (The name's chars are the fork's name_cstr: the text shows a name up to
+** its first NUL, as the renderer prints it.) */
 static void raw_set_fork(walker *w, as_fork *f, int id_slot, int name_slot) {
   lua_State *L = w->L;
   if (f == NULL) return;
   lua_pushinteger(L, f->id);
   raw_set(w, id_slot);
-  if (f != w->named) {
-    push_fork_ud(w, f);
-    if (lua_isnil(L, -1)) lua_pushnil(L);
-    else as_fork_push_name(L, -1);
-    lua_replace(L, w->name_slot);
-    lua_pop(L, 1);
-    w->named = f;
-  }
-  if (!lua_isnil(L, w->name_slot)) {
-    lua_pushvalue(L, w->name_slot);
+  if (f->name_cstr != NULL) {
+    lua_pushstring(L, f->name_cstr);
     raw_set(w, name_slot);
   }
 }
@@ -237,14 +233,23 @@ static void store(walker *w, const frame_rec *r) {
   if (line > 0) raw_set_int(w, AS_RAW_LINE, line);
   raw_set_str(w, AS_RAW_NAME, name);
   raw_set_str(w, AS_RAW_NAMEWHAT, namewhat);
-  if (r->fork == NULL && r->gone_id > 0) {
-    raw_set_int(w, AS_RAW_FORK, r->gone_id);
-    push_fork_ud(w, r->spawned);          /* the name it had (fork.h: uservalue 6) */
-    if (!lua_isnil(L, -1)) lua_getiuservalue(L, -1, 6); else lua_pushnil(L);
-    lua_remove(L, -2);
-    raw_set(w, AS_RAW_FORK_NAME);
-  } else {
-    raw_set_fork(w, r->fork, AS_RAW_FORK, AS_RAW_FORK_NAME);
+  if (!w->has_last || r->fork != w->last_fork || (r->fork == NULL && r->gone_id != w->last_id)) {
+    /* a new segment: its fork (see backtrace.h) */
+    w->has_last = 1;
+    w->last_fork = r->fork;
+    w->last_id = r->fork != NULL ? r->fork->id : r->gone_id;
+    if (r->fork == NULL && r->gone_id > 0) {
+      raw_set_int(w, AS_RAW_FORK, r->gone_id);
+      push_fork_ud(w, r->spawned);          /* the name it had (fork.h: uservalue 6) */
+      if (!lua_isnil(L, -1)) lua_getiuservalue(L, -1, 6); else lua_pushnil(L);
+      lua_remove(L, -2);
+      raw_set(w, AS_RAW_FORK_NAME);
+    } else if (r->fork == NULL) {
+      lua_pushinteger(L, 0);                /* no fork: stored all the same */
+      lua_rawseti(L, w->out, (lua_Integer)w->n * AS_RAW_STRIDE + AS_RAW_FORK);
+    } else {
+      raw_set_fork(w, r->fork, AS_RAW_FORK, AS_RAW_FORK_NAME);
+    }
   }
   raw_set_int(w, AS_RAW_BOUNDARY, r->boundary);
   raw_set_fork(w, r->from, AS_RAW_FROM, AS_RAW_FROM_NAME);
@@ -508,8 +513,6 @@ static void walker_init(walker *w, lua_State *L, as_state *st,
   w->self = opts->self;
   lua_pushnil(L);            /* the capture, made by flush() */
   w->out = lua_gettop(L);
-  lua_pushnil(L);
-  w->name_slot = lua_gettop(L);
 }
 
 /* Stores the ring and records the counts in the raw capture. */
@@ -518,7 +521,7 @@ static void walker_finish(walker *w) {
   int i, head = w->n;
   flush(w, w->ring_len);
   for (i = 0; i < w->ring_len; i++) store(w, &w->ring[(w->ring_start + i) % RING_MAX]);
-  lua_settop(L, w->out);   /* drop the name cache slot */
+  lua_settop(L, w->out);   /* drop the site slot */
   lua_pushinteger(L, w->n);
   lua_setfield(L, w->out, "n");
   if (w->omitted > 0) {

@@ -322,10 +322,11 @@ end
 -- An ErrorException for a plain error value, with the given raw trace.
 function M.from_error(value, raw)
   if is_exception(value) then return value end
-  local e = new(M.ErrorException, describe_value(value), 0, nil, raw)
-  rawset(e, "_original", value)
-  rawset(e, "_has_original", true)
-  return e
+  -- one constructor (as new() but with the original): no rehash per field
+  return setmetatable({
+    _message = describe_value(value), _code = 0, _raw = raw,
+    _original = value, _has_original = true,
+  }, M.ErrorException)
 end
 
 -- A built-in error of `kind` ("Timeout", ...) with the capture `raw` of the
