@@ -401,21 +401,23 @@ void as_backtrace_push_fork_where(lua_State *L, as_state *st, as_fork *f, int in
 ** same fork, function and line, as exception.lua's rethrow sections match
 ** it (they would not print this capture). */
 static int rethrow_site_shown(lua_State *L, int fn, long line, lua_Integer fork, void *ud) {
-  int exc = *(int *)ud, shown = 0;
-  lua_Integer i;
-  if (!lua_istable(L, exc) || !lua_checkstack(L, 8)) return 0;
+  int exc = *(int *)ud, shown = 0, main;
+  lua_Integer i, n, id = 0;
+  if (!lua_istable(L, exc) || !lua_checkstack(L, 4)) return 0;
   lua_pushliteral(L, "_raw");
   lua_rawget(L, exc);
-  if (lua_istable(L, -1)) {
-    reader m;
-    reader_init(&m, L, -1, 0);
-    for (i = 0; i < m.t.n && !shown; i++) {
-      long long id;
-      const char *name;
-      if (raw_integer(L, m.raw, i, AS_RAW_LINE) != line) continue;
-      read_fork(&m, i, &id, &name);
-      if (id != fork) continue;
-      raw_push(L, m.raw, i, AS_RAW_FUNC);
+  main = lua_gettop(L);
+  if (lua_istable(L, main)) {
+    lua_getfield(L, main, "n");
+    n = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    for (i = 0; i < n && !shown; i++) {
+      /* the fork is stored where it changes (backtrace.h): follow it */
+      raw_push(L, main, i, AS_RAW_FORK);
+      if (!lua_isnil(L, -1)) id = lua_tointeger(L, -1);
+      lua_pop(L, 1);
+      if (id != fork || raw_integer(L, main, i, AS_RAW_LINE) != line) continue;
+      raw_push(L, main, i, AS_RAW_FUNC);
       shown = lua_rawequal(L, -1, fn);
       lua_pop(L, 1);
     }
