@@ -99,8 +99,9 @@ static void read_frame(reader *r, lua_Integer i, as_rframe *fr) {
   lua_State *L = r->L;
   int raw = r->raw;
   lua_Debug *ar = &r->ar;
+  lua_Integer info = raw_integer(L, raw, i, AS_RAW_INFO);
   memset(fr, 0, sizeof *fr);
-  fr->flags = (int)raw_integer(L, raw, i, AS_RAW_FLAGS);
+  fr->flags = AS_RAW_INFO_FLAGS(info);
   raw_push(L, raw, i, AS_RAW_FUNC);
   if (lua_isfunction(L, -1)) {
     int fn = lua_gettop(L);
@@ -123,15 +124,14 @@ static void read_frame(reader *r, lua_Integer i, as_rframe *fr) {
   fr->line = (long)raw_integer(L, raw, i, AS_RAW_LINE);
   fr->name = raw_string(L, raw, i, AS_RAW_NAME);
   if (fr->name != NULL) fr->namewhat = raw_string(L, raw, i, AS_RAW_NAMEWHAT);
-  fr->boundary = (int)raw_integer(L, raw, i, AS_RAW_BOUNDARY);
+  fr->boundary = AS_RAW_INFO_BOUNDARY(info);
   if (r->full || fr->boundary != AS_BOUND_NONE || (fr->flags & AS_RFRAME_ROOT)) {
     read_fork(r, i, &fr->fork_id, &fr->fork_name);
   }
   if (r->full || fr->boundary != AS_BOUND_NONE) {
-    lua_Integer via;
+    lua_Integer via = AS_RAW_INFO_VIA(info);
     fr->from_id = raw_integer(L, raw, i, AS_RAW_FROM);
     fr->from_name = raw_string(L, raw, i, AS_RAW_FROM_NAME);
-    via = raw_integer(L, raw, i, AS_RAW_VIA);
     fr->via = (int)(via % 4);
     fr->via_index = (int)(via / 4);
   }

@@ -36,22 +36,28 @@ typedef struct as_walk_opts {
 ** frame is stored only where it changes: AS_RAW_FORK (0: no fork) and
 ** AS_RAW_FORK_NAME are set on frame 0 and on each frame whose fork differs
 ** from the frame before; the frames after it, until the next one set, run
-** in the same fork (as_backtrace_frame_fork reads it). */
+** in the same fork (backtrace.c's read_fork follows them). */
 enum {
   AS_RAW_FUNC = 1,     /* the function */
-  AS_RAW_LINE,         /* current line, or false */
-  AS_RAW_NAME,         /* call-site name, or false */
-  AS_RAW_NAMEWHAT,     /* its kind, or false */
+  AS_RAW_LINE,         /* current line */
+  AS_RAW_NAME,         /* call-site name */
+  AS_RAW_NAMEWHAT,     /* its kind */
+  AS_RAW_INFO,         /* AS_RAW_INFO_OF(flags, boundary, via) */
   AS_RAW_FORK,         /* id of the fork it runs in (0: none), where it changes */
   AS_RAW_FORK_NAME,    /* that fork's name, where the fork changes */
-  AS_RAW_BOUNDARY,     /* enum as_boundary (render.h) */
-  AS_RAW_FROM,         /* id of the fork the boundary comes from, or false */
-  AS_RAW_FROM_NAME,    /* its name, or false */
-  AS_RAW_FLAGS,        /* AS_RFRAME_* (render.h) */
-  AS_RAW_VIA,          /* index * 4 + enum as_via, or false */
-  AS_RAW_HOLDER,       /* a root's spawning function (names it by upvalue), or false */
+  AS_RAW_FROM,         /* id of the fork the boundary comes from */
+  AS_RAW_FROM_NAME,    /* its name */
+  AS_RAW_HOLDER,       /* a root's spawning function (names it by upvalue) */
   AS_RAW_STRIDE = AS_RAW_HOLDER
 };
+
+/* The INFO slot: AS_RFRAME_* flags (4 bits), enum as_boundary (3 bits) and
+** the combinator a boundary comes through (index * 4 + enum as_via). */
+#define AS_RAW_INFO_OF(flags, boundary, via) \
+  ((lua_Integer)(flags) | ((lua_Integer)(boundary) << 4) | ((lua_Integer)(via) << 7))
+#define AS_RAW_INFO_FLAGS(info) ((int)((info) & 15))
+#define AS_RAW_INFO_BOUNDARY(info) ((int)(((info) >> 4) & 7))
+#define AS_RAW_INFO_VIA(info) ((info) >> 7)
 
 /* Pushes the raw capture of the walk that starts at the innermost coroutine
 ** of fork `f` (running, suspended or just failed with its stack intact). */

@@ -204,6 +204,7 @@ static void push_spawn_func(walker *w, as_fork *f) {
 /* Writes record r as frame w->n of the capture. */
 static void store(walker *w, const frame_rec *r) {
   lua_State *L = w->L;
+  lua_Integer via = 0;
   int line = 0;
   const char *name = NULL, *namewhat = NULL;
   if (!lua_checkstack(L, 8) || (r->th != NULL && r->th != L && !lua_checkstack(r->th, 2))) {
@@ -251,12 +252,11 @@ static void store(walker *w, const frame_rec *r) {
       raw_set_fork(w, r->fork, AS_RAW_FORK, AS_RAW_FORK_NAME);
     }
   }
-  raw_set_int(w, AS_RAW_BOUNDARY, r->boundary);
   raw_set_fork(w, r->from, AS_RAW_FROM, AS_RAW_FROM_NAME);
-  raw_set_int(w, AS_RAW_FLAGS, r->flags);
   if (r->via != NULL && as_wait_node_mode(r->via) != AS_WAIT_ONE)
-    raw_set_int(w, AS_RAW_VIA, (lua_Integer)r->via->index * 4 +
-                (as_wait_node_mode(r->via) == AS_WAIT_ALL ? AS_VIA_WAIT_ALL : AS_VIA_WAIT_ANY));
+    via = (lua_Integer)r->via->index * 4 +
+          (as_wait_node_mode(r->via) == AS_WAIT_ALL ? AS_VIA_WAIT_ALL : AS_VIA_WAIT_ANY);
+  raw_set_int(w, AS_RAW_INFO, AS_RAW_INFO_OF(r->flags, r->boundary, via));
   if (r->flags & AS_RFRAME_ROOT) {
     push_spawn_func(w, r->fork);
     raw_set(w, AS_RAW_HOLDER);
