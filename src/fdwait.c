@@ -248,7 +248,9 @@ static as_fdset *ensure_fd(lua_State *L, as_sched *s, int fd) {
     set->fds = NULL;
     set->cap = 0;
     set->checked = as_now();
-    set->tokens = 0;
+    /* tokens of different runs differ: a socket may hold one from an
+    ** earlier run (they start at the microseconds since boot, times 2^16) */
+    set->tokens = (lua_Integer)(((lua_Unsigned)(set->checked * 1e6) << 16) & LUA_MAXINTEGER);
     s->poller_state = set;
     s->poller = &fd_poller;
   }

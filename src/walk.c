@@ -289,6 +289,7 @@ static long push_rec_function(walker *w, const frame_rec *r) {
 ** at the records held back; its function goes to site_slot. */
 static void find_site(walker *w) {
   int i;
+  if (!lua_checkstack(w->L, 4)) return;       /* no site: the capture is made */
   for (i = 0; i < w->npend && !w->site_found; i++) {
     lua_State *L = w->L;
     long line = push_rec_function(w, &w->pend[i]);

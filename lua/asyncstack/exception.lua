@@ -206,7 +206,7 @@ end
 function M.note_rethrow(e, how, raw)
   local list = rawget(e, "_rethrows")
   if not list then
-    list = { n = 0 }
+    list = { false, false, false, false, n = 0 }   -- room for the usual few
     rawset(e, "_rethrows", list)
   end
   local n = list.n + 1

@@ -210,7 +210,8 @@ function Socket:receive(pattern, prefix)
   end
   if self._mode ~= NONBLOCKING then nonblocking(self) end
   local given, deadline = prefix and #prefix or 0, self._total and deadline_of(self)
-  if self._ahead then
+  -- (a byte count the prefix already covers needs no data: no wait)
+  if self._ahead and (type(pattern) ~= "number" or pattern > given) then
     if sock:dirty() then
       self._ahead = false             -- the peer is ahead of us again
     else

@@ -65,6 +65,19 @@ describe("regress: socket fds stay registered between waits", function()
     client:close(); peer:close()
   end)
 
+  it("a byte count the prefix already holds returns at once after a wait", function()
+    local client, peer = pair()
+    local first, from_prefix
+    run(function()
+      as.fork(function() as.sleep(0.01); peer:send("a\n") end)
+      first = client:receive()           -- waited: reads run ahead now
+      from_prefix = { client:receive(2, "xy") }
+    end)
+    assert.are.equal("a", first)
+    assert.are.same({ "xy" }, from_prefix)
+    client:close(); peer:close()
+  end)
+
   it("a socket closed behind the wrapper's back leaves no stale registration for its number", function()
     local client, peer = pair()
     local server = assert(socket.bind("127.0.0.1", 0))   -- its fd is taken now
