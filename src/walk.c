@@ -312,7 +312,7 @@ static void flush(walker *w, int more) {
   if (w->site_slot > 0) find_site(w);
   if (!w->made) {
     int frames = w->npend + (more < 0 ? w->npend : more);
-    lua_createtable(w->L, frames * AS_RAW_STRIDE, 4);
+    lua_createtable(w->L, frames * AS_RAW_STRIDE, 1);    /* "n"; the other counts are rare */
     lua_replace(w->L, w->out);
     w->made = 1;
   }
