@@ -42,6 +42,10 @@ typedef struct reader {
   int names;               /* and its table (the set is right below) */
   int full;                /* read every field (else what the text needs) */
   lua_Debug ar;            /* of the frame read last: fr->file points in */
+  lua_Integer seg_start;   /* frames [seg_start, seg_upto] run in the fork */
+  lua_Integer seg_upto;    /* read last (seg_upto < 0: none yet): */
+  lua_Integer seg_id;
+  const char *seg_name;
 } reader;
 
 static const char *raw_string(lua_State *L, int raw, lua_Integer i, int slot) {
@@ -60,6 +64,34 @@ static lua_Integer raw_integer(lua_State *L, int raw, lua_Integer i, int slot) {
   return v;
 }
 
+static int raw_present(lua_State *L, int raw, lua_Integer i, int slot) {
+  int present;
+  raw_push(L, raw, i, slot);
+  present = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  return present;
+}
+
+/* The fork of frame i: stored on the first frame of its segment only
+** (backtrace.h). Reading frames in order finds it at once. */
+static void read_fork(reader *r, lua_Integer i, long long *id, const char **name) {
+  lua_State *L = r->L;
+  if (r->seg_upto < 0 || i < r->seg_start || i > r->seg_upto) {
+    if (r->seg_upto >= 0 && i == r->seg_upto + 1 && !raw_present(L, r->raw, i, AS_RAW_FORK)) {
+      r->seg_upto = i;                       /* the next frame, same fork */
+    } else {
+      lua_Integer j = i;
+      while (j > 0 && !raw_present(L, r->raw, j, AS_RAW_FORK)) j--;
+      r->seg_start = j;
+      r->seg_upto = i;
+      r->seg_id = raw_integer(L, r->raw, j, AS_RAW_FORK);
+      r->seg_name = raw_string(L, r->raw, j, AS_RAW_FORK_NAME);
+    }
+  }
+  *id = r->seg_id;
+  *name = r->seg_name;
+}
+
 /* Fills fr from frame i of the capture. Leaves the stack as it found it
 ** (the text is being built in a luaL_Buffer above the reader's values).
 ** Fork fields are read only where a view prints them, unless r->full. */
@@ -67,8 +99,9 @@ static void read_frame(reader *r, lua_Integer i, as_rframe *fr) {
   lua_State *L = r->L;
   int raw = r->raw;
   lua_Debug *ar = &r->ar;
+  lua_Integer info = raw_integer(L, raw, i, AS_RAW_INFO);
   memset(fr, 0, sizeof *fr);
-  fr->flags = (int)raw_integer(L, raw, i, AS_RAW_FLAGS);
+  fr->flags = AS_RAW_INFO_FLAGS(info);
   raw_push(L, raw, i, AS_RAW_FUNC);
   if (lua_isfunction(L, -1)) {
     int fn = lua_gettop(L);
@@ -91,16 +124,14 @@ static void read_frame(reader *r, lua_Integer i, as_rframe *fr) {
   fr->line = (long)raw_integer(L, raw, i, AS_RAW_LINE);
   fr->name = raw_string(L, raw, i, AS_RAW_NAME);
   if (fr->name != NULL) fr->namewhat = raw_string(L, raw, i, AS_RAW_NAMEWHAT);
-  fr->boundary = (int)raw_integer(L, raw, i, AS_RAW_BOUNDARY);
+  fr->boundary = AS_RAW_INFO_BOUNDARY(info);
   if (r->full || fr->boundary != AS_BOUND_NONE || (fr->flags & AS_RFRAME_ROOT)) {
-    fr->fork_id = raw_integer(L, raw, i, AS_RAW_FORK);
-    fr->fork_name = raw_string(L, raw, i, AS_RAW_FORK_NAME);
+    read_fork(r, i, &fr->fork_id, &fr->fork_name);
   }
   if (r->full || fr->boundary != AS_BOUND_NONE) {
-    lua_Integer via;
+    lua_Integer via = AS_RAW_INFO_VIA(info);
     fr->from_id = raw_integer(L, raw, i, AS_RAW_FROM);
     fr->from_name = raw_string(L, raw, i, AS_RAW_FROM_NAME);
-    via = raw_integer(L, raw, i, AS_RAW_VIA);
     fr->via = (int)(via % 4);
     fr->via_index = (int)(via / 4);
   }
@@ -129,6 +160,7 @@ static void reader_init(reader *r, lua_State *L, int raw, int with_names) {
   r->raw = lua_absindex(L, raw);
   r->t.frame = reader_frame;
   r->t.ud = r;
+  r->seg_upto = -1;
   lua_getfield(L, r->raw, "n");
   r->t.n = (long)lua_tointeger(L, -1);
   lua_getfield(L, r->raw, "omitted");
@@ -247,7 +279,9 @@ static void push_view(lua_State *L, int raw, int v, const char *msg,
   r.full = v == VIEW_RETHROW;
   if (only_fork > 0) {          /* the leading frames that run in that fork */
     long i = 0;
-    while (i < r.t.n && raw_integer(L, r.raw, i, AS_RAW_FORK) == only_fork) i++;
+    long long id;
+    const char *name;
+    while (i < r.t.n && (read_fork(&r, i, &id, &name), id == only_fork)) i++;
     r.t.n = i;
     r.t.omitted = r.t.skipped = r.t.skip_at = 0;
   }
@@ -360,6 +394,42 @@ void as_backtrace_push_fork_where(lua_State *L, as_state *st, as_fork *f, int in
   }
   luaL_pushresult(&b);
   lua_remove(L, raw);
+}
+
+/* as_walk_site_shown for a rethrow: whether the trace of the exception
+** (at *(int *)ud; its raw capture is its field _raw) has a frame of the
+** same fork, function and line, as exception.lua's rethrow sections match
+** it (they would not print this capture). */
+static int rethrow_site_shown(lua_State *L, int fn, long line, lua_Integer fork, void *ud) {
+  int exc = *(int *)ud, shown = 0, main;
+  lua_Integer i, n, id = 0;
+  if (!lua_istable(L, exc) || !lua_checkstack(L, 4)) return 0;
+  lua_pushliteral(L, "_raw");
+  lua_rawget(L, exc);
+  main = lua_gettop(L);
+  if (lua_istable(L, main)) {
+    lua_getfield(L, main, "n");
+    n = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    for (i = 0; i < n && !shown; i++) {
+      /* the fork is stored where it changes (backtrace.h): follow it */
+      raw_push(L, main, i, AS_RAW_FORK);
+      if (!lua_isnil(L, -1)) id = lua_tointeger(L, -1);
+      lua_pop(L, 1);
+      if (id != fork || raw_integer(L, main, i, AS_RAW_LINE) != line) continue;
+      raw_push(L, main, i, AS_RAW_FUNC);
+      shown = lua_rawequal(L, -1, fn);
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  return shown;
+}
+
+void as_backtrace_push_rethrow_site(lua_State *L, as_state *st, int exc) {
+  as_walk_opts opts = AS_WALK_RETHROW_SITE;
+  exc = lua_absindex(L, exc);
+  as_walk_push_current_unless(L, st, &opts, rethrow_site_shown, &exc);
 }
 
 /* ------------------------------------------------------- entry points */
@@ -499,6 +569,7 @@ void as_backtrace_open(lua_State *L) {
     {"fork_label", bt_fork_label}, {"walk_stepping", bt_walk_stepping}, {NULL, NULL}
   };
   as_module_setfuncs(L, funcs);
+  as_names_open(L);
   lua_pushinteger(L, AS_RAISE_SITE_LIMIT);
   lua_setfield(L, -2, "RAISE_SITE_LIMIT");
   as_walk_check_stepping(L, as_state_get(L));

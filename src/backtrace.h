@@ -31,22 +31,33 @@ typedef struct as_walk_opts {
 ** offsets below), plus `n` (frames), `omitted` (frames past the limit), and
 ** for an `ends` walk `skip_at`/`skipped` (frames left out before frame
 ** skip_at, 0-based). It holds no per-frame tables and builds no strings, so
-** capturing is cheap; names of functions are resolved when it is read. */
+** capturing is cheap; names of functions are resolved when it is read.
+** A slot whose value is false, 0 or none is left out (nil). The fork of a
+** frame is stored only where it changes: AS_RAW_FORK (0: no fork) and
+** AS_RAW_FORK_NAME are set on frame 0 and on each frame whose fork differs
+** from the frame before; the frames after it, until the next one set, run
+** in the same fork (backtrace.c's read_fork follows them). */
 enum {
   AS_RAW_FUNC = 1,     /* the function */
-  AS_RAW_LINE,         /* current line, or false */
-  AS_RAW_NAME,         /* call-site name, or false */
-  AS_RAW_NAMEWHAT,     /* its kind, or false */
-  AS_RAW_FORK,         /* id of the fork it runs in, or false */
-  AS_RAW_FORK_NAME,    /* that fork's name, or false */
-  AS_RAW_BOUNDARY,     /* enum as_boundary (render.h) */
-  AS_RAW_FROM,         /* id of the fork the boundary comes from, or false */
-  AS_RAW_FROM_NAME,    /* its name, or false */
-  AS_RAW_FLAGS,        /* AS_RFRAME_* (render.h) */
-  AS_RAW_VIA,          /* index * 4 + enum as_via, or false */
-  AS_RAW_HOLDER,       /* a root's spawning function (names it by upvalue), or false */
+  AS_RAW_LINE,         /* current line */
+  AS_RAW_NAME,         /* call-site name */
+  AS_RAW_NAMEWHAT,     /* its kind */
+  AS_RAW_INFO,         /* AS_RAW_INFO_OF(flags, boundary, via) */
+  AS_RAW_FORK,         /* id of the fork it runs in (0: none), where it changes */
+  AS_RAW_FORK_NAME,    /* that fork's name, where the fork changes */
+  AS_RAW_FROM,         /* id of the fork the boundary comes from */
+  AS_RAW_FROM_NAME,    /* its name */
+  AS_RAW_HOLDER,       /* a root's spawning function (names it by upvalue) */
   AS_RAW_STRIDE = AS_RAW_HOLDER
 };
+
+/* The INFO slot: AS_RFRAME_* flags (4 bits), enum as_boundary (3 bits) and
+** the combinator a boundary comes through (index * 4 + enum as_via). */
+#define AS_RAW_INFO_OF(flags, boundary, via) \
+  ((lua_Integer)(flags) | ((lua_Integer)(boundary) << 4) | ((lua_Integer)(via) << 7))
+#define AS_RAW_INFO_FLAGS(info) ((int)((info) & 15))
+#define AS_RAW_INFO_BOUNDARY(info) ((int)(((info) >> 4) & 7))
+#define AS_RAW_INFO_VIA(info) ((info) >> 7)
 
 /* Pushes the raw capture of the walk that starts at the innermost coroutine
 ** of fork `f` (running, suspended or just failed with its stack intact). */
@@ -57,9 +68,28 @@ void as_backtrace_push_fork(lua_State *L, as_state *st, as_fork *f,
 void as_backtrace_push_current(lua_State *L, as_state *st,
                                const as_walk_opts *opts);
 
+/* Whether a walk's site is shown already: the stack slot of its function,
+** its line, the id of its fork (0: none). Must leave the stack as it is. */
+typedef int (*as_walk_site_shown)(lua_State *L, int fn, long line,
+                                  lua_Integer fork, void *ud);
+
+/* as_backtrace_push_current (opts->ends is ignored), except that when the
+** walk has a site (its first Lua frame with a line) and `shown` says it is
+** shown already, it pushes false and makes no capture (walk.c). */
+void as_walk_push_current_unless(lua_State *L, as_state *st, const as_walk_opts *opts,
+                                 as_walk_site_shown shown, void *ud);
+
 /* Pushes the raw capture of an error's raise site: the running code of L,
 ** bounded (AS_WALK_RAISE_SITE). For the hooks of module.h. */
 void as_backtrace_push_raise_site(lua_State *L, as_state *st);
+
+/* Pushes what a wait handing on the exception at `exc` gives the rethrow
+** note (hook on_rethrow): the capture of this fork's frames at the wait
+** (AS_WALK_RETHROW_SITE), or false when the exception's own trace already
+** shows the wait's site (its waiter was waiting when it was raised), so
+** that exception.lua would never print that capture. Walks only a few
+** frames to tell (issue 17). */
+void as_backtrace_push_rethrow_site(lua_State *L, as_state *st, int exc);
 
 /* Pushes "fork #id 'name'" (render.c's label): the one label of a fork. */
 void as_backtrace_push_fork_label(lua_State *L, lua_Integer id, const char *name);

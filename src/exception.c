@@ -16,19 +16,15 @@
 #include "sched.h"
 #include <lauxlib.h>
 
-int as_exception_test(lua_State *L, as_state *st, int idx) {
+/* Whether the value at idx is an instance of the class at cls (both
+** absolute): its metatable, or one reached from it through raw __parent
+** fields, is the class; bounded as exception.lua's class chains are.
+** Reads raw fields only (no metamethod runs); needs 3 stack slots. */
+static int instance_of(lua_State *L, int idx, int cls) {
   int hops, found = 0;
-  if (st->exception_class_ref == LUA_NOREF || !lua_istable(L, idx)) return 0;
-  if (!lua_checkstack(L, 3)) return 0;
-  idx = lua_absindex(L, idx);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, st->exception_class_ref);
-  if (!lua_getmetatable(L, idx)) {
-    lua_pop(L, 1);
-    return 0;
-  }
-  /* the class chain through raw __parent fields, bounded as exception.lua's */
+  if (!lua_getmetatable(L, idx)) return 0;
   for (hops = 0; hops < 64 && lua_istable(L, -1); hops++) {
-    if (lua_rawequal(L, -1, -2)) {
+    if (lua_rawequal(L, -1, cls)) {
       found = 1;
       break;
     }
@@ -36,8 +32,29 @@ int as_exception_test(lua_State *L, as_state *st, int idx) {
     lua_rawget(L, -2);
     lua_remove(L, -2);
   }
-  lua_pop(L, 2);
+  lua_pop(L, 1);
   return found;
+}
+
+int as_exception_test(lua_State *L, as_state *st, int idx) {
+  int found;
+  if (st->exception_class_ref == LUA_NOREF || !lua_istable(L, idx)) return 0;
+  if (!lua_checkstack(L, 3)) return 0;
+  idx = lua_absindex(L, idx);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, st->exception_class_ref);
+  found = instance_of(L, idx, lua_gettop(L));
+  lua_pop(L, 1);
+  return found;
+}
+
+/* core.instance_of(value, class) -> whether value is an instance of class
+** or of a subclass (exception.lua's class test, one call). */
+static int exception_instance_of(lua_State *L) {
+  luaL_checkany(L, 1);
+  luaL_checkany(L, 2);
+  lua_settop(L, 2);
+  lua_pushboolean(L, instance_of(L, 1, 2));
+  return 1;
 }
 
 /* core.set_exception_class(Exception): the root class as_exception_test knows. */
@@ -98,7 +115,7 @@ static int exception_pcall(lua_State *L) {
 void as_exception_open(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"pcall", exception_pcall}, {"set_exception_class", exception_set_class},
-    {NULL, NULL}
+    {"instance_of", exception_instance_of}, {NULL, NULL}
   };
   as_module_setfuncs(L, funcs);
   lua_pushvalue(L, AS_STATE_UPVALUE);

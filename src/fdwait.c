@@ -16,6 +16,20 @@
 ** nothing to do (at most once a second, and it never sleeps longer than a
 ** second while fds are watched), as wait_fd does when an fd already has a
 ** registration; a closed or changed file wakes its waiters with an error.
+**
+** Kept registrations (core.wait_io, for asyncstack.socket; issue 17): a
+** socket that waits again and again must not pay an epoll_ctl ADD and DEL
+** (and an fstat, an fcntl) around every wait. wait_io leaves the fd
+** registered, level-triggered, when its wait ends, and drops a direction
+** only when epoll reports it while nobody waits for it (a stale level
+** event would otherwise wake the loop forever). A level-triggered
+** registration cannot miss data that arrived while nobody waited: the next
+** wait is woken by the next poll. The registration is trusted without
+** checks when the caller hands back the token wait_io gave it for this fd
+** (a socket holds its fd open for its whole life, so the token proves the
+** registration is of its file); any other caller, or none, is checked as
+** wait_fd is. The socket drops the registration before it closes the fd
+** (core.forget_fd); close_fd does the same.
 */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -33,7 +47,11 @@
 
 typedef struct as_fdwatch {
   as_fork *reader, *writer;
-  uint32_t events;             /* registered with epoll */
+  uint32_t events;             /* registered with epoll (0: not registered) */
+  int kept;                    /* the registration outlives waits (wait_io) */
+  int strikes;                 /* kept: polls in a row that reported what
+                                  nobody waits for (see fdwait_poll) */
+  lua_Integer token;           /* kept: wait_io's token for it (0: none) */
   dev_t dev;                   /* the file registered, while events != 0 */
   ino_t ino;
 } as_fdwatch;
@@ -44,6 +62,7 @@ typedef struct as_fdset {
   as_fdwatch *fds;             /* per-fd waiters, indexed by fd */
   int cap;                     /* length of fds */
   double checked;              /* as_now() of the last check of every fd */
+  lua_Integer tokens;          /* last token wait_io handed out */
 } as_fdset;
 
 #define POLL_BATCH 64
@@ -66,10 +85,9 @@ static uint32_t wanted(const as_fdwatch *w) {
   return (w->reader ? EPOLLIN : 0) | (w->writer ? EPOLLOUT : 0);
 }
 
-/* Brings the epoll registration of fd in line with its waiters. */
-static int sync_fd(as_fdset *set, int fd) {
+/* Makes ev the epoll registration of fd (0: none). */
+static int register_fd(as_fdset *set, int fd, uint32_t ev) {
   as_fdwatch *w = &set->fds[fd];
-  uint32_t ev = wanted(w);
   struct epoll_event e;
   int op;
   if (ev == w->events) return 0;
@@ -86,7 +104,18 @@ static int sync_fd(as_fdset *set, int fd) {
   if (epoll_ctl(set->epfd, op, fd, &e) != 0 && !(op == EPOLL_CTL_DEL && (errno == EBADF || errno == ENOENT)))
     return errno;
   w->events = ev;
+  if (ev == 0) {
+    w->kept = 0;
+    w->token = 0;
+  }
   return 0;
+}
+
+/* Brings the epoll registration of fd in line with its waiters; a kept one
+** only grows here (the poller drops directions nobody waits for). */
+static int sync_fd(as_fdset *set, int fd) {
+  as_fdwatch *w = &set->fds[fd];
+  return register_fd(set, fd, w->kept ? (w->events | wanted(w)) : wanted(w));
 }
 
 /* Whether fd still is the file registered for it: 0 when it is, else
@@ -106,6 +135,7 @@ static void wake_closed(as_sched *s, as_fdset *set, int fd, int why) {
   as_fdwatch *w = &set->fds[fd];
   as_fork *r = w->reader, *wr = w->writer;
   if (why != FD_CLOSED_BY_CALL) w->events = 0;
+  w->kept = 0;                       /* so waking its waiters deletes it */
   if (r != NULL) {
     r->await.fd.closed = (unsigned char)why;
     as_sched_wake(s, r, AS_WAKE_CLOSED);          /* unlinks it */
@@ -114,7 +144,9 @@ static void wake_closed(as_sched *s, as_fdset *set, int fd, int why) {
     wr->await.fd.closed = (unsigned char)why;
     as_sched_wake(s, wr, AS_WAKE_CLOSED);
   }
+  if (why == FD_CLOSED_BY_CALL) register_fd(set, fd, 0);  /* a kept one, still open */
   w->events = 0;
+  w->token = 0;
 }
 
 /* Checks every watched fd for a file closed or replaced behind asyncstack's
@@ -152,6 +184,7 @@ static int fdwait_poll(lua_State *L, as_sched *s, double timeout) {
   as_fdset *set = (as_fdset *)s->poller_state;
   struct epoll_event ev[POLL_BATCH];
   int n, i, ms;
+  uint32_t stale = 0;
   (void)L;
   if (timeout < 0 || timeout > FD_CHECK_INTERVAL) timeout = FD_CHECK_INTERVAL;
   ms = (int)ceil(timeout * 1000.0);
@@ -168,10 +201,23 @@ static int fdwait_poll(lua_State *L, as_sched *s, double timeout) {
     as_assert(fd >= 0 && fd < set->cap);
     w = &set->fds[fd];
     /* errors and hangups wake both sides: their next I/O call tells them */
-    if (w->reader && (e & (EPOLLIN | EPOLLERR | EPOLLHUP)))
-      as_sched_wake(s, w->reader, AS_WAKE_READY);
-    if (w->writer && (e & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
-      as_sched_wake(s, w->writer, AS_WAKE_READY);
+    if (e & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+      if (w->reader) as_sched_wake(s, w->reader, AS_WAKE_READY);
+      else stale |= EPOLLIN;
+    }
+    if (e & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
+      if (w->writer) as_sched_wake(s, w->writer, AS_WAKE_READY);
+      else stale |= EPOLLOUT;
+    }
+    /* a kept registration reporting what nobody waits for: drop that part
+    ** (level-triggered, it would report it on every poll). Not at the first
+    ** report: a reader woken by the last poll may not have run yet (the
+    ** loop polls again before it runs its batch), and it will read. */
+    if (w->kept && (stale & w->events) && ++w->strikes >= 2) {
+      w->strikes = 0;
+      register_fd(set, fd, w->events & ~stale);
+    }
+    stale = 0;
   }
   return 1;
 }
@@ -202,6 +248,9 @@ static as_fdset *ensure_fd(lua_State *L, as_sched *s, int fd) {
     set->fds = NULL;
     set->cap = 0;
     set->checked = as_now();
+    /* tokens of different runs differ: a socket may hold one from an
+    ** earlier run (they start at the microseconds since boot, times 2^16) */
+    set->tokens = (lua_Integer)(((lua_Unsigned)(set->checked * 1e6) << 16) & LUA_MAXINTEGER);
     s->poller_state = set;
     s->poller = &fd_poller;
   }
@@ -306,6 +355,99 @@ static int fdwait_wait_fd(lua_State *L) {
   return as_sched_suspend(L, me, AS_WAITING, &fd_ops, timeout, 0, fdwait_k);
 }
 
+/* wait_io's continuation: true, token | nil, "timeout" | nil, "closed". */
+static int fdwait_io_k(lua_State *L, int status, lua_KContext ctx) {
+  as_state *st = as_state_get(L);
+  as_fork *me = as_sched_continue(L, st);
+  (void)status;
+  if (me != NULL && me->wake == AS_WAKE_CLOSED) {
+    me->await.fd.closed = 0;
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  if (me != NULL && me->wake == AS_WAKE_TIMEOUT) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  lua_pushinteger(L, (lua_Integer)ctx);
+  return 2;
+}
+
+/* core.wait_io(fd, "r" | "w", timeout | nil, token | nil) -> true, token |
+** nil, "timeout" | nil, "closed": wait_fd for asyncstack.socket, whose
+** registration is kept after the wait (see the top of this file). With the
+** token of the fd's kept registration it checks nothing; else it checks the
+** fd as wait_fd does. A timeout or a close_fd/forget_fd is a result, not an
+** error (the socket turns them into LuaSocket's "timeout" and "closed"); a
+** cancel raises as.Cancelled. The caller keeps the token for the next wait
+** and must call forget_fd before the fd is closed. */
+static int fdwait_wait_io(lua_State *L) {
+  as_state *st = as_state_get(L);
+  lua_Integer fdn = luaL_checkinteger(L, 1);
+  const char *mode = luaL_checkstring(L, 2);
+  double timeout = as_sched_opt_timeout(L, 3);
+  lua_Integer token = luaL_optinteger(L, 4, 0);
+  int fd = (int)fdn, write, err;
+  as_sched *s;
+  as_fdset *set;
+  as_fdwatch *w;
+  as_fork *me, **slot;
+  luaL_argcheck(L, fdn >= 0 && fdn < AS_FDWAIT_MAX_FD, 1, "fd out of range");
+  luaL_argcheck(L, (mode[0] == 'r' || mode[0] == 'w') && mode[1] == '\0', 2, "'r' or 'w' expected");
+  write = mode[0] == 'w';
+  me = as_sched_enter_suspend(L, st, "wait_io");
+  s = st->sched;
+  set = (as_fdset *)s->poller_state;
+  if (set == NULL || fd >= set->cap || token == 0 || set->fds[fd].token != token ||
+      set->fds[fd].events == 0) {
+    /* not the caller's kept registration: checked as wait_fd does */
+    if (fcntl(fd, F_GETFD) == -1)
+      return luaL_error(L, "wait_io: cannot watch fd %d: %s", fd, strerror(errno));
+    set = ensure_fd(L, s, fd);
+    w = &set->fds[fd];
+    if (w->events != 0 && (err = fd_changed(w, fd)) != 0) wake_closed(s, set, fd, err);
+    if (!w->kept || w->token == 0) {
+      w->kept = 1;
+      w->token = ++set->tokens;
+    }
+  }
+  w = &set->fds[fd];
+  slot = write ? &w->writer : &w->reader;
+  if (*slot != NULL)
+    return luaL_error(L, "wait_io: fd %d already has a fork waiting to %s (fork #%I)",
+                      fd, write ? "write" : "read", (LUAI_UACINT)(*slot)->id);
+  lua_settop(L, 1);
+  *slot = me;
+  w->strikes = 0;
+  if ((err = sync_fd(set, fd)) != 0) {
+    *slot = NULL;
+    return luaL_error(L, "wait_io: cannot watch fd %d: %s", fd, strerror(err));
+  }
+  /* registered: nothing below raises */
+  s->nwatched++;
+  me->await.fd.fd = fd;
+  me->await.fd.write = (unsigned char)write;
+  me->await.fd.closed = 0;
+  return as_sched_suspend(L, me, AS_WAITING, &fd_ops, timeout, (lua_KContext)w->token,
+                          fdwait_io_k);
+}
+
+/* core.forget_fd(fd): fd is about to be closed by its owner (a socket's
+** close): forks of this run waiting for it are woken as by close_fd, and
+** its registration is deleted while the fd is still open. */
+static int fdwait_forget_fd(lua_State *L) {
+  as_state *st = as_state_get(L);
+  lua_Integer fd = luaL_checkinteger(L, 1);
+  as_sched *s = st->sched;
+  as_fdset *set = s != NULL ? (as_fdset *)s->poller_state : NULL;
+  if (set != NULL && fd >= 0 && fd < set->cap && set->fds[fd].events != 0)
+    wake_closed(s, set, (int)fd, FD_CLOSED_BY_CALL);
+  return 0;
+}
+
 /* core.close_fd(fd) -> true | fail, message, errno: closes fd; forks of
 ** this run waiting for it are woken first, and their wait_fd raises "fd N
 ** was closed while waiting for it" (D10). Also outside a run. */
@@ -337,7 +479,8 @@ static int fdwait_watched(lua_State *L) {
 void as_fdwait_open(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"wait_fd", fdwait_wait_fd}, {"close_fd", fdwait_close_fd},
-    {"watched_fds", fdwait_watched}, {NULL, NULL}
+    {"watched_fds", fdwait_watched}, {"wait_io", fdwait_wait_io},
+    {"forget_fd", fdwait_forget_fd}, {NULL, NULL}
   };
   as_module_setfuncs(L, funcs);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 #include "framename.h"
 #include "backtrace.h"
+#include "module.h"
 #include <lauxlib.h>
 
 
@@ -16,6 +17,7 @@
 typedef struct fnslot {
   const void *fn;          /* NULL: empty */
   int named;
+  int known;               /* taken from, or given to, the session's cache */
 } fnslot;
 
 struct as_fnset {
@@ -92,29 +94,162 @@ static void find_global_names(lua_State *L, as_fnset *set, int names) {
   lua_settop(L, loaded - 1);
 }
 
+/* ------------------------------------------------------------ sessions */
+
+/* Registry key of the names session: nil, or a table {depth = open
+** sessions, cache = function -> its global name, or false when a full pass
+** found none}. */
+static const char session_key = 's';
+
+/* Pushes the cache of the open session (function -> its global name, or
+** false: it has none), or nothing and returns 0 when no session is open. */
+static int push_session_cache(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &session_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  if (lua_getfield(L, -1, "cache") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "cache");
+  }
+  lua_remove(L, -2);
+  return 1;
+}
+
+/* The closer's __close: ends its session (once). */
+static int session_close(lua_State *L) {
+  lua_Integer depth;
+  if (!lua_istable(L, 1) || lua_getfield(L, 1, "open") != LUA_TBOOLEAN || !lua_toboolean(L, -1))
+    return 0;
+  lua_pushboolean(L, 0);
+  lua_setfield(L, 1, "open");
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &session_key) != LUA_TTABLE) return 0;
+  lua_getfield(L, -1, "depth");
+  depth = lua_tointeger(L, -1) - 1;
+  lua_pop(L, 1);
+  if (depth <= 0) {
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &session_key);
+  } else {
+    lua_pushinteger(L, depth);
+    lua_setfield(L, -2, "depth");
+  }
+  return 0;
+}
+
+static const char closer_meta_key = 'm';
+
+/* core.names_session() -> closer: until the closer is closed (a <close>
+** variable), the global name found for a function (or that it has none)
+** is remembered and reused by every trace made meanwhile: a dump renders
+** one per fork, an exception's text several, and they share their
+** functions. Whoever opens one must not change package.loaded or the
+** modules in it before closing it. */
+static int names_session(lua_State *L) {
+  lua_Integer depth = 0;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &session_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &session_key);
+  }
+  lua_getfield(L, -1, "depth");
+  depth = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  lua_pushinteger(L, depth + 1);
+  lua_setfield(L, -2, "depth");
+  lua_createtable(L, 0, 1);
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "open");
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &closer_meta_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, session_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &closer_meta_key);
+  }
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+void as_names_open(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"names_session", names_session}, {NULL, NULL}
+  };
+  as_module_setfuncs(L, funcs);
+}
+
+/* Gives the session's cache what the pass found for the functions of the
+** capture it did not know: their names, and, when the pass was complete
+** (`complete`), false for the ones it did not name. */
+static void remember(lua_State *L, as_fnset *set, int raw, lua_Integer n,
+                     int names, int cache, int complete) {
+  lua_Integer i;
+  for (i = 0; i < n; i++) {
+    fnslot *sl;
+    lua_rawgeti(L, raw, i * AS_RAW_STRIDE + AS_RAW_FUNC);
+    if (!lua_isfunction(L, -1)) {
+      lua_pop(L, 1);
+      continue;
+    }
+    sl = fnset_find(set, lua_topointer(L, -1));
+    if (sl->known || (!sl->named && !complete)) {
+      lua_pop(L, 1);
+      continue;
+    }
+    sl->known = 1;
+    if (sl->named) lua_rawgeti(L, names, (sl - set->slots) + 1);
+    else lua_pushboolean(L, 0);
+    lua_rawset(L, cache);
+  }
+}
+
+/* ----------------------------------------------------------- the pass */
+
 /* Pushes the set of the functions of frames [0, n) of the raw capture and
-** the table of their global names (see fnset); returns the set. */
+** the table of their global names (see fnset); returns the set. Inside a
+** session, functions it knows are not looked for, and what the pass finds
+** is remembered. */
 as_fnset *as_names_push(lua_State *L, int raw, lua_Integer n) {
   lua_Integer i;
   unsigned cap = 16;
   as_fnset *set;
+  int cache = 0, names;
   while (cap < 2 * (lua_Unsigned)n + 2 && cap < (1u << 30)) cap *= 2;
   set = (as_fnset *)lua_newuserdatauv(L, sizeof(as_fnset) + (cap - 1) * sizeof(fnslot), 0);
   memset(set, 0, sizeof(as_fnset) + (cap - 1) * sizeof(fnslot));
   set->mask = cap - 1;
   lua_newtable(L);
+  names = lua_gettop(L);
+  if (push_session_cache(L)) cache = lua_gettop(L);
   for (i = 0; i < n; i++) {
     lua_rawgeti(L, raw, i * AS_RAW_STRIDE + AS_RAW_FUNC);
     if (lua_isfunction(L, -1)) {
       fnslot *sl = fnset_find(set, lua_topointer(L, -1));
       if (sl->fn == NULL) {
         sl->fn = lua_topointer(L, -1);
-        set->left++;
+        lua_pushvalue(L, -1);
+        if (cache != 0 && lua_rawget(L, cache) != LUA_TNIL) {
+          sl->named = sl->known = 1;    /* a string, or false: none */
+          if (lua_type(L, -1) == LUA_TSTRING) lua_rawseti(L, names, (sl - set->slots) + 1);
+          else lua_pop(L, 1);
+        } else {
+          lua_pop(L, 1);                /* nil, or the copy of the function */
+          set->left++;
+        }
       }
     }
     lua_pop(L, 1);
   }
-  if (set->left > 0) find_global_names(L, set, lua_gettop(L));
+  if (set->left > 0) {
+    /* a pass that ends with functions left has looked everywhere */
+    find_global_names(L, set, names);
+    if (cache != 0) remember(L, set, raw, n, names, cache, set->left > 0);
+  }
+  if (cache != 0) lua_pop(L, 1);
   return set;
 }
 

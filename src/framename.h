@@ -38,4 +38,8 @@ const char *as_names_global_identity(lua_State *L, as_fnset *set, int names,
 ** valid while the holder is.) */
 const char *as_names_upvalue(lua_State *L, int holder, int fn);
 
+/* Adds core.names_session (a batch of traces sharing one pass over
+** package.loaded) to the module table on top. */
+void as_names_open(lua_State *L);
+
 #endif

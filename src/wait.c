@@ -132,10 +132,9 @@ static int deliver(lua_State *L, as_state *st, int idx, int protected, const cha
     lua_remove(L, -2);
   }
   if (as_exception_test(L, st, -1) && as_hook_push(L, st, AS_HOOK_ON_RETHROW)) {
-    as_walk_opts opts = AS_WALK_RETHROW_SITE;   /* remember this wait's site */
     lua_pushvalue(L, -2);
     lua_pushstring(L, how);
-    as_backtrace_push_current(L, st, &opts);
+    as_backtrace_push_rethrow_site(L, st, -2);  /* remember this wait's site */
     if (lua_pcall(L, 3, 0, 0) != LUA_OK) lua_pop(L, 1);  /* a note, never a new error */
   }
   if (protected) return 2;

@@ -33,6 +33,7 @@
 ** change a chain under it. (Stopping the collector for the walk would rule
 ** that out too, but a memory error would then leave it stopped.)
 */
+#include <stddef.h>
 #include <string.h>
 #include "backtrace.h"
 #include "chain.h"
@@ -42,6 +43,8 @@
 #include <lauxlib.h>
 
 #define RING_MAX AS_RENDER_TAIL
+/* Frames held back before the capture table is made. */
+#define PEND_MAX 16
 
 /* A frame found but not stored yet. */
 typedef struct frame_rec {
@@ -67,8 +70,6 @@ typedef struct walker {
   as_state *st;
   as_sched *s;              /* NULL outside run() */
   int out;                  /* absolute index of the raw capture */
-  int name_slot;            /* caches `named`'s name: frames share forks */
-  as_fork *named;
   int n;                    /* frames stored */
   int visited;              /* visible frames accepted (stored or ringed) */
   int skip, limit, async, ends, self;
@@ -80,6 +81,19 @@ typedef struct walker {
   const as_waitnode *boundary_via;
   frame_rec held;           /* the last visible frame of the thread being walked */
   int has_held;
+  int made;                 /* the capture table exists (else nil at `out`) */
+  int site_slot;            /* > 0: looking for the site (see find_site):
+                               the stack slot of its function, once found */
+  int site_found;
+  long site_line;
+  lua_Integer site_fork;
+  int has_last;             /* the fork of the frame stored last: */
+  const as_fork *last_fork; /* the fork slots are stored only where it */
+  lua_Integer last_id;      /* changes (backtrace.h) */
+  int npend;                /* frames accepted, not stored yet */
+  frame_rec pend[PEND_MAX]; /* they: the table is made once their number is
+                               known, with room for them (no regrowth, no
+                               presized room left unused) */
   frame_rec ring[RING_MAX]; /* `ends` walk: the last frames, oldest at ring_start */
   int ring_len, ring_start, skipped;
 } walker;
@@ -140,41 +154,42 @@ static void push_fork_ud(walker *w, as_fork *f) {
   else lua_pushnil(w->L);
 }
 
+/* Stores the value on top as `slot` of frame w->n; nil and false are left
+** out (an absent slot reads as false, 0 or NULL: backtrace.h), so a frame
+** costs only the slots it uses. */
 static void raw_set(walker *w, int slot) {
-  lua_rawseti(w->L, w->out, (lua_Integer)w->n * AS_RAW_STRIDE + slot);
+  if (lua_toboolean(w->L, -1))
+    lua_rawseti(w->L, w->out, (lua_Integer)w->n * AS_RAW_STRIDE + slot);
+  else
+    lua_pop(w->L, 1);
 }
 
-static void raw_false(walker *w, int slot) {
-  lua_pushboolean(w->L, 0);
-  raw_set(w, slot);
-}
-
+/* Stores fork f's id and name in the slots given; nothing for no fork.
+** (The name's chars are the fork's name_cstr: the text shows a name up to
+** its first NUL, as the renderer prints it.) */
 static void raw_set_fork(walker *w, as_fork *f, int id_slot, int name_slot) {
   lua_State *L = w->L;
-  if (f == NULL) {
-    raw_false(w, id_slot);
-    raw_false(w, name_slot);
-    return;
-  }
+  if (f == NULL) return;
   lua_pushinteger(L, f->id);
   raw_set(w, id_slot);
-  if (f != w->named) {
-    push_fork_ud(w, f);
-    if (lua_isnil(L, -1)) lua_pushboolean(L, 0);
-    else as_fork_push_name(L, -1);
-    if (lua_isnil(L, -1)) { lua_pop(L, 1); lua_pushboolean(L, 0); }
-    lua_replace(L, w->name_slot);
-    lua_pop(L, 1);
-    w->named = f;
+  if (f->name_cstr != NULL) {
+    lua_pushstring(L, f->name_cstr);
+    raw_set(w, name_slot);
   }
-  lua_pushvalue(L, w->name_slot);
-  raw_set(w, name_slot);
 }
 
 static void raw_set_str(walker *w, int slot, const char *v) {
-  if (v != NULL && *v != '\0') lua_pushstring(w->L, v);
-  else lua_pushboolean(w->L, 0);
-  raw_set(w, slot);
+  if (v != NULL && *v != '\0') {
+    lua_pushstring(w->L, v);
+    raw_set(w, slot);
+  }
+}
+
+static void raw_set_int(walker *w, int slot, lua_Integer v) {
+  if (v != 0) {
+    lua_pushinteger(w->L, v);
+    raw_set(w, slot);
+  }
 }
 
 /* Pushes the spawning function of fork f (its uservalue 3), or nil. */
@@ -189,6 +204,7 @@ static void push_spawn_func(walker *w, as_fork *f) {
 /* Writes record r as frame w->n of the capture. */
 static void store(walker *w, const frame_rec *r) {
   lua_State *L = w->L;
+  lua_Integer via = 0;
   int line = 0;
   const char *name = NULL, *namewhat = NULL;
   if (!lua_checkstack(L, 8) || (r->th != NULL && r->th != L && !lua_checkstack(r->th, 2))) {
@@ -215,37 +231,93 @@ static void store(walker *w, const frame_rec *r) {
     line = r->spawned->spawn_line;
   }
   raw_set(w, AS_RAW_FUNC);
-  if (line > 0) lua_pushinteger(L, line); else lua_pushboolean(L, 0);
-  raw_set(w, AS_RAW_LINE);
+  if (line > 0) raw_set_int(w, AS_RAW_LINE, line);
   raw_set_str(w, AS_RAW_NAME, name);
   raw_set_str(w, AS_RAW_NAMEWHAT, namewhat);
-  if (r->fork == NULL && r->gone_id > 0) {
-    lua_pushinteger(L, r->gone_id);
-    raw_set(w, AS_RAW_FORK);
-    /* the name it had (kept by the run: as_sched_push_spawner_name) */
-    if (w->s != NULL && r->spawned->sched == w->s) as_sched_push_spawner_name(L, w->s, r->spawned);
-    else lua_pushnil(L);
-    if (lua_isnil(L, -1)) { lua_pop(L, 1); lua_pushboolean(L, 0); }
-    raw_set(w, AS_RAW_FORK_NAME);
-  } else {
-    raw_set_fork(w, r->fork, AS_RAW_FORK, AS_RAW_FORK_NAME);
+  if (!w->has_last || r->fork != w->last_fork || (r->fork == NULL && r->gone_id != w->last_id)) {
+    /* a new segment: its fork (see backtrace.h) */
+    w->has_last = 1;
+    w->last_fork = r->fork;
+    w->last_id = r->fork != NULL ? r->fork->id : r->gone_id;
+    if (r->fork == NULL && r->gone_id > 0) {
+      raw_set_int(w, AS_RAW_FORK, r->gone_id);
+      /* the name it had (kept by the run: as_sched_push_spawner_name) */
+      if (w->s != NULL && r->spawned->sched == w->s) as_sched_push_spawner_name(L, w->s, r->spawned);
+      else lua_pushnil(L);
+      raw_set(w, AS_RAW_FORK_NAME);
+    } else if (r->fork == NULL) {
+      lua_pushinteger(L, 0);                /* no fork: stored all the same */
+      lua_rawseti(L, w->out, (lua_Integer)w->n * AS_RAW_STRIDE + AS_RAW_FORK);
+    } else {
+      raw_set_fork(w, r->fork, AS_RAW_FORK, AS_RAW_FORK_NAME);
+    }
   }
-  lua_pushinteger(L, r->boundary);
-  raw_set(w, AS_RAW_BOUNDARY);
   raw_set_fork(w, r->from, AS_RAW_FROM, AS_RAW_FROM_NAME);
-  lua_pushinteger(L, r->flags);
-  raw_set(w, AS_RAW_FLAGS);
   if (r->via != NULL && as_wait_node_mode(r->via) != AS_WAIT_ONE)
-    lua_pushinteger(L, (lua_Integer)r->via->index * 4 +
-                    (as_wait_node_mode(r->via) == AS_WAIT_ALL ? AS_VIA_WAIT_ALL : AS_VIA_WAIT_ANY));
-  else
-    lua_pushboolean(L, 0);
-  raw_set(w, AS_RAW_VIA);
-  if (r->flags & AS_RFRAME_ROOT) push_spawn_func(w, r->fork);
-  else lua_pushnil(L);
-  if (lua_isnil(L, -1)) { lua_pop(L, 1); lua_pushboolean(L, 0); }
-  raw_set(w, AS_RAW_HOLDER);
+    via = (lua_Integer)r->via->index * 4 +
+          (as_wait_node_mode(r->via) == AS_WAIT_ALL ? AS_VIA_WAIT_ALL : AS_VIA_WAIT_ANY);
+  raw_set_int(w, AS_RAW_INFO, AS_RAW_INFO_OF(r->flags, r->boundary, via));
+  if (r->flags & AS_RFRAME_ROOT) {
+    push_spawn_func(w, r->fork);
+    raw_set(w, AS_RAW_HOLDER);
+  }
   w->n++;
+}
+
+/* Pushes the function of record r and returns its line (0: none). */
+static long push_rec_function(walker *w, const frame_rec *r) {
+  lua_State *L = w->L;
+  if (r->th == NULL) {
+    push_spawn_func(w, r->spawned);
+    return r->spawned->spawn_line;
+  } else {
+    lua_Debug ar;
+    if (!lua_checkstack(r->th, 2)) {
+      lua_pushnil(L);
+      return 0;
+    }
+    if (w->st->ci_stepping) ar.i_ci = r->ci;
+    else lua_getstack(r->th, r->level, &ar);
+    lua_getinfo(r->th, "f", &ar);
+    if (r->th != L) lua_xmove(r->th, L, 1);
+    return r->has_info ? r->line : 0;
+  }
+}
+
+/* The site of the walk: its first frame, in capture order, whose function
+** is a Lua function and which has a line (exception.lua's site_of). Looks
+** at the records held back; its function goes to site_slot. */
+static void find_site(walker *w) {
+  int i;
+  if (!lua_checkstack(w->L, 4)) return;       /* no site: the capture is made */
+  for (i = 0; i < w->npend && !w->site_found; i++) {
+    lua_State *L = w->L;
+    long line = push_rec_function(w, &w->pend[i]);
+    if (line > 0 && lua_isfunction(L, -1) && !lua_iscfunction(L, -1)) {
+      lua_replace(L, w->site_slot);
+      w->site_found = 1;
+      w->site_line = line;
+      w->site_fork = w->pend[i].fork != NULL ? w->pend[i].fork->id : w->pend[i].gone_id;
+    } else {
+      lua_pop(L, 1);
+    }
+  }
+}
+
+/* Stores the frames held back, making the capture table first if it is not
+** made yet: with room for them, and for `more` frames known to follow (or,
+** when more is -1, for as many again: the walk goes on). */
+static void flush(walker *w, int more) {
+  int i;
+  if (w->site_slot > 0) find_site(w);
+  if (!w->made) {
+    int frames = w->npend + (more < 0 ? w->npend : more);
+    lua_createtable(w->L, frames * AS_RAW_STRIDE, 1);    /* "n"; the other counts are rare */
+    lua_replace(w->L, w->out);
+    w->made = 1;
+  }
+  for (i = 0; i < w->npend; i++) store(w, &w->pend[i]);
+  w->npend = 0;
 }
 
 /* A visible frame is accepted: stored now, or kept in the ring. */
@@ -260,7 +332,8 @@ static void accept(walker *w, const frame_rec *r) {
       w->skipped++;
     }
   } else {
-    store(w, r);
+    w->pend[w->npend++] = *r;
+    if (w->npend == PEND_MAX) flush(w, -1);
   }
   if (w->limit > 0 && w->visited >= w->limit) w->stopped = 1;
 }
@@ -428,7 +501,9 @@ static void walk_from_fork(walker *w, as_fork *f, int top) {
 
 static void walker_init(walker *w, lua_State *L, as_state *st,
                         const as_walk_opts *opts) {
-  memset(w, 0, sizeof *w);
+  /* everything but the records, which are written before they are read */
+  memset(w, 0, offsetof(walker, pend));
+  w->ring_len = w->ring_start = w->skipped = 0;
   w->L = L;
   w->st = st;
   w->s = st->sched;
@@ -437,18 +512,17 @@ static void walker_init(walker *w, lua_State *L, as_state *st,
   w->async = opts->async;
   w->ends = opts->ends > RING_MAX ? RING_MAX : opts->ends;
   w->self = opts->self;
-  lua_newtable(L);
+  lua_pushnil(L);            /* the capture, made by flush() */
   w->out = lua_gettop(L);
-  lua_pushnil(L);
-  w->name_slot = lua_gettop(L);
 }
 
 /* Stores the ring and records the counts in the raw capture. */
 static void walker_finish(walker *w) {
   lua_State *L = w->L;
   int i, head = w->n;
+  flush(w, w->ring_len);
   for (i = 0; i < w->ring_len; i++) store(w, &w->ring[(w->ring_start + i) % RING_MAX]);
-  lua_settop(L, w->out);   /* drop the name cache slot */
+  lua_settop(L, w->out);   /* drop the site slot */
   lua_pushinteger(L, w->n);
   lua_setfield(L, w->out, "n");
   if (w->omitted > 0) {
@@ -473,26 +547,47 @@ void as_backtrace_push_fork(lua_State *L, as_state *st, as_fork *f,
   walker_finish(&w);
 }
 
-void as_backtrace_push_current(lua_State *L, as_state *st,
-                               const as_walk_opts *opts) {
-  walker w;
-  as_fork *f;
+/* The walk that starts at the running code of L (not finished). */
+static void walk_current(walker *w, lua_State *L) {
+  as_fork *f = w->s ? w->s->running : NULL;
   int i;
-  walker_init(&w, L, st, opts);
-  f = w.s ? w.s->running : NULL;
   if (f == NULL) {
-    walk_thread(&w, L, NULL, 0);
-    walker_finish(&w);
+    walk_thread(w, L, NULL, 0);
     return;
   }
   for (i = f->astack.depth - 1; i >= 0; i--)
     if (f->astack.frames[i].thread == L) break;
   if (i < 0) {
     /* L was resumed by an unbridged resume somewhere inside the fork */
-    walk_thread(&w, L, f, 0);
-    set_boundary(&w, AS_BOUND_UNBRIDGED, NULL);
+    walk_thread(w, L, f, 0);
+    set_boundary(w, AS_BOUND_UNBRIDGED, NULL);
     i = f->astack.depth - 1;
   }
-  walk_from_fork(&w, f, i);
+  walk_from_fork(w, f, i);
+}
+
+void as_backtrace_push_current(lua_State *L, as_state *st,
+                               const as_walk_opts *opts) {
+  walker w;
+  walker_init(&w, L, st, opts);
+  walk_current(&w, L);
+  walker_finish(&w);
+}
+
+void as_walk_push_current_unless(lua_State *L, as_state *st, const as_walk_opts *opts,
+                                 as_walk_site_shown shown, void *ud) {
+  walker w;
+  as_walk_opts o = *opts;
+  o.ends = 0;                 /* the site is looked for in capture order */
+  walker_init(&w, L, st, &o);
+  lua_pushnil(L);
+  w.site_slot = lua_gettop(L);
+  walk_current(&w, L);
+  find_site(&w);
+  if (w.site_found && shown(L, w.site_slot, w.site_line, w.site_fork, ud)) {
+    lua_settop(L, w.out - 1);
+    lua_pushboolean(L, 0);
+    return;
+  }
   walker_finish(&w);
 }

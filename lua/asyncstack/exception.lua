@@ -10,7 +10,7 @@
 local core = require "asyncstack.core"
 
 local format, concat = string.format, table.concat
-local type, rawget, rawequal = type, rawget, rawequal
+local type, rawget = type, rawget
 local getmetatable, getinfo = debug.getmetatable, debug.getinfo
 local setmetatable, pcall, tostring, error = setmetatable, pcall, tostring, error
 local rawset, ipairs = rawset, ipairs
@@ -27,17 +27,9 @@ local RETHROWS_KEPT = 8      -- rethrow sites remembered per exception
 local CAPTURE = { async = true, limit = TRACE_LIMIT }
 
 -- Class membership by walking raw metatables: no metamethod of the value
--- (__index, __metatable, ...) can run or lie.
-local function instance_of(value, class)
-  local mt = getmetatable(value)
-  local hops = 0
-  while type(mt) == "table" and hops < 64 do
-    if rawequal(mt, class) then return true end
-    mt = rawget(mt, "__parent")
-    hops = hops + 1
-  end
-  return false
-end
+-- (__index, __metatable, ...) can run or lie. In C (src/exception.c): the
+-- metatable, then raw __parent fields, at most 64 hops.
+local instance_of = core.instance_of
 
 local Exception = {}
 Exception.__index = Exception
@@ -105,14 +97,14 @@ local function construct(class, message, code, previous)
   return new(class, message, code, previous, core.capture(CAPTURE))
 end
 
-local class_meta = {}
-class_meta.__call = construct
-class_meta.__index = function(class, key)
-  local parent = rawget(class, "__parent")
-  if parent then return parent[key] end
+-- A class's metatable: calling it constructs, and what the class lacks is
+-- looked up in its parent (a table __index: no function call per lookup,
+-- as in Cancelled:is(e) on every failure).
+local function class_tostring(class) return "class " .. rawget(class, "__class_name") end
+local function class_meta(parent)
+  return { __call = construct, __index = parent, __tostring = class_tostring }
 end
-class_meta.__tostring = function(class) return "class " .. rawget(class, "__class_name") end
-setmetatable(Exception, class_meta)
+setmetatable(Exception, class_meta(nil))
 Exception.__short_name = "Exception"
 
 -- Class:extend(name) -> a subclass; instances are members of every ancestor.
@@ -133,7 +125,7 @@ function Exception.extend(class, name)
     __concat = rawget(Exception, "__concat"),
   }
   sub.__index = sub
-  return setmetatable(sub, class_meta)
+  return setmetatable(sub, class_meta(class))
 end
 
 -- Class:is(value): value is an instance of Class or of a subclass.
@@ -208,16 +200,19 @@ end
 ---------------------------------------------------------------- rethrows
 
 -- wait()/pwait() handed this exception on; remember where (`raw`: the
--- capture C made there).
+-- capture C made there, or false when the exception's trace already shows
+-- that site: C checked it as rethrow_sections would, see
+-- as_backtrace_push_rethrow_site). Every rethrow counts.
 function M.note_rethrow(e, how, raw)
   local list = rawget(e, "_rethrows")
   if not list then
-    list = { n = 0 }
+    list = { false, false, false, false, n = 0 }   -- room for the usual few
     rawset(e, "_rethrows", list)
   end
-  list.n = list.n + 1
-  if list.n <= RETHROWS_KEPT then
-    list[list.n] = { how = how, raw = raw }
+  local n = list.n + 1
+  list.n = n
+  if n <= RETHROWS_KEPT then
+    list[n] = raw and { how = how, raw = raw } or false
   end
 end
 
@@ -261,12 +256,14 @@ local function rethrow_sections(e, out)
   local main = e:getTrace()
   for i = 1, math_min(list.n, RETHROWS_KEPT) do
     local r = list[i]
-    local frames = core.expand(r.raw)
-    local site, at = site_of(frames)
-    if not site and frames[1] then site, at = frames[1], 1 end
-    if not already_shown(main, site) then
-      out[#out + 1] = render(r.raw, "rethrow", r.how, at)
-      out[#out + 1] = render(r.raw, "traceback")
+    if r then
+      local frames = core.expand(r.raw)
+      local site, at = site_of(frames)
+      if not site and frames[1] then site, at = frames[1], 1 end
+      if not already_shown(main, site) then
+        out[#out + 1] = render(r.raw, "rethrow", r.how, at)
+        out[#out + 1] = render(r.raw, "traceback")
+      end
     end
   end
   if list.n > RETHROWS_KEPT then
@@ -277,6 +274,9 @@ end
 -- Class, message, location, the trace, where it was rethrown, then the
 -- previous exceptions (bounded, cycle-safe).
 local function to_string(e)
+  -- its traces (main, rethrows, previous exceptions) share one pass over
+  -- package.loaded for names
+  local session <close> = core.names_session()
   local out, seen, depth = {}, {}, 0
   while e ~= nil and depth < 16 and not seen[e] do
     seen[e] = true
@@ -322,10 +322,11 @@ end
 -- An ErrorException for a plain error value, with the given raw trace.
 function M.from_error(value, raw)
   if is_exception(value) then return value end
-  local e = new(M.ErrorException, describe_value(value), 0, nil, raw)
-  rawset(e, "_original", value)
-  rawset(e, "_has_original", true)
-  return e
+  -- one constructor (as new() but with the original): no rehash per field
+  return setmetatable({
+    _message = describe_value(value), _code = 0, _raw = raw,
+    _original = value, _has_original = true,
+  }, M.ErrorException)
 end
 
 -- A built-in error of `kind` ("Timeout", ...) with the capture `raw` of the

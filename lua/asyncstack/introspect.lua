@@ -10,6 +10,7 @@ local format, concat = string.format, table.concat
 local type, ipairs, error, rawget = type, ipairs, error, rawget
 local io_type, math_type, math_max, math_floor = io.type, math.type, math.max, math.floor
 local fork_label, render = core.fork_label, core.render
+local names_session = core.names_session
 local _ENV = nil
 
 local M = {}
@@ -66,6 +67,8 @@ function M.tasks(opts)
   local sched = core.scheduler_info()
   if not sched then return {} end
   local now, out = core.now(), {}
+  -- one pass over package.loaded names the functions of every fork
+  local session <close> = names_session()
   for i, fork in ipairs(sched.forks) do out[i] = (task_of(fork, now, with_backtrace)) end
   return out
 end
@@ -206,6 +209,8 @@ function M.dump(target)
   if not sched then
     text = "scheduler: not running (no asyncstack.run() is active)\n"
   else
+    -- one pass over package.loaded names the functions of every fork
+    local session <close> = names_session()
     local tasks, raws = dumped_tasks(sched)
     if only then
       local one, one_raw = {}, {}
@@ -231,6 +236,7 @@ end
 function M.blocked_report(forks)
   local sched = core.scheduler_info()
   local now, tasks, raws = core.now(), {}, {}
+  local session <close> = names_session()
   for i, fork in ipairs(forks) do tasks[i], raws[i] = task_of(fork, now, true) end
   return report(tasks, raws, sched)
 end

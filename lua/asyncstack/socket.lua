@@ -3,22 +3,29 @@
 --
 -- A thin layer: each wrapped socket keeps its LuaSocket object at timeout 0
 -- while used from a fork. A call that would block (LuaSocket says "timeout")
--- waits with as.wait_fd and tries again, carrying on from what the first
+-- waits for the fd and tries again, carrying on from what the first
 -- attempt did (receive passes the partial result back as the prefix, send
 -- continues after the last byte sent, connect asks again for the result).
+-- The waits are core.wait_io's: the fd stays registered with the poller
+-- between them (no epoll_ctl per wait), and close() drops it before the fd
+-- is closed. A socket whose reads run ahead of its peer (the last read
+-- found nothing and LuaSocket's buffer is empty) waits before reading
+-- instead of making a read that would fail: the registration is
+-- level-triggered, so data already there wakes it at the next poll.
 -- Results follow LuaSocket's convention: values, or nil, err [, partial];
 -- our own timeouts give nil, "timeout" like LuaSocket's and never raise
 -- as.Timeout. Outside a fork the calls block the way LuaSocket's do, with the
 -- same timeouts. Optional: requiring asyncstack does not load LuaSocket.
 
 local as = require "asyncstack"
+local core = require "asyncstack.core"
 local luasocket = require "socket"
 
 local format, type, tostring = string.format, type, tostring
 local getmetatable, setmetatable = getmetatable, setmetatable
 local math_type, tointeger = math.type, math.tointeger
-local current, now, wait_fd, as_pcall = as.current, as.now, as.wait_fd, as.pcall
-local Timeout, Cancelled, ErrorException = as.Timeout, as.Cancelled, as.ErrorException
+local current, now = as.current, as.now
+local wait_io, forget_fd = core.wait_io, core.forget_fd
 
 local M = {}
 
@@ -133,9 +140,12 @@ end
 -- Waits until the socket is ready ("r" or "w"). Returns nil when it is, or
 -- "timeout" (our limit passed) or "closed" (another fork closed the socket).
 -- A timeout of zero answers at once, as LuaSocket does, without suspending.
-local function wait(self, fname, mode, deadline)
-  local other = self._waiting[mode]
-  if other and not ENDED[other:status()] then
+-- A cancel raises as.Cancelled through it. `me`: the running fork.
+local function wait(self, fname, mode, deadline, me)
+  local waiting = self._waiting
+  local other = waiting[mode]
+  -- (a fork that left a wait by an error is no longer waiting in it)
+  if other and other ~= me and not ENDED[other:status()] then
     error(format("%s: %s is already waiting to %s on this socket (one reader and one writer at a time)",
                  fname, tostring(other), mode == "r" and "read" or "write"), 3)
   end
@@ -146,20 +156,19 @@ local function wait(self, fname, mode, deadline)
     if limit == nil or left < limit then limit = left end
   end
   if limit == 0 then return "timeout" end
-  local me = current()
-  self._waiting[mode] = me
-  local ok, err = as_pcall(wait_fd, self._sock, mode, limit)
-  self._waiting[mode] = nil
-  if ok then return nil end
-  if Timeout:is(err) then return "timeout" end
-  if Cancelled:is(err) and self._woken_by_close[me] then
-    -- close() cancelled us to wake us up; an outside cancel arriving in
-    -- the same instant is merged into it (one cancel flag per fork)
-    self._woken_by_close[me] = nil
-    return "closed"
+  local fd = self._fd
+  if not fd then
+    fd = tointeger(self._sock:getfd())
+    self._fd = fd
   end
-  if ErrorException:is(err) then err = err:getOriginal() end   -- as.pcall wrapped it
-  error(err, 0)
+  waiting[mode] = me
+  local ok, r = wait_io(fd, mode, limit, self._token)
+  waiting[mode] = nil
+  if ok then
+    self._token = r
+    return nil
+  end
+  return r
 end
 
 -- The LuaSocket errors that mean "not now": plain sockets say "timeout",
@@ -180,7 +189,9 @@ local function wrap(sock)
     _block = nil,           -- settimeout(t, "b"): each wait; nil = forever
     _total = nil,           -- settimeout(t, "t"): each call; nil = forever
     _waiting = {},          -- mode ("r"/"w") -> the fork waiting in it
-    _woken_by_close = setmetatable({}, { __mode = "k" }),   -- forks close() cancelled
+    _fd = nil,              -- the LuaSocket's fd, once it has waited
+    _token = nil,           -- core.wait_io's token for the fd's registration
+    _ahead = false,         -- our last read found nothing: wait before reading
     _closed = false,
   }, mt)
 end
@@ -188,14 +199,28 @@ end
 -- sock:receive([pattern [, prefix]]) -> data | nil, err, partial
 function Socket:receive(pattern, prefix)
   local sock = check_self(self, "receive")
-  pattern = check_pattern(pattern)
-  prefix = check_string("receive", 2, prefix, true)
-  if not current() then
+  -- (the checks are skipped for the common nil arguments: this is the
+  -- path of every line a server reads)
+  if pattern == nil then pattern = "*l" else pattern = check_pattern(pattern) end
+  if prefix ~= nil then prefix = check_string("receive", 2, prefix, true) end
+  local me = current()
+  if not me then
     blocking(self)
     return sock:receive(pattern, prefix)
   end
-  nonblocking(self)
-  local given, deadline = prefix and #prefix or 0, deadline_of(self)
+  if self._mode ~= NONBLOCKING then nonblocking(self) end
+  local given, deadline = prefix and #prefix or 0, self._total and deadline_of(self)
+  -- (a byte count the prefix already covers needs no data: no wait)
+  if self._ahead and (type(pattern) ~= "number" or pattern > given) then
+    if sock:dirty() then
+      self._ahead = false             -- the peer is ahead of us again
+    else
+      -- our reads run ahead of the peer: a read now would most likely
+      -- find nothing. A timeout still leaves one read to try, as below.
+      local failed = wait(self, "receive", "r", deadline, me)
+      if failed == "closed" then return nil, failed, prefix or "" end
+    end
+  end
   while true do
     local data, err, partial = sock:receive(pattern, prefix)
     if data then return data end
@@ -205,7 +230,8 @@ function Socket:receive(pattern, prefix)
     local mode = retry_mode(err, "r")
     if not mode then return nil, err, partial end
     prefix = partial
-    local failed = wait(self, "receive", mode, deadline)
+    self._ahead = mode == "r"
+    local failed = wait(self, "receive", mode, deadline, me)
     if failed then return nil, failed, partial end
   end
 end
@@ -213,16 +239,17 @@ end
 -- sock:send(data [, i [, j]]) -> index of the last byte sent | nil, err, last
 function Socket:send(data, i, j)
   local sock = check_self(self, "send")
-  data = check_string("send", 1, data)
-  i = check_index("send", 2, i)
-  j = check_index("send", 3, j)
-  if not current() then
+  if type(data) ~= "string" then data = check_string("send", 1, data) end
+  if i ~= nil then i = check_index("send", 2, i) end
+  if j ~= nil then j = check_index("send", 3, j) end
+  local me = current()
+  if not me then
     blocking(self)
     local last, err, sent = sock:send(data, i, j)
     return tointeger(last) or last, err, tointeger(sent) or sent
   end
-  nonblocking(self)
-  local deadline = deadline_of(self)
+  if self._mode ~= NONBLOCKING then nonblocking(self) end
+  local deadline = self._total and deadline_of(self)
   while true do
     local last, err, sent = sock:send(data, i, j)
     if last then return tointeger(last) end
@@ -230,7 +257,7 @@ function Socket:send(data, i, j)
     local mode = retry_mode(err, "w")
     if not mode then return nil, err, sent end
     i = sent + 1
-    local failed = wait(self, "send", mode, deadline)
+    local failed = wait(self, "send", mode, deadline, me)
     if failed then return nil, failed, sent end
   end
 end
@@ -253,7 +280,7 @@ function Socket:connect(host, port)
     -- connecting again tells how it went ("already connected" is success).
     if err == "already connected" then return 1 end
     if err ~= "timeout" and err ~= "Operation already in progress" then return nil, err end
-    local failed = wait(self, "connect", "w", deadline)
+    local failed = wait(self, "connect", "w", deadline, current())
     if failed then return nil, failed end
     ok, err = sock:connect(host, port)
   end
@@ -276,7 +303,7 @@ function Socket:accept()
     if client then return wrap(client) end
     local mode = retry_mode(err, "r")
     if not mode then return nil, err end
-    local failed = wait(self, "accept", mode, deadline)
+    local failed = wait(self, "accept", mode, deadline, current())
     if failed then return nil, failed end
   end
 end
@@ -303,13 +330,9 @@ end
 function Socket:close()
   local sock = check_self(self, "close")
   self._closed = true
-  -- Wake them before the fd goes, so the scheduler unregisters a live fd.
-  for _, mode in ipairs({ "r", "w" }) do
-    local waiter = self._waiting[mode]
-    if waiter and waiter ~= current() and waiter:cancel() then
-      self._woken_by_close[waiter] = true
-    end
-  end
+  -- Wake them and drop the fd's registration before the fd goes.
+  if self._fd then forget_fd(self._fd) end
+  self._fd, self._token = nil, nil
   sock:close()
   return 1
 end
