@@ -21,6 +21,7 @@ SRCS       := $(wildcard src/*.c)
 HDRS       := $(wildcard src/*.h)
 OBJS        = $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 CORE        = $(BUILD)/asyncstack/core.so
+TOOL        = $(BUILD)/bin/asyncstack
 # Crashes on request, for spec/crash_spec.lua and examples/crash.lua only:
 # built by `make test` / `make test-helpers`, never installed.
 CRASHHELPER = $(BUILD)/test/asyncstack_crashhelper.so
@@ -33,6 +34,8 @@ PREFIX     ?= /usr/local
 LUA_VERSION = 5.4
 INST_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 INST_LUADIR ?= $(PREFIX)/share/lua/$(LUA_VERSION)
+INST_BINDIR ?= $(PREFIX)/bin
+INST_GDBDIR ?= $(PREFIX)/share/asyncstack
 
 BUSTED     ?= $(LUA) /usr/bin/busted
 RUN_ENV     = LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/?.so;;'
@@ -40,7 +43,17 @@ RUN_ENV     = LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/?.so;;'
 .PHONY: all test test-helpers demo asan valgrind install clean deps bench rock \
         notrack bench-callgrind bench-profile bench-quick profile-stress
 
-all: $(CORE)
+all: $(CORE) $(TOOL)
+
+# The `asyncstack` command (issue 15, tool/): the memory walker's sources
+# linked in directly, no Lua. Installed into $(INST_BINDIR), with the gdb
+# script (gdb/asyncstack-gdb.py, which runs it) in $(INST_GDBDIR).
+TOOL_SRCS   = $(wildcard tool/*.c) src/lualayout.c src/memwalk.c src/memwalk_proto.c \
+              src/memwalk_names.c src/memwalk_loaded.c src/memwalk_forks.c \
+              src/memwalk_render.c src/render.c
+$(TOOL): $(TOOL_SRCS) $(HDRS) $(wildcard tool/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Isrc -o $@ $(TOOL_SRCS) -lm $(LDLIBS)
 
 $(BUILD)/obj/%.o: src/%.c $(HDRS)
 	@mkdir -p $(dir $@)
@@ -124,6 +137,7 @@ LUAPROF     = $(BUILD)/bench/luaprof
 bench: all notrack
 	$(BENCH_ENV) $(LUA) bench/run.lua $(BENCH_ARGS)
 	$(BENCH_ENV) $(LUA) bench/profile.lua $(BENCH_ARGS)
+	$(RUN_ENV) $(LUA) bench/outside.lua
 
 # Every row once, briefly (3 rounds, 10 ms batches, smaller counts): checks
 # that each kernel, peer and the TCP echo run, in well under a minute. The
@@ -161,6 +175,9 @@ install: all
 	install -d $(DESTDIR)$(INST_LIBDIR)/asyncstack $(DESTDIR)$(INST_LUADIR)/asyncstack
 	install -m 755 $(CORE) $(DESTDIR)$(INST_LIBDIR)/asyncstack/core.so
 	install -m 644 lua/asyncstack/*.lua $(DESTDIR)$(INST_LUADIR)/asyncstack/
+	install -d $(DESTDIR)$(INST_BINDIR) $(DESTDIR)$(INST_GDBDIR)
+	install -m 755 $(TOOL) $(DESTDIR)$(INST_BINDIR)/asyncstack
+	install -m 644 gdb/asyncstack-gdb.py $(DESTDIR)$(INST_GDBDIR)/asyncstack-gdb.py
 
 clean:
 	rm -rf build build-asan build-rock $(NOTRACK)

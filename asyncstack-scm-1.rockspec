@@ -34,9 +34,14 @@ build = {
       LUA_INCDIR = "$(LUA_INCDIR)",
       BUILD = "build-rock",
    },
+   -- The `asyncstack` command goes to the rock's bin/ (LuaRocks puts it in
+   -- the tree's bin/); its gdb script (gdb/asyncstack-gdb.py) next to the
+   -- Lua files, where it finds the command as ../../../../bin/asyncstack.
    install_variables = {
       INST_LIBDIR = "$(LIBDIR)",
       INST_LUADIR = "$(LUADIR)",
+      INST_BINDIR = "$(BINDIR)",
+      INST_GDBDIR = "$(LUADIR)/asyncstack",
       BUILD = "build-rock",
    },
 }

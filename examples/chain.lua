@@ -4,13 +4,30 @@
 -- through every fork that waits on it, up to the code that called run().
 --
 --   LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;' lua5.4 examples/chain.lua
+--
+-- With a file name after the level count, chain(0) writes the trace there
+-- instead and then sleeps for a day, so the chain can be looked at from
+-- outside (README, "Debugging a live process or a core"):
+--
+--   lua5.4 examples/chain.lua 30 /tmp/trace.txt &  asyncstack bt $! --all --async
 local as = require "asyncstack"
 
 local LEVELS = tonumber(arg and arg[1]) or 30
+local HOLD = tonumber(arg and arg[1]) and arg[2]   -- only as `chain.lua N FILE`
+
+-- Writes the async trace to HOLD; the caller sleeps on the same line, so
+-- the trace is also what a reader from outside sees while it sleeps.
+local function hold(text)
+  local f = assert(io.open(HOLD .. ".tmp", "w"))
+  f:write(text, "\n")
+  f:close()
+  assert(os.rename(HOLD .. ".tmp", HOLD))
+end
 
 local function chain(n)
   if n == 0 then
     -- The default breakpoint of the C++ example: look at the stacks here.
+    if HOLD then hold(as.traceback("async stack of chain(0):", 1, { async = true })); as.sleep(86400) end
     local async_frames = as.debug_backtrace { async = true }
     local own_frames = as.debug_backtrace()
     print(as.traceback("async stack of chain(0):", 1, { async = true }))

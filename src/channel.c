@@ -15,6 +15,7 @@
 ** a timeout raises as.Timeout; close wakes every blocked fork.
 */
 #include <math.h>
+#include <stddef.h>
 #include "sched.h"
 #include "channel.h"
 #include <lauxlib.h>
@@ -31,6 +32,9 @@ struct as_channel {
   as_fork *send_head, *send_tail;     /* blocked senders */
   as_fork *recv_head, *recv_tail;     /* blocked receivers */
 };
+
+/* debuglayout.h publishes the id's offset as 0 for outside readers. */
+typedef char as_channel_id_is_first[offsetof(as_channel, id) == 0 ? 1 : -1];
 
 /* Channel ids, like fork ids, never repeat in the process. */
 static lua_Integer next_channel_id = 1;

@@ -8,7 +8,8 @@
 **            where the kernel refuses it), so a torn or freed structure
 **            gives a failed walk, not a fault;
 **   chain    the one chain rule (chain.h) picks the fork after each one;
-**   text     the one renderer (render.h) writes them, in the form of
+**   text     memwalk_render.h turns them into the renderer's frames and
+**            the one renderer (render.h) writes them, in the form of
 **            as.traceback with async = true, to an fd sink over the
 **            signal-safe writer (sigsafe.h).
 **
@@ -24,6 +25,7 @@
 #include "chain.h"
 #include "debuglayout.h"
 #include "memwalk_forks.h"
+#include "memwalk_render.h"
 #include "render.h"
 
 #define CRASH_FRAMES 256     /* frames in the section, all forks together */
@@ -61,10 +63,6 @@ static int trace_frame(as_rtrace *t, long i, as_rframe *out) {
   return 1;
 }
 
-static char what_of(const as_memwalk_frame *f) {
-  return f->what[0] == 'm' ? 'm' : f->what[0] == 'C' ? 'C' : 'L';
-}
-
 /* The next output frame, or NULL when the section is full. */
 static as_rframe *next_out(void) {
   as_rframe *r;
@@ -88,26 +86,7 @@ static void add_frames(int first, int n, uintptr_t thread, long long id,
     const as_memwalk_frame *f = &c.frames[j];
     as_rframe *r = next_out();
     if (r == NULL) return;
-    r->file = f->source;
-    r->line = f->currentline;
-    r->linedefined = f->linedefined;
-    r->what = what_of(f);
-    if (*f->namewhat != '\0') {
-      r->name = f->name;
-      r->namewhat = f->namewhat;
-      /* the traces name a function by its global name first */
-      if (f->func != 0 &&
-          as_memwalk_global_name(&c.target.lay, &c.reader, thread, f,
-                                 c.globals[j], sizeof c.globals[j]) == 1)
-        r->global_name = c.globals[j];
-    } else if (f->name_kind == AS_MEMWALK_NAME_GLOBAL) {
-      r->global_name = f->name;
-    } else if (f->name_kind == AS_MEMWALK_NAME_UPVALUE) {
-      r->guessed_name = f->name;
-    }
-    r->fork_id = id;
-    r->fork_name = fork_name;
-    if (f->istailcall) r->flags |= AS_RFRAME_TAILCALL;
+    as_memwalk_render_frame(&c.target, thread, f, c.globals[j], id, fork_name, r);
     if (root && j == first + n - 1) r->flags |= AS_RFRAME_ROOT;
     if (j == first) {
       r->boundary = b;
@@ -121,8 +100,6 @@ static void add_frames(int first, int n, uintptr_t thread, long long id,
                                                               : AS_VIA_WAIT_ANY;
         r->via_index = node->index;
       }
-    } else if (f->coroutine_start) {
-      r->boundary = AS_BOUND_COROUTINE;
     }
   }
 }

@@ -59,7 +59,7 @@ struct as_sched;
 #define AS_DEBUG_SECTION "asyncstack_debug"
 #define AS_DEBUG_SYMBOL asyncstack_debug_descriptor
 #define AS_DEBUG_MAGIC "asyncstack-dbg\x01\x7f"   /* 16 bytes, no NUL */
-#define AS_DEBUG_LAYOUT_VERSION 1u
+#define AS_DEBUG_LAYOUT_VERSION 2u
 /* Schedulers running at once in the process (one per running run(); runs
 ** do not nest within a Lua state, so this is a bound on threads running
 ** asyncstack at the same time). A run beyond it is not published. */
@@ -104,6 +104,22 @@ enum {
   X(fork_spawn_line, offsetof(as_fork, spawn_line)) \
   X(fork_spawn_func, offsetof(as_fork, spawn_func)) \
   X(fork_name_cstr, offsetof(as_fork, name_cstr)) \
+  /* version 2 (issue 15: what `asyncstack ps` shows of an await) */ \
+  X(fork_deadline, offsetof(as_fork, deadline)) \
+  X(fork_heap_index, offsetof(as_fork, heap_index)) \
+  X(fork_await_chan, offsetof(as_fork, await.chan.channel)) \
+  X(fork_await_chan_op, offsetof(as_fork, await.chan.op)) \
+  X(fork_await_fd_write, offsetof(as_fork, await.fd.write)) \
+  X(fork_await_wait_nodes, offsetof(as_fork, await.wait.nodes)) \
+  X(fork_await_wait_nnodes, offsetof(as_fork, await.wait.nnodes)) \
+  X(fork_await_wait_mode, offsetof(as_fork, await.wait.mode)) \
+  X(waitnode_size, sizeof(as_waitnode)) \
+  X(waitnode_index, offsetof(as_waitnode, index)) \
+  X(waitnode_linked, offsetof(as_waitnode, linked)) \
+  /* as_channel (channel.c, opaque elsewhere): its id is its first field, \
+  ** which channel.c asserts */ \
+  X(channel_id, 0) \
+  X(wait_mode_all, AS_WAIT_ALL) X(wait_mode_any, AS_WAIT_ANY) \
   /* as_astack, as_frame (astack.h) */ \
   X(astack_frames, offsetof(as_astack, frames)) \
   X(astack_depth, offsetof(as_astack, depth)) \

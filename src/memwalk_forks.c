@@ -56,6 +56,7 @@ const char *as_memwalk_target_open(as_memwalk_target *fw,
   as_lualayout *lay = &fw->lay;
   int i = 0;
   fw->rd = rd;
+  fw->names = NULL;
   if (rd == NULL || rd->read == NULL) return "no reader";
   if (addr == 0 || fw->rd->read(fw->rd->ctx, addr, sizeof *d, d) != 0)
     return "the descriptor cannot be read";
@@ -82,6 +83,39 @@ const char *as_memwalk_target_open(as_memwalk_target *fw,
   return NULL;
 }
 
+int as_memwalk_global_name_cached(as_memwalk_target *fw, uintptr_t thread,
+                                  const as_memwalk_frame *f, char *out,
+                                  size_t size) {
+  as_memwalk_name_cache *c = fw->names;
+  unsigned h;
+  int r;
+  if (c == NULL || f->func == 0)
+    return as_memwalk_global_name(&fw->lay, fw->rd, thread, f, out, size);
+  h = (unsigned)((f->func >> 4) ^ (f->func >> 17)) % AS_MEMWALK_NAME_CACHE;
+  if (c->func[h] == f->func) {
+    if (!c->found[h]) return 0;
+    if (size > 0) {
+      size_t n = strlen(c->name[h]);
+      if (n >= size) n = size - 1;
+      memcpy(out, c->name[h], n);
+      out[n] = '\0';
+    }
+    return 1;
+  }
+  r = as_memwalk_global_name(&fw->lay, fw->rd, thread, f, c->name[h],
+                             sizeof c->name[h]);
+  if (r < 0) return r;          /* unreadable now: not remembered */
+  c->func[h] = f->func;
+  c->found[h] = (signed char)r;
+  if (r == 1 && size > 0) {
+    size_t n = strlen(c->name[h]);
+    if (n >= size) n = size - 1;
+    memcpy(out, c->name[h], n);
+    out[n] = '\0';
+  }
+  return r;
+}
+
 /* Whether the traces hide frame f (asyncstack's own C code or front end). */
 static int hidden(forks_walk *fw, const as_memwalk_frame *f) {
   const as_debug_descriptor *d = &fw->d;
@@ -106,8 +140,8 @@ int as_memwalk_thread_visible(as_memwalk_target *fw, uintptr_t thread,
     as_memwalk_frame *f = &frames[i];
     if (f->status == AS_MEMWALK_FAILED || hidden(fw, f)) continue;
     if (*f->namewhat == '\0' && f->func != 0) {
-      if (as_memwalk_global_name(&fw->lay, fw->rd, thread, f, f->name,
-                                 sizeof f->name) == 1)
+      if (as_memwalk_global_name_cached(fw, thread, f, f->name,
+                                        sizeof f->name) == 1)
         f->name_kind = AS_MEMWALK_NAME_GLOBAL;
       else
         f->name[0] = '\0';
@@ -136,6 +170,66 @@ static void name_root(forks_walk *fw, uintptr_t fork, as_memwalk_frame *f) {
 
 static as_memwalk_status worse(as_memwalk_status a, as_memwalk_status b) {
   return a > b ? a : b;
+}
+
+/* AS_MEMWALK_WAIT_* of the wait fork `f` is in (plain when unreadable). */
+static int wait_mode_of(forks_walk *fw, uintptr_t f) {
+  unsigned char mode;
+  if (rd_u8(fw, f + OWN(fw, fork_await_wait_mode), &mode) != 0) return AS_MEMWALK_WAIT_ONE;
+  if (mode == OWN(fw, wait_mode_all)) return AS_MEMWALK_WAIT_ALL;
+  if (mode == OWN(fw, wait_mode_any)) return AS_MEMWALK_WAIT_ANY;
+  return AS_MEMWALK_WAIT_ONE;
+}
+
+/* The deadline, and what the await kind `kind` waits on beyond the one
+** awaited fork or fd: the channel, the direction of an fd, the targets of
+** a combinator. */
+static void read_await_details(forks_walk *fw, uintptr_t addr, unsigned kind,
+                               as_memwalk_fork *out) {
+  int32_t heap_index, n;
+  unsigned char b;
+  uint64_t p;
+  int64_t id;
+  if (rd_i32(fw, addr + OWN(fw, fork_heap_index), &heap_index) == 0 &&
+      heap_index >= 0 && rd_double(fw, addr + OWN(fw, fork_deadline), &out->deadline) == 0)
+    out->has_deadline = 1;
+  if (kind == 0) return;
+  if (kind == OWN(fw, await_channel)) {
+    if (rd_u64(fw, addr + OWN(fw, fork_await_chan), &p) == 0 && ptr_ok(p) &&
+        fw->rd->read(fw->rd->ctx, (uintptr_t)p + OWN(fw, channel_id), sizeof id, &id) == 0)
+      out->channel_id = (long long)id;
+    if (rd_u8(fw, addr + OWN(fw, fork_await_chan_op), &b) == 0) out->channel_op = b;
+  } else if (kind == OWN(fw, await_fd)) {
+    if (rd_u8(fw, addr + OWN(fw, fork_await_fd_write), &b) == 0) out->fd_write = b != 0;
+  } else if (kind == OWN(fw, await_wait)) {
+    int k;
+    out->wait_mode = wait_mode_of(fw, addr);
+    if (rd_u64(fw, addr + OWN(fw, fork_await_wait_nodes), &p) != 0 || !ptr_ok(p) ||
+        rd_i32(fw, addr + OWN(fw, fork_await_wait_nnodes), &n) != 0 || n < 0)
+      return;
+    for (k = 0; k < n && k < 1 << 20; k++) {
+      uintptr_t node = (uintptr_t)p + (uintptr_t)k * OWN(fw, waitnode_size);
+      uint64_t target;
+      unsigned char linked;
+      if (rd_u8(fw, node + OWN(fw, waitnode_linked), &linked) != 0) break;
+      if (!linked) continue;   /* that target has ended (wait_all) */
+      if (out->nwait_targets == AS_MEMWALK_MAX_WAITERS) {
+        out->more_wait_targets = 1;
+        break;
+      }
+      if (rd_u64(fw, node + OWN(fw, waitnode_target), &target) != 0 || !ptr_ok(target) ||
+          fw->rd->read(fw->rd->ctx, (uintptr_t)target + OWN(fw, fork_id), sizeof id, &id) != 0)
+        break;
+      out->wait_targets[out->nwait_targets++] = (long long)id;
+    }
+  }
+}
+
+uintptr_t as_memwalk_sched_caller(as_memwalk_target *fw, uintptr_t sched) {
+  uint64_t L;
+  if (!ptr_ok(sched) || rd_u64(fw, sched + OWN(fw, sched_L), &L) != 0 || !ptr_ok(L))
+    return 0;
+  return (uintptr_t)L;
 }
 
 /* Reads fork `addr` of scheduler `s` (whose batch time is `now`). */
@@ -175,8 +269,15 @@ void as_memwalk_fork_read(as_memwalk_target *fw, uintptr_t addr, double now,
              rd_i32(fw, addr + OWN(fw, fork_await_fd), &i32) == 0)
       out->await_target = i32;
   }
-  if (rd_double(fw, addr + OWN(fw, fork_since), &since) == 0 && now >= since)
-    out->seconds_in_state = now - since;
+  if (rd_double(fw, addr + OWN(fw, fork_since), &since) == 0) {
+    out->since = since;
+    if (now >= since) out->seconds_in_state = now - since;
+  }
+  out->now = now;
+  if (rd_u64(fw, addr + OWN(fw, fork_thread), &p) == 0 && ptr_ok(p)) out->thread = (uintptr_t)p;
+  read_await_details(fw, addr, kind, out);
+  if (s != 0 && rd_u64(fw, (uintptr_t)s + OWN(fw, sched_root), &p) == 0 && p == addr)
+    out->is_root = 1;
   if (fw->rd->read(fw->rd->ctx, addr + OWN(fw, fork_spawner_id), sizeof id, &id) == 0)
     out->spawner_id = (long long)id;
   if (rd_i32(fw, addr + OWN(fw, fork_spawn_line), &i32) == 0 && i32 > 0)
@@ -203,6 +304,11 @@ void as_memwalk_fork_read(as_memwalk_target *fw, uintptr_t addr, double now,
         if (fw->rd->read(fw->rd->ctx, (uintptr_t)waiter + OWN(fw, fork_id),
                          sizeof id, &id) != 0)
           break;
+        if (out->nwaiters == 0) {   /* the chain follows the first waiter */
+          out->waiter_mode = wait_mode_of(fw, (uintptr_t)waiter);
+          if (rd_i32(fw, (uintptr_t)node + OWN(fw, waitnode_index), &i32) == 0)
+            out->waiter_index = i32;
+        }
         out->waiters[out->nwaiters++] = (long long)id;
       } else {
         out->more_waiters = 1;
@@ -241,30 +347,27 @@ void as_memwalk_fork_read(as_memwalk_target *fw, uintptr_t addr, double now,
   }
 }
 
-as_memwalk_forks_result as_memwalk_forks(as_memwalk_target *fw,
-                                         const as_memwalk_reader *rd,
-                                         uintptr_t descriptor,
-                                         as_memwalk_fork *forks, int maxforks,
-                                         as_memwalk_frame *frames,
-                                         int maxframes) {
+/* Walks every registered scheduler's live forks of the opened target.
+** Without fn, fork i goes to forks[i] and the frames follow each other in
+** frames[0, maxframes); with fn, every fork goes to forks[0] with its
+** frames in frames[0, maxframes) and fn is called on it. */
+static as_memwalk_forks_result walk_forks(forks_walk *fw, as_memwalk_fork_fn fn,
+                                          void *ud, as_memwalk_fork *forks,
+                                          int maxforks, as_memwalk_frame *frames,
+                                          int maxframes) {
   as_memwalk_forks_result res;
   as_debug_registry reg;
   uint32_t i, nsched;
+  int stop = 0;
   memset(&res, 0, sizeof res);
   res.status = AS_MEMWALK_FAILED;
-  if (maxforks < 0 || maxframes < 0) {
-    res.error = "bad arguments";
-    return res;
-  }
-  res.error = as_memwalk_target_open(fw, rd, descriptor);
-  if (res.error != NULL) return res;
   if (fw->rd->read(fw->rd->ctx, (uintptr_t)fw->d.registry, sizeof reg, &reg) != 0) {
     res.error = "the scheduler registry cannot be read";
     return res;
   }
   res.status = AS_MEMWALK_COMPLETE;
   nsched = reg.count < AS_DEBUG_MAX_SCHEDS ? reg.count : AS_DEBUG_MAX_SCHEDS;
-  for (i = 0; i < nsched; i++) {
+  for (i = 0; i < nsched && !stop; i++) {
     uintptr_t s = (uintptr_t)reg.scheds[i];
     uint64_t slots;
     int32_t top, cap;
@@ -280,7 +383,7 @@ as_memwalk_forks_result as_memwalk_forks(as_memwalk_target *fw,
       continue;
     }
     rd_double(fw, s + OWN(fw, sched_now), &now);
-    for (slot = 1; slot <= top && ptr_ok(slots); slot++) {
+    for (slot = 1; slot <= top && ptr_ok(slots) && !stop; slot++) {
       uint64_t f;
       as_memwalk_fork *out;
       if (rd_u64(fw, (uintptr_t)slots + (uintptr_t)slot * sizeof(uint64_t), &f) != 0) {
@@ -288,9 +391,18 @@ as_memwalk_forks_result as_memwalk_forks(as_memwalk_target *fw,
         break;
       }
       if (f == 0) continue;
-      if (res.nforks == maxforks || !ptr_ok(f)) {
+      if ((fn == NULL && res.nforks == maxforks) || !ptr_ok(f)) {
         res.status = worse(res.status, ptr_ok(f) ? AS_MEMWALK_TRUNCATED
                                                  : AS_MEMWALK_FAILED);
+        continue;
+      }
+      if (fn != NULL) {
+        out = forks;
+        as_memwalk_fork_read(fw, (uintptr_t)f, now, out, frames, maxframes);
+        res.nforks++;
+        res.nframes += out->nframes;
+        res.status = worse(res.status, out->walk);
+        stop = fn(ud, out, frames);
         continue;
       }
       out = &forks[res.nforks++];
@@ -302,4 +414,37 @@ as_memwalk_forks_result as_memwalk_forks(as_memwalk_target *fw,
     }
   }
   return res;
+}
+
+as_memwalk_forks_result as_memwalk_forks_each(as_memwalk_target *fw,
+                                              as_memwalk_fork_fn fn, void *ud,
+                                              as_memwalk_fork *scratch,
+                                              as_memwalk_frame *frames,
+                                              int room) {
+  as_memwalk_forks_result res;
+  if (fn == NULL || scratch == NULL || room < 0) {
+    memset(&res, 0, sizeof res);
+    res.status = AS_MEMWALK_FAILED;
+    res.error = "bad arguments";
+    return res;
+  }
+  return walk_forks(fw, fn, ud, scratch, 1, frames, room);
+}
+
+as_memwalk_forks_result as_memwalk_forks(as_memwalk_target *fw,
+                                         const as_memwalk_reader *rd,
+                                         uintptr_t descriptor,
+                                         as_memwalk_fork *forks, int maxforks,
+                                         as_memwalk_frame *frames,
+                                         int maxframes) {
+  as_memwalk_forks_result res;
+  memset(&res, 0, sizeof res);
+  res.status = AS_MEMWALK_FAILED;
+  if (maxforks < 0 || maxframes < 0) {
+    res.error = "bad arguments";
+    return res;
+  }
+  res.error = as_memwalk_target_open(fw, rd, descriptor);
+  if (res.error != NULL) return res;
+  return walk_forks(fw, NULL, NULL, forks, maxforks, frames, maxframes);
 }

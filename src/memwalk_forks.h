@@ -45,7 +45,39 @@ typedef struct as_memwalk_fork {
   int more_waiters;          /* waiters beyond AS_MEMWALK_MAX_WAITERS */
   int first_frame, nframes;  /* its frames in the caller's frame array */
   as_memwalk_status walk;    /* complete / truncated / failed for this fork */
+  /* Added for `asyncstack ps` (issue 15; descriptor version 2). Times are
+  ** the scheduler's clock (as_now: CLOCK_MONOTONIC seconds). */
+  double since;              /* when it entered its state; 0 unknown */
+  double now;                /* its scheduler's batch time (as_sched.now) */
+  int has_deadline;          /* a timer is armed (sleep, or a timeout) */
+  double deadline;           /* then: when it fires */
+  int is_root;               /* run()'s root fork */
+  long long channel_id;      /* channel await: the channel's id; else 0 */
+  int channel_op;            /* channel await: 1 send, 2 recv */
+  int fd_write;              /* fd await: 1 writability, 0 readability */
+  int wait_mode;             /* wait await: AS_MEMWALK_WAIT_* */
+  long long wait_targets[AS_MEMWALK_MAX_WAITERS];  /* the forks it waits for */
+  int nwait_targets;         /* how many ids are in wait_targets */
+  int more_wait_targets;     /* targets beyond AS_MEMWALK_MAX_WAITERS */
+  int waiter_mode;           /* its first waiter's wait: AS_MEMWALK_WAIT_* */
+  int waiter_index;          /* that waiter's node index (combinators: 1-based) */
+  uintptr_t thread;          /* its root coroutine (any thread of the state
+                                serves as_memwalk_global_name) */
 } as_memwalk_fork;
+
+/* as_memwalk_fork.wait_mode, waiter_mode */
+enum { AS_MEMWALK_WAIT_ONE = 0, AS_MEMWALK_WAIT_ALL = 1, AS_MEMWALK_WAIT_ANY = 2 };
+
+/* Global names found in package.loaded, by function address: a walk of
+** many forks (a tool reading 100,000 of them) searches package.loaded once
+** per function instead of once per frame. Caller's storage, about 300 KB;
+** valid for one snapshot of the memory. */
+#define AS_MEMWALK_NAME_CACHE 4096
+typedef struct as_memwalk_name_cache {
+  uintptr_t func[AS_MEMWALK_NAME_CACHE];     /* 0: empty entry */
+  signed char found[AS_MEMWALK_NAME_CACHE];  /* 1: name[] holds it; 0: none */
+  char name[AS_MEMWALK_NAME_CACHE][AS_MEMWALK_NAME_SIZE];
+} as_memwalk_name_cache;
 
 typedef struct as_memwalk_forks_result {
   int nforks;                /* entries filled in forks[] */
@@ -62,6 +94,9 @@ typedef struct as_memwalk_target {
   const as_memwalk_reader *rd;
   as_debug_descriptor d;
   as_lualayout lay;
+  /* NULL after as_memwalk_target_open; a caller may then set it (zeroed
+  ** storage) so global names are searched once per function */
+  as_memwalk_name_cache *names;
 } as_memwalk_target;
 
 /* Reads and checks the descriptor at `descriptor`; NULL when usable, else
@@ -96,5 +131,30 @@ as_memwalk_forks_result as_memwalk_forks(as_memwalk_target *t,
                                          as_memwalk_fork *forks, int maxforks,
                                          as_memwalk_frame *frames,
                                          int maxframes);
+
+/*
+** Every live fork of every registered scheduler of the opened target `t`,
+** one at a time: each is read into *scratch with its frames in
+** frames[0, room) (reused for the next fork), then fn(ud, fork, frames) is
+** called; a nonzero return stops the walk. For a tool reading many forks
+** with a bounded buffer. The result's nforks counts the forks visited,
+** nframes the frames of all of them.
+*/
+typedef int (*as_memwalk_fork_fn)(void *ud, const as_memwalk_fork *fork,
+                                  const as_memwalk_frame *frames);
+as_memwalk_forks_result as_memwalk_forks_each(as_memwalk_target *t,
+                                              as_memwalk_fork_fn fn, void *ud,
+                                              as_memwalk_fork *scratch,
+                                              as_memwalk_frame *frames,
+                                              int room);
+
+/* The thread that called run() of scheduler `sched` (its as_sched.L), or
+** 0 when it cannot be read. */
+uintptr_t as_memwalk_sched_caller(as_memwalk_target *t, uintptr_t sched);
+
+/* as_memwalk_global_name through t->names when set (see above). */
+int as_memwalk_global_name_cached(as_memwalk_target *t, uintptr_t thread,
+                                  const as_memwalk_frame *frame, char *out,
+                                  size_t size);
 
 #endif

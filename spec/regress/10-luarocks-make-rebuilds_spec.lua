@@ -25,7 +25,7 @@ describe("issue 12 item 13: luarocks make", function()
     assert.are.equal(0, status, "luarocks is needed for this spec (apt-get install luarocks): " .. out)
     local dir = sh("mktemp -d"):gsub("%s+$", "")
     local ok, err = pcall(function()
-      out, status = sh(("cp -r Makefile asyncstack-scm-1.rockspec LICENSE src lua %s/"):format(dir))
+      out, status = sh(("cp -r Makefile asyncstack-scm-1.rockspec LICENSE src lua tool gdb %s/"):format(dir))
       assert.are.equal(0, status, out)
       for _, b in ipairs { "build", "build-rock" } do
         out, status = sh(("mkdir -p %s/%s/asyncstack %s/%s/obj && echo 'not a shared object' > %s/%s/asyncstack/core.so && touch -d '+1 hour' %s/%s/asyncstack/core.so")
