@@ -555,11 +555,11 @@ int tool_record_main(int argc, char **argv) {
     snprintf(err, sizeof err, "cannot write %s: %s", o.out, strerror(errno));
     status = fail("%s", err);
   }
-  fprintf(stderr, "asyncstack: recorded process %d for %.2f s%s (%s, %g Hz): %llu samples "
+  fprintf(stderr, "asyncstack: recorded process %d for %.2f s (%s, %g Hz%s): %llu samples "
                   "in %lu ticks, %zu stacks, %lu torn walks, %.0f us per read tick; "
                   "wrote %s\n",
-          (int)o.pid, seconds, interrupted ? " (interrupted)" : "", o.wall ? "wall" : "cpu",
-          o.hz, r.samples, r.ticks, as_flame_nstacks(r.flame), r.torn,
+          (int)o.pid, seconds, o.wall ? "wall" : "cpu", o.hz,
+          interrupted ? ", interrupted" : "", r.samples, r.ticks, as_flame_nstacks(r.flame), r.torn,
           r.reads ? r.read_seconds / (double)r.reads * 1e6 : 0.0, o.out);
 done:
   as_flame_free(r.flame);
