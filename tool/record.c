@@ -197,30 +197,32 @@ static void put_frames(recorder *r, int n, uintptr_t thread, long long id, const
 #define OWN(r, name) ((r)->t.d.own[AS_DEBUG_OWN_##name])
 
 /* A suspended fork's await point, as the in-process wall mode names it
-** (src/profile.c), from the descriptor's numbering of the await kinds. */
+** (render.h's as_render_await_point), from the descriptor's numbering of
+** the await kinds. */
 static void put_await(recorder *r, const as_memwalk_fork *f) {
-  char buf[96];
   unsigned kind = (unsigned)f->await_kind;
+  long long target = f->await_target;
+  int point;
+  text_sink ts;
+  as_sink *k = next_text(r, &ts);
+  if (k == NULL) return;
   if ((unsigned)f->status == OWN(r, status_runnable) || kind == 0)
-    snprintf(buf, sizeof buf, "[runnable]");
+    point = AS_POINT_RUNNABLE;
   else if (kind == OWN(r, await_sleep))
-    snprintf(buf, sizeof buf, "[sleeping]");
+    point = AS_POINT_SLEEP;
   else if (kind == OWN(r, await_yield))
-    snprintf(buf, sizeof buf, "[yielding]");
-  else if (kind == OWN(r, await_wait) && f->await_target != 0)
-    snprintf(buf, sizeof buf, "[waiting on fork #%lld]", f->await_target);
+    point = AS_POINT_YIELD;
   else if (kind == OWN(r, await_wait))
-    snprintf(buf, sizeof buf, "[waiting in %s]",
-             f->wait_mode == AS_MEMWALK_WAIT_ALL ? "wait_all" : "wait_any");
-  else if (kind == OWN(r, await_channel))
-    snprintf(buf, sizeof buf, "[waiting on channel #%lld (%s)]", f->channel_id,
-             f->channel_op == 1 ? "send" : "recv");
-  else if (kind == OWN(r, await_fd))
-    snprintf(buf, sizeof buf, "[waiting on fd %lld (%s)]", f->await_target,
-             f->fd_write ? "write" : "read");
+    point = target != 0 ? AS_POINT_WAIT
+          : f->wait_mode == AS_MEMWALK_WAIT_ALL ? AS_POINT_WAIT_ALL : AS_POINT_WAIT_ANY;
+  else if (kind == OWN(r, await_channel)) {
+    point = f->channel_op == 1 ? AS_POINT_CHANNEL_SEND : AS_POINT_CHANNEL_RECV;
+    target = f->channel_id;
+  } else if (kind == OWN(r, await_fd))
+    point = f->fd_write ? AS_POINT_FD_WRITE : AS_POINT_FD_READ;
   else
-    snprintf(buf, sizeof buf, "[suspended]");
-  put_text(r, buf);
+    point = AS_POINT_OTHER;
+  as_render_await_point(k, point, target);
 }
 
 /* The frames of run()'s caller in scheduler `sched`. */
