@@ -103,6 +103,42 @@ describe("asyncstack record PID (issue 16)", function()
     assert.is_true(crunch > 0)
   end)
 
+  it("wall mode names every await point as the in-process profiler does; cpu mode skips an idle process #child", function()
+    local view = cli.start("idle")       -- spec/fixtures/cli_child.lua: 8 forks, all suspended
+    local dir = cli.tmpdir()
+    local _, status, err = record(view.pid, ("--mode wall --hz 50 --duration 0.5 -o %s/idle.folded"):format(dir))
+    local _, cstatus, cerr = record(view.pid, ("--hz 99 --duration 0.5 -o %s/idle-cpu.folded"):format(dir))
+    cli.kill(view.pid)
+    assert.are.equal(0, status, err)
+    assert.are.equal(0, cstatus, cerr)
+    local ticks = tonumber(err:match("in (%d+) ticks"))
+    local leaves = {}
+    for _, s in ipairs(folded(assert(read(dir .. "/idle.folded")))) do
+      -- no fork runs: every stack is a suspended fork's, once per tick
+      assert.are.equal(ticks, s.count, s.line)
+      assert.matches("^main chunk %(spec/fixtures/cli_child%.lua:%d+%)$", s.frames[2], s.line)
+      assert.are.equal("[fork #1 'main']", s.frames[3])
+      leaves[#leaves + 1] = s.frames[#s.frames - 1] .. " | " .. s.frames[#s.frames]
+    end
+    table.sort(leaves)
+    assert.are.equal(8, #leaves, table.concat(leaves, "\n"))
+    local text = table.concat(leaves, "\n")
+    for _, want in ipairs({
+      "function <spec/fixtures/cli_child.lua:94> (spec/fixtures/cli_child.lua:113) | [waiting on fork #7]",
+      "function <spec/fixtures/cli_child.lua:107> (spec/fixtures/cli_child.lua:107) | [waiting in wait_all]",
+      "function <spec/fixtures/cli_child.lua:100> (spec/fixtures/cli_child.lua:100) | [waiting on fork #2]",
+      "function <spec/fixtures/cli_child.lua:103> (spec/fixtures/cli_child.lua:103) | [waiting on channel #1 (recv)]",
+      "nap (spec/fixtures/cli_child.lua:90) | [sleeping]",
+      "[fork #8 'forever'] | [sleeping]",
+    }) do
+      assert.truthy(text:find(want, 1, true), want .. " not in:\n" .. text)
+    end
+    assert.matches("function <spec/fixtures/cli_child%.lua:105> %(spec/fixtures/cli_child%.lua:105%) | %[waiting on fd %d+ %(read%)%]", text)
+    -- cpu mode: a process asleep in its poller uses (almost) no CPU
+    local ctick = tonumber(cerr:match("in (%d+) ticks"))
+    assert.is_true(tonumber(cerr:match("(%d+) samples")) <= ctick / 10, cerr)
+  end)
+
   it("svg and speedscope outputs: the function named, the JSON well-formed #child", function()
     local pid = start_hot(30)
     local dir = cli.tmpdir()
