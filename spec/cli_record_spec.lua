@@ -237,6 +237,12 @@ describe("asyncstack record PID (issue 16)", function()
       fails("record 1 --format xml -o x.folded", 2,
             "asyncstack record: bad --format 'xml' (folded, speedscope or svg)")
       fails("record 1 --stop -o x.folded", 2, "asyncstack record: unknown option '--stop'")
+      local out, st = cli.tool_run("record --help")
+      assert.are.equal(0, st)
+      assert.matches("^usage: asyncstack record PID %[%-%-hz 199%]", out)
+      out, st = cli.tool_run("--help")
+      assert.are.equal(0, st)
+      assert.matches("\n       asyncstack record PID ", out)
     end)
 
     it("no such process, no asyncstack loaded, a file it cannot write (status 1) #child", function()

@@ -62,6 +62,16 @@ static void on_interrupt(int sig) {
   interrupted = 1;
 }
 
+static const char record_usage[] =
+  "usage: asyncstack record PID [--hz 199] [--duration 10] [--mode cpu|wall]\n"
+  "                             [--format folded|speedscope|svg] -o FILE\n"
+  "\n"
+  "Samples the async stacks of a running Lua process (asyncstack loaded) from\n"
+  "outside, without stopping it, and writes a flame graph: folded stacks\n"
+  "(.folded), speedscope JSON (.json) or an interactive SVG (.svg). cpu mode\n"
+  "weighs each tick by the CPU time the process used; wall mode samples every\n"
+  "suspended fork at its await point too. Ctrl-C ends it early.\n";
+
 static int usage_error(const char *fmt, const char *arg) {
   fprintf(stderr, "asyncstack record: ");
   fprintf(stderr, fmt, arg);
@@ -120,6 +130,9 @@ static int parse(int argc, char **argv, record_opts *o) {
         if (*v == '\0') return usage_error("%s-o needs a file name", "");
         o->out = v;
       }
+    } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      fputs(record_usage, stdout);
+      exit(0);
     } else if (a[0] == '-') {
       return usage_error("unknown option '%s'", a);
     } else if (o->pid != 0) {
@@ -448,9 +461,12 @@ static void record_loop(recorder *r, const record_opts *o, clockid_t cpu, int ha
       r->gone = 1;
       break;
     }
-    if (r->p->read_failures > 0 && tool_proc_gone(r->p)) {
-      r->gone = 1;
-      break;
+    if (r->p->read_failures > 0) {     /* a refused read: has it exited? */
+      if (tool_proc_gone(r->p)) {
+        r->gone = 1;
+        break;
+      }
+      r->p->read_failures = 0;
     }
     r->read_seconds += mono() - t0;
   }
