@@ -156,6 +156,11 @@ describe("asyncstack record PID (issue 16)", function()
     assert.truthy(svg:find("crunch (examples/hot.lua:", 1, true))
     assert.truthy(svg:find("asyncstack record", 1, true))
     local json = assert(read(dir .. "/hot.json"))
+    -- a strict parser too, where there is one
+    if cli.sh("command -v python3") ~= "" then
+      local _, st = cli.sh(("python3 -m json.tool %s/hot.json >/dev/null"):format(dir))
+      assert.are.equal(0, st)
+    end
     local doc = cli.json(json)
     assert.are.equal("https://www.speedscope.app/file-format-schema.json", doc["$schema"])
     local frames, prof = doc.shared.frames, doc.profiles[1]
