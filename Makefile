@@ -138,6 +138,7 @@ bench: all notrack
 	$(BENCH_ENV) $(LUA) bench/run.lua $(BENCH_ARGS)
 	$(BENCH_ENV) $(LUA) bench/profile.lua $(BENCH_ARGS)
 	$(RUN_ENV) $(LUA) bench/outside.lua
+	$(RUN_ENV) $(LUA) bench/record.lua
 
 # Every row once, briefly (3 rounds, 10 ms batches, smaller counts): checks
 # that each kernel, peer and the TCP echo run, in well under a minute. The
