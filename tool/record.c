@@ -561,6 +561,8 @@ int tool_record_main(int argc, char **argv) {
   seconds = mono() - started;
   sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGTERM, &old_term, NULL);
+  if (r.oom > 0)
+    fprintf(stderr, "asyncstack: %lu samples were lost: out of memory\n", r.oom);
   if (r.gone)
     fprintf(stderr, "asyncstack: process %d exited during the recording: the file "
                     "holds the samples taken before\n", (int)o.pid);
