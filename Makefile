@@ -50,7 +50,7 @@ all: $(CORE) $(TOOL)
 # script (gdb/asyncstack-gdb.py, which runs it) in $(INST_GDBDIR).
 TOOL_SRCS   = $(wildcard tool/*.c) src/lualayout.c src/memwalk.c src/memwalk_proto.c \
               src/memwalk_names.c src/memwalk_loaded.c src/memwalk_forks.c \
-              src/memwalk_render.c src/render.c
+              src/memwalk_render.c src/render.c src/flame.c
 $(TOOL): $(TOOL_SRCS) $(HDRS) $(wildcard tool/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Isrc -o $@ $(TOOL_SRCS) -lm $(LDLIBS)
@@ -138,6 +138,7 @@ bench: all notrack
 	$(BENCH_ENV) $(LUA) bench/run.lua $(BENCH_ARGS)
 	$(BENCH_ENV) $(LUA) bench/profile.lua $(BENCH_ARGS)
 	$(RUN_ENV) $(LUA) bench/outside.lua
+	$(RUN_ENV) $(LUA) bench/record.lua
 
 # Every row once, briefly (3 rounds, 10 ms batches, smaller counts): checks
 # that each kernel, peer and the TCP echo run, in well under a minute. The

@@ -448,3 +448,37 @@ as_memwalk_forks_result as_memwalk_forks(as_memwalk_target *fw,
   if (res.error != NULL) return res;
   return walk_forks(fw, NULL, NULL, forks, maxforks, frames, maxframes);
 }
+
+int as_memwalk_chain_next(as_memwalk_target *fw, uintptr_t addr, uintptr_t *next) {
+  uint64_t node, waiter, s, root, slots, p;
+  int64_t spawner_id, id;
+  int32_t slot, top;
+  *next = 0;
+  if (!ptr_ok(addr)) return AS_MEMWALK_LINK_UNREADABLE;
+  if (rd_u64(fw, addr + OWN(fw, fork_waiters), &node) != 0)
+    return AS_MEMWALK_LINK_UNREADABLE;
+  if (node != 0) {
+    if (!ptr_ok(node) || rd_u64(fw, (uintptr_t)node + OWN(fw, waitnode_waiter), &waiter) != 0 ||
+        !ptr_ok(waiter))
+      return AS_MEMWALK_LINK_UNREADABLE;
+    *next = (uintptr_t)waiter;
+    return AS_MEMWALK_LINK_AWAITED;
+  }
+  if (rd_u64(fw, addr + OWN(fw, fork_sched), &s) != 0 || !ptr_ok(s) ||
+      rd_u64(fw, (uintptr_t)s + OWN(fw, sched_root), &root) != 0 ||
+      fw->rd->read(fw->rd->ctx, addr + OWN(fw, fork_spawner_id), sizeof spawner_id,
+                   &spawner_id) != 0)
+    return AS_MEMWALK_LINK_UNREADABLE;
+  if (root == addr || spawner_id == 0) return AS_MEMWALK_LINK_RUN;
+  /* slots are reused: only the fork with the recorded id is the spawner */
+  if (rd_i32(fw, addr + OWN(fw, fork_spawner_slot), &slot) == 0 &&
+      rd_u64(fw, (uintptr_t)s + OWN(fw, sched_slots), &slots) == 0 && ptr_ok(slots) &&
+      rd_i32(fw, (uintptr_t)s + OWN(fw, sched_top_slot), &top) == 0 &&
+      slot >= 1 && slot <= top &&
+      rd_u64(fw, (uintptr_t)slots + (uintptr_t)slot * sizeof(uint64_t), &p) == 0 &&
+      ptr_ok(p) &&
+      fw->rd->read(fw->rd->ctx, (uintptr_t)p + OWN(fw, fork_id), sizeof id, &id) == 0 &&
+      id == spawner_id)
+    *next = (uintptr_t)p;
+  return AS_MEMWALK_LINK_SPAWNED;
+}

@@ -157,4 +157,14 @@ int as_memwalk_global_name_cached(as_memwalk_target *t, uintptr_t thread,
                                   const as_memwalk_frame *frame, char *out,
                                   size_t size);
 
+/* The one chain rule (chain.h) read from memory: what follows fork `fork`
+** in an async trace. AWAITED: *next is the first waiter; SPAWNED: *next is
+** the spawner, 0 when it has ended (its slot is free or reused); RUN: the
+** chain leaves the forks (run()'s caller, as_memwalk_sched_caller, is
+** next); UNREADABLE: the fork could not be read. By address, so a sampler
+** follows one chain without listing every fork. */
+enum { AS_MEMWALK_LINK_AWAITED, AS_MEMWALK_LINK_SPAWNED, AS_MEMWALK_LINK_RUN,
+       AS_MEMWALK_LINK_UNREADABLE };
+int as_memwalk_chain_next(as_memwalk_target *t, uintptr_t fork, uintptr_t *next);
+
 #endif

@@ -307,26 +307,33 @@ static const char *frame_text(profile *p, const uint64_t *e, const uint64_t *cal
   return text;
 }
 
+/* The await point of a wall-mode sample (entry e: AS_PS_AWAIT), through
+** the one renderer of await points (render.h). */
 static const char *await_text(const uint64_t *e, char *buf, size_t size) {
+  int point;
+  as_sink k;
+  text_sink t;
   switch (e[1]) {
-    case AS_PS_AWAIT_RUNNABLE: return "[runnable]";
-    case AS_AWAIT_SLEEP: return "[sleeping]";
-    case AS_AWAIT_YIELD: return "[yielding]";
+    case AS_PS_AWAIT_RUNNABLE: point = AS_POINT_RUNNABLE; break;
+    case AS_AWAIT_SLEEP: point = AS_POINT_SLEEP; break;
+    case AS_AWAIT_YIELD: point = AS_POINT_YIELD; break;
     case AS_AWAIT_WAIT:
-      if (e[2] != 0) snprintf(buf, size, "[waiting on fork #%llu]", (unsigned long long)e[2]);
-      else snprintf(buf, size, "[waiting in %s]", e[3] == AS_WAIT_ALL ? "wait_all" : "wait_any");
-      return buf;
+      point = e[2] != 0 ? AS_POINT_WAIT : e[3] == AS_WAIT_ALL ? AS_POINT_WAIT_ALL
+                                                               : AS_POINT_WAIT_ANY;
+      break;
     case AS_AWAIT_CHANNEL:
-      snprintf(buf, size, "[waiting on channel #%llu (%s)]", (unsigned long long)e[2],
-               e[3] == 1 ? "send" : "recv");
-      return buf;
-    case AS_AWAIT_FD:
-      snprintf(buf, size, "[waiting on fd %lld (%s)]", (long long)e[2],
-               e[3] ? "write" : "read");
-      return buf;
-    default:
-      return "[suspended]";
+      point = e[3] == 1 ? AS_POINT_CHANNEL_SEND : AS_POINT_CHANNEL_RECV;
+      break;
+    case AS_AWAIT_FD: point = e[3] ? AS_POINT_FD_WRITE : AS_POINT_FD_READ; break;
+    default: point = AS_POINT_OTHER;
   }
+  t.buf = buf;
+  t.n = 0;
+  t.size = size;
+  buf[0] = '\0';
+  as_sink_init(&k, text_write, &t);
+  as_render_await_point(&k, point, (long long)e[2]);
+  return buf;
 }
 
 /* Names the sample body p->buf[0, 4n) and adds it to the flame. */

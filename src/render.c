@@ -146,6 +146,34 @@ void as_render_fork_label(as_sink *k, long long id, const char *name) {
   fork_label(k, id, name);
   flush(k);
 }
+void as_render_await_point(as_sink *k, int point, long long target) {
+  switch (point) {
+    case AS_POINT_RUNNABLE: LIT(k, "[runnable]"); break;
+    case AS_POINT_SLEEP: LIT(k, "[sleeping]"); break;
+    case AS_POINT_YIELD: LIT(k, "[yielding]"); break;
+    case AS_POINT_WAIT:
+      LIT(k, "[waiting on fork #");
+      integer(k, target);
+      LIT(k, "]");
+      break;
+    case AS_POINT_WAIT_ALL: LIT(k, "[waiting in wait_all]"); break;
+    case AS_POINT_WAIT_ANY: LIT(k, "[waiting in wait_any]"); break;
+    case AS_POINT_CHANNEL_SEND:
+    case AS_POINT_CHANNEL_RECV:
+      LIT(k, "[waiting on channel #");
+      integer(k, target);
+      if (point == AS_POINT_CHANNEL_SEND) LIT(k, " (send)]"); else LIT(k, " (recv)]");
+      break;
+    case AS_POINT_FD_READ:
+    case AS_POINT_FD_WRITE:
+      LIT(k, "[waiting on fd ");
+      integer(k, target);
+      if (point == AS_POINT_FD_WRITE) LIT(k, " (write)]"); else LIT(k, " (read)]");
+      break;
+    default: LIT(k, "[suspended]");
+  }
+  flush(k);
+}
 void as_render_via(as_sink *k, int via, int index) { via_text(k, via, index); flush(k); }
 void as_render_describe(as_sink *k, const as_rframe *fr, int php) {
   describe(k, fr, php);

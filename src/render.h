@@ -119,6 +119,20 @@ void as_render_describe(as_sink *k, const as_rframe *fr, int php);
 ** " ([C])" for a C function. */
 void as_render_profile_frame(as_sink *k, const as_rframe *fr);
 
+/* Where a suspended fork waits, as a profile's await-point frame (the
+** in-process wall mode, profile.c, and `asyncstack record`, tool/record.c):
+** AS_POINT_RUNNABLE "[runnable]", SLEEP "[sleeping]", YIELD "[yielding]",
+** WAIT "[waiting on fork #<target>]", WAIT_ALL/WAIT_ANY "[waiting in
+** wait_all]" / "[waiting in wait_any]", CHANNEL_SEND/RECV "[waiting on
+** channel #<target> (send)]" / "(recv)]", FD_READ/WRITE "[waiting on fd
+** <target> (read)]" / "(write)]", anything else "[suspended]". */
+enum as_await_point {
+  AS_POINT_RUNNABLE, AS_POINT_SLEEP, AS_POINT_YIELD, AS_POINT_WAIT,
+  AS_POINT_WAIT_ALL, AS_POINT_WAIT_ANY, AS_POINT_CHANNEL_SEND,
+  AS_POINT_CHANNEL_RECV, AS_POINT_FD_READ, AS_POINT_FD_WRITE, AS_POINT_OTHER
+};
+void as_render_await_point(as_sink *k, int point, long long target);
+
 /* "file:line", or "file" when there is no line. */
 void as_render_location(as_sink *k, const as_rframe *fr);
 

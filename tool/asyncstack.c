@@ -28,6 +28,7 @@
 #include <unistd.h>
 #include "coremem.h"
 #include "procmem.h"
+#include "record.h"
 #include "snapshot.h"
 #include "views.h"
 
@@ -46,6 +47,8 @@ static const char usage_text[] =
   "       asyncstack pstree PID [--stop]\n"
   "       asyncstack bt PID [--fork N | --all] [--async] [--stop]\n"
   "       asyncstack ps|pstree|bt --core FILE [--exe BIN] [options as above]\n"
+  "       asyncstack record PID [--hz 199] [--duration 10] [--mode cpu|wall]\n"
+  "                             [--format folded|speedscope|svg] -o FILE\n"
   "\n"
   "Reads the forks of a Lua process running asyncstack (or of its core file)\n"
   "from memory: nothing runs in the process. Without --stop the process keeps\n"
@@ -278,7 +281,9 @@ static int run_core(const options *o) {
 
 int main(int argc, char **argv) {
   options o;
-  int r = parse(argc, argv, &o);
+  int r;
+  if (argc >= 2 && strcmp(argv[1], "record") == 0) return tool_record_main(argc, argv);
+  r = parse(argc, argv, &o);
   if (r != 0) return r;
   return o.core != NULL ? run_core(&o) : run_live(&o);
 }

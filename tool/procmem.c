@@ -333,6 +333,21 @@ static void drop_blocks(tool_proc *p) {
   p->last = NULL;
 }
 
+/* The arena holds the blocks back to back (chunk_alloc): clearing their
+** hash entries costs one step per block, not a sweep of the whole table. */
+void tool_proc_forget(tool_proc *p) {
+  size_t at = 0;
+  if (p->table == NULL) return;
+  while (at < p->arena_used) {
+    tool_block *b = (tool_block *)(p->arena + at);
+    p->table[(b->base >> BLOCK_SHIFT) % TABLE_SIZE] = NULL;
+    at += (sizeof *b + (size_t)(b->hi - b->lo) + 15) & ~(size_t)15;
+  }
+  p->arena_used = 0;
+  p->nblocks = 0;
+  p->last = NULL;
+}
+
 /* The cached block holding addr, filled from the mapping around it; NULL
 ** when addr is in no readable mapping or the process refuses the read. */
 static tool_block *block_for(tool_proc *p, uint64_t addr) {

@@ -57,6 +57,10 @@ uint64_t tool_proc_find_descriptor(tool_proc *p, char *err, size_t errsize);
 /* as_memwalk_read_fn over a tool_proc (ctx). */
 int tool_proc_read(void *ctx, uintptr_t address, size_t length, void *out);
 
+/* Forgets every cached block, so the next reads see the memory as it is
+** now (a sampler reading the same process again and again). */
+void tool_proc_forget(tool_proc *p);
+
 /* Pauses every thread (PTRACE_SEIZE, PTRACE_INTERRUPT, wait for the stop):
 ** 0, or -1 with the reason in err (every thread paused so far is resumed). */
 int tool_proc_stop(tool_proc *p, char *err, size_t errsize);
