@@ -113,8 +113,9 @@ void tool_proc_why_denied(pid_t pid, char *out, size_t size) {
              "no process may read another until the next boot");
   } else if (!cap) {
     snprintf(out, size,
-             "process %d is not dumpable (it changed its user or group, or "
-             "called prctl(PR_SET_DUMPABLE, 0)): reading it needs "
+             "process %d is not dumpable (it changed its user or group, ran "
+             "a program it may not read, or called prctl(PR_SET_DUMPABLE, 0)): "
+             "reading it needs "
              "CAP_SYS_PTRACE, which the tool lacks", (int)pid);
   } else {
     snprintf(out, size, "the kernel refused it (a security module such as "
