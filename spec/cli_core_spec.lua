@@ -80,7 +80,7 @@ describe("asyncstack --core (issue 15)", function()
   it("finds the descriptor in the core's memory when the library file is gone #child", function()
     local dir = cli.tmpdir()
     os.execute(("mkdir -p %s/lib/asyncstack && cp %s %s/lib/asyncstack/core.so"):format(dir, cli.core_so, dir))
-    local view = cli.start("idle", { env = ("LUA_CPATH='%s/lib/?.so;;'"):format(dir) })
+    local view = cli.start("idle", { env = ("LUA_CPATH='%s/lib/?.so;%s'"):format(dir, cli.cpath) })
     local path = view.dir .. "/core"
     local ok, err = pcall(function()
       gcore(view.pid, path)

@@ -186,7 +186,7 @@ describe("asyncstack's errors (issue 15)", function()
       f:seek("set", offset + 16)
       f:write(string.pack("<I4", 99))
       f:close()
-      local view = cli.start("idle", { env = ("LUA_CPATH='%s/lib/?.so;;'"):format(dir) })
+      local view = cli.start("idle", { env = ("LUA_CPATH='%s/lib/?.so;%s'"):format(dir, cli.cpath) })
       local ok, err = pcall(fails, "ps " .. view.pid, 1,
         ("asyncstack: process %d: the descriptor has another layout version (descriptor in %s)")
           :format(view.pid, realpath(so)))

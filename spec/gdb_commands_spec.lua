@@ -37,7 +37,7 @@ local function start_stripped()
   local syms = cli.sh("nm -D --defined-only " .. so .. " 2>&1; readelf -S " .. so)
   assert.is_nil(syms:find("%.debug_info"))
   assert.is_nil(syms:find("%.symtab"))
-  return cli.start("idle", { env = ("LUA_CPATH='%s/lib/?.so;;'"):format(dir) })
+  return cli.start("idle", { env = ("LUA_CPATH='%s/lib/?.so;%s'"):format(dir, cli.cpath) })
 end
 
 local function check_output(out, view)
