@@ -152,6 +152,7 @@ int luaopen_asyncstack_core(lua_State *L) {
   lua_createtable(L, AS_HOOK_COUNT, 0);
   st->hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   st->exception_class_ref = LUA_NOREF;
+  st->cancelled_class_ref = LUA_NOREF;
   /* every core function gets the state as upvalue 1: open them from inside
   ** a closure that has it, so as_module_setfuncs can copy it */
   lua_pushcclosure(L, core_open_all, 1);

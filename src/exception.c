@@ -36,15 +36,24 @@ static int instance_of(lua_State *L, int idx, int cls) {
   return found;
 }
 
-int as_exception_test(lua_State *L, as_state *st, int idx) {
+/* Whether the value at idx is an instance of the class at registry[ref]. */
+static int instance_of_ref(lua_State *L, int ref, int idx) {
   int found;
-  if (st->exception_class_ref == LUA_NOREF || !lua_istable(L, idx)) return 0;
+  if (ref == LUA_NOREF || !lua_istable(L, idx)) return 0;
   if (!lua_checkstack(L, 3)) return 0;
   idx = lua_absindex(L, idx);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, st->exception_class_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
   found = instance_of(L, idx, lua_gettop(L));
   lua_pop(L, 1);
   return found;
+}
+
+int as_exception_test(lua_State *L, as_state *st, int idx) {
+  return instance_of_ref(L, st->exception_class_ref, idx);
+}
+
+int as_exception_cancelled(lua_State *L, as_state *st, int idx) {
+  return instance_of_ref(L, st->cancelled_class_ref, idx);
 }
 
 /* core.instance_of(value, class) -> whether value is an instance of class
@@ -57,11 +66,16 @@ static int exception_instance_of(lua_State *L) {
   return 1;
 }
 
-/* core.set_exception_class(Exception): the root class as_exception_test knows. */
+/* core.set_exception_class(Exception, Cancelled): the root class
+** as_exception_test knows, and the class of cancellations
+** (as_exception_cancelled). */
 static int exception_set_class(lua_State *L) {
   as_state *st = as_state_get(L);
   luaL_checktype(L, 1, LUA_TTABLE);
-  lua_settop(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  luaL_unref(L, LUA_REGISTRYINDEX, st->cancelled_class_ref);
+  st->cancelled_class_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   luaL_unref(L, LUA_REGISTRYINDEX, st->exception_class_ref);
   st->exception_class_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 0;

@@ -37,12 +37,12 @@ typedef struct as_state {
   int ci_stepping_ok;       /* ... which this Lua's layout allows */
   unsigned ci_previous_offset;  /* offset of CallInfo.previous (lualayout.c) */
   int exception_class_ref;  /* asyncstack.Exception (as_exception_test) */
+  int cancelled_class_ref;  /* asyncstack.Cancelled (as_exception_cancelled) */
   /* The metatables of our userdata types, by address (as_udata_test):
   ** each is anchored in the registry under a light-userdata key of the file
   ** that owns it, so no other object can take its address while the state
   ** lives. Set by that file's as_*_open. */
   const void *fork_mt, *fork_gc_mt;   /* fork.c: plain, and with __gc */
-  const void *channel_mt;             /* channel.c */
 } as_state;
 
 static inline as_state *as_state_get(lua_State *L) {
@@ -53,9 +53,11 @@ static inline as_state *as_state_get(lua_State *L) {
 ** core.set_hook(name, fn), name as in the comments). Hooks are one-way: C
 ** hands them everything they need, including the raw capture of the place
 ** concerned (backtrace.h), so no hook calls back into the walker.
-**   on_failure(err, raw|nil, fork) -> value, cancelled   what waiters of a
-**          failed fork see; raw is nil when err is already an exception
-**          (it carries its own trace); cancelled ends it "cancelled"
+**   on_failure(err, raw, fork) -> value, cancelled   what waiters of a
+**          failed fork see when err is not an exception yet; cancelled
+**          ends it "cancelled". An exception (it carries its own trace)
+**          needs no policy call: waiters see it as it is, and it is a
+**          cancellation when as_exception_cancelled says so
 **   new_error(kind, message, raw) -> value   Timeout, Cancelled errors
 **   on_deadlock(blocked_forks, raw) -> value the error run() raises
 **   on_rethrow(err, how, raw)                wait/pwait/wait_all handed the
@@ -77,6 +79,10 @@ int as_hook_push(lua_State *L, as_state *st, enum as_hook hook);
 /* True when the value at idx is an asyncstack.Exception (its class was
 ** registered by the front end): raw metatable walk, no metamethod runs. */
 int as_exception_test(lua_State *L, as_state *st, int idx);
+
+/* True when the value at idx is an asyncstack.Cancelled (the class the
+** front end registered with set_exception_class), same raw walk. */
+int as_exception_cancelled(lua_State *L, as_state *st, int idx);
 
 /* Pushes onto L a copy of the value at index idx of another thread `from`
 ** (suspended or ended). lua_pushvalue there needs one free slot on `from`,

@@ -121,11 +121,16 @@ static void fail(lua_State *L, as_state *st, as_sched *s, as_fork *f) {
   err = lua_gettop(L);
   /* the trace of the raise site: kept by the bridge when the error came
   ** out of a nested coroutine, else the fork's stack, still intact */
-  if (as_exception_test(L, st, err)) lua_pushnil(L);   /* it has its trace */
-  else if (!as_bridge_take_stash(L, st, f, err))
-    as_backtrace_push_fork(L, st, f, &opts);
-  trace = lua_gettop(L);
-  cancelled = convert_failure(L, st, err, trace, ud);
+  if (as_exception_test(L, st, err)) {      /* it has its trace: no policy */
+    lua_pushnil(L);
+    trace = lua_gettop(L);
+    cancelled = as_exception_cancelled(L, st, err);
+  } else {
+    if (!as_bridge_take_stash(L, st, f, err))
+      as_backtrace_push_fork(L, st, f, &opts);
+    trace = lua_gettop(L);
+    cancelled = convert_failure(L, st, err, trace, ud);
+  }
   lua_pushvalue(L, err);
   lua_xmove(L, co, 1);                      /* into the slot freed above */
   s->running = f;

@@ -58,11 +58,11 @@ typedef struct frame_rec {
   int boundary;             /* enum as_boundary */
   as_fork *from;
   const as_waitnode *via;
-  int has_info;             /* line and names below are read already (they
-                               are the prototype's strings: the frame, live
-                               in th, keeps them) */
+  int has_info;             /* line below is read already; the names are
+                               read by store() only (a frame that is hidden,
+                               skipped or only searched for a rethrow's site
+                               never pays lua_getinfo's "n") */
   int line;
-  const char *name, *namewhat;
 } frame_rec;
 
 typedef struct walker {
@@ -215,17 +215,11 @@ static void store(walker *w, const frame_rec *r) {
     lua_Debug ar;
     if (w->st->ci_stepping) ar.i_ci = r->ci;
     else lua_getstack(r->th, r->level, &ar);
-    lua_getinfo(r->th, r->has_info ? "f" : "lnf", &ar);
+    lua_getinfo(r->th, r->has_info ? "nf" : "lnf", &ar);
     if (r->th != L) lua_xmove(r->th, L, 1);
-    if (r->has_info) {
-      line = r->line;
-      name = r->name;
-      namewhat = r->namewhat;
-    } else {
-      line = ar.currentline;
-      name = ar.name;
-      namewhat = ar.namewhat;
-    }
+    line = r->has_info ? r->line : ar.currentline;
+    name = ar.name;          /* the prototype's strings: the frame keeps them */
+    namewhat = ar.namewhat;
   } else {
     push_spawn_func(w, r->spawned);
     line = r->spawned->spawn_line;
@@ -383,7 +377,7 @@ static void walk_thread(walker *w, lua_State *th, as_fork *f, int mark_root) {
     int ours, tailcall;
     const void *fn;
     if (!lua_checkstack(th, 3)) { w->stopped = 1; break; }
-    lua_getinfo(th, "flnt", &ar);   /* l, n: read once, for store() */
+    lua_getinfo(th, "flt", &ar);    /* l: read once, for store() and the site search */
     fn = lua_topointer(th, -1);
     tailcall = ar.istailcall;
     if (fn != last_fn || fn == NULL) {
@@ -418,8 +412,6 @@ static void walk_thread(walker *w, lua_State *th, as_fork *f, int mark_root) {
     w->held.flags = tailcall ? AS_RFRAME_TAILCALL : 0;
     w->held.has_info = 1;
     w->held.line = ar.currentline;
-    w->held.name = ar.name;
-    w->held.namewhat = ar.namewhat;
     take_pending(w, &w->held);
     w->has_held = 1;
     held_level = level;

@@ -336,5 +336,5 @@ function M.new_error(kind, message, raw)
   return new(class, message, 0, nil, raw)
 end
 
-core.set_exception_class(Exception)
+core.set_exception_class(Exception, M.Cancelled)
 return M

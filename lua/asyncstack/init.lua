@@ -36,11 +36,13 @@ end
 -- so nothing here walks a stack. Trace text is made by the C renderer
 -- (core.render, src/render.c); this file only decides what to show.
 
--- A fork failed: its waiters see an exception. Plain error values become an
--- ErrorException whose trace is `raw`, the async chain at the raise site
--- (or the one the bridge kept when the error came out of a generator).
--- The second result says the fork was cancelled (as.Cancelled escaped it):
--- such a fork ends "cancelled", and that is no failure to report.
+-- A fork failed with an error that is not an exception yet (C passes an
+-- exception on as it is, and tests it against the Cancelled class given to
+-- core.set_exception_class): its waiters see an exception. Plain error
+-- values become an ErrorException whose trace is `raw`, the async chain at
+-- the raise site (or the one the bridge kept when the error came out of a
+-- generator). The second result says the fork was cancelled (as.Cancelled
+-- escaped it): such a fork ends "cancelled", and that is no failure to report.
 core.set_hook("on_failure", function(err, raw)
   local e = exception.from_error(err, raw)
   return e, exception.Cancelled:is(e)
