@@ -57,7 +57,7 @@ as_fork *as_fork_new(lua_State *L, int fn_idx, int nargs) {
   /* the userdata, the thread and a copy of the function and arguments
   ** (issue 13, D12: up to 20 arguments overflowed the caller's stack) */
   luaL_checkstack(L, nargs + 3, "too many arguments to fork");
-  f = (as_fork *)lua_newuserdatauv(L, sizeof(as_fork), 4);
+  f = (as_fork *)lua_newuserdatauv(L, sizeof(as_fork), 2);
   memset(f, 0, sizeof *f);
   f->heap_index = -1;
   f->slot = f->spawner_slot = 0;
@@ -87,12 +87,71 @@ void as_fork_set_spawn_site(lua_State *L, int ud_idx, as_fork *f, int level) {
   if (lua_getstack(L, level, &ar) && lua_getinfo(L, "fl", &ar)) {
     f->spawn_line = ar.currentline;
     f->spawn_func = lua_topointer(L, -1);   /* for debuglayout.h */
-    lua_setiuservalue(L, ud_idx, 3);
+    /* a new fork: uservalue 2 is still nil, never the table */
+    lua_setiuservalue(L, ud_idx, 2);
   }
 }
 
-void as_fork_push_name(lua_State *L, int ud_idx) {
+/* Uservalue 2 (see fork.h): the spawn function alone, or the extras table
+** {[X_FUNC] = spawn function, [X_NAME] = name, [X_FAILURE] = failure}. */
+enum { X_FUNC = 1, X_NAME = 2, X_FAILURE = 3 };
+
+/* Pushes the extra `key` of the fork at ud_idx (nil when absent). */
+static void push_extra(lua_State *L, int ud_idx, int key) {
+  if (lua_getiuservalue(L, ud_idx, 2) == LUA_TTABLE) {
+    lua_rawgeti(L, -1, key);
+    lua_remove(L, -2);
+  } else if (key != X_FUNC) {
+    lua_pop(L, 1);
+    lua_pushnil(L);
+  }
+}
+
+void as_fork_reserve_extras(lua_State *L, int ud_idx) {
+  ud_idx = lua_absindex(L, ud_idx);
+  if (lua_getiuservalue(L, ud_idx, 2) == LUA_TTABLE) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_createtable(L, 3, 0);   /* may raise: nothing changed yet */
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, X_FUNC); /* inside the array part: no allocation */
+  lua_setiuservalue(L, ud_idx, 2);
+}
+
+/* Sets the extra `key` of the fork at ud_idx to the value on top, popping
+** it. Allocates only when the fork has no extras table yet. */
+static void set_extra(lua_State *L, int ud_idx, int key) {
+  ud_idx = lua_absindex(L, ud_idx);
+  as_fork_reserve_extras(L, ud_idx);
   lua_getiuservalue(L, ud_idx, 2);
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, key);
+  lua_pop(L, 1);
+}
+
+void as_fork_push_name(lua_State *L, int ud_idx) {
+  push_extra(L, ud_idx, X_NAME);
+}
+
+void as_fork_set_name(lua_State *L, int ud_idx, as_fork *f) {
+  /* name_cstr first: the old string stays anchored until set_extra
+  ** replaces it, and nothing is freed before the collector runs (which a
+  ** signal handler reading name_cstr interrupts) */
+  f->name_cstr = lua_tostring(L, -1);
+  set_extra(L, ud_idx, X_NAME);
+}
+
+void as_fork_push_spawn_func(lua_State *L, int ud_idx) {
+  push_extra(L, ud_idx, X_FUNC);
+}
+
+void as_fork_push_failure(lua_State *L, int ud_idx) {
+  push_extra(L, ud_idx, X_FAILURE);
+}
+
+void as_fork_set_failure(lua_State *L, int ud_idx) {
+  set_extra(L, ud_idx, X_FAILURE);
 }
 
 /* The self of a method, or an error that says how to call it: `f.id` is
@@ -119,8 +178,7 @@ static int fork_name(lua_State *L) {
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TSTRING);
     lua_settop(L, 2);
-    f->name_cstr = lua_tostring(L, 2);  /* anchored by uservalue 2 below */
-    lua_setiuservalue(L, 1, 2);
+    as_fork_set_name(L, 1, f);
   }
   as_fork_push_name(L, 1);
   return 1;
@@ -172,7 +230,7 @@ static int fork_info(lua_State *L) {
   if (f->status == AS_WAITING && f->await_ops != NULL && f->await_ops->describe != NULL)
     f->await_ops->describe(L, f);
   if (f->status == AS_FAILED) {
-    lua_getiuservalue(L, 1, 4);
+    as_fork_push_failure(L, 1);
     lua_setfield(L, -2, "error");
   }
   lua_pushinteger(L, f->spawner_id); lua_setfield(L, -2, "spawned_by");
@@ -180,7 +238,7 @@ static int fork_info(lua_State *L) {
   else lua_pushnil(L);
   lua_setfield(L, -2, "spawner_name");
   lua_pushinteger(L, (lua_Integer)f->resumes); lua_setfield(L, -2, "resumes");
-  lua_getiuservalue(L, 1, 3);
+  as_fork_push_spawn_func(L, 1);
   if (!lua_isnil(L, -1)) {
     lua_Debug ar;
     if (lua_getinfo(L, ">S", &ar)) {
@@ -189,7 +247,7 @@ static int fork_info(lua_State *L) {
       lua_pushinteger(L, ar.linedefined); lua_setfield(L, -2, "spawn_linedefined");
       lua_pushstring(L, ar.what); lua_setfield(L, -2, "spawn_what");
     }
-    lua_getiuservalue(L, 1, 3);
+    as_fork_push_spawn_func(L, 1);
     lua_setfield(L, -2, "spawn_func");
   } else {
     lua_pop(L, 1);

@@ -2,11 +2,16 @@
 ** fork.h: a fork is a unit of concurrent work: a root coroutine plus the
 ** bookkeeping the scheduler and the trace walker need.
 **
-** A fork lives in a full userdata (metatable AS_FORK_MT) with uservalues:
+** A fork lives in a full userdata (metatable AS_FORK_MT) with two uservalues
+** (each costs every fork 16 bytes, so the rare ones share the second):
 **   1  its root coroutine (anchors `thread`)
-**   2  its name (string or nil)
-**   3  the function that spawned it (spawn site), or nil
-**   4  for a failed fork: the value a waiter re-raises (see on_failure)
+**   2  the function that spawned it (spawn site), or nil; once the fork has
+**      a name or a failure value, a table holding all three instead (made
+**      by as_fork_reserve_extras). Read and written only through the
+**      as_fork_push_* / as_fork_set_* functions below:
+**        spawn function
+**        name (string or nil)
+**        for a failed fork: the value a waiter re-raises (see on_failure)
 ** Kept by the run instead, not in every fork: the async stack's array once
 ** it outgrew the inline frames (as_sched_reserve_frame), and the name of an
 ** ended spawner (as_sched_push_spawner_name).
@@ -113,11 +118,11 @@ typedef struct as_fork {
   as_await_fields await;
   as_waitnode *waiters;       /* nodes of the forks waiting for this one */
   lua_Integer spawner_id;     /* fork that called fork(); 0 for run()'s root */
-  const void *spawn_func;     /* the spawn site's function (uservalue 3
+  const void *spawn_func;     /* the spawn site's function (uservalue 2
                                  anchors it), for memory-level walkers
                                  (debuglayout.h); NULL when none */
-  /* The chars of the name in uservalue 2 (which anchors them), or NULL. Kept
-  ** by whoever sets uservalue 2 so the crash handler (crash.c), which may not
+  /* The chars of the name (uservalue 2 anchors them), or NULL. Kept by
+  ** as_fork_set_name so the crash handler (crash.c), which may not
   ** call the Lua API, can print the name. */
   const char *name_cstr;
   unsigned run_serial;        /* as_state.run_serial of the owning run */
@@ -170,8 +175,18 @@ void as_fork_set_spawn_site(lua_State *L, int ud_idx, as_fork *f, int level);
 /* "runnable", "running", ...: the one spelling of each status. */
 const char *as_fork_status_name(int status);
 
-/* Pushes the fork's name (or nil). `ud_idx` is the fork's userdata. */
+/* The fork's extras (uservalue 2); `ud_idx` is the fork's userdata.
+** push_*: pushes the value, or nil. Never raise.
+** set_*: set it to the value on top of L, popping it; they allocate (and
+** may raise a memory error) unless as_fork_reserve_extras ran before for
+** that fork. set_name keeps name_cstr. */
 void as_fork_push_name(lua_State *L, int ud_idx);
+void as_fork_push_spawn_func(lua_State *L, int ud_idx);
+void as_fork_push_failure(lua_State *L, int ud_idx);
+void as_fork_set_name(lua_State *L, int ud_idx, as_fork *f);
+void as_fork_set_failure(lua_State *L, int ud_idx);
+/* Makes the extras table if the fork has none. May raise (memory). */
+void as_fork_reserve_extras(lua_State *L, int ud_idx);
 
 /* The first fork waiting for f (through any wait node), or NULL. */
 static inline struct as_fork *as_fork_first_waiter(const as_fork *f) {

@@ -227,8 +227,8 @@ static void resolve_frames(void) {
 }
 
 /* The fork separator: id, spawn site's function, then the name. The name's
-** characters are anchored by the fork's uservalue 2 (fork.h: name_cstr is
-** set before that uservalue is replaced, and nothing is freed until the
+** characters are anchored by the fork's extras (fork.h: name_cstr is
+** set before the name is replaced, and nothing is freed until the
 ** collector runs, which the handler interrupts). */
 static void put_fork(const as_fork *f) {
   const char *name = f->name_cstr;

@@ -54,7 +54,7 @@ static int sched_run_loop_protected(lua_State *L) {
   if (as_signals_push_interrupt(L)) return lua_error(L);   /* Ctrl-C ended it */
   if (root->status == AS_FAILED || root->status == AS_CANCELLED) {
     root->retrieved = 1;      /* run() raises it */
-    lua_getiuservalue(L, 2, 4);
+    as_fork_push_failure(L, 2);
     return lua_error(L);
   }
   if (root->status != AS_DONE || s->nlive > 0) {
@@ -102,8 +102,7 @@ static int sched_run(lua_State *L) {
   ridx = lua_gettop(L);
   as_fork_set_spawn_site(L, ridx, root, 1);
   lua_pushliteral(L, "main");
-  root->name_cstr = lua_tostring(L, -1);  /* for crash.c; see fork.h */
-  lua_setiuservalue(L, ridx, 2);
+  as_fork_set_name(L, ridx, root);
   st->run_serial++;
   root->sched = s;
   root->run_serial = st->run_serial;

@@ -115,6 +115,7 @@ static void fail(lua_State *L, as_state *st, as_sched *s, as_fork *f) {
   int ud, err, trace, cancelled, closed;
   as_sched_push_fork(L, s, f);
   ud = lua_gettop(L);
+  as_fork_reserve_extras(L, ud);   /* room for the failure value (may raise) */
   /* the error value: moved, never copied on co, whose stack may be full
   ** (D12); one is put back below for its close handlers */
   lua_xmove(co, L, 1);
@@ -155,7 +156,7 @@ static void fail(lua_State *L, as_state *st, as_sched *s, as_fork *f) {
     }
   }
   lua_settop(L, err);
-  lua_setiuservalue(L, ud, 4);
+  as_fork_set_failure(L, ud);
   as_unhandled_add(L, &s->unhandled, ud);
   lua_pop(L, 1);
   lua_settop(co, 0);
@@ -178,7 +179,7 @@ static void cancel_unstarted(lua_State *L, as_state *st, as_sched *s, as_fork *f
   ud = lua_gettop(L);
   lua_pushfstring(L, "fork #%I was cancelled before it started", (LUAI_UACINT)f->id);
   as_sched_push_kind(L, st, "Cancelled", lua_tostring(L, -1));
-  lua_setiuservalue(L, ud, 4);
+  as_fork_set_failure(L, ud);
   lua_pop(L, 2);
   lua_settop(f->thread, 0);                 /* drop the function and arguments */
   f->nresults = 0;
@@ -286,11 +287,24 @@ void as_sched_loop(lua_State *L, as_state *st, as_sched *s) {
 ** top of L) raised: the fork's outcome becomes that error, a failure nobody
 ** retrieved, reported now (the run is over: on_unhandled is called at once),
 ** so it does not vanish (issue 13, D9). */
+static int reserve_extras(lua_State *L) {
+  as_fork_reserve_extras(L, 1);
+  return 0;
+}
+
 static void abandoned_cleanup_done(lua_State *L, as_state *st, as_fork *f,
                                    lua_State *th, int status) {
   if (status == LUA_OK || lua_gettop(th) < 1) return;
+  /* room for the failure value, protected: run() is over and must finish
+  ** ending its forks; with no memory left for it, the fork stays cancelled */
+  lua_pushcfunction(L, reserve_extras);   /* a light C function: no allocation */
+  lua_pushvalue(L, -2);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    lua_pop(L, 1);
+    return;
+  }
   lua_xmove(th, L, 1);
-  lua_setiuservalue(L, -2, 4);
+  as_fork_set_failure(L, -2);
   f->status = AS_FAILED;
   f->retrieved = 0;
   as_unhandled_report(L, st, -1);

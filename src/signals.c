@@ -384,7 +384,7 @@ static int push_failure(lua_State *L, as_sched *s, const as_fork *f) {
   while (lua_next(L, -2)) {
     lua_pop(L, 1);
     if (lua_touserdata(L, -1) == f) {
-      lua_getiuservalue(L, -1, 4);
+      as_fork_push_failure(L, -1);
       lua_replace(L, -3);
       lua_pop(L, 1);
       return 1;

@@ -41,7 +41,7 @@ static void call_hook(lua_State *L, as_state *st, int ud_idx) {
   ud_idx = lua_absindex(L, ud_idx);
   f->reported = 1;
   if (!as_hook_push(L, st, AS_HOOK_ON_UNHANDLED)) return;
-  lua_getiuservalue(L, ud_idx, 4);
+  as_fork_push_failure(L, ud_idx);
   lua_createtable(L, 0, 2);
   lua_pushinteger(L, f->id);
   lua_setfield(L, -2, "id");
@@ -63,7 +63,7 @@ void as_unhandled_report(lua_State *L, as_state *st, int ud_idx) {
   f->reported = 1;
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->unhandled.pending_ref);
   lua_createtable(L, 0, 3);
-  lua_getiuservalue(L, ud_idx, 4);
+  as_fork_push_failure(L, ud_idx);
   lua_setfield(L, -2, "error");
   lua_pushinteger(L, f->id);
   lua_setfield(L, -2, "id");

@@ -124,7 +124,7 @@ static int deliver(lua_State *L, as_state *st, int idx, int protected, const cha
   }
   t->retrieved = 1;
   if (protected) lua_pushboolean(L, 0);
-  lua_getiuservalue(L, idx, 4);     /* the exception (failed or cancelled) */
+  as_fork_push_failure(L, idx);     /* the exception (failed or cancelled) */
   if (lua_isnil(L, -1)) {           /* abandoned by an earlier run's end */
     lua_pop(L, 1);
     lua_pushfstring(L, "fork #%I was cancelled", (LUAI_UACINT)t->id);

@@ -192,11 +192,11 @@ static void raw_set_int(walker *w, int slot, lua_Integer v) {
   }
 }
 
-/* Pushes the spawning function of fork f (its uservalue 3), or nil. */
+/* Pushes the spawning function of fork f (fork.h), or nil. */
 static void push_spawn_func(walker *w, as_fork *f) {
   push_fork_ud(w, f);
   if (!lua_isnil(w->L, -1)) {
-    lua_getiuservalue(w->L, -1, 3);
+    as_fork_push_spawn_func(w->L, -1);
     lua_remove(w->L, -2);
   }
 }
