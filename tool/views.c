@@ -487,7 +487,8 @@ static void bt_one(FILE *out, tool_snapshot *s, const tool_source *src, tool_for
   for (hop = 0; cur != NULL && hop <= s->nforks; hop++) {
     as_memwalk_fork *rec = &recs[hop];
     long first;
-    int k, seen = 0;
+    int k, seen = 0, link;
+    uintptr_t next;
     for (k = 0; k < hop; k++) seen |= visited[k] == cur->f.id;
     if (seen) break;
     visited[hop] = cur->f.id;
@@ -502,14 +503,21 @@ static void bt_one(FILE *out, tool_snapshot *s, const tool_source *src, tool_for
     from_name = t->names[hop][0] ? t->names[hop] : NULL;
     via = AS_VIA_NONE;
     via_index = 0;
-    if (rec->nwaiters > 0) {            /* the chain rule (src/chain.h) */
+    /* the chain rule (src/chain.h), read from memory by the walker: the
+    ** same function `asyncstack record` follows */
+    link = as_memwalk_chain_next(&s->t, rec->addr, &next);
+    if (link == AS_MEMWALK_LINK_UNREADABLE) {
+      t->truncated = 1;
+      break;
+    }
+    if (link == AS_MEMWALK_LINK_AWAITED) {
       boundary = AS_BOUND_AWAITED;
       if (rec->waiter_mode != AS_MEMWALK_WAIT_ONE) {
         via = rec->waiter_mode == AS_MEMWALK_WAIT_ALL ? AS_VIA_WAIT_ALL : AS_VIA_WAIT_ANY;
         via_index = rec->waiter_index;
       }
-      cur = tool_snapshot_find(s, rec->waiters[0], rec->sched);
-    } else if (rec->is_root || rec->spawner_id == 0) {
+      cur = rec->nwaiters > 0 ? tool_snapshot_find(s, rec->waiters[0], rec->sched) : NULL;
+    } else if (link == AS_MEMWALK_LINK_RUN) {
       uintptr_t L = as_memwalk_sched_caller(&s->t, rec->sched);
       as_memwalk_status st = AS_MEMWALK_FAILED;
       int n = 0;
