@@ -45,6 +45,25 @@ local function first_line(cmd)
 end
 H.first_line = first_line
 
+-- Starts `lua5.4 <dir>/child.lua` in the background, the script written
+-- from `source`, and waits (up to 300 s) until it creates the file `ready`
+-- (its way of saying its forks are in place). Returns the child's pid.
+-- For the rows that time a command reading another process (outside.lua,
+-- record.lua).
+function H.start_child(dir, source, ready)
+  local socket = require "socket"
+  local script = dir .. "/child.lua"
+  local f = assert(io.open(script, "w"))
+  f:write(source)
+  f:close()
+  local pid = tonumber(io.popen(("lua5.4 %s >/dev/null 2>&1 & echo $!"):format(script)):read("l"))
+  local function exists(p) local x = io.open(p) if x then x:close() end return x ~= nil end
+  local deadline = socket.gettime() + 300
+  while not exists(ready) and socket.gettime() < deadline do socket.sleep(0.05) end
+  assert(exists(ready), "the child did not start its forks")
+  return pid
+end
+
 function H.cpu_model()
   local info = read_file("/proc/cpuinfo") or ""
   local model = info:match("model name%s*:%s*([^\n]+)") or "unknown CPU"

@@ -7,6 +7,8 @@
 --
 --   make bench   (or: LUA_PATH=... LUA_CPATH='build/?.so;;' lua5.4 bench/outside.lua [N])
 local socket = require "socket"
+local dir_of = (arg and arg[0] or ""):match("^(.*)[/\\][^/\\]*$") or "."
+local H = dofile(dir_of .. "/harness.lua")
 
 local N = math.tointeger(tonumber(arg and arg[1])) or 100000
 local ROUNDS = 5
@@ -16,9 +18,8 @@ local core = assert(package.searchpath("asyncstack.core", package.cpath))
 local tool = (core:match("^(.*)/asyncstack/core%.so$") or "build") .. "/bin/asyncstack"
 
 local dir = io.popen("mktemp -d /tmp/asyncstack-bench.XXXXXX"):read("l")
-local script, ready = dir .. "/child.lua", dir .. "/ready"
-local f = assert(io.open(script, "w"))
-f:write(([[
+local ready = dir .. "/ready"
+local pid = H.start_child(dir, ([[
   local as = require "asyncstack"
   local function idle(n) as.sleep(86400 + n) end
   as.run(function()
@@ -27,19 +28,8 @@ f:write(([[
     local f = io.open(%q, "w") f:write("ok") f:close()
     as.sleep(86400)
   end)
-]]):format(N, ready))
-f:close()
-local pid = tonumber(io.popen(("lua5.4 %s >/dev/null 2>&1 & echo $!"):format(script)):read("l"))
-
-local function exists(p) local h = io.open(p) if h then h:close() end return h ~= nil end
-local deadline = socket.gettime() + 300
-while not exists(ready) and socket.gettime() < deadline do socket.sleep(0.05) end
-assert(exists(ready), "the child did not start its forks")
-
-local function median(t)
-  table.sort(t)
-  return t[(#t + 1) // 2]
-end
+]]):format(N, ready), ready)
+local median = H.median
 
 -- Median wall time and median CPU time (user + system) of the command.
 local function time(args)

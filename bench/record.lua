@@ -11,6 +11,8 @@
 --
 --   make bench   (or: LUA_PATH=... LUA_CPATH='build/?.so;;' lua5.4 bench/record.lua [N])
 local socket = require "socket"
+local dir_of = (arg and arg[0] or ""):match("^(.*)[/\\][^/\\]*$") or "."
+local H = dofile(dir_of .. "/harness.lua")
 
 local N = math.tointeger(tonumber(arg and arg[1])) or 100000
 local ROUNDS = 3
@@ -20,9 +22,8 @@ local core = assert(package.searchpath("asyncstack.core", package.cpath))
 local tool = (core:match("^(.*)/asyncstack/core%.so$") or "build") .. "/bin/asyncstack"
 
 local dir = io.popen("mktemp -d /tmp/asyncstack-bench.XXXXXX"):read("l")
-local script, ready, rate = dir .. "/child.lua", dir .. "/ready", dir .. "/rate"
-local f = assert(io.open(script, "w"))
-f:write(([[
+local ready, rate = dir .. "/ready", dir .. "/rate"
+local pid = H.start_child(dir, ([[
   local as = require "asyncstack"
   local function crunch(n) local h = 0 for i = 1, n do h = (h * 31 + i) %% 1000003 end return h end
   local function idle(n) as.sleep(86400 + n) end
@@ -40,19 +41,8 @@ f:write(([[
     local h = io.open(%q, "w") h:write("ok") h:close()
     as.sleep(86400)
   end)
-]]):format(N, rate, ready))
-f:close()
-local pid = tonumber(io.popen(("lua5.4 %s >/dev/null 2>&1 & echo $!"):format(script)):read("l"))
-
-local function exists(p) local h = io.open(p) if h then h:close() end return h ~= nil end
-local deadline = socket.gettime() + 300
-while not exists(ready) and socket.gettime() < deadline do socket.sleep(0.05) end
-assert(exists(ready), "the child did not start its forks")
-
-local function median(t)
-  table.sort(t)
-  return t[(#t + 1) // 2]
-end
+]]):format(N, rate, ready), ready)
+local median = H.median
 
 -- The tool's microseconds per read tick, median over ROUNDS recordings.
 local function per_tick(args)
