@@ -124,6 +124,14 @@ function M.proc_state(pid)
   return text:match("State:%s*(%a)"), tonumber(text:match("TracerPid:%s*(%d+)"))
 end
 
+-- Asserts that process `pid` runs on and nobody traces it (after a --stop
+-- read: the tool resumed it and detached).
+function M.assert_resumed(pid)
+  local state, tracer = M.proc_state(pid)
+  assert.are.equal("R", state)
+  assert.are.equal(0, tracer)
+end
+
 -- A small JSON decoder (objects, arrays, strings, numbers, booleans, null)
 -- for `asyncstack ps --format json`.
 function M.json(text)
