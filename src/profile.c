@@ -114,19 +114,6 @@ static int cache_grow(profile *p) {
   return 0;
 }
 
-typedef struct text_sink {
-  char *buf;
-  size_t n, size;
-} text_sink;
-
-static void text_write(as_sink *k, const char *s, size_t n) {
-  text_sink *t = k->ud;
-  if (n > t->size - 1 - t->n) n = t->size - 1 - t->n;
-  memcpy(t->buf + t->n, s, n);
-  t->n += n;
-  t->buf[t->n] = '\0';
-}
-
 static size_t fn_hash(const uint64_t *k) {
   uint64_t h = 0;
   int i;
@@ -234,8 +221,7 @@ static char *name_frame(const fn_info *fi, const uint64_t *e, const uint64_t *ca
   as_memwalk_raw raw, craw;
   as_memwalk_frame mf;
   as_rframe rf;
-  as_sink k;
-  text_sink t;
+  as_text_sink t;
   char out[512];
   raw_of(e, &raw);
   if (caller != NULL) raw_of(caller, &craw);
@@ -257,16 +243,11 @@ static char *name_frame(const fn_info *fi, const uint64_t *e, const uint64_t *ca
   }
   if (fi->global[0] != '\0') rf.global_name = fi->global;
   if (fi->guessed[0] != '\0') rf.guessed_name = fi->guessed;
-  t.buf = out;
-  t.n = 0;
-  t.size = sizeof out;
-  out[0] = '\0';
-  as_sink_init(&k, text_write, &t);
-  as_render_profile_frame(&k, &rf);
+  as_render_profile_frame(as_text_sink_init(&t, out, sizeof out), &rf);
   {
-    char *s = malloc(t.n + 1);
+    char *s = malloc(t.len + 1);
     if (s == NULL) return NULL;
-    return memcpy(s, out, t.n + 1);
+    return memcpy(s, out, t.len + 1);
   }
 }
 
@@ -311,8 +292,7 @@ static const char *frame_text(profile *p, const uint64_t *e, const uint64_t *cal
 ** the one renderer of await points (render.h). */
 static const char *await_text(const uint64_t *e, char *buf, size_t size) {
   int point;
-  as_sink k;
-  text_sink t;
+  as_text_sink t;
   switch (e[1]) {
     case AS_PS_AWAIT_RUNNABLE: point = AS_POINT_RUNNABLE; break;
     case AS_AWAIT_SLEEP: point = AS_POINT_SLEEP; break;
@@ -327,12 +307,7 @@ static const char *await_text(const uint64_t *e, char *buf, size_t size) {
     case AS_AWAIT_FD: point = e[3] ? AS_POINT_FD_WRITE : AS_POINT_FD_READ; break;
     default: point = AS_POINT_OTHER;
   }
-  t.buf = buf;
-  t.n = 0;
-  t.size = size;
-  buf[0] = '\0';
-  as_sink_init(&k, text_write, &t);
-  as_render_await_point(&k, point, (long long)e[2]);
+  as_render_await_point(as_text_sink_init(&t, buf, size), point, (long long)e[2]);
   return buf;
 }
 
@@ -361,8 +336,8 @@ static int add_sample(profile *p, const uint64_t *e, int n, uint64_t weight) {
         text = "[unreadable frame]";
         break;
       case AS_PS_FORK: {
-        as_sink k;
-        text_sink t;
+        as_sink *k;
+        as_text_sink t;
         char name[AS_PS_NAME_CHUNK * AS_PS_NAME_ENTRIES + 1];
         int j = i + 1, len = 0;
         while (j < n && (e[4 * j] & 0xff) == AS_PS_NAME) {
@@ -371,13 +346,10 @@ static int add_sample(profile *p, const uint64_t *e, int n, uint64_t weight) {
           j++;
         }
         name[len] = '\0';
-        t.buf = small;
-        t.n = 0;
-        t.size = sizeof small;
-        as_sink_init(&k, text_write, &t);
-        as_render_str(&k, "[");
-        as_render_fork_label(&k, (long long)x[1], len > 0 ? name : NULL);
-        as_render_str(&k, "]");
+        k = as_text_sink_init(&t, small, sizeof small);
+        as_render_str(k, "[");
+        as_render_fork_label(k, (long long)x[1], len > 0 ? name : NULL);
+        as_render_str(k, "]");
         text = small;
         break;
       }

@@ -11,6 +11,23 @@ void as_sink_init(as_sink *k, void (*write)(as_sink *, const char *, size_t), vo
   k->staged = 0;
 }
 
+static void text_write(as_sink *k, const char *s, size_t n) {
+  as_text_sink *t = (as_text_sink *)k->ud;
+  if (n > t->size - 1 - t->len) n = t->size - 1 - t->len;
+  memcpy(t->buf + t->len, s, n);
+  t->len += n;
+  t->buf[t->len] = '\0';
+}
+
+as_sink *as_text_sink_init(as_text_sink *t, char *buf, size_t size) {
+  t->buf = buf;
+  t->size = size;
+  t->len = 0;
+  buf[0] = '\0';
+  as_sink_init(&t->k, text_write, t);
+  return &t->k;
+}
+
 static void flush(as_sink *k) {
   if (k->staged > 0) {
     size_t n = k->staged;

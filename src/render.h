@@ -48,6 +48,17 @@ typedef struct as_sink {
 /* Prepares a sink over `write` and `ud`. */
 void as_sink_init(as_sink *k, void (*write)(as_sink *, const char *, size_t), void *ud);
 
+/* A sink into a fixed buffer buf[0, size) (size >= 1), kept NUL-terminated;
+** what does not fit is dropped. `len` counts the bytes kept. */
+typedef struct as_text_sink {
+  as_sink k;
+  char *buf;
+  size_t size, len;
+} as_text_sink;
+
+/* Empties buf and prepares t over it; returns its sink. */
+as_sink *as_text_sink_init(as_text_sink *t, char *buf, size_t size);
+
 /* What joins a frame to the one before it in a trace. */
 enum as_boundary {
   AS_BOUND_NONE,

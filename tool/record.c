@@ -158,36 +158,17 @@ static int parse(int argc, char **argv, record_opts *o) {
 
 /* ------------------------------------------------------------ a sample */
 
-typedef struct text_sink {
-  as_sink k;
-  char *buf;
-  size_t n, size;
-} text_sink;
-
-static void text_write(as_sink *k, const char *s, size_t n) {
-  text_sink *t = (text_sink *)k->ud;
-  if (n > t->size - 1 - t->n) n = t->size - 1 - t->n;
-  memcpy(t->buf + t->n, s, n);
-  t->n += n;
-  t->buf[t->n] = '\0';
-}
-
 /* A sink over the sample's next frame text, or NULL when the sample is full. */
-static as_sink *next_text(recorder *r, text_sink *ts) {
+static as_sink *next_text(recorder *r, as_text_sink *ts) {
   if (r->ntext == STACK_FRAMES) {
     r->cut = 1;
     return NULL;
   }
-  ts->buf = r->text[r->ntext++];
-  ts->n = 0;
-  ts->size = FRAME_TEXT;
-  ts->buf[0] = '\0';
-  as_sink_init(&ts->k, text_write, ts);
-  return &ts->k;
+  return as_text_sink_init(ts, r->text[r->ntext++], FRAME_TEXT);
 }
 
 static void put_text(recorder *r, const char *s) {
-  text_sink ts;
+  as_text_sink ts;
   as_sink *k = next_text(r, &ts);
   if (k != NULL) as_render_str(k, s);
 }
@@ -199,7 +180,7 @@ static void put_frames(recorder *r, int n, uintptr_t thread, long long id, const
   for (i = 0; i < n; i++) {
     char global[AS_MEMWALK_NAME_SIZE];
     as_rframe rf;
-    text_sink ts;
+    as_text_sink ts;
     as_sink *k = next_text(r, &ts);
     if (k == NULL) return;
     as_memwalk_render_frame(&r->t, thread, &r->frames[i], global, id, name, &rf);
@@ -216,7 +197,7 @@ static void put_await(recorder *r, const as_memwalk_fork *f) {
   unsigned kind = (unsigned)f->await_kind;
   long long target = f->await_target;
   int point;
-  text_sink ts;
+  as_text_sink ts;
   as_sink *k = next_text(r, &ts);
   if (k == NULL) return;
   if ((unsigned)f->status == OWN(r, status_runnable) || kind == 0)
@@ -261,7 +242,7 @@ static void put_chain(recorder *r, uintptr_t f, double now, const as_memwalk_for
   while (f != 0 && hops < CHAIN_HOPS) {
     uintptr_t next;
     int link;
-    text_sink ts;
+    as_text_sink ts;
     as_sink *k;
     for (i = 0; i < hops; i++)
       if (r->visited[i] == f) return;

@@ -13,20 +13,6 @@
 
 #define SNAPSHOT_ROOM 4096   /* frames of one fork while the forks are listed */
 
-typedef struct buf_sink {
-  as_sink k;
-  char *out;
-  size_t size, len;
-} buf_sink;
-
-static void buf_write(as_sink *k, const char *s, size_t n) {
-  buf_sink *b = (buf_sink *)k->ud;
-  if (b->len + 1 >= b->size) return;
-  if (n > b->size - 1 - b->len) n = b->size - 1 - b->len;
-  memcpy(b->out + b->len, s, n);
-  b->len += n;
-  b->out[b->len] = '\0';
-}
 
 typedef struct collect {
   tool_snapshot *s;
@@ -78,16 +64,13 @@ static int collect_one(void *ud, const as_memwalk_fork *f,
   if (f->nframes > 0) {
     as_rframe r;
     char global[AS_MEMWALK_NAME_SIZE];
-    buf_sink b;
+    as_text_sink b;
     as_memwalk_render_frame(&s->t, f->thread, &frames[0], global, f->id,
                             f->name[0] ? f->name : NULL, &r);
     memcpy(out->site_file, frames[0].source, sizeof out->site_file);
     out->site_line = frames[0].currentline;
-    b.out = out->site_function;
-    b.size = sizeof out->site_function;
-    b.len = 0;
-    as_sink_init(&b.k, buf_write, &b);
-    as_render_describe(&b.k, &r, 0);
+    as_render_describe(as_text_sink_init(&b, out->site_function, sizeof out->site_function),
+                       &r, 0);
   }
   return 0;
 }
