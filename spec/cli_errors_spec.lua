@@ -62,37 +62,38 @@ describe("asyncstack's errors (issue 15)", function()
       assert(ok, err)
     end)
 
-    it("no permission: root without CAP_SYS_PTRACE #child", function()
+    -- The idle child run as nobody; returns its pid once it is up.
+    -- not_dumpable: it runs an execute-only copy of lua5.4 (a program it may
+    -- not read), which makes it not dumpable: the kernel then refuses even
+    -- a tool of its own user.
+    local function start_as_nobody(not_dumpable)
       local dir = cli.tmpdir()
       os.execute("chmod 777 " .. dir)
+      local wrapper = NOBODY
+      if not_dumpable then
+        os.execute(("cp \"$(command -v lua5.4)\" %s/lua5.4 && chmod 711 %s/lua5.4"):format(dir, dir))
+        wrapper = NOBODY .. " env PATH=" .. dir .. ":/usr/bin:/bin"
+      end
       local out = dir .. "/view.lua"
-      local pid = cli.spawn(("spec/fixtures/cli_child.lua idle %s"):format(out), nil, NOBODY)
-      local ok, err = pcall(function()
-        assert.truthy(cli.wait_until(function() return cli.exists(out) end, 30), "the child did not start")
-        fails("ps " .. pid, 1,
-          ("asyncstack: cannot read process %d: permission denied: process %d belongs to user nobody (uid 65534) and the tool runs as user root (uid 0): reading another user's process needs CAP_SYS_PTRACE, which this root process lacks (it was dropped from its capability set)")
-            :format(pid, pid), "setpriv --inh-caps=-sys_ptrace --bounding-set=-sys_ptrace")
-      end)
+      local pid = cli.spawn(("spec/fixtures/cli_child.lua idle %s"):format(out), nil, wrapper)
+      if not cli.wait_until(function() return cli.exists(out) end, 30) then
+        cli.kill(pid)
+        error("the child did not start")
+      end
+      return pid
+    end
+
+    it("no permission: root without CAP_SYS_PTRACE #child", function()
+      local pid = start_as_nobody(false)
+      local ok, err = pcall(fails, "ps " .. pid, 1,
+        ("asyncstack: cannot read process %d: permission denied: process %d belongs to user nobody (uid 65534) and the tool runs as user root (uid 0): reading another user's process needs CAP_SYS_PTRACE, which this root process lacks (it was dropped from its capability set)")
+          :format(pid, pid), "setpriv --inh-caps=-sys_ptrace --bounding-set=-sys_ptrace")
       cli.kill(pid)
       assert(ok, err)
     end)
 
-    -- A process of the tool's own user that the kernel still refuses: it
-    -- ran a program it may not read (an execute-only copy of lua5.4), which
-    -- makes it not dumpable. Started as nobody, read by nobody.
-    local function start_not_dumpable()
-      local dir = cli.tmpdir()
-      os.execute("chmod 777 " .. dir)
-      os.execute(("cp \"$(command -v lua5.4)\" %s/lua5.4 && chmod 711 %s/lua5.4"):format(dir, dir))
-      local out = dir .. "/view.lua"
-      local pid = cli.spawn(("spec/fixtures/cli_child.lua idle %s"):format(out), nil,
-                            NOBODY .. " env PATH=" .. dir .. ":/usr/bin:/bin")
-      assert.truthy(cli.wait_until(function() return cli.exists(out) end, 30), "the child did not start")
-      return pid
-    end
-
     it("no permission: a process that is not dumpable #child", function()
-      local pid = start_not_dumpable()
+      local pid = start_as_nobody(true)
       local ok, err = pcall(fails, "ps " .. pid, 1,
         ("asyncstack: cannot read process %d: permission denied: process %d is not dumpable (it changed its user or group, ran a program it may not read, or called prctl(PR_SET_DUMPABLE, 0)): reading it needs CAP_SYS_PTRACE, which the tool lacks")
           :format(pid, pid), NOBODY)
@@ -123,7 +124,7 @@ describe("asyncstack's errors (issue 15)", function()
         prefix = ("unshare -m sh -c 'mount --bind %s /proc/sys/kernel && exec %s \"$0\" \"$@\"'")
           :format(fake, NOBODY)
       end
-      local pid = start_not_dumpable()
+      local pid = start_as_nobody(true)
       local ok, err = pcall(fails, "ps " .. pid, 1,
         ("asyncstack: cannot read process %d: permission denied: Yama's ptrace_scope is 1 (/proc/sys/kernel/yama/ptrace_scope): only an ancestor of process %d may read it without CAP_SYS_PTRACE (run it as root, or set ptrace_scope to 0)")
           :format(pid, pid), prefix)
