@@ -294,7 +294,8 @@ describe("asyncstack pstree and a cycle in the await graph (issue 15)", function
       #include <stdio.h>
       #include "fork.h"
       int main(void) {
-        printf("%zu %zu\n", offsetof(as_fork, await.wait.nodes), offsetof(as_waitnode, target));
+        printf("%zu %zu %zu\n", offsetof(as_fork, await), offsetof(as_await_fields, wait.nodes),
+               offsetof(as_waitnode, target));
         return 0;
       }
     ]])
@@ -302,13 +303,14 @@ describe("asyncstack pstree and a cycle in the await graph (issue 15)", function
     local inc = io.popen("pkg-config --variable=includedir lua5.4"):read("l") .. "/lua5.4"
     local out, status = cli.sh(("env -u LD_PRELOAD cc -Isrc -I%s -o %s/offsets %s && %s/offsets"):format(inc, dir, prog, dir))
     assert.are.equal(0, status, out)
-    local off_nodes, off_target = out:match("(%d+) (%d+)")
+    local off_await, off_nodes, off_target = out:match("(%d+) (%d+) (%d+)")
     local view = cli.start("idle")
     local ok, err = pcall(function()
       local _, by_id = cli.ps_json(view.pid)
       local waiter, gatherer = by_id[4].address, by_id[7].address
-      out, status = cli.sh(("env -u LD_PRELOAD gdb -batch -nx -q -p %d -ex 'set {long}({long}(%s + %s) + %s) = %s' -ex detach")
-        :format(view.pid, waiter, off_nodes, off_target, gatherer))
+      -- (the wait fields are in the fork's await record: fork.h)
+      out, status = cli.sh(("env -u LD_PRELOAD gdb -batch -nx -q -p %d -ex 'set {long}({long}({long}(%s + %s) + %s) + %s) = %s' -ex detach")
+        :format(view.pid, waiter, off_await, off_nodes, off_target, gatherer))
       assert.are.equal(0, status, out)
       local tree
       tree, status = cli.tool_run(("pstree %d --stop"):format(view.pid))

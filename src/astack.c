@@ -15,7 +15,7 @@ void as_astack_adopt(as_astack *a, as_frame *frames, int capacity) {
   memcpy(frames, a->frames, sizeof(as_frame) * (size_t)a->depth);
   __atomic_signal_fence(__ATOMIC_RELEASE);   /* contents before the pointer */
   a->frames = frames;
-  a->capacity = capacity;
+  a->capacity = (unsigned short)capacity;
 }
 
 void as_astack_release(as_astack *a) {

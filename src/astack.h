@@ -72,6 +72,8 @@
 /* Async frames held inside the fork itself (its root and one nested
 ** coroutine); deeper nesting grows an array the fork anchors. */
 #define AS_ASTACK_INLINE 2
+/* Most frames an async stack holds (what 16 bits count). */
+#define AS_ASTACK_MAX 32768
 
 typedef struct as_frame {
   lua_State *thread;  /* the coroutine of this activation; valid while pushed */
@@ -79,8 +81,10 @@ typedef struct as_frame {
 
 typedef struct as_astack {
   as_frame *frames;   /* inline_frames, or a heap array once grown */
-  int depth;          /* frames in use */
-  int capacity;       /* length of `frames` */
+  /* (16 bits: Lua's C-stack limit keeps coroutine nesting in the
+  ** hundreds, and as_sched_reserve_frame refuses to grow past AS_ASTACK_MAX) */
+  unsigned short depth;     /* frames in use */
+  unsigned short capacity;  /* length of `frames` */
   as_frame inline_frames[AS_ASTACK_INLINE];
 } as_astack;
 

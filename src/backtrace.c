@@ -341,7 +341,7 @@ static int bt_fork_label(lua_State *L) {
 #define WHERE_FRAMES 4
 
 /* What a suspended fork is doing, in words (its await kind). */
-static const char *await_words(const as_fork *f) {
+static const char *await_words(const as_fork *f, const as_await_ops *ops) {
   static const struct { const char *kind, *words; } table[] = {
     {"sleep", "sleeping"}, {"wait", "waiting on a fork"},
     {"channel", "waiting on a channel"}, {"fd", "waiting on an fd"},
@@ -349,8 +349,8 @@ static const char *await_words(const as_fork *f) {
   size_t i;
   if (f->status == AS_RUNNABLE) return "runnable after a yield";
   for (i = 0; i < sizeof table / sizeof table[0]; i++)
-    if (strcmp(f->await_ops->name, table[i].kind) == 0) return table[i].words;
-  return f->await_ops->name;
+    if (strcmp(ops->name, table[i].kind) == 0) return table[i].words;
+  return ops->name;
 }
 
 void as_backtrace_push_fork_where(lua_State *L, as_state *st, as_fork *f, int index) {
@@ -377,11 +377,12 @@ void as_backtrace_push_fork_where(lua_State *L, as_state *st, as_fork *f, int in
     as_render_int(&k, index);
     as_render_str(&k, ", ");
   }
-  if (f->nargs >= 0) {
+  if (!f->started) {
     as_render_str(&k, "not started yet)");
   } else {
-    if (f->await_ops != NULL && !as_fork_ended(f)) {
-      as_render_str(&k, await_words(f));
+    const as_await_ops *ops = as_sched_await_ops(st, f);
+    if (ops != NULL && !as_fork_ended(f)) {
+      as_render_str(&k, await_words(f, ops));
     } else {
       as_render_str(&k, as_fork_status_name(f->status));
     }

@@ -267,7 +267,7 @@ static int bridge_start(lua_State *L, as_state *st, lua_State *co, int narg,
     return bridge_fail(L, st, co, mode, 0);
   }
   if (f != NULL) {
-    as_sched_reserve_frame(L, f);   /* may raise: before anything moves */
+    as_sched_reserve_frame(L, st->sched, f);   /* may raise: before anything moves */
     as_astack_push(&f->astack, co);
   }
   lua_xmove(L, co, narg);

@@ -9,8 +9,8 @@
 ** C array of live forks by slot (as_sched_fork_at_slot), never the registry,
 ** so the crash handler can follow the same chain from a signal handler. It
 ** keeps no state: callers bound the walk themselves (the in-process walker
-** stamps visited forks with walk_mark; a signal handler counts hops, at most
-** the number of live forks).
+** counts the distinct forks first, by Brent's cycle detection; a signal
+** handler counts hops, at most the number of live forks).
 */
 #ifndef ASYNCSTACK_CHAIN_H
 #define ASYNCSTACK_CHAIN_H

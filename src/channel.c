@@ -8,7 +8,7 @@
 ** receiver's suspended coroutine, which is how lua_resume hands values to a
 ** yield: its continuation finds it on top. So nothing is allocated per
 ** message and blocked forks are queued first-in first-out through links in
-** the fork (as_fork.await.chan, valid while its await_ops is channel_ops).
+** the fork (as_fork.await->chan, valid while its await_kind is AS_AWAIT_CHANNEL).
 **
 ** Convention (README "Channels"): nil cannot be sent; recv on a closed and
 ** drained channel returns nil, "closed"; send on a closed channel raises;
@@ -73,27 +73,27 @@ static const as_await_ops channel_ops = {
 static void queue_push(as_channel *ch, as_fork *f, int op) {
   as_fork **head = op == OP_SEND ? &ch->send_head : &ch->recv_head;
   as_fork **tail = op == OP_SEND ? &ch->send_tail : &ch->recv_tail;
-  f->await.chan.channel = ch;
-  f->await.chan.op = (unsigned char)op;
-  f->await.chan.next = NULL;
-  f->await.chan.prev = *tail;
-  if (*tail) (*tail)->await.chan.next = f;
+  f->await->chan.channel = ch;
+  f->await->chan.op = (unsigned char)op;
+  f->await->chan.next = NULL;
+  f->await->chan.prev = *tail;
+  if (*tail) (*tail)->await->chan.next = f;
   else *head = f;
   *tail = f;
 }
 
 static void channel_unlink(as_sched *s, as_fork *f) {
-  struct as_chan_fields *c = &f->await.chan;
+  struct as_chan_fields *c = &f->await->chan;
   as_channel *ch = c->channel;
   as_fork **head, **tail;
   (void)s;
-  as_assert(f->await_ops == &channel_ops);
+  as_assert(f->await_kind == AS_AWAIT_CHANNEL);
   if (ch == NULL) return;
   head = c->op == OP_SEND ? &ch->send_head : &ch->recv_head;
   tail = c->op == OP_SEND ? &ch->send_tail : &ch->recv_tail;
-  if (c->prev) c->prev->await.chan.next = c->next;
+  if (c->prev) c->prev->await->chan.next = c->next;
   else *head = c->next;
-  if (c->next) c->next->await.chan.prev = c->prev;
+  if (c->next) c->next->await->chan.prev = c->prev;
   else *tail = c->prev;
   c->next = c->prev = NULL;
   c->channel = NULL;
@@ -101,9 +101,9 @@ static void channel_unlink(as_sched *s, as_fork *f) {
 
 /* core.fork_info: "channel #3 (recv)" */
 static void channel_describe(lua_State *L, const as_fork *f) {
-  if (f->await.chan.channel == NULL) return;
-  lua_pushfstring(L, "channel #%I (%s)", (LUAI_UACINT)f->await.chan.channel->id,
-                  f->await.chan.op == OP_SEND ? "send" : "recv");
+  if (f->await->chan.channel == NULL) return;
+  lua_pushfstring(L, "channel #%I (%s)", (LUAI_UACINT)f->await->chan.channel->id,
+                  f->await->chan.op == OP_SEND ? "send" : "recv");
   lua_setfield(L, -2, "waiting_for");
 }
 
@@ -196,8 +196,9 @@ static int channel_send(lua_State *L) {
     return 1;
   }
   me = as_sched_enter_suspend(L, st, "send");
+  as_sched_reserve_await(L, st->sched, me);   /* may raise (memory) */
   queue_push(ch, me, OP_SEND);   /* registered: nothing below raises */
-  return as_sched_suspend(L, me, AS_WAITING, &channel_ops, timeout, 0, send_k);
+  return as_sched_suspend(L, st->sched, me, AS_WAITING, &channel_ops, timeout, 0, send_k);
 }
 
 /* ------------------------------------------------------------------ recv */
@@ -257,8 +258,9 @@ static int channel_recv(lua_State *L) {
     return 2;
   }
   me = as_sched_enter_suspend(L, st, "recv");
+  as_sched_reserve_await(L, st->sched, me);   /* may raise (memory) */
   queue_push(ch, me, OP_RECV);   /* registered: nothing below raises */
-  return as_sched_suspend(L, me, AS_WAITING, &channel_ops, timeout, 0, recv_k);
+  return as_sched_suspend(L, st->sched, me, AS_WAITING, &channel_ops, timeout, 0, recv_k);
 }
 
 /* ch:close() -> true, or false when it was closed already. Blocked receivers
@@ -353,4 +355,5 @@ void as_channel_open(lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &channel_mt_key);
   as_module_setfuncs(L, funcs);
+  as_sched_register_await(as_state_get(L), &channel_ops);
 }

@@ -94,9 +94,9 @@ static void add_frames(int first, int n, uintptr_t thread, long long id,
         r->from_id = (long long)from->id;
         r->from_name = from_name;
       }
-      if (node != NULL && node->waiter != NULL &&
-          node->waiter->await.wait.mode != AS_WAIT_ONE) {
-        r->via = node->waiter->await.wait.mode == AS_WAIT_ALL ? AS_VIA_WAIT_ALL
+      if (node != NULL && node->waiter != NULL && node->waiter->await != NULL &&
+          node->waiter->await->wait.mode != AS_WAIT_ONE) {
+        r->via = node->waiter->await->wait.mode == AS_WAIT_ALL ? AS_VIA_WAIT_ALL
                                                               : AS_VIA_WAIT_ANY;
         r->via_index = node->index;
       }
@@ -112,13 +112,13 @@ static const char *add_fork(const as_fork *f, int hop, int b,
   int room = CRASH_FRAMES - c.nframes - CRASH_RESERVE;
   if (room > CRASH_FORK_FRAMES) room = CRASH_FORK_FRAMES;
   if (room < 8) room = CRASH_FRAMES - c.nframes;
-  as_memwalk_fork_read(&c.target, (uintptr_t)f, 0, &c.fork,
+  as_memwalk_fork_read(&c.target, (uintptr_t)as_sched_active, (uintptr_t)f, 0, &c.fork,
                        c.frames + c.nframes, room);
   memcpy(c.names[hop], c.fork.name, sizeof c.names[hop]);
   memcpy(c.spawn_src[hop], c.fork.spawn_source, sizeof c.spawn_src[hop]);
   name = c.names[hop][0] != '\0' ? c.names[hop] : NULL;
   if (c.fork.walk == AS_MEMWALK_FAILED) c.truncated = 1;
-  add_frames(c.nframes, c.fork.nframes, (uintptr_t)f->thread, (long long)f->id,
+  add_frames(c.nframes, c.fork.nframes, (uintptr_t)as_fork_thread(f), (long long)f->id,
              name, c.fork.walk == AS_MEMWALK_COMPLETE, b, from, from_name, node);
   c.nframes += c.fork.nframes;
   if (c.fork.walk == AS_MEMWALK_TRUNCATED && c.skipped == 0) {

@@ -59,7 +59,7 @@ struct as_sched;
 #define AS_DEBUG_SECTION "asyncstack_debug"
 #define AS_DEBUG_SYMBOL asyncstack_debug_descriptor
 #define AS_DEBUG_MAGIC "asyncstack-dbg\x01\x7f"   /* 16 bytes, no NUL */
-#define AS_DEBUG_LAYOUT_VERSION 2u   /* 2: as_fork reordered and smaller (issue 17); deadline, channel, fd and combinator fields (issue 15) */
+#define AS_DEBUG_LAYOUT_VERSION 3u   /* 3: await fields out of line (fork_await), await kind a byte, no fork_sched, 16-bit astack depth (issue 17); 2: deadline, channel, fd and combinator fields (issue 15) */
 /* Schedulers running at once in the process (one per running run(); runs
 ** do not nest within a Lua state, so this is a bound on threads running
 ** asyncstack at the same time). A run beyond it is not published. */
@@ -89,14 +89,19 @@ enum {
   X(sched_now, offsetof(as_sched, now)) \
   /* as_fork (fork.h) */ \
   X(fork_size, sizeof(as_fork)) X(fork_id, offsetof(as_fork, id)) \
-  X(fork_sched, offsetof(as_fork, sched)) \
-  X(fork_thread, offsetof(as_fork, thread)) \
+  /* the root coroutine: the async stack's first inline frame */ \
+  X(fork_thread, offsetof(as_fork, astack) + offsetof(as_astack, inline_frames) + \
+                 offsetof(as_frame, thread)) \
   X(fork_status, offsetof(as_fork, status)) \
   X(fork_astack, offsetof(as_fork, astack)) \
   X(fork_since, offsetof(as_fork, since)) \
-  X(fork_await_ops, offsetof(as_fork, await_ops)) \
-  X(fork_await_awaiting, offsetof(as_fork, await.wait.own_node.target)) \
-  X(fork_await_fd, offsetof(as_fork, await.fd.fd)) \
+  /* what it waits on: the kind (1 byte, enum as_await below), and for \
+  ** wait, channel and fd kinds a pointer to the await record, whose \
+  ** fields the await_* offsets below are relative to */ \
+  X(fork_await_kind, offsetof(as_fork, await_kind)) \
+  X(fork_await, offsetof(as_fork, await)) \
+  X(await_awaiting, offsetof(as_await_fields, wait.own_node.target)) \
+  X(await_fd_fd, offsetof(as_await_fields, fd.fd)) \
   X(fork_waiters, offsetof(as_fork, waiters)) \
   X(fork_slot, offsetof(as_fork, slot)) \
   X(fork_spawner_id, offsetof(as_fork, spawner_id)) \
@@ -107,12 +112,12 @@ enum {
   /* version 2 (issue 15: what `asyncstack ps` shows of an await) */ \
   X(fork_deadline, offsetof(as_fork, deadline)) \
   X(fork_heap_index, offsetof(as_fork, heap_index)) \
-  X(fork_await_chan, offsetof(as_fork, await.chan.channel)) \
-  X(fork_await_chan_op, offsetof(as_fork, await.chan.op)) \
-  X(fork_await_fd_write, offsetof(as_fork, await.fd.write)) \
-  X(fork_await_wait_nodes, offsetof(as_fork, await.wait.nodes)) \
-  X(fork_await_wait_nnodes, offsetof(as_fork, await.wait.nnodes)) \
-  X(fork_await_wait_mode, offsetof(as_fork, await.wait.mode)) \
+  X(await_chan, offsetof(as_await_fields, chan.channel)) \
+  X(await_chan_op, offsetof(as_await_fields, chan.op)) \
+  X(await_fd_write, offsetof(as_await_fields, fd.write)) \
+  X(await_wait_nodes, offsetof(as_await_fields, wait.nodes)) \
+  X(await_wait_nnodes, offsetof(as_await_fields, wait.nnodes)) \
+  X(await_wait_mode, offsetof(as_await_fields, wait.mode)) \
   X(waitnode_size, sizeof(as_waitnode)) \
   X(waitnode_index, offsetof(as_waitnode, index)) \
   X(waitnode_linked, offsetof(as_waitnode, linked)) \
@@ -122,16 +127,13 @@ enum {
   X(wait_mode_all, AS_WAIT_ALL) X(wait_mode_any, AS_WAIT_ANY) \
   /* as_astack, as_frame (astack.h) */ \
   X(astack_frames, offsetof(as_astack, frames)) \
-  X(astack_depth, offsetof(as_astack, depth)) \
-  X(astack_capacity, offsetof(as_astack, capacity)) \
+  X(astack_depth, offsetof(as_astack, depth)) /* 16 bits */ \
+  X(astack_capacity, offsetof(as_astack, capacity)) /* 16 bits */ \
   X(frame_size, sizeof(as_frame)) X(frame_thread, offsetof(as_frame, thread)) \
   /* as_waitnode (fork.h): a fork's waiters list */ \
   X(waitnode_waiter, offsetof(as_waitnode, waiter)) \
   X(waitnode_target, offsetof(as_waitnode, target)) \
   X(waitnode_next, offsetof(as_waitnode, next)) \
-  /* as_await_ops (sched.h) */ \
-  X(await_ops_kind, offsetof(as_await_ops, kind)) \
-  X(await_ops_name, offsetof(as_await_ops, name)) \
   /* sizes of the integer fields above */ \
   X(size_fork_id, sizeof(lua_Integer)) X(size_fork_status, 1) \
   X(size_time, sizeof(double)) \

@@ -137,11 +137,11 @@ static void wake_closed(as_sched *s, as_fdset *set, int fd, int why) {
   if (why != FD_CLOSED_BY_CALL) w->events = 0;
   w->kept = 0;                       /* so waking its waiters deletes it */
   if (r != NULL) {
-    r->await.fd.closed = (unsigned char)why;
+    r->await->fd.closed = (unsigned char)why;
     as_sched_wake(s, r, AS_WAKE_CLOSED);          /* unlinks it */
   }
   if (wr != NULL) {
-    wr->await.fd.closed = (unsigned char)why;
+    wr->await->fd.closed = (unsigned char)why;
     as_sched_wake(s, wr, AS_WAKE_CLOSED);
   }
   if (why == FD_CLOSED_BY_CALL) register_fd(set, fd, 0);  /* a kept one, still open */
@@ -161,9 +161,9 @@ static void check_fds(as_sched *s, as_fdset *set) {
 
 static void fdwait_unlink(as_sched *s, as_fork *f) {
   as_fdset *set = (as_fdset *)s->poller_state;
-  int fd = f->await.fd.fd;
+  int fd = f->await->fd.fd;
   as_fdwatch *w;
-  as_assert(f->await_ops == &fd_ops);
+  as_assert(f->await_kind == AS_AWAIT_FD);
   if (set == NULL || fd < 0 || fd >= set->cap) return;
   w = &set->fds[fd];
   if (w->reader == f) w->reader = NULL;
@@ -171,12 +171,12 @@ static void fdwait_unlink(as_sched *s, as_fork *f) {
   else return;
   sync_fd(set, fd);
   s->nwatched--;
-  f->await.fd.fd = -1;
+  f->await->fd.fd = -1;
 }
 
 /* core.fork_info: "fd 3 (read)" */
 static void fdwait_describe(lua_State *L, const as_fork *f) {
-  lua_pushfstring(L, "fd %d (%s)", f->await.fd.fd, f->await.fd.write ? "write" : "read");
+  lua_pushfstring(L, "fd %d (%s)", f->await->fd.fd, f->await->fd.write ? "write" : "read");
   lua_setfield(L, -2, "waiting_for");
 }
 
@@ -272,8 +272,8 @@ static int fdwait_k(lua_State *L, int status, lua_KContext ctx) {
   as_fork *me = as_sched_continue(L, st);
   (void)status; (void)ctx;
   if (me != NULL && me->wake == AS_WAKE_CLOSED) {
-    int why = me->await.fd.closed;
-    me->await.fd.closed = 0;
+    int why = me->await->fd.closed;
+    me->await->fd.closed = 0;
     return luaL_error(L, "wait_fd: fd %d was closed while waiting for it %s",
                       (int)lua_tointeger(L, 1),
                       why == FD_CLOSED_BY_CALL ? "(by close_fd or a socket's close)" :
@@ -328,6 +328,7 @@ static int fdwait_wait_fd(lua_State *L) {
   int err;
   me = as_sched_enter_suspend(L, st, "wait_fd");
   s = st->sched;
+  as_sched_reserve_await(L, s, me);   /* may raise (memory) */
   /* a closed fd would otherwise size the table by its number first */
   if (fcntl(fd, F_GETFD) == -1)
     return luaL_error(L, "wait_fd: cannot watch fd %d: %s", fd, strerror(errno));
@@ -349,10 +350,10 @@ static int fdwait_wait_fd(lua_State *L) {
   }
   /* registered: nothing below raises */
   s->nwatched++;
-  me->await.fd.fd = fd;
-  me->await.fd.write = (unsigned char)write;
-  me->await.fd.closed = 0;
-  return as_sched_suspend(L, me, AS_WAITING, &fd_ops, timeout, 0, fdwait_k);
+  me->await->fd.fd = fd;
+  me->await->fd.write = (unsigned char)write;
+  me->await->fd.closed = 0;
+  return as_sched_suspend(L, st->sched, me, AS_WAITING, &fd_ops, timeout, 0, fdwait_k);
 }
 
 /* wait_io's continuation: true, token | nil, "timeout" | nil, "closed". */
@@ -361,7 +362,7 @@ static int fdwait_io_k(lua_State *L, int status, lua_KContext ctx) {
   as_fork *me = as_sched_continue(L, st);
   (void)status;
   if (me != NULL && me->wake == AS_WAKE_CLOSED) {
-    me->await.fd.closed = 0;
+    me->await->fd.closed = 0;
     lua_pushnil(L);
     lua_pushliteral(L, "closed");
     return 2;
@@ -400,6 +401,7 @@ static int fdwait_wait_io(lua_State *L) {
   write = mode[0] == 'w';
   me = as_sched_enter_suspend(L, st, "wait_io");
   s = st->sched;
+  as_sched_reserve_await(L, s, me);   /* may raise (memory) */
   set = (as_fdset *)s->poller_state;
   if (set == NULL || fd >= set->cap || token == 0 || set->fds[fd].token != token ||
       set->fds[fd].events == 0) {
@@ -428,10 +430,10 @@ static int fdwait_wait_io(lua_State *L) {
   }
   /* registered: nothing below raises */
   s->nwatched++;
-  me->await.fd.fd = fd;
-  me->await.fd.write = (unsigned char)write;
-  me->await.fd.closed = 0;
-  return as_sched_suspend(L, me, AS_WAITING, &fd_ops, timeout, (lua_KContext)w->token,
+  me->await->fd.fd = fd;
+  me->await->fd.write = (unsigned char)write;
+  me->await->fd.closed = 0;
+  return as_sched_suspend(L, st->sched, me, AS_WAITING, &fd_ops, timeout, (lua_KContext)w->token,
                           fdwait_io_k);
 }
 
@@ -482,5 +484,6 @@ void as_fdwait_open(lua_State *L) {
     {"watched_fds", fdwait_watched}, {"wait_io", fdwait_wait_io},
     {"forget_fd", fdwait_forget_fd}, {NULL, NULL}
   };
+  as_sched_register_await(as_state_get(L), &fd_ops);
   as_module_setfuncs(L, funcs);
 }

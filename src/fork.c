@@ -61,7 +61,7 @@ as_fork *as_fork_new(lua_State *L, int fn_idx, int nargs) {
   memset(f, 0, sizeof *f);
   f->heap_index = -1;
   f->slot = f->spawner_slot = 0;
-  f->nargs = nargs;
+  f->nvalues = nargs;                 /* started = 0: the arguments */
   f->status = AS_RUNNABLE;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &fork_mt_key);
   lua_setmetatable(L, -2);
@@ -70,8 +70,7 @@ as_fork *as_fork_new(lua_State *L, int fn_idx, int nargs) {
   for (i = 0; i <= nargs; i++) lua_pushvalue(L, fn_idx + i);
   lua_xmove(L, co, nargs + 1);
   lua_setiuservalue(L, -2, 1);
-  f->thread = co;
-  as_astack_init(&f->astack, co);
+  as_astack_init(&f->astack, co);     /* as_fork_thread(f) from now on */
   f->id = __atomic_fetch_add(&next_fork_id, 1, __ATOMIC_RELAXED);
   return f;
 }
@@ -216,25 +215,28 @@ static int fork_gc(lua_State *L) {
 ** (deadlock reports, dumps). Times are as.now() based. What a waiting fork
 ** waits for comes from its await kind's describe op. */
 static int fork_info(lua_State *L) {
-  as_fork *f = as_fork_check(L, 1);
+  as_state *st = as_state_get(L);
+  as_fork *f = as_fork_check_st(L, st, 1);
+  as_sched *s = as_fork_sched(st, f);
+  const as_await_ops *ops = as_sched_await_ops(st, f);
   lua_createtable(L, 0, 12);
   lua_pushinteger(L, f->id); lua_setfield(L, -2, "id");
   as_fork_push_name(L, 1); lua_setfield(L, -2, "name");
   lua_pushstring(L, as_fork_status_name(f->status)); lua_setfield(L, -2, "status");
-  if (f->await_ops != NULL && !as_fork_ended(f)) {
-    lua_pushstring(L, f->await_ops->name);
+  if (ops != NULL && !as_fork_ended(f)) {
+    lua_pushstring(L, ops->name);
     lua_setfield(L, -2, "await_kind");
   }
   lua_pushnumber(L, f->since); lua_setfield(L, -2, "since");
   if (f->heap_index >= 0) { lua_pushnumber(L, f->deadline); lua_setfield(L, -2, "deadline"); }
-  if (f->status == AS_WAITING && f->await_ops != NULL && f->await_ops->describe != NULL)
-    f->await_ops->describe(L, f);
+  if (f->status == AS_WAITING && ops != NULL && ops->describe != NULL)
+    ops->describe(L, f);
   if (f->status == AS_FAILED) {
     as_fork_push_failure(L, 1);
     lua_setfield(L, -2, "error");
   }
   lua_pushinteger(L, f->spawner_id); lua_setfield(L, -2, "spawned_by");
-  if (f->sched != NULL) as_sched_push_spawner_name(L, f->sched, f);
+  if (s != NULL) as_sched_push_spawner_name(L, s, f);
   else lua_pushnil(L);
   lua_setfield(L, -2, "spawner_name");
   lua_pushinteger(L, (lua_Integer)f->resumes); lua_setfield(L, -2, "resumes");
@@ -300,3 +302,10 @@ void as_fork_open(lua_State *L) {
   lua_pop(L, 1);   /* methods */
   as_module_setfuncs(L, funcs);
 }
+
+/* A sleeping fork is this struct in a userdata with two user values (72
+** bytes of header) beside its coroutine: 136 bytes keep it within 1.2x a bare
+** coroutine (issue 17, bench row 16a). Grow it only knowingly. */
+typedef char as_fork_size_check[sizeof(as_fork) <= 136 ? 1 : -1];
+/* as_state.await_ops has room for every kind */
+typedef char as_await_count_check[AS_AWAIT_COUNT <= 8 ? 1 : -1];

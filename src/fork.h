@@ -4,7 +4,7 @@
 **
 ** A fork lives in a full userdata (metatable AS_FORK_MT) with two uservalues
 ** (each costs every fork 16 bytes, so the rare ones share the second):
-**   1  its root coroutine (anchors `thread`)
+**   1  its root coroutine (anchors as_fork_thread)
 **   2  the function that spawned it (spawn site), or nil; once the fork has
 **      a name or a failure value, a table holding all three instead (made
 **      by as_fork_reserve_extras). Read and written only through the
@@ -13,8 +13,9 @@
 **        name (string or nil)
 **        for a failed fork: the value a waiter re-raises (see on_failure)
 ** Kept by the run instead, not in every fork: the async stack's array once
-** it outgrew the inline frames (as_sched_reserve_frame), and the name of an
-** ended spawner (as_sched_push_spawner_name).
+** it outgrew the inline frames (as_sched_reserve_frame), the await fields of
+** a fork that waited on a fork, channel or fd (as_sched_reserve_await), and
+** the name of an ended spawner (as_sched_push_spawner_name).
 ** While a fork has not ended, the scheduler's live table anchors it (at
 ** `slot`), so the pointers between live forks (waiters, run queue, timer
 ** heap) never dangle. Ended forks are held only by user references.
@@ -43,7 +44,7 @@ enum as_status { AS_STATUS_LIST(AS_STATUS_ENUM) AS_STATUS_COUNT };
 ** as_fork.await. */
 enum as_await {
   AS_AWAIT_NONE, AS_AWAIT_SLEEP, AS_AWAIT_WAIT, AS_AWAIT_YIELD,
-  AS_AWAIT_CHANNEL, AS_AWAIT_FD
+  AS_AWAIT_CHANNEL, AS_AWAIT_FD, AS_AWAIT_COUNT
 };
 
 /* Why a suspended fork was made runnable again. */
@@ -71,13 +72,20 @@ typedef struct as_waitnode {
 
 /*
 ** The fields of one await kind (what a suspended fork is registered with).
-** Key: as_fork.await_ops->kind. Valid from the moment the primitive fills
-** them (just before as_sched_suspend) until the fork is resumed (the loop
-** clears await_ops then); their owner's unlink op undoes the registration
-** and may run more than once (waking, then abandoning). Outside that window
-** the bytes belong to whichever kind came last: read them only through the
-** key. Sleep and yield have no fields (the timer and the run queue are the
-** scheduler's own, outside the union).
+** Key: as_fork.await_kind. Valid from the moment the primitive fills them
+** (just before as_sched_suspend) until its continuation has read them; their
+** owner's unlink op undoes the registration and may run more than once
+** (waking, then abandoning). Outside that window the bytes belong to
+** whichever kind came last: read them only through the key. Sleep and yield
+** have no fields (the timer and the run queue are the scheduler's own).
+**
+** They live out of line (as_fork.await), in records the run hands out from a
+** pool (as_sched_reserve_await) and takes back when the fork ends: most forks
+** never wait on a fork, a channel or an fd, and the 64 bytes inline cost every
+** fork (a sleeping fork's memory, issue 17). A record is never freed while its
+** run lives, so a signal handler that reads one of a fork that just ended
+** reads stale fields, never freed memory. `next_free` links the pool's free
+** records.
 */
 typedef union as_await_fields {
   struct as_wait_fields {            /* AS_AWAIT_WAIT: wait.c */
@@ -101,21 +109,25 @@ typedef union as_await_fields {
     unsigned char write;             /* waiting for writability, else readability */
     unsigned char closed;            /* why a WAKE_CLOSED woke it (fdwait.c) */
   } fd;
+  union as_await_fields *next_free;  /* in the run's pool (live.c) */
 } as_await_fields;
 
 typedef struct as_fork {
-  /* (ordered for packing: 8-byte fields, then the 4- and 1-byte ones) */
+  /* Ordered for packing: 8-byte fields, then 4-, 2- and 1-byte ones. Every
+  ** fork pays for every byte here (a sleeping fork is this userdata beside
+  ** its coroutine: issue 17 holds it to 1.2x a bare coroutine), so what most
+  ** forks never use lives elsewhere: the await fields in a pooled record,
+  ** the name and failure in the extras table (uservalue 2), the owning run
+  ** derived from run_serial (as_fork_sched), the root coroutine read from the
+  ** async stack's first frame (as_fork_thread). */
   lua_Integer id;             /* never repeats within the process */
-  struct as_sched *sched;     /* owning run(); NULL once that run ended */
-  lua_State *thread;          /* root coroutine (uservalue 1) */
-  as_astack astack;           /* see astack.h */
+  as_astack astack;           /* see astack.h; inline_frames[0].thread is the
+                                 root coroutine (uservalue 1) for good */
   double since;               /* monotonic time of the last state change */
   double deadline;            /* timer deadline; valid while heap_index >= 0 */
-  /* What it waits on: set by as_sched_suspend, kept while it is suspended
-  ** and after it was woken, until the loop resumes it; NULL otherwise.
-  ** Keys `await` (see as_await_fields). */
-  const struct as_await_ops *await_ops;
-  as_await_fields await;
+  /* The await fields (keyed by await_kind), or NULL until the fork first
+  ** waits on a fork, channel or fd; then kept until it ends (live.c). */
+  as_await_fields *await;
   as_waitnode *waiters;       /* nodes of the forks waiting for this one */
   lua_Integer spawner_id;     /* fork that called fork(); 0 for run()'s root */
   const void *spawn_func;     /* the spawn site's function (uservalue 2
@@ -126,8 +138,10 @@ typedef struct as_fork {
   ** call the Lua API, can print the name. */
   const char *name_cstr;
   unsigned run_serial;        /* as_state.run_serial of the owning run */
-  int nargs;                  /* arguments for the first resume; -1 once started */
-  int nresults;               /* results (or 1 error) left on `thread` when ended */
+  /* Before the fork starts: the arguments for its first resume; once it
+  ** ended: the results (or 1 error) left on its coroutine. (`started` says
+  ** which; in between it is not used.) */
+  int nvalues;
   unsigned resumes;           /* times the scheduler resumed it */
   int heap_index;             /* position in the timer heap, or -1 */
   unsigned timer_seq;         /* orders equal deadlines first-in first-out
@@ -135,19 +149,30 @@ typedef struct as_fork {
   int slot;                   /* index in the scheduler's live set; 0 once ended */
   int spawner_slot;           /* its slot then (check the id: slots are reused) */
   int spawn_line;             /* current line of the spawn site */
-  unsigned walk_mark;         /* trace walks stamp visited forks (cycle safety) */
   unsigned live_children;     /* forks it spawned that have not ended (live.c:
                                  an ended named spawner's name is kept while
                                  this is not 0) */
   unsigned char status;       /* enum as_status */
   unsigned char wake;         /* enum as_wake, set by whoever wakes it */
-  unsigned char suspend_pending; /* a primitive is yielding to the scheduler */
-  unsigned char retrieved;    /* a waiter (or pwait) has seen its failure */
-  unsigned char reported;     /* its failure went to the unhandled report */
-  unsigned char cancel_requested; /* f:cancel() was called; raised at its await point */
-  unsigned char cleaning;     /* its <close> handlers run after it failed (sched.c
-                              ** fail): it is the running fork but cannot block */
+  /* What it waits on (enum as_await; the run's as_await_ops by kind): set by
+  ** as_sched_suspend, kept while it is suspended and after it was woken,
+  ** until the loop resumes it; AS_AWAIT_NONE otherwise. Keys `await`. */
+  unsigned char await_kind;
+  unsigned char started : 1;          /* the loop resumed it once (nvalues) */
+  unsigned char suspend_pending : 1;  /* a primitive is yielding to the scheduler */
+  unsigned char retrieved : 1;        /* a waiter (or pwait) has seen its failure */
+  unsigned char reported : 1;         /* its failure went to the unhandled report */
+  unsigned char cancel_requested : 1; /* f:cancel() was called; raised at its await point */
+  unsigned char cleaning : 1;         /* its <close> handlers run after it failed
+                                         (sched.c fail): it is the running fork
+                                         but cannot block */
 } as_fork;
+
+/* The root coroutine (uservalue 1): the async stack's first frame, set at
+** creation and never rewritten (pushes go above it; growing copies it). */
+static inline lua_State *as_fork_thread(const as_fork *f) {
+  return f->astack.inline_frames[0].thread;
+}
 
 /* The fork at idx, or an argument error / NULL when it is not a Fork. By
 ** metatable address (as_udata_test): call them from a core C function (its

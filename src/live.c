@@ -9,6 +9,7 @@
 ** the slot it had, checking the id.
 */
 #include <stdlib.h>
+#include <string.h>
 #include "sched.h"
 #include "mem.h"
 #include <lauxlib.h>
@@ -25,7 +26,7 @@ as_fork *as_sched_fork_at_slot(const as_sched *s, int slot) {
 }
 
 int as_sched_push_fork(lua_State *L, as_sched *s, const as_fork *f) {
-  if (f == NULL || f->slot <= 0 || f->sched != s) {
+  if (f == NULL || f->slot <= 0 || f->run_serial != s->st->run_serial) {
     lua_pushnil(L);
     return 0;
   }
@@ -116,6 +117,46 @@ static void child_ended(lua_State *L, as_sched *s, as_fork *f) {
 
 static void release_frames(lua_State *L, as_sched *s, as_fork *f);
 
+/* ------------------------------------------------------ await records */
+
+/* Await records (fork.h) come in chunks, cut once and kept for the run:
+** a record is reused, never freed, while a signal handler may still read
+** it through a fork that just ended. */
+#define AWAIT_CHUNK 32
+
+struct as_await_chunk {
+  struct as_await_chunk *next;
+  as_await_fields records[AWAIT_CHUNK];
+};
+
+void as_sched_reserve_await(lua_State *L, as_sched *s, as_fork *f) {
+  as_await_fields *a;
+  if (f->await != NULL) return;
+  if (s->await_free == NULL) {
+    struct as_await_chunk *c = (struct as_await_chunk *)as_mem_realloc(L, NULL, 0, sizeof *c);
+    int i;
+    c->next = s->await_chunks;
+    s->await_chunks = c;
+    for (i = AWAIT_CHUNK - 1; i >= 0; i--) {
+      c->records[i].next_free = s->await_free;
+      s->await_free = &c->records[i];
+    }
+  }
+  a = s->await_free;
+  s->await_free = a->next_free;
+  memset(a, 0, sizeof *a);
+  f->await = a;
+}
+
+/* The ended fork f gives its await record back. Never raises. */
+static void release_await(as_sched *s, as_fork *f) {
+  as_await_fields *a = f->await;
+  if (a == NULL) return;
+  f->await = NULL;
+  a->next_free = s->await_free;
+  s->await_free = a;
+}
+
 /* Grows the slot array to hold slot `n` and the free list to hold every
 ** slot, publishing a complete array before the pointer to it. Raises. */
 static void reserve_slots(lua_State *L, as_sched *s, int n) {
@@ -183,6 +224,7 @@ void as_sched_live_remove(lua_State *L, as_sched *s, as_fork *f) {
   }
   child_ended(L, s, f);
   release_frames(L, s, f);
+  release_await(s, f);
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->live_ref);
   lua_pushnil(L);
   lua_rawseti(L, -2, f->slot);   /* storing nil never allocates */
@@ -194,6 +236,12 @@ void as_sched_live_remove(lua_State *L, as_sched *s, as_fork *f) {
 }
 
 void as_sched_live_free(lua_State *L, as_sched *s) {
+  while (s->await_chunks != NULL) {
+    struct as_await_chunk *c = s->await_chunks;
+    s->await_chunks = c->next;
+    as_mem_resize(L, c, sizeof *c, 0);
+  }
+  s->await_free = NULL;
   as_mem_resize(L, s->slots, (size_t)s->slots_cap * sizeof *s->slots, 0);
   as_mem_resize(L, s->free_slots, (size_t)s->slots_cap * sizeof(int), 0);
   s->slots = NULL;
@@ -201,8 +249,7 @@ void as_sched_live_free(lua_State *L, as_sched *s) {
   s->slots_cap = s->top_slot = s->nfree = 0;
 }
 
-void as_sched_reserve_frame(lua_State *L, as_fork *f) {
-  as_sched *s = f->sched;
+void as_sched_reserve_frame(lua_State *L, as_sched *s, as_fork *f) {
   as_frame *frames;
   int capacity;
   if (!as_astack_full(&f->astack)) return;
@@ -211,6 +258,8 @@ void as_sched_reserve_frame(lua_State *L, as_fork *f) {
     s->frames_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   capacity = f->astack.capacity * 2;
+  if (capacity > AS_ASTACK_MAX)   /* Lua's C-stack limit comes long before */
+    luaL_error(L, "too many nested coroutines in fork #%I", (LUAI_UACINT)f->id);
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->frames_ref);
   frames = (as_frame *)lua_newuserdatauv(L, sizeof(as_frame) * (size_t)capacity, 0);
   /* anchored before the fork uses it (this may raise: nothing changed yet);

@@ -21,6 +21,10 @@ static int rd_i32(forks_walk *fw, uintptr_t addr, int32_t *out) {
   return addr == 0 ? -1 : fw->rd->read(fw->rd->ctx, addr, sizeof *out, out);
 }
 
+static int rd_u16(forks_walk *fw, uintptr_t addr, uint16_t *out) {
+  return fw->rd->read(fw->rd->ctx, addr, sizeof *out, out);
+}
+
 static int rd_u8(forks_walk *fw, uintptr_t addr, unsigned char *out) {
   return addr == 0 ? -1 : fw->rd->read(fw->rd->ctx, addr, 1, out);
 }
@@ -172,10 +176,19 @@ static as_memwalk_status worse(as_memwalk_status a, as_memwalk_status b) {
   return a > b ? a : b;
 }
 
+/* The await record of fork `f` (fork.h: as_fork.await), or 0. */
+static uintptr_t await_record(forks_walk *fw, uintptr_t f) {
+  uint64_t p;
+  if (rd_u64(fw, f + OWN(fw, fork_await), &p) != 0 || !ptr_ok(p)) return 0;
+  return (uintptr_t)p;
+}
+
 /* AS_MEMWALK_WAIT_* of the wait fork `f` is in (plain when unreadable). */
 static int wait_mode_of(forks_walk *fw, uintptr_t f) {
   unsigned char mode;
-  if (rd_u8(fw, f + OWN(fw, fork_await_wait_mode), &mode) != 0) return AS_MEMWALK_WAIT_ONE;
+  uintptr_t rec = await_record(fw, f);
+  if (rec == 0 || rd_u8(fw, rec + OWN(fw, await_wait_mode), &mode) != 0)
+    return AS_MEMWALK_WAIT_ONE;
   if (mode == OWN(fw, wait_mode_all)) return AS_MEMWALK_WAIT_ALL;
   if (mode == OWN(fw, wait_mode_any)) return AS_MEMWALK_WAIT_ANY;
   return AS_MEMWALK_WAIT_ONE;
@@ -190,22 +203,23 @@ static void read_await_details(forks_walk *fw, uintptr_t addr, unsigned kind,
   unsigned char b;
   uint64_t p;
   int64_t id;
+  uintptr_t rec;
   if (rd_i32(fw, addr + OWN(fw, fork_heap_index), &heap_index) == 0 &&
       heap_index >= 0 && rd_double(fw, addr + OWN(fw, fork_deadline), &out->deadline) == 0)
     out->has_deadline = 1;
-  if (kind == 0) return;
+  if (kind == 0 || (rec = await_record(fw, addr)) == 0) return;
   if (kind == OWN(fw, await_channel)) {
-    if (rd_u64(fw, addr + OWN(fw, fork_await_chan), &p) == 0 && ptr_ok(p) &&
+    if (rd_u64(fw, rec + OWN(fw, await_chan), &p) == 0 && ptr_ok(p) &&
         fw->rd->read(fw->rd->ctx, (uintptr_t)p + OWN(fw, channel_id), sizeof id, &id) == 0)
       out->channel_id = (long long)id;
-    if (rd_u8(fw, addr + OWN(fw, fork_await_chan_op), &b) == 0) out->channel_op = b;
+    if (rd_u8(fw, rec + OWN(fw, await_chan_op), &b) == 0) out->channel_op = b;
   } else if (kind == OWN(fw, await_fd)) {
-    if (rd_u8(fw, addr + OWN(fw, fork_await_fd_write), &b) == 0) out->fd_write = b != 0;
+    if (rd_u8(fw, rec + OWN(fw, await_fd_write), &b) == 0) out->fd_write = b != 0;
   } else if (kind == OWN(fw, await_wait)) {
     int k;
     out->wait_mode = wait_mode_of(fw, addr);
-    if (rd_u64(fw, addr + OWN(fw, fork_await_wait_nodes), &p) != 0 || !ptr_ok(p) ||
-        rd_i32(fw, addr + OWN(fw, fork_await_wait_nnodes), &n) != 0 || n < 0)
+    if (rd_u64(fw, rec + OWN(fw, await_wait_nodes), &p) != 0 || !ptr_ok(p) ||
+        rd_i32(fw, rec + OWN(fw, await_wait_nnodes), &n) != 0 || n < 0)
       return;
     for (k = 0; k < n && k < 1 << 20; k++) {
       uintptr_t node = (uintptr_t)p + (uintptr_t)k * OWN(fw, waitnode_size);
@@ -225,6 +239,25 @@ static void read_await_details(forks_walk *fw, uintptr_t addr, unsigned kind,
   }
 }
 
+void as_memwalk_await_name(const as_memwalk_target *fw, unsigned kind,
+                           char *out, size_t size) {
+  /* the names core.fork_info gives (as_await_ops.name), by the
+  ** descriptor's numbering */
+  static const char *const names[] = { "sleep", "wait", "yield", "channel", "fd" };
+  const uint32_t kinds[] = { OWN(fw, await_sleep), OWN(fw, await_wait), OWN(fw, await_yield),
+                             OWN(fw, await_channel), OWN(fw, await_fd) };
+  size_t k;
+  if (size == 0) return;
+  out[0] = '\0';
+  for (k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+    if (kind == kinds[k]) {   /* (no snprintf: the crash handler calls this) */
+      size_t i;
+      for (i = 0; i + 1 < size && names[k][i] != '\0'; i++) out[i] = names[k][i];
+      out[i] = '\0';
+      return;
+    }
+}
+
 uintptr_t as_memwalk_sched_caller(as_memwalk_target *fw, uintptr_t sched) {
   uint64_t L;
   if (!ptr_ok(sched) || rd_u64(fw, sched + OWN(fw, sched_L), &L) != 0 || !ptr_ok(L))
@@ -233,19 +266,20 @@ uintptr_t as_memwalk_sched_caller(as_memwalk_target *fw, uintptr_t sched) {
 }
 
 /* Reads fork `addr` of scheduler `s` (whose batch time is `now`). */
-void as_memwalk_fork_read(as_memwalk_target *fw, uintptr_t addr, double now,
+void as_memwalk_fork_read(as_memwalk_target *fw, uintptr_t s, uintptr_t addr, double now,
                           as_memwalk_fork *out, as_memwalk_frame *frames,
                           int room) {
   unsigned char status = 0, kind = 0;
-  uint64_t p, node, ops, astack_frames;
-  int32_t i32, depth;
+  uint64_t p, node, astack_frames;
+  int32_t i32;
+  uint16_t depth;
   int64_t id;
   double since;
   int k;
-  uint64_t s = 0;
+  uintptr_t rec;
   memset(out, 0, sizeof *out);
   out->addr = addr;
-  if (rd_u64(fw, addr + OWN(fw, fork_sched), &s) == 0) out->sched = (uintptr_t)s;
+  out->sched = s;
   out->status = -1;
   out->spawn_line = out->spawn_linedefined = -1;
   out->walk = AS_MEMWALK_FAILED;
@@ -256,17 +290,18 @@ void as_memwalk_fork_read(as_memwalk_target *fw, uintptr_t addr, double now,
   out->status = status;
   if (rd_u64(fw, addr + OWN(fw, fork_name_cstr), &p) == 0)
     rd_cstring(fw, (uintptr_t)p, out->name, sizeof out->name);
-  if (rd_u64(fw, addr + OWN(fw, fork_await_ops), &ops) == 0 && ptr_ok(ops) &&
-      rd_u8(fw, (uintptr_t)ops + OWN(fw, await_ops_kind), &kind) == 0) {
+  /* the kind's name is the reader's (as_memwalk_await_name): the library's
+  ** strings may be out of reach (a core leaves read-only data out) */
+  if (rd_u8(fw, addr + OWN(fw, fork_await_kind), &kind) == 0 && kind != 0) {
     out->await_kind = kind;
-    if (rd_u64(fw, (uintptr_t)ops + OWN(fw, await_ops_name), &p) == 0)
-      rd_cstring(fw, (uintptr_t)p, out->await_name, sizeof out->await_name);
-    if (kind == OWN(fw, await_wait) &&
-        rd_u64(fw, addr + OWN(fw, fork_await_awaiting), &p) == 0 && ptr_ok(p) &&
+    as_memwalk_await_name(fw, kind, out->await_name, sizeof out->await_name);
+    rec = await_record(fw, addr);
+    if (rec != 0 && kind == OWN(fw, await_wait) &&
+        rd_u64(fw, rec + OWN(fw, await_awaiting), &p) == 0 && ptr_ok(p) &&
         fw->rd->read(fw->rd->ctx, (uintptr_t)p + OWN(fw, fork_id), sizeof id, &id) == 0)
       out->await_target = (long long)id;
-    else if (kind == OWN(fw, await_fd) &&
-             rd_i32(fw, addr + OWN(fw, fork_await_fd), &i32) == 0)
+    else if (rec != 0 && kind == OWN(fw, await_fd) &&
+             rd_i32(fw, rec + OWN(fw, await_fd_fd), &i32) == 0)
       out->await_target = i32;
   }
   if (rd_double(fw, addr + OWN(fw, fork_since), &since) == 0) {
@@ -276,7 +311,7 @@ void as_memwalk_fork_read(as_memwalk_target *fw, uintptr_t addr, double now,
   out->now = now;
   if (rd_u64(fw, addr + OWN(fw, fork_thread), &p) == 0 && ptr_ok(p)) out->thread = (uintptr_t)p;
   read_await_details(fw, addr, kind, out);
-  if (s != 0 && rd_u64(fw, (uintptr_t)s + OWN(fw, sched_root), &p) == 0 && p == addr)
+  if (s != 0 && rd_u64(fw, s + OWN(fw, sched_root), &p) == 0 && p == addr)
     out->is_root = 1;
   if (fw->rd->read(fw->rd->ctx, addr + OWN(fw, fork_spawner_id), sizeof id, &id) == 0)
     out->spawner_id = (long long)id;
@@ -319,8 +354,8 @@ void as_memwalk_fork_read(as_memwalk_target *fw, uintptr_t addr, double now,
   /* the async stack: innermost coroutine first, down to the root */
   if (rd_u64(fw, addr + OWN(fw, fork_astack) + OWN(fw, astack_frames),
              &astack_frames) != 0 ||
-      rd_i32(fw, addr + OWN(fw, fork_astack) + OWN(fw, astack_depth), &depth) != 0 ||
-      !ptr_ok(astack_frames) || depth < 0 || depth > AS_MEMWALK_MAX_ASTACK)
+      rd_u16(fw, addr + OWN(fw, fork_astack) + OWN(fw, astack_depth), &depth) != 0 ||
+      !ptr_ok(astack_frames) || depth > AS_MEMWALK_MAX_ASTACK)
     return;
   out->walk = AS_MEMWALK_COMPLETE;
   for (k = depth - 1; k >= 0; k--) {
@@ -398,7 +433,7 @@ static as_memwalk_forks_result walk_forks(forks_walk *fw, as_memwalk_fork_fn fn,
       }
       if (fn != NULL) {
         out = forks;
-        as_memwalk_fork_read(fw, (uintptr_t)f, now, out, frames, maxframes);
+        as_memwalk_fork_read(fw, s, (uintptr_t)f, now, out, frames, maxframes);
         res.nforks++;
         res.nframes += out->nframes;
         res.status = worse(res.status, out->walk);
@@ -406,7 +441,7 @@ static as_memwalk_forks_result walk_forks(forks_walk *fw, as_memwalk_fork_fn fn,
         continue;
       }
       out = &forks[res.nforks++];
-      as_memwalk_fork_read(fw, (uintptr_t)f, now, out, frames + res.nframes,
+      as_memwalk_fork_read(fw, s, (uintptr_t)f, now, out, frames + res.nframes,
                            maxframes - res.nframes);
       out->first_frame = res.nframes;
       res.nframes += out->nframes;
@@ -449,8 +484,8 @@ as_memwalk_forks_result as_memwalk_forks(as_memwalk_target *fw,
   return walk_forks(fw, NULL, NULL, forks, maxforks, frames, maxframes);
 }
 
-int as_memwalk_chain_next(as_memwalk_target *fw, uintptr_t addr, uintptr_t *next) {
-  uint64_t node, waiter, s, root, slots, p;
+int as_memwalk_chain_next(as_memwalk_target *fw, uintptr_t s, uintptr_t addr, uintptr_t *next) {
+  uint64_t node, waiter, root, slots, p;
   int64_t spawner_id, id;
   int32_t slot, top;
   *next = 0;
@@ -464,16 +499,15 @@ int as_memwalk_chain_next(as_memwalk_target *fw, uintptr_t addr, uintptr_t *next
     *next = (uintptr_t)waiter;
     return AS_MEMWALK_LINK_AWAITED;
   }
-  if (rd_u64(fw, addr + OWN(fw, fork_sched), &s) != 0 || !ptr_ok(s) ||
-      rd_u64(fw, (uintptr_t)s + OWN(fw, sched_root), &root) != 0 ||
+  if (!ptr_ok(s) || rd_u64(fw, s + OWN(fw, sched_root), &root) != 0 ||
       fw->rd->read(fw->rd->ctx, addr + OWN(fw, fork_spawner_id), sizeof spawner_id,
                    &spawner_id) != 0)
     return AS_MEMWALK_LINK_UNREADABLE;
   if (root == addr || spawner_id == 0) return AS_MEMWALK_LINK_RUN;
   /* slots are reused: only the fork with the recorded id is the spawner */
   if (rd_i32(fw, addr + OWN(fw, fork_spawner_slot), &slot) == 0 &&
-      rd_u64(fw, (uintptr_t)s + OWN(fw, sched_slots), &slots) == 0 && ptr_ok(slots) &&
-      rd_i32(fw, (uintptr_t)s + OWN(fw, sched_top_slot), &top) == 0 &&
+      rd_u64(fw, s + OWN(fw, sched_slots), &slots) == 0 && ptr_ok(slots) &&
+      rd_i32(fw, s + OWN(fw, sched_top_slot), &top) == 0 &&
       slot >= 1 && slot <= top &&
       rd_u64(fw, (uintptr_t)slots + (uintptr_t)slot * sizeof(uint64_t), &p) == 0 &&
       ptr_ok(p) &&

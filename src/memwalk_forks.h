@@ -105,10 +105,10 @@ const char *as_memwalk_target_open(as_memwalk_target *t,
                                    const as_memwalk_reader *rd,
                                    uintptr_t descriptor);
 
-/* One fork at address `fork` (see as_memwalk_fork); `now` is its
-** scheduler's time (for seconds_in_state). Its frames go to frames[0,
-** room); first_frame is 0. */
-void as_memwalk_fork_read(as_memwalk_target *t, uintptr_t fork, double now,
+/* One fork at address `fork` of scheduler `sched` (see as_memwalk_fork; a
+** fork does not record its scheduler); `now` is that scheduler's time (for
+** seconds_in_state). Its frames go to frames[0, room); first_frame is 0. */
+void as_memwalk_fork_read(as_memwalk_target *t, uintptr_t sched, uintptr_t fork, double now,
                           as_memwalk_fork *out, as_memwalk_frame *frames,
                           int room);
 
@@ -148,6 +148,11 @@ as_memwalk_forks_result as_memwalk_forks_each(as_memwalk_target *t,
                                               as_memwalk_frame *frames,
                                               int room);
 
+/* The name of await kind `kind` (the descriptor's numbering) into out:
+** "sleep", "wait", "yield", "channel", "fd", or "" when unknown. */
+void as_memwalk_await_name(const as_memwalk_target *t, unsigned kind,
+                           char *out, size_t size);
+
 /* The thread that called run() of scheduler `sched` (its as_sched.L), or
 ** 0 when it cannot be read. */
 uintptr_t as_memwalk_sched_caller(as_memwalk_target *t, uintptr_t sched);
@@ -157,7 +162,8 @@ int as_memwalk_global_name_cached(as_memwalk_target *t, uintptr_t thread,
                                   const as_memwalk_frame *frame, char *out,
                                   size_t size);
 
-/* The one chain rule (chain.h) read from memory: what follows fork `fork`
+/* The one chain rule (chain.h) read from memory: what follows fork `fork` of
+** scheduler `sched`
 ** in an async trace. AWAITED: *next is the first waiter; SPAWNED: *next is
 ** the spawner, 0 when it has ended (its slot is free or reused); RUN: the
 ** chain leaves the forks (run()'s caller, as_memwalk_sched_caller, is
@@ -165,6 +171,7 @@ int as_memwalk_global_name_cached(as_memwalk_target *t, uintptr_t thread,
 ** follows one chain without listing every fork. */
 enum { AS_MEMWALK_LINK_AWAITED, AS_MEMWALK_LINK_SPAWNED, AS_MEMWALK_LINK_RUN,
        AS_MEMWALK_LINK_UNREADABLE };
-int as_memwalk_chain_next(as_memwalk_target *t, uintptr_t fork, uintptr_t *next);
+int as_memwalk_chain_next(as_memwalk_target *t, uintptr_t sched, uintptr_t fork,
+                          uintptr_t *next);
 
 #endif

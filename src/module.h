@@ -18,6 +18,7 @@
 #define AS_STATE_UPVALUE lua_upvalueindex(1)
 
 struct as_sched;
+struct as_await_ops;
 
 typedef struct as_state {
   struct as_sched *sched;   /* the active run(), or NULL outside run() */
@@ -43,6 +44,9 @@ typedef struct as_state {
   ** that owns it, so no other object can take its address while the state
   ** lives. Set by that file's as_*_open. */
   const void *fork_mt, *fork_gc_mt;   /* fork.c: plain, and with __gc */
+  /* The ops of each await kind (enum as_await, fork.h), registered by the
+  ** primitive that implements it (as_sched_register_await); [0] is NULL. */
+  const struct as_await_ops *await_ops[8];
 } as_state;
 
 static inline as_state *as_state_get(lua_State *L) {

@@ -279,27 +279,32 @@ static void put_chain(as_sched *s, const as_fork *f) {
 }
 
 static void put_await(const as_fork *g) {
-  const as_await_ops *ops = g->await_ops;
-  if (g->status == AS_RUNNABLE || ops == NULL) {
+  unsigned kind = g->await_kind;
+  const as_await_fields *a = g->await;
+  if (g->status == AS_RUNNABLE || kind == AS_AWAIT_NONE) {
     put(AS_PS_AWAIT, AS_PS_AWAIT_RUNNABLE, 0, 0);
     return;
   }
-  switch (ops->kind) {
+  if (a == NULL && (kind == AS_AWAIT_WAIT || kind == AS_AWAIT_CHANNEL || kind == AS_AWAIT_FD)) {
+    put(AS_PS_AWAIT, kind, 0, 0);   /* not expected: the record comes first */
+    return;
+  }
+  switch (kind) {
     case AS_AWAIT_WAIT: {
-      const as_fork *a = g->await.wait.own_node.target;
-      put(AS_PS_AWAIT, AS_AWAIT_WAIT, a != NULL ? (uint64_t)a->id : 0, g->await.wait.mode);
+      const as_fork *t = a->wait.own_node.target;
+      put(AS_PS_AWAIT, AS_AWAIT_WAIT, t != NULL ? (uint64_t)t->id : 0, a->wait.mode);
       break;
     }
     case AS_AWAIT_CHANNEL:
       put(AS_PS_AWAIT, AS_AWAIT_CHANNEL,
-          g->await.chan.channel != NULL ? (uint64_t)as_channel_id(g->await.chan.channel) : 0,
-          g->await.chan.op);
+          a->chan.channel != NULL ? (uint64_t)as_channel_id(a->chan.channel) : 0,
+          a->chan.op);
       break;
     case AS_AWAIT_FD:
-      put(AS_PS_AWAIT, AS_AWAIT_FD, (uint64_t)(int64_t)g->await.fd.fd, g->await.fd.write);
+      put(AS_PS_AWAIT, AS_AWAIT_FD, (uint64_t)(int64_t)a->fd.fd, a->fd.write);
       break;
     default:
-      put(AS_PS_AWAIT, ops->kind, 0, 0);
+      put(AS_PS_AWAIT, kind, 0, 0);
   }
 }
 

@@ -104,7 +104,6 @@ static int sched_run(lua_State *L) {
   lua_pushliteral(L, "main");
   as_fork_set_name(L, ridx, root);
   st->run_serial++;
-  root->sched = s;
   root->run_serial = st->run_serial;
   s->now = root->since = as_now();
   s->now_valid = 1;
@@ -143,14 +142,13 @@ static int sched_run(lua_State *L) {
   ** called during this run */
   if (st->bridge_installed) as_bridge_install(L, st);
   else as_bridge_uninstall(L, st);
-  root->sched = NULL;
   lua_pushcfunction(L, sched_run_gc);
   lua_pushvalue(L, sidx);
   lua_call(L, 1, 0);
   if (status != LUA_OK) return lua_error(L);
-  luaL_checkstack(L, root->nresults + 4, "too many results from run");
-  lua_xmove(root->thread, L, root->nresults);
-  return root->nresults;
+  luaL_checkstack(L, root->nvalues + 4, "too many results from run");
+  lua_xmove(as_fork_thread(root), L, root->nvalues);
+  return root->nvalues;
 }
 
 void as_run_open(lua_State *L) {

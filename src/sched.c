@@ -48,8 +48,9 @@ static const as_await_ops yield_ops = { AS_AWAIT_YIELD, "yield", NULL, NULL, NUL
 
 /* Undoes whatever the fork is registered with while suspended. Never raises. */
 static void unblock(as_sched *s, as_fork *f) {
+  const as_await_ops *ops = as_sched_await_ops(s->st, f);
   as_timers_remove(&s->timers, f);
-  if (f->await_ops != NULL && f->await_ops->unlink != NULL) f->await_ops->unlink(s, f);
+  if (ops != NULL && ops->unlink != NULL) ops->unlink(s, f);
 }
 
 void as_sched_wake(as_sched *s, as_fork *f, int wake) {
@@ -64,15 +65,16 @@ void as_sched_wake(as_sched *s, as_fork *f, int wake) {
 /* A fork ended: wake its waiters and drop it from the live set. */
 static void finish(lua_State *L, as_sched *s, as_fork *f, int status) {
   f->status = (unsigned char)status;
-  f->await_ops = NULL;
+  f->await_kind = AS_AWAIT_NONE;
   f->astack.depth = 0;
   /* a done fork's `since` is read by nobody (dumps and tasks list live and
   ** failed forks only): no clock read for it */
   if (status != AS_DONE) f->since = as_sched_stamp(s);
   while (f->waiters != NULL) {
     as_waitnode *n = f->waiters;
-    as_assert(n->waiter->await_ops != NULL && n->waiter->await_ops->target_ended != NULL);
-    n->waiter->await_ops->target_ended(L, s, n);
+    const as_await_ops *ops = as_sched_await_ops(s->st, n->waiter);
+    as_assert(ops != NULL && ops->target_ended != NULL);
+    ops->target_ended(L, s, n);
     as_assert(f->waiters != n);
   }
   as_sched_live_remove(L, s, f);
@@ -110,7 +112,7 @@ static int convert_failure(lua_State *L, as_state *st, int err, int trace, int u
 ** raises replaces the outcome, as Lua's own unwinding does, so it reaches
 ** the waiters or the unhandled report (issue 13, D9). */
 static void fail(lua_State *L, as_state *st, as_sched *s, as_fork *f) {
-  lua_State *co = f->thread;
+  lua_State *co = as_fork_thread(f);
   as_walk_opts opts = AS_WALK_RAISE_SITE;  /* bounded: a stack overflow is deep */
   int ud, err, trace, cancelled, closed;
   as_sched_push_fork(L, s, f);
@@ -160,7 +162,7 @@ static void fail(lua_State *L, as_state *st, as_sched *s, as_fork *f) {
   as_unhandled_add(L, &s->unhandled, ud);
   lua_pop(L, 1);
   lua_settop(co, 0);
-  f->nresults = 0;
+  f->nvalues = 0;                           /* results */
   if (cancelled) f->retrieved = 1;          /* a cancellation is no lost failure */
   else {
     /* nobody has seen it yet: report it if the fork is collected unseen */
@@ -181,40 +183,40 @@ static void cancel_unstarted(lua_State *L, as_state *st, as_sched *s, as_fork *f
   as_sched_push_kind(L, st, "Cancelled", lua_tostring(L, -1));
   as_fork_set_failure(L, ud);
   lua_pop(L, 2);
-  lua_settop(f->thread, 0);                 /* drop the function and arguments */
-  f->nresults = 0;
+  lua_settop(as_fork_thread(f), 0);         /* drop the function and arguments */
+  f->nvalues = 0;                           /* results (`started` stays 0: it never ran) */
   f->retrieved = 1;
   finish(L, s, f, AS_CANCELLED);
 }
 
 static void resume_fork(lua_State *L, as_state *st, as_sched *s, as_fork *f) {
   int nargs = 0, nres = 0, status;
-  if (f->nargs >= 0 && f->cancel_requested) {
-    cancel_unstarted(L, st, s, f);
-    return;
-  }
-  if (f->nargs >= 0) {
-    nargs = f->nargs;
-    f->nargs = -1;
+  if (!f->started) {
+    if (f->cancel_requested) {
+      cancel_unstarted(L, st, s, f);
+      return;
+    }
+    nargs = f->nvalues;
+    f->started = 1;
   }
   s->running = f;
   f->status = AS_RUNNING;
-  f->await_ops = NULL;
+  f->await_kind = AS_AWAIT_NONE;
   f->resumes++;
-  status = lua_resume(f->thread, L, nargs, &nres);
+  status = lua_resume(as_fork_thread(f), L, nargs, &nres);
   s->running = NULL;
   if (status == LUA_YIELD) {
     if (f->suspend_pending) {
       f->suspend_pending = 0;               /* the primitive registered itself */
     } else {
       /* a plain coroutine.yield at the fork's root: same as as.yield() */
-      lua_pop(f->thread, nres);
-      f->await_ops = &yield_ops;
+      lua_pop(as_fork_thread(f), nres);
+      f->await_kind = AS_AWAIT_YIELD;
       f->since = as_sched_stamp(s);
       as_sched_wake(s, f, AS_WAKE_READY);
     }
   } else if (status == LUA_OK) {
-    f->nresults = nres;
+    f->nvalues = nres;                      /* results */
     finish(L, s, f, AS_DONE);
   } else {
     fail(L, st, s, f);
@@ -324,8 +326,8 @@ void as_sched_abandon_live(lua_State *L, as_state *st, as_sched *s) {
       unblock(s, f);
       f->waiters = NULL;
       f->status = AS_CANCELLED;
-      f->await_ops = NULL;
-      f->sched = NULL;
+      f->await_kind = AS_AWAIT_NONE;
+      f->await = NULL;                 /* the pool goes with the run */
     }
     lua_pop(L, 1);
   }
@@ -341,9 +343,9 @@ void as_sched_abandon_live(lua_State *L, as_state *st, as_sched *s) {
                                lua_resetthread(f->astack.frames[i].thread));
       f->astack.depth = 0;
       as_astack_release(&f->astack);   /* the run's anchor of a grown array goes */
-      abandoned_cleanup_done(L, st, f, f->thread, lua_resetthread(f->thread));
-      lua_settop(f->thread, 0);
-      f->nresults = 0;
+      abandoned_cleanup_done(L, st, f, as_fork_thread(f), lua_resetthread(as_fork_thread(f)));
+      lua_settop(as_fork_thread(f), 0);
+      f->nvalues = 0;                  /* results (`started` says whether it ran) */
     }
     lua_pop(L, 1);
   }
@@ -366,7 +368,6 @@ static int sched_fork(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   s = as_sched_check_in_run(L, st, "fork");
   f = as_fork_new(L, 1, nargs);
-  f->sched = s;
   f->run_serial = st->run_serial;
   if (s->running != NULL) {
     f->spawner_id = s->running->id;
@@ -410,13 +411,13 @@ as_fork *as_sched_enter_suspend(lua_State *L, as_state *st, const char *name) {
   return f;
 }
 
-int as_sched_suspend(lua_State *L, as_fork *f, int status, const as_await_ops *ops,
+int as_sched_suspend(lua_State *L, as_sched *s, as_fork *f, int status, const as_await_ops *ops,
                      double timeout, lua_KContext ctx, lua_KFunction k) {
-  as_sched *s = f->sched;
   as_assert(f == s->running && f->status == AS_RUNNING && f->heap_index < 0);
+  as_assert(s->st->await_ops[ops->kind] == ops);
   if (s->st->stash_live) as_bridge_clear_stash(L, s->st);   /* the fork went on */
   f->status = (unsigned char)status;
-  f->await_ops = ops;
+  f->await_kind = ops->kind;
   f->wake = AS_WAKE_NONE;
   f->suspend_pending = 1;
   if (timeout < HUGE_VAL) {
@@ -474,7 +475,7 @@ static int sched_yield_k(lua_State *L, int status, lua_KContext ctx) {
 int as_sched_yield(lua_State *L, as_state *st, const char *name) {
   as_fork *f = as_sched_enter_suspend(L, st, name);
   as_runq_push(&st->sched->runq, f);   /* room reserved; f is running, so not queued */
-  return as_sched_suspend(L, f, AS_RUNNABLE, &yield_ops, HUGE_VAL, 0, sched_yield_k);
+  return as_sched_suspend(L, st->sched, f, AS_RUNNABLE, &yield_ops, HUGE_VAL, 0, sched_yield_k);
 }
 
 static int sched_yield(lua_State *L) {
@@ -490,13 +491,13 @@ int as_sched_cancel(lua_State *L, as_state *st, as_fork *f) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  if (s == NULL || f->sched != s)
+  if (s == NULL || as_fork_sched(st, f) != s)
     return luaL_error(L, "cancel: fork #%I belongs to another asyncstack.run()",
                       (LUAI_UACINT)f->id);
   f->cancel_requested = 1;
   if (f->status == AS_SLEEPING || f->status == AS_WAITING) {
     as_sched_wake(s, f, AS_WAKE_CANCEL);
-  } else if (f->status == AS_RUNNABLE && f->nargs < 0 && f->wake == AS_WAKE_NONE) {
+  } else if (f->status == AS_RUNNABLE && f->started && f->wake == AS_WAKE_NONE) {
     f->wake = AS_WAKE_CANCEL;   /* queued by yield(): raised when it resumes */
   }
   /* else running, or woken because its operation completed (a value was
@@ -524,4 +525,5 @@ void as_sched_open(lua_State *L) {
     {"now", sched_now}, {"current", sched_current}, {NULL, NULL}
   };
   as_module_setfuncs(L, funcs);
+  as_sched_register_await(as_state_get(L), &yield_ops);
 }

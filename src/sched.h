@@ -9,9 +9,11 @@
 ** through any nested coroutines to the fork's root, where the loop sees it.
 **
 ** The scheduler knows no primitive: a primitive describes its await kind by
-** an as_await_ops table it passes to as_sched_suspend, and the scheduler
+** an as_await_ops table it registers when the module opens
+** (as_sched_register_await) and names in as_sched_suspend; the scheduler
 ** reaches the primitive only through it (unlink on wake, describe for
-** core.fork_info, the ended-target notice for waits). The fd poller plugs
+** core.fork_info, the ended-target notice for waits). A fork records only
+** the kind (one byte; as_sched_await_ops finds the table). The fd poller plugs
 ** into the loop the same way (as_poller).
 */
 #ifndef ASYNCSTACK_SCHED_H
@@ -27,7 +29,7 @@ struct as_sched;
 
 /* One await kind, described by the file that implements it. */
 typedef struct as_await_ops {
-  unsigned char kind;   /* enum as_await: keys as_fork.await */
+  unsigned char kind;   /* enum as_await: as_fork.await_kind, keys as_fork.await */
   const char *name;     /* core.fork_info's await_kind ("sleep", "wait", ...) */
   /* Undoes f's registration (wait nodes, channel queue, fd watch). Never
   ** raises; runs when f is woken and again when run() abandons it, so it
@@ -81,7 +83,6 @@ typedef struct as_sched {
                                the pass's first stamp (as_sched_stamp) */
   as_runq runq;             /* runnable forks, FIFO */
   as_timers timers;         /* deadlines of suspended forks */
-  unsigned walk_mark;       /* last mark used by a trace walk */
   const as_poller *poller;  /* NULL until a primitive installs one */
   void *poller_state;       /* owned by the poller (opaque here) */
   int nwatched;             /* forks waiting on the poller (it writes this) */
@@ -96,7 +97,29 @@ typedef struct as_sched {
                                first (as_sched_push_spawner_name); never the
                                root's (run() holds the root) */
   int now_valid;            /* `now` was read in this loop pass */
+  /* The await records' pool (fork.h, as_await_fields): the free ones,
+  ** linked by next_free, and the chunks they were cut from (freed when
+  ** run() ends, by as_sched_live_free). */
+  as_await_fields *await_free;
+  struct as_await_chunk *await_chunks;
 } as_sched;
+
+/* The run fork f belongs to while that run is active, else NULL (runs do
+** not nest within a Lua state, so it is the state's run or none). */
+static inline as_sched *as_fork_sched(const as_state *st, const as_fork *f) {
+  return st->sched != NULL && f->run_serial == st->run_serial ? st->sched : NULL;
+}
+
+/* Registers the ops of an await kind for the state (each primitive's
+** as_*_open; st->await_ops). */
+static inline void as_sched_register_await(as_state *st, const as_await_ops *ops) {
+  st->await_ops[ops->kind] = ops;
+}
+
+/* The ops of what f waits on, or NULL (AS_AWAIT_NONE). */
+static inline const as_await_ops *as_sched_await_ops(const as_state *st, const as_fork *f) {
+  return st->await_ops[f->await_kind];
+}
 
 /* Process-wide pointer to the scheduler that runs now, for signal handlers
 ** (they get no Lua state). Written by run() only. */
@@ -154,7 +177,12 @@ void as_sched_live_add(lua_State *L, as_sched *s, as_fork *f, int ud_idx);
 /* Drops an ended fork from the live set. Never raises. */
 void as_sched_live_remove(lua_State *L, as_sched *s, as_fork *f);
 
-/* Frees the C arrays of the live set. */
+/* Gives f an await record (fork.h) unless it has one: from the pool, or a
+** new chunk of them. Call it where the primitive may still raise (memory);
+** f keeps the record until it ends. */
+void as_sched_reserve_await(lua_State *L, as_sched *s, as_fork *f);
+
+/* Frees the C arrays of the live set and the await records' pool. */
 void as_sched_live_free(lua_State *L, as_sched *s);
 
 /* Pushes an array of the live forks' userdata, in id order. */
@@ -167,7 +195,7 @@ void as_sched_push_sorted_forks(lua_State *L, int t_idx, int use_keys);
 /* Makes room for one more async frame in the running fork f (grows its
 ** array when full: a userdata the run anchors by f's slot until f ends).
 ** May raise a memory error. */
-void as_sched_reserve_frame(lua_State *L, as_fork *f);
+void as_sched_reserve_frame(lua_State *L, as_sched *s, as_fork *f);
 
 /* ---- the loop and run()'s end (sched.c) */
 
@@ -194,10 +222,10 @@ void as_sched_abandon_live(lua_State *L, as_state *st, as_sched *s);
 
 as_sched *as_sched_check_in_run(lua_State *L, as_state *st, const char *name);
 as_fork *as_sched_enter_suspend(lua_State *L, as_state *st, const char *name);
-/* Marks f suspended (status, await ops, since), arms a timer `timeout`
-** seconds from now unless it is HUGE_VAL, and yields; k continues. Never
-** raises before the yield. */
-int as_sched_suspend(lua_State *L, as_fork *f, int status, const as_await_ops *ops,
+/* Marks f, the running fork of s, suspended (status, await kind, since),
+** arms a timer `timeout` seconds from now unless it is HUGE_VAL, and yields;
+** k continues. Never raises before the yield. */
+int as_sched_suspend(lua_State *L, as_sched *s, as_fork *f, int status, const as_await_ops *ops,
                      double timeout, lua_KContext ctx, lua_KFunction k);
 /* Makes suspended f runnable with reason `wake`. Never raises. */
 void as_sched_wake(as_sched *s, as_fork *f, int wake);

@@ -19,10 +19,11 @@ static int sleep_sleep(lua_State *L) {
   as_fork *f;
   luaL_argcheck(L, secs >= 0, 1, "non-negative number expected");
   f = as_sched_enter_suspend(L, st, "sleep");
-  return as_sched_suspend(L, f, AS_SLEEPING, &sleep_ops, secs, 0, sleep_k);
+  return as_sched_suspend(L, st->sched, f, AS_SLEEPING, &sleep_ops, secs, 0, sleep_k);
 }
 
 void as_sleep_open(lua_State *L) {
   static const luaL_Reg funcs[] = { {"sleep", sleep_sleep}, {NULL, NULL} };
+  as_sched_register_await(as_state_get(L), &sleep_ops);
   as_module_setfuncs(L, funcs);
 }

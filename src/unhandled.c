@@ -54,7 +54,7 @@ void as_unhandled_report(lua_State *L, as_state *st, int ud_idx) {
   as_fork *f = (as_fork *)lua_touserdata(L, ud_idx);
   as_sched *s = st->sched;
   ud_idx = lua_absindex(L, ud_idx);
-  if (s == NULL || f->sched != s) {
+  if (s == NULL || as_fork_sched(st, f) != s) {
     call_hook(L, st, ud_idx);
     return;
   }

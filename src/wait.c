@@ -9,8 +9,8 @@
 ** per node: wait/pwait/wait_any wake at once; wait_all wakes when its last
 ** target ends, or at once when one fails (it fails fast, as Promise.all
 ** does). Waking unlinks every node left (the unlink op).
-** The wait fields of a fork are as_fork.await.wait (fork.h), valid while its
-** await_ops is wait_ops.
+** The wait fields of a fork are as_fork.await->wait (fork.h), valid while its
+** await_kind is AS_AWAIT_WAIT.
 */
 #include <math.h>
 #include "sched.h"
@@ -35,8 +35,8 @@ const char *as_wait_mode_name(int mode) {
 }
 
 int as_wait_node_mode(const as_waitnode *node) {
-  as_assert(node->waiter->await_ops == &wait_ops);
-  return node->waiter->await.wait.mode;
+  as_assert(node->waiter->await_kind == AS_AWAIT_WAIT);
+  return node->waiter->await->wait.mode;
 }
 
 const char *as_wait_node_combinator(const as_waitnode *node) {
@@ -64,9 +64,9 @@ static void node_unlink(as_waitnode *n) {
 static void wait_unlink_all(as_sched *s, as_fork *f) {
   int i;
   (void)s;
-  as_assert(f->await_ops == &wait_ops);
-  for (i = 0; i < f->await.wait.nnodes; i++) node_unlink(&f->await.wait.nodes[i]);
-  f->await.wait.own_node.target = NULL;   /* unlinked first: it needed it */
+  as_assert(f->await_kind == AS_AWAIT_WAIT);
+  for (i = 0; i < f->await->wait.nnodes; i++) node_unlink(&f->await->wait.nodes[i]);
+  f->await->wait.own_node.target = NULL;   /* unlinked first: it needed it */
 }
 
 /* The fork t = n->target ended: wait/pwait/wait_any wake at once; wait_all
@@ -74,23 +74,23 @@ static void wait_unlink_all(as_sched *s, as_fork *f) {
 static void wait_target_ended(lua_State *L, as_sched *s, as_waitnode *n) {
   as_fork *w = n->waiter, *t = n->target;
   (void)L;
-  as_assert(n->linked && w->await_ops == &wait_ops && w->status == AS_WAITING);
+  as_assert(n->linked && w->await_kind == AS_AWAIT_WAIT && w->status == AS_WAITING);
   node_unlink(n);
-  w->await.wait.remaining--;
-  if (w->await.wait.mode == AS_WAIT_ALL && w->await.wait.remaining > 0 && t->status == AS_DONE)
+  w->await->wait.remaining--;
+  if (w->await->wait.mode == AS_WAIT_ALL && w->await->wait.remaining > 0 && t->status == AS_DONE)
     return;                                 /* wait_all: not yet */
-  w->await.wait.woken_index = n->index;
+  w->await->wait.woken_index = n->index;
   as_sched_wake(s, w, AS_WAKE_READY);
 }
 
 /* core.fork_info: the ids of the forks it waits for, and the combinator. */
 static void wait_describe(lua_State *L, const as_fork *f) {
   int i, n = 0;
-  const char *combinator = as_wait_mode_name(f->await.wait.mode);
-  lua_createtable(L, f->await.wait.nnodes, 1);
-  for (i = 0; i < f->await.wait.nnodes; i++) {
-    if (!f->await.wait.nodes[i].linked) continue;
-    lua_pushinteger(L, f->await.wait.nodes[i].target->id);
+  const char *combinator = as_wait_mode_name(f->await->wait.mode);
+  lua_createtable(L, f->await->wait.nnodes, 1);
+  for (i = 0; i < f->await->wait.nnodes; i++) {
+    if (!f->await->wait.nodes[i].linked) continue;
+    lua_pushinteger(L, f->await->wait.nodes[i].target->id);
     lua_rawseti(L, -2, ++n);
   }
   lua_setfield(L, -2, "waiting_for");
@@ -102,7 +102,7 @@ static void wait_describe(lua_State *L, const as_fork *f) {
 
 /* The fork a plain wait of f waits for, or NULL. */
 static as_fork *plain_wait_target(const as_fork *f) {
-  return f->await_ops == &wait_ops ? f->await.wait.own_node.target : NULL;
+  return f->await_kind == AS_AWAIT_WAIT ? f->await->wait.own_node.target : NULL;
 }
 
 /* --------------------------------------------------------- wait / pwait */
@@ -116,11 +116,11 @@ static int deliver(lua_State *L, as_state *st, int idx, int protected, const cha
   int i, top;
   idx = lua_absindex(L, idx);
   if (t->status == AS_DONE) {
-    luaL_checkstack(L, t->nresults + 1, "too many results to wait");
+    luaL_checkstack(L, t->nvalues + 1, "too many results to wait");
     if (protected) lua_pushboolean(L, 1);
-    top = lua_gettop(t->thread);
-    for (i = top - t->nresults + 1; i <= top; i++) as_push_from_thread(L, t->thread, i);
-    return t->nresults + protected;
+    top = lua_gettop(as_fork_thread(t));
+    for (i = top - t->nvalues + 1; i <= top; i++) as_push_from_thread(L, as_fork_thread(t), i);
+    return t->nvalues + protected;
   }
   t->retrieved = 1;
   if (protected) lua_pushboolean(L, 0);
@@ -207,8 +207,9 @@ static int wait_common(lua_State *L, int protected) {
     return deliver(L, st, 1, protected, protected ? "returned by pwait()" : "rethrown by wait()");
   me = as_sched_enter_suspend(L, st, name);
   check_cycle(L, me, t, name);
+  as_sched_reserve_await(L, st->sched, me);   /* may raise (memory) */
   /* registered: nothing below raises */
-  w = &me->await.wait;
+  w = &me->await->wait;
   w->own_node.waiter = me;
   w->own_node.target = t;
   w->own_node.index = 0;
@@ -217,7 +218,7 @@ static int wait_common(lua_State *L, int protected) {
   w->remaining = 1;
   w->mode = AS_WAIT_ONE;
   node_link(&w->own_node);
-  return as_sched_suspend(L, me, AS_WAITING, &wait_ops, timeout,
+  return as_sched_suspend(L, st->sched, me, AS_WAITING, &wait_ops, timeout,
                           (lua_KContext)protected, wait_k);
 }
 
@@ -267,9 +268,9 @@ static int combinator_outcome(lua_State *L, as_state *st, int mode, int n) {
     lua_createtable(L, n, 1);
     for (i = 1; i <= n; i++) {
       as_fork *f = list_fork(L, i);
-      int top = lua_gettop(f->thread);
-      if (f->nresults > 0) {
-        as_push_from_thread(L, f->thread, top - f->nresults + 1);
+      int top = lua_gettop(as_fork_thread(f));
+      if (f->nvalues > 0) {
+        as_push_from_thread(L, as_fork_thread(f), top - f->nvalues + 1);
         lua_rawseti(L, -2, i);
       }
     }
@@ -343,6 +344,7 @@ static int combinator(lua_State *L, int mode) {
       return luaL_error(L, "%s: fork #%I cannot wait for itself (index %d)", name,
                         (LUAI_UACINT)me->id, i);
   nodes = (as_waitnode *)lua_newuserdatauv(L, (size_t)n * sizeof *nodes, 0);  /* index 2 */
+  as_sched_reserve_await(L, st->sched, me);   /* may raise (memory) */
   /* registered: nothing below raises */
   for (i = 0; i < n; i++) {
     as_fork *t = list_fork(L, i + 1);
@@ -356,12 +358,12 @@ static int combinator(lua_State *L, int mode) {
       pending++;
     }
   }
-  me->await.wait.nodes = nodes;
-  me->await.wait.nnodes = n;
-  me->await.wait.remaining = pending;
-  me->await.wait.mode = (unsigned char)mode;
-  me->await.wait.own_node.target = NULL;   /* no plain wait */
-  return as_sched_suspend(L, me, AS_WAITING, &wait_ops, timeout,
+  me->await->wait.nodes = nodes;
+  me->await->wait.nnodes = n;
+  me->await->wait.remaining = pending;
+  me->await->wait.mode = (unsigned char)mode;
+  me->await->wait.own_node.target = NULL;   /* no plain wait */
+  return as_sched_suspend(L, st->sched, me, AS_WAITING, &wait_ops, timeout,
                           (lua_KContext)mode, combinator_k);
 }
 
@@ -373,5 +375,6 @@ void as_wait_open(lua_State *L) {
     {"wait", wait_wait}, {"pwait", wait_pwait},
     {"wait_all", wait_wait_all}, {"wait_any", wait_wait_any}, {NULL, NULL}
   };
+  as_sched_register_await(as_state_get(L), &wait_ops);
   as_module_setfuncs(L, funcs);
 }

@@ -236,7 +236,7 @@ static void store(walker *w, const frame_rec *r) {
     if (r->fork == NULL && r->gone_id > 0) {
       raw_set_int(w, AS_RAW_FORK, r->gone_id);
       /* the name it had (kept by the run: as_sched_push_spawner_name) */
-      if (w->s != NULL && r->spawned->sched == w->s) as_sched_push_spawner_name(L, w->s, r->spawned);
+      if (w->s != NULL && as_fork_sched(w->st, r->spawned) == w->s) as_sched_push_spawner_name(L, w->s, r->spawned);
       else lua_pushnil(L);
       raw_set(w, AS_RAW_FORK_NAME);
     } else if (r->fork == NULL) {
@@ -455,15 +455,51 @@ static void spawn_site(walker *w, as_fork *f, as_fork *spawner) {
   accept(w, &r);
 }
 
+/* The fork after f by the chain rule, through awaited and spawned links;
+** NULL where the chain leaves the forks or the spawner has ended. */
+static as_fork *chain_step(const as_sched *s, const as_fork *f) {
+  as_chain_link link = as_chain_next(s, f);
+  return link.kind == AS_LINK_RUN ? NULL : link.next;
+}
+
+/* How many distinct forks the chain from f visits before it ends or comes
+** back to one it visited (the chain rule cannot loop while wait refuses
+** cycles, but a walk must not trust that): mu + lambda by Brent's cycle
+** detection, so no fork carries a mark for it (issue 17: every byte of a
+** fork counts). */
+static unsigned long chain_distinct(const as_sched *s, as_fork *f) {
+  as_fork *tortoise = f, *hare = chain_step(s, f);
+  unsigned long power = 1, lambda = 1, n = 1, mu = 0, i;
+  while (hare != NULL && hare != tortoise) {
+    if (power == lambda) {
+      tortoise = hare;
+      power *= 2;
+      lambda = 0;
+    }
+    hare = chain_step(s, hare);
+    lambda++;
+    n++;
+  }
+  if (hare == NULL) return n;   /* it ended after n forks */
+  tortoise = hare = f;
+  for (i = 0; i < lambda; i++) hare = chain_step(s, hare);
+  while (tortoise != hare) {
+    tortoise = chain_step(s, tortoise);
+    hare = chain_step(s, hare);
+    mu++;
+  }
+  return mu + lambda;
+}
+
 static void walk_from_fork(walker *w, as_fork *f, int top) {
-  unsigned mark;
+  unsigned long distinct, seen = 0;
   if (w->s == NULL) {           /* a fork of a run that has ended */
     walk_fork_stack(w, f, top);
     return;
   }
-  mark = ++w->s->walk_mark;
+  distinct = chain_distinct(w->s, f);
   while (f != NULL && !w->stopped) {
-    f->walk_mark = mark;
+    seen++;
     walk_fork_stack(w, f, top);
     if (!w->async) return;
     for (;;) {                  /* the chain rule, through spawn sites */
@@ -471,7 +507,7 @@ static void walk_from_fork(walker *w, as_fork *f, int top) {
       if (w->stopped) return;
       link = as_chain_next(w->s, f);
       if (link.kind == AS_LINK_AWAITED) {
-        if (link.next->walk_mark == mark) return;
+        if (seen == distinct) return;   /* link.next was visited */
         set_boundary(w, AS_BOUND_AWAITED, f);
         w->boundary_via = link.via;
         f = link.next;
@@ -484,8 +520,8 @@ static void walk_from_fork(walker *w, as_fork *f, int top) {
         return;
       }
       spawn_site(w, f, link.next);
-      if (link.next == NULL || link.next->walk_mark == mark) return;
-      link.next->walk_mark = mark;
+      if (link.next == NULL || seen == distinct) return;
+      seen++;
       f = link.next;
     }
   }
@@ -534,7 +570,7 @@ void as_backtrace_push_fork(lua_State *L, as_state *st, as_fork *f,
   walker w;
   walker_init(&w, L, st, opts);
   w.self = 0;
-  if (f->sched != st->sched) w.s = NULL;
+  if (as_fork_sched(st, f) == NULL) w.s = NULL;
   if (f->astack.depth > 0) walk_from_fork(&w, f, f->astack.depth - 1);
   walker_finish(&w);
 }

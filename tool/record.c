@@ -235,7 +235,7 @@ static void put_caller(recorder *r, uintptr_t sched) {
 /* Fork `f`'s frames, then the forks after it by the chain rule, down to
 ** run()'s caller (src/profile_sample.c's put_chain, from memory).
 ** `first` is f's record when the caller read it already. */
-static void put_chain(recorder *r, uintptr_t f, double now, const as_memwalk_fork *first,
+static void put_chain(recorder *r, uintptr_t s, uintptr_t f, double now, const as_memwalk_fork *first,
                       const as_memwalk_frame *first_frames) {
   as_memwalk_fork rec;
   int hops = 0, i;
@@ -252,7 +252,7 @@ static void put_chain(recorder *r, uintptr_t f, double now, const as_memwalk_for
       if (first_frames != r->frames)
         memcpy(r->frames, first_frames, sizeof *r->frames * (size_t)rec.nframes);
     } else {
-      as_memwalk_fork_read(&r->t, f, now, &rec, r->frames, FORK_FRAMES);
+      as_memwalk_fork_read(&r->t, s, f, now, &rec, r->frames, FORK_FRAMES);
     }
     put_frames(r, rec.nframes, rec.thread, rec.id, rec.name[0] ? rec.name : NULL);
     if (rec.walk == AS_MEMWALK_FAILED) {
@@ -266,7 +266,7 @@ static void put_chain(recorder *r, uintptr_t f, double now, const as_memwalk_for
       as_render_fork_label(k, rec.id, rec.name[0] ? rec.name : NULL);
       as_render_str(k, "]");
     }
-    link = as_memwalk_chain_next(&r->t, f, &next);
+    link = as_memwalk_chain_next(&r->t, s, f, &next);
     if (link == AS_MEMWALK_LINK_RUN) {
       put_caller(r, rec.sched);
       return;
@@ -332,7 +332,7 @@ static int sample(recorder *r, unsigned long long weight) {
     }
     if (running != 0) {
       begin(r);
-      put_chain(r, (uintptr_t)running, now, NULL, NULL);
+      put_chain(r, s, (uintptr_t)running, now, NULL, NULL);
       end_sample(r, w);
     } else if (!r->wall && w > 0) {
       begin(r);
@@ -356,7 +356,7 @@ static int sample(recorder *r, unsigned long long weight) {
         if (r->rd.read(r->rd.ctx, (uintptr_t)slots + (uintptr_t)slot * 8, sizeof f, &f) != 0)
           break;
         if (f == 0 || f == running) continue;
-        as_memwalk_fork_read(&r->t, (uintptr_t)f, now, &rec, r->frames, FORK_FRAMES);
+        as_memwalk_fork_read(&r->t, s, (uintptr_t)f, now, &rec, r->frames, FORK_FRAMES);
         if (rec.status < 0) {
           r->torn++;
           continue;
@@ -367,7 +367,7 @@ static int sample(recorder *r, unsigned long long weight) {
           continue;                    /* ended (or running meanwhile) */
         begin(r);
         put_await(r, &rec);
-        put_chain(r, (uintptr_t)f, now, &rec, r->frames);
+        put_chain(r, s, (uintptr_t)f, now, &rec, r->frames);
         end_sample(r, weight);
         taken++;
       }

@@ -45,19 +45,6 @@ static int collect_one(void *ud, const as_memwalk_fork *f,
   }
   out = &s->forks[s->nforks++];
   out->f = *f;
-  if (f->await_kind != 0 && f->await_name[0] == '\0') {
-    /* the kind's name lives in the library's read-only data, which a core
-    ** leaves out: name it from the descriptor's numbering instead */
-    static const char *const names[] = { "sleep", "wait", "yield", "channel", "fd" };
-    const uint32_t *own = s->t.d.own;
-    const uint32_t kinds[] = { own[AS_DEBUG_OWN_await_sleep], own[AS_DEBUG_OWN_await_wait],
-                               own[AS_DEBUG_OWN_await_yield], own[AS_DEBUG_OWN_await_channel],
-                               own[AS_DEBUG_OWN_await_fd] };
-    size_t k;
-    for (k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
-      if ((uint32_t)f->await_kind == kinds[k])
-        memcpy(out->f.await_name, names[k], strlen(names[k]) + 1);
-  }
   out->site_file[0] = '\0';
   out->site_line = -1;
   out->site_function[0] = '\0';

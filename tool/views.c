@@ -449,7 +449,8 @@ static int read_fork(tool_snapshot *s, trace *t, const tool_fork *tf, as_memwalk
     memset(rec, 0, sizeof *rec);
     return 0;
   }
-  as_memwalk_fork_read(&s->t, tf->f.addr, tf->f.now, rec, t->frames + t->nframes, (int)room);
+  as_memwalk_fork_read(&s->t, tf->f.sched, tf->f.addr, tf->f.now, rec, t->frames + t->nframes,
+                       (int)room);
   t->nframes += rec->nframes;
   if (rec->walk != AS_MEMWALK_COMPLETE) t->truncated = 1;
   return rec->nframes;
@@ -505,7 +506,7 @@ static void bt_one(FILE *out, tool_snapshot *s, const tool_source *src, tool_for
     via_index = 0;
     /* the chain rule (src/chain.h), read from memory by the walker: the
     ** same function `asyncstack record` follows */
-    link = as_memwalk_chain_next(&s->t, rec->addr, &next);
+    link = as_memwalk_chain_next(&s->t, rec->sched, rec->addr, &next);
     if (link == AS_MEMWALK_LINK_UNREADABLE) {
       t->truncated = 1;
       break;
