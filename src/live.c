@@ -129,9 +129,8 @@ struct as_await_chunk {
   as_await_fields records[AWAIT_CHUNK];
 };
 
-void as_sched_reserve_await(lua_State *L, as_sched *s, as_fork *f) {
+void as_sched_take_await(lua_State *L, as_sched *s, as_fork *f) {
   as_await_fields *a;
-  if (f->await != NULL) return;
   if (s->await_free == NULL) {
     struct as_await_chunk *c = (struct as_await_chunk *)as_mem_realloc(L, NULL, 0, sizeof *c);
     int i;

@@ -180,7 +180,10 @@ void as_sched_live_remove(lua_State *L, as_sched *s, as_fork *f);
 /* Gives f an await record (fork.h) unless it has one: from the pool, or a
 ** new chunk of them. Call it where the primitive may still raise (memory);
 ** f keeps the record until it ends. */
-void as_sched_reserve_await(lua_State *L, as_sched *s, as_fork *f);
+void as_sched_take_await(lua_State *L, as_sched *s, as_fork *f);
+static inline void as_sched_reserve_await(lua_State *L, as_sched *s, as_fork *f) {
+  if (f->await == NULL) as_sched_take_await(L, s, f);   /* kept until it ends */
+}
 
 /* Frees the C arrays of the live set and the await records' pool. */
 void as_sched_live_free(lua_State *L, as_sched *s);
