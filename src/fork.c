@@ -10,6 +10,8 @@
 #include "check.h"
 #include "backtrace.h"
 #include <lauxlib.h>
+#include "debuglayout.h"
+#include "memwalk.h"
 
 /* Fork ids are unique per process (DESIGN §2), so the counter cannot live in
 ** a per-state structure; it is the one piece of process-wide state here. */
@@ -75,20 +77,61 @@ as_fork *as_fork_new(lua_State *L, int fn_idx, int nargs) {
   return f;
 }
 
+/* The instruction the Lua function `fn` is at in CallInfo `ci` (what
+** lua_getinfo's currentline is worked out from), read through the verified
+** layout, or -1. */
+static int spawn_pc(const as_lualayout *lay, const void *ci, const void *fn) {
+  const char *savedpc, *proto, *code;
+  int sizecode, pc;
+  memcpy(&savedpc, (const char *)ci + lay->ci_savedpc, sizeof savedpc);
+  memcpy(&proto, (const char *)fn + lay->lcl_p, sizeof proto);
+  memcpy(&code, proto + lay->p_code, sizeof code);
+  memcpy(&sizecode, proto + lay->p_sizecode, sizeof sizecode);
+  if (savedpc <= code || (savedpc - code) % 4 != 0) return -1;
+  pc = (int)((savedpc - code) / 4) - 1;
+  return pc < sizecode ? pc : -1;
+}
+
 void as_fork_set_spawn_site(lua_State *L, int ud_idx, as_fork *f, int level) {
   lua_Debug ar;
+  const as_lualayout *lay;
+  int pc = -1;
 #ifdef ASYNCSTACK_NO_TRACKING
   /* benchmark-only build without watchers (see astack.h): no spawn site */
-  (void)L; (void)ud_idx; (void)f; (void)level; (void)ar;
+  (void)L; (void)ud_idx; (void)f; (void)level; (void)ar; (void)lay; (void)pc;
   return;
 #endif
   ud_idx = lua_absindex(L, ud_idx);
-  if (lua_getstack(L, level, &ar) && lua_getinfo(L, "fl", &ar)) {
+  if (!lua_getstack(L, level, &ar) || !lua_getinfo(L, "f", &ar)) return;
+  /* The line waits until something shows it (as_fork_spawn_line): where
+  ** the layout is verified, the pc is two loads, while lua_getinfo's "l"
+  ** walks up to 128 entries of line info, most of a spawn site's cost
+  ** (issue 17: fork + wait, sleepers). */
+  lay = as_debuglayout_lua();
+  if (lay != NULL && lua_type(L, -1) == LUA_TFUNCTION && !lua_iscfunction(L, -1))
+    pc = spawn_pc(lay, ar.i_ci, lua_topointer(L, -1));
+  if (pc >= 0) {
+    f->spawn_line = AS_SPAWN_PC(pc);
+  } else {
+    lua_getinfo(L, "l", &ar);
     f->spawn_line = ar.currentline;
-    f->spawn_func = lua_topointer(L, -1);   /* for debuglayout.h */
-    /* a new fork: uservalue 2 is still nil, never the table */
-    lua_setiuservalue(L, ud_idx, 2);
   }
+  f->spawn_func = lua_topointer(L, -1);   /* for debuglayout.h */
+  /* a new fork: uservalue 2 is still nil, never the table */
+  lua_setiuservalue(L, ud_idx, 2);
+}
+
+int as_fork_spawn_line(as_fork *f) {
+  if (f->spawn_line <= AS_SPAWN_PC(0)) {
+    const as_lualayout *lay = as_debuglayout_lua();
+    as_memwalk_reader rd;
+    rd.read = as_memwalk_read_memcpy;   /* the closure is anchored (uservalue 2) */
+    rd.ctx = NULL;
+    f->spawn_line = lay != NULL
+      ? as_memwalk_closure_line(lay, &rd, (uintptr_t)f->spawn_func, AS_SPAWN_PC_OF(f->spawn_line))
+      : -1;
+  }
+  return f->spawn_line;
 }
 
 /* Uservalue 2 (see fork.h): the spawn function alone, or the extras table
@@ -245,7 +288,7 @@ static int fork_info(lua_State *L) {
     lua_Debug ar;
     if (lua_getinfo(L, ">S", &ar)) {
       lua_pushstring(L, ar.short_src); lua_setfield(L, -2, "spawn_file");
-      lua_pushinteger(L, f->spawn_line); lua_setfield(L, -2, "spawn_line");
+      lua_pushinteger(L, as_fork_spawn_line(f)); lua_setfield(L, -2, "spawn_line");
       lua_pushinteger(L, ar.linedefined); lua_setfield(L, -2, "spawn_linedefined");
       lua_pushstring(L, ar.what); lua_setfield(L, -2, "spawn_what");
     }

@@ -148,7 +148,11 @@ typedef struct as_fork {
                                  (compared modulo 2^32: runq.c) */
   int slot;                   /* index in the scheduler's live set; 0 once ended */
   int spawner_slot;           /* its slot then (check the id: slots are reused) */
-  int spawn_line;             /* current line of the spawn site */
+  /* The spawn site's current line (-1 for a C function, 0 when none), or,
+  ** until something reads it through as_fork_spawn_line, AS_SPAWN_PC(pc):
+  ** the instruction it was at (memory-level readers decode it the same
+  ** way, from spawn_func's line info). */
+  int spawn_line;
   unsigned live_children;     /* forks it spawned that have not ended (live.c:
                                  an ended named spawner's name is kept while
                                  this is not 0) */
@@ -196,6 +200,15 @@ as_fork *as_fork_new(lua_State *L, int fn_idx, int nargs);
 
 /* Records the caller at `level` of L as the spawn site of the fork at `ud_idx`. */
 void as_fork_set_spawn_site(lua_State *L, int ud_idx, as_fork *f, int level);
+
+/* as_fork.spawn_line's encoding of a line not worked out yet: pc >= 0 is
+** stored as -2 - pc (every value <= -2). */
+#define AS_SPAWN_PC(pc) (-2 - (pc))
+#define AS_SPAWN_PC_OF(v) (-2 - (v))
+
+/* The spawn site's line (see as_fork.spawn_line), worked out and kept on
+** the first call. Never raises. */
+int as_fork_spawn_line(as_fork *f);
 
 /* "runnable", "running", ...: the one spelling of each status. */
 const char *as_fork_status_name(int status);

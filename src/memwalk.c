@@ -393,6 +393,21 @@ int as_memwalk_closure(const as_lualayout *lay, const as_memwalk_reader *rdr,
   return 0;
 }
 
+int as_memwalk_closure_line(const as_lualayout *lay, const as_memwalk_reader *rdr,
+                            uintptr_t closure, int pc) {
+  walker w;
+  protoinfo pi;
+  uintptr_t p;
+  unsigned char tag;
+  int line;
+  if (as_mw_init_walker(&w, lay, rdr, closure) != 0 ||
+      as_mw_rd_byte(&w, closure + lay->gc_tt, &tag) != 0 || tag != lay->tag_lcl ||
+      as_mw_rd_ptr(&w, closure + lay->lcl_p, &p) != 0 || as_mw_read_proto(&w, p, &pi) != 0 ||
+      pc < 0 || pc >= pi.sizecode || as_mw_func_line(&w, &pi, pc, &line) != 0)
+    return -1;
+  return line;
+}
+
 int as_memwalk_upvalue_name(const as_lualayout *lay,
                             const as_memwalk_reader *rdr, uintptr_t holder,
                             uintptr_t fn, char *out, size_t size) {

@@ -149,6 +149,12 @@ int as_memwalk_global_name(const as_lualayout *lay, const as_memwalk_reader *rd,
 int as_memwalk_closure(const as_lualayout *lay, const as_memwalk_reader *rd,
                        uintptr_t closure, as_memwalk_frame *out);
 
+/* The line of instruction `pc` of the Lua closure at `closure` (what
+** lua_getinfo's currentline says of a frame of it stopped there), or -1
+** when it cannot be read or has no line info (stripped). */
+int as_memwalk_closure_line(const as_lualayout *lay, const as_memwalk_reader *rd,
+                            uintptr_t closure, int pc);
+
 /*
 ** The name under which the Lua closure `fn` is an upvalue of the Lua
 ** closure `holder` (what lua_getupvalue names it; "(no name)" when

@@ -315,10 +315,16 @@ void as_memwalk_fork_read(as_memwalk_target *fw, uintptr_t s, uintptr_t addr, do
     out->is_root = 1;
   if (fw->rd->read(fw->rd->ctx, addr + OWN(fw, fork_spawner_id), sizeof id, &id) == 0)
     out->spawner_id = (long long)id;
-  if (rd_i32(fw, addr + OWN(fw, fork_spawn_line), &i32) == 0 && i32 > 0)
-    out->spawn_line = i32;
+  if (rd_i32(fw, addr + OWN(fw, fork_spawn_line), &i32) != 0) i32 = 0;
+  if (i32 > 0) out->spawn_line = i32;
   if (rd_u64(fw, addr + OWN(fw, fork_spawn_func), &p) == 0 && p != 0) {
     as_memwalk_frame site;
+    /* a line not worked out yet: the pc, -2 - pc (fork.h), decoded from
+    ** the spawning closure's line info */
+    if (i32 <= -2 && i32 > -0x40000000 && ptr_ok(p)) {   /* (no overflow on a torn read) */
+      int line = as_memwalk_closure_line(&fw->lay, fw->rd, (uintptr_t)p, -2 - i32);
+      if (line > 0) out->spawn_line = line;
+    }
     /* a light C function's "pointer" is its code address, which need not
     ** look like an object pointer (alignment): it reads as [C] too */
     if (ptr_ok(p) && as_memwalk_closure(&fw->lay, fw->rd, (uintptr_t)p, &site) == 0) {

@@ -222,7 +222,7 @@ static void store(walker *w, const frame_rec *r) {
     namewhat = ar.namewhat;
   } else {
     push_spawn_func(w, r->spawned);
-    line = r->spawned->spawn_line;
+    line = as_fork_spawn_line(r->spawned);
   }
   raw_set(w, AS_RAW_FUNC);
   if (line > 0) raw_set_int(w, AS_RAW_LINE, line);
@@ -263,7 +263,7 @@ static long push_rec_function(walker *w, const frame_rec *r) {
   lua_State *L = w->L;
   if (r->th == NULL) {
     push_spawn_func(w, r->spawned);
-    return r->spawned->spawn_line;
+    return as_fork_spawn_line(r->spawned);
   } else {
     lua_Debug ar;
     if (!lua_checkstack(r->th, 2)) {
