@@ -45,6 +45,9 @@
 #define RING_MAX AS_RENDER_TAIL
 /* Frames held back before the capture table is made. */
 #define PEND_MAX 16
+/* C strings a walk remembers having stored (call-site names and kinds are
+** the strings of a few prototypes, and static ones). */
+#define INTERN_MAX 16
 
 /* A frame found but not stored yet. */
 typedef struct frame_rec {
@@ -85,11 +88,21 @@ typedef struct walker {
   int site_slot;            /* > 0: looking for the site (see find_site):
                                the stack slot of its function, once found */
   int site_found;
+  int site_next;            /* pend[site_next..] not looked at for it yet */
   long site_line;
   lua_Integer site_fork;
-  int has_last;             /* the fork of the frame stored last: */
-  const as_fork *last_fork; /* the fork slots are stored only where it */
-  lua_Integer last_id;      /* changes (backtrace.h) */
+  as_walk_site_shown shown; /* with site_slot: asked once the site is found; */
+  void *shown_ud;           /* when it says the site is shown, the walk */
+  int site_shown;           /* stops there (no capture is made) */
+  as_rawhead *head;         /* the capture's frames (once made) */
+  int nvals;                /* values stored after it (slots 2 ...) */
+  int has_last;             /* the fork of the frame stored last, */
+  const as_fork *last_fork; /* its id and the slot of its name: a */
+  lua_Integer last_id;      /* segment's frames share them */
+  int last_name;
+  int nstrs;                /* strings stored from C strings: by address */
+  const char *str_of[INTERN_MAX];
+  int str_slot[INTERN_MAX];
   int npend;                /* frames accepted, not stored yet */
   frame_rec pend[PEND_MAX]; /* they: the table is made once their number is
                                known, with room for them (no regrowth, no
@@ -154,42 +167,33 @@ static void push_fork_ud(walker *w, as_fork *f) {
   else lua_pushnil(w->L);
 }
 
-/* Stores the value on top as `slot` of frame w->n; nil and false are left
-** out (an absent slot reads as false, 0 or NULL: backtrace.h), so a frame
-** costs only the slots it uses. */
-static void raw_set(walker *w, int slot) {
-  if (lua_toboolean(w->L, -1))
-    lua_rawseti(w->L, w->out, (lua_Integer)w->n * AS_RAW_STRIDE + slot);
-  else
+/* Stores the value on top (popped) as the capture's next value and returns
+** its slot; nil and false are not stored (slot 0: none), so a frame costs
+** only the values it has. */
+static int put_value(walker *w) {
+  if (!lua_toboolean(w->L, -1)) {
     lua_pop(w->L, 1);
+    return 0;
+  }
+  lua_rawseti(w->L, w->out, 2 + w->nvals);
+  return 2 + w->nvals++;
 }
 
-/* Stores fork f's id and name in the slots given; nothing for no fork.
-** (The name's chars are the fork's name_cstr: the text shows a name up to
-** its first NUL, as the renderer prints it.) */
-static void raw_set_fork(walker *w, as_fork *f, int id_slot, int name_slot) {
-  lua_State *L = w->L;
-  if (f == NULL) return;
-  lua_pushinteger(L, f->id);
-  raw_set(w, id_slot);
-  if (f->name_cstr != NULL) {
-    lua_pushstring(L, f->name_cstr);
-    raw_set(w, name_slot);
+/* The slot of C string s (0 for NULL or ""): one slot per address in a
+** walk. The addresses are stable while it runs: the strings of prototypes
+** of functions on the walked stacks, static strings, names of live forks. */
+static int put_cstr(walker *w, const char *s) {
+  int i, slot;
+  if (s == NULL || *s == '\0') return 0;
+  for (i = 0; i < w->nstrs; i++)
+    if (w->str_of[i] == s) return w->str_slot[i];
+  lua_pushstring(w->L, s);
+  slot = put_value(w);
+  if (w->nstrs < INTERN_MAX) {
+    w->str_of[w->nstrs] = s;
+    w->str_slot[w->nstrs++] = slot;
   }
-}
-
-static void raw_set_str(walker *w, int slot, const char *v) {
-  if (v != NULL && *v != '\0') {
-    lua_pushstring(w->L, v);
-    raw_set(w, slot);
-  }
-}
-
-static void raw_set_int(walker *w, int slot, lua_Integer v) {
-  if (v != 0) {
-    lua_pushinteger(w->L, v);
-    raw_set(w, slot);
-  }
+  return slot;
 }
 
 /* Pushes the spawning function of fork f (fork.h), or nil. */
@@ -201,9 +205,21 @@ static void push_spawn_func(walker *w, as_fork *f) {
   }
 }
 
+/* Makes room for one more frame: a userdata twice as big, in place of the
+** old one (which the collector takes). */
+static void grow(walker *w) {
+  int cap = w->head->cap < 4 ? 8 : 2 * w->head->cap;
+  as_rawhead *h = (as_rawhead *)lua_newuserdatauv(w->L, AS_RAW_SIZE(cap), 0);
+  memcpy(h, w->head, AS_RAW_SIZE(w->n));
+  h->cap = cap;
+  lua_rawseti(w->L, w->out, 1);
+  w->head = h;
+}
+
 /* Writes record r as frame w->n of the capture. */
 static void store(walker *w, const frame_rec *r) {
   lua_State *L = w->L;
+  as_rawframe *fr;
   lua_Integer via = 0;
   int line = 0;
   const char *name = NULL, *namewhat = NULL;
@@ -211,6 +227,9 @@ static void store(walker *w, const frame_rec *r) {
     w->stopped = 1;
     return;
   }
+  if (w->n == w->head->cap) grow(w);
+  fr = &w->head->frames[w->n];     /* the userdata never moves */
+  memset(fr, 0, sizeof *fr);
   if (r->th != NULL) {
     lua_Debug ar;
     if (w->st->ci_stepping) ar.i_ci = r->ci;
@@ -224,38 +243,41 @@ static void store(walker *w, const frame_rec *r) {
     push_spawn_func(w, r->spawned);
     line = r->spawned->spawn_line;
   }
-  raw_set(w, AS_RAW_FUNC);
-  if (line > 0) raw_set_int(w, AS_RAW_LINE, line);
-  raw_set_str(w, AS_RAW_NAME, name);
-  raw_set_str(w, AS_RAW_NAMEWHAT, namewhat);
+  fr->func = put_value(w);
+  if (line > 0) fr->line = line;
+  fr->name = put_cstr(w, name);
+  fr->namewhat = put_cstr(w, namewhat);
   if (!w->has_last || r->fork != w->last_fork || (r->fork == NULL && r->gone_id != w->last_id)) {
-    /* a new segment: its fork (see backtrace.h) */
+    /* a new segment: its fork */
     w->has_last = 1;
     w->last_fork = r->fork;
     w->last_id = r->fork != NULL ? r->fork->id : r->gone_id;
     if (r->fork == NULL && r->gone_id > 0) {
-      raw_set_int(w, AS_RAW_FORK, r->gone_id);
       /* the name it had (kept by the run: as_sched_push_spawner_name) */
       if (w->s != NULL && r->spawned->sched == w->s) as_sched_push_spawner_name(L, w->s, r->spawned);
       else lua_pushnil(L);
-      raw_set(w, AS_RAW_FORK_NAME);
-    } else if (r->fork == NULL) {
-      lua_pushinteger(L, 0);                /* no fork: stored all the same */
-      lua_rawseti(L, w->out, (lua_Integer)w->n * AS_RAW_STRIDE + AS_RAW_FORK);
+      w->last_name = put_value(w);
     } else {
-      raw_set_fork(w, r->fork, AS_RAW_FORK, AS_RAW_FORK_NAME);
+      /* (the name's chars are the fork's name_cstr: the text shows a name
+      ** up to its first NUL, as the renderer prints it) */
+      w->last_name = r->fork != NULL ? put_cstr(w, r->fork->name_cstr) : 0;
     }
   }
-  raw_set_fork(w, r->from, AS_RAW_FROM, AS_RAW_FROM_NAME);
+  fr->fork_id = w->last_id;
+  fr->fork_name = w->last_name;
+  if (r->from != NULL) {
+    fr->from_id = r->from->id;
+    fr->from_name = put_cstr(w, r->from->name_cstr);
+  }
   if (r->via != NULL && as_wait_node_mode(r->via) != AS_WAIT_ONE)
     via = (lua_Integer)r->via->index * 4 +
           (as_wait_node_mode(r->via) == AS_WAIT_ALL ? AS_VIA_WAIT_ALL : AS_VIA_WAIT_ANY);
-  raw_set_int(w, AS_RAW_INFO, AS_RAW_INFO_OF(r->flags, r->boundary, via));
+  fr->info = AS_RAW_INFO_OF(r->flags, r->boundary, via);
   if (r->flags & AS_RFRAME_ROOT) {
     push_spawn_func(w, r->fork);
-    raw_set(w, AS_RAW_HOLDER);
+    fr->holder = put_value(w);
   }
-  w->n++;
+  w->head->n = ++w->n;
 }
 
 /* Pushes the function of record r and returns its line (0: none). */
@@ -280,11 +302,12 @@ static long push_rec_function(walker *w, const frame_rec *r) {
 
 /* The site of the walk: its first frame, in capture order, whose function
 ** is a Lua function and which has a line (exception.lua's site_of). Looks
-** at the records held back; its function goes to site_slot. */
+** at the records held back not looked at yet; its function goes to
+** site_slot. */
 static void find_site(walker *w) {
   int i;
   if (!lua_checkstack(w->L, 4)) return;       /* no site: the capture is made */
-  for (i = 0; i < w->npend && !w->site_found; i++) {
+  for (i = w->site_next; i < w->npend && !w->site_found; i++) {
     lua_State *L = w->L;
     long line = push_rec_function(w, &w->pend[i]);
     if (line > 0 && lua_isfunction(L, -1) && !lua_iscfunction(L, -1)) {
@@ -296,6 +319,7 @@ static void find_site(walker *w) {
       lua_pop(L, 1);
     }
   }
+  w->site_next = i;
 }
 
 /* Stores the frames held back, making the capture table first if it is not
@@ -306,12 +330,18 @@ static void flush(walker *w, int more) {
   if (w->site_slot > 0) find_site(w);
   if (!w->made) {
     int frames = w->npend + (more < 0 ? w->npend : more);
-    lua_createtable(w->L, frames * AS_RAW_STRIDE, 1);    /* "n"; the other counts are rare */
+    /* values: a function per frame, some names, a few roots' spawners */
+    lua_createtable(w->L, 3 + frames + frames / 2, 0);
     lua_replace(w->L, w->out);
+    w->head = (as_rawhead *)lua_newuserdatauv(w->L, AS_RAW_SIZE(frames), 0);
+    memset(w->head, 0, offsetof(as_rawhead, frames));
+    w->head->magic = AS_RAW_MAGIC;
+    w->head->cap = frames;
+    lua_rawseti(w->L, w->out, 1);
     w->made = 1;
   }
   for (i = 0; i < w->npend; i++) store(w, &w->pend[i]);
-  w->npend = 0;
+  w->npend = w->site_next = 0;
 }
 
 /* A visible frame is accepted: stored now, or kept in the ring. */
@@ -327,6 +357,16 @@ static void accept(walker *w, const frame_rec *r) {
     }
   } else {
     w->pend[w->npend++] = *r;
+    if (w->site_slot > 0 && !w->site_found) {
+      /* the site is known as soon as its frame is: when it is shown
+      ** already, nothing more is walked (a rethrow's usual case) */
+      find_site(w);
+      if (w->site_found &&
+          w->shown(w->L, w->site_slot, w->site_line, w->site_fork, w->shown_ud)) {
+        w->site_shown = w->stopped = 1;
+        return;
+      }
+    }
     if (w->npend == PEND_MAX) flush(w, -1);
   }
   if (w->limit > 0 && w->visited >= w->limit) w->stopped = 1;
@@ -400,7 +440,8 @@ static void walk_thread(walker *w, lua_State *th, as_fork *f, int mark_root) {
       accept(w, &w->held);
       w->has_held = 0;
       if (w->stopped) {
-        w->omitted += level - held_level - 1 + count_levels(w->st, th, &ar, level);
+        if (!w->site_shown)
+          w->omitted += level - held_level - 1 + count_levels(w->st, th, &ar, level);
         return;
       }
     }
@@ -515,17 +556,10 @@ static void walker_finish(walker *w) {
   flush(w, w->ring_len);
   for (i = 0; i < w->ring_len; i++) store(w, &w->ring[(w->ring_start + i) % RING_MAX]);
   lua_settop(L, w->out);   /* drop the site slot */
-  lua_pushinteger(L, w->n);
-  lua_setfield(L, w->out, "n");
-  if (w->omitted > 0) {
-    lua_pushinteger(L, w->omitted);
-    lua_setfield(L, w->out, "omitted");
-  }
+  w->head->omitted = w->omitted;
   if (w->skipped > 0) {
-    lua_pushinteger(L, w->skipped);
-    lua_setfield(L, w->out, "skipped");
-    lua_pushinteger(L, head);
-    lua_setfield(L, w->out, "skip_at");
+    w->head->skipped = w->skipped;
+    w->head->skip_at = head;
   }
 }
 
@@ -574,9 +608,10 @@ void as_walk_push_current_unless(lua_State *L, as_state *st, const as_walk_opts 
   walker_init(&w, L, st, &o);
   lua_pushnil(L);
   w.site_slot = lua_gettop(L);
-  walk_current(&w, L);
-  find_site(&w);
-  if (w.site_found && shown(L, w.site_slot, w.site_line, w.site_fork, ud)) {
+  w.shown = shown;
+  w.shown_ud = ud;
+  walk_current(&w, L);      /* accept() looks for the site as it goes */
+  if (w.site_shown) {
     lua_settop(L, w.out - 1);
     lua_pushboolean(L, 0);
     return;
