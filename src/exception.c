@@ -16,44 +16,41 @@
 #include "sched.h"
 #include <lauxlib.h>
 
-/* Whether the value at idx is an instance of the class at cls (both
-** absolute): its metatable, or one reached from it through raw __parent
-** fields, is the class; bounded as exception.lua's class chains are.
-** Reads raw fields only (no metamethod runs); needs 3 stack slots. */
-static int instance_of(lua_State *L, int idx, int cls) {
+/* Whether the value at idx is an instance of the class whose address
+** (lua_topointer) is `cls`: its metatable, or one reached from it through
+** raw __parent fields, is the class; bounded as exception.lua's class
+** chains are. Reads raw fields only (no metamethod runs); needs 2 stack
+** slots. Addresses are compared while the class is anchored, so equal
+** addresses are the same table. */
+static int instance_of(lua_State *L, int idx, const void *cls) {
   int hops, found = 0;
-  if (!lua_getmetatable(L, idx)) return 0;
+  if (cls == NULL || !lua_getmetatable(L, idx)) return 0;
   for (hops = 0; hops < 64 && lua_istable(L, -1); hops++) {
-    if (lua_rawequal(L, -1, cls)) {
+    if (lua_topointer(L, -1) == cls) {
       found = 1;
       break;
     }
     lua_pushliteral(L, "__parent");
     lua_rawget(L, -2);
-    lua_remove(L, -2);
+    lua_replace(L, -2);
   }
   lua_pop(L, 1);
   return found;
 }
 
-/* Whether the value at idx is an instance of the class at registry[ref]. */
-static int instance_of_ref(lua_State *L, int ref, int idx) {
-  int found;
-  if (ref == LUA_NOREF || !lua_istable(L, idx)) return 0;
-  if (!lua_checkstack(L, 3)) return 0;
-  idx = lua_absindex(L, idx);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-  found = instance_of(L, idx, lua_gettop(L));
-  lua_pop(L, 1);
-  return found;
+/* Whether the value at idx is an instance of the class at address cls. */
+static int instance_of_class(lua_State *L, const void *cls, int idx) {
+  if (cls == NULL || !lua_istable(L, idx)) return 0;
+  if (!lua_checkstack(L, 2)) return 0;
+  return instance_of(L, idx, cls);
 }
 
 int as_exception_test(lua_State *L, as_state *st, int idx) {
-  return instance_of_ref(L, st->exception_class_ref, idx);
+  return instance_of_class(L, st->exception_class, idx);
 }
 
 int as_exception_cancelled(lua_State *L, as_state *st, int idx) {
-  return instance_of_ref(L, st->cancelled_class_ref, idx);
+  return instance_of_class(L, st->cancelled_class, idx);
 }
 
 /* core.instance_of(value, class) -> whether value is an instance of class
@@ -62,7 +59,8 @@ static int exception_instance_of(lua_State *L) {
   luaL_checkany(L, 1);
   luaL_checkany(L, 2);
   lua_settop(L, 2);
-  lua_pushboolean(L, instance_of(L, 1, 2));
+  /* (only a table can be a class: another value is never an ancestor) */
+  lua_pushboolean(L, lua_istable(L, 2) && instance_of(L, 1, lua_topointer(L, 2)));
   return 1;
 }
 
@@ -75,8 +73,10 @@ static int exception_set_class(lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
   luaL_unref(L, LUA_REGISTRYINDEX, st->cancelled_class_ref);
+  st->cancelled_class = lua_topointer(L, 2);
   st->cancelled_class_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   luaL_unref(L, LUA_REGISTRYINDEX, st->exception_class_ref);
+  st->exception_class = lua_topointer(L, 1);
   st->exception_class_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 0;
 }

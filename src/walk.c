@@ -84,7 +84,11 @@ typedef struct walker {
   const as_waitnode *boundary_via;
   frame_rec held;           /* the last visible frame of the thread being walked */
   int has_held;
-  int made;                 /* the capture table exists (else nil at `out`) */
+  int made;                 /* the frames' userdata exists (at `out`, or
+                               in the table at `out` once that is made) */
+  int table;                /* the capture table is made (at `out`) */
+  int placed;               /* values moved into it; the others wait on
+                               the stack, so that it is made at its size */
   int site_slot;            /* > 0: looking for the site (see find_site):
                                the stack slot of its function, once found */
   int site_found;
@@ -167,16 +171,36 @@ static void push_fork_ud(walker *w, as_fork *f) {
   else lua_pushnil(w->L);
 }
 
-/* Stores the value on top (popped) as the capture's next value and returns
-** its slot; nil and false are not stored (slot 0: none), so a frame costs
-** only the values it has. */
+/* Takes the value on top as the capture's next value and returns its
+** slot; nil and false are not stored (slot 0: none), so a frame costs only
+** the values it has. The value stays on the stack until settle(). */
 static int put_value(walker *w) {
   if (!lua_toboolean(w->L, -1)) {
     lua_pop(w->L, 1);
     return 0;
   }
-  lua_rawseti(w->L, w->out, 2 + w->nvals);
   return 2 + w->nvals++;
+}
+
+/* Moves the values waiting on the stack into the capture table, making it
+** first (with the frames' userdata at [1] and room for `extra` more values)
+** when it is not made yet. */
+static void settle(walker *w, int extra) {
+  lua_State *L = w->L;
+  int k, n = w->nvals - w->placed, top = lua_gettop(L);
+  if (!w->table) {
+    lua_createtable(L, 1 + w->nvals + extra, 0);
+    lua_pushvalue(L, w->out);              /* the frames */
+    lua_rawseti(L, -2, 1);
+    lua_replace(L, w->out);
+    w->table = 1;
+  }
+  for (k = 0; k < n; k++) {
+    lua_pushvalue(L, top - n + 1 + k);
+    lua_rawseti(L, w->out, 2 + w->placed + k);
+  }
+  lua_settop(L, top - n);
+  w->placed = w->nvals;
 }
 
 /* The slot of C string s (0 for NULL or ""): one slot per address in a
@@ -212,7 +236,8 @@ static void grow(walker *w) {
   as_rawhead *h = (as_rawhead *)lua_newuserdatauv(w->L, AS_RAW_SIZE(cap), 0);
   memcpy(h, w->head, AS_RAW_SIZE(w->n));
   h->cap = cap;
-  lua_rawseti(w->L, w->out, 1);
+  if (w->table) lua_rawseti(w->L, w->out, 1);
+  else lua_replace(w->L, w->out);
   w->head = h;
 }
 
@@ -330,17 +355,17 @@ static void flush(walker *w, int more) {
   if (w->site_slot > 0) find_site(w);
   if (!w->made) {
     int frames = w->npend + (more < 0 ? w->npend : more);
-    /* values: a function per frame, some names, a few roots' spawners */
-    lua_createtable(w->L, 3 + frames + frames / 2, 0);
-    lua_replace(w->L, w->out);
     w->head = (as_rawhead *)lua_newuserdatauv(w->L, AS_RAW_SIZE(frames), 0);
     memset(w->head, 0, offsetof(as_rawhead, frames));
     w->head->magic = AS_RAW_MAGIC;
     w->head->cap = frames;
-    lua_rawseti(w->L, w->out, 1);
+    lua_replace(w->L, w->out);
     w->made = 1;
   }
   for (i = 0; i < w->npend; i++) store(w, &w->pend[i]);
+  /* room for as many values again while the walk goes on, else for the
+  ** `more` frames' functions and some of their names */
+  settle(w, more < 0 ? w->nvals : more + more / 2);
   w->npend = w->site_next = 0;
 }
 
@@ -555,6 +580,7 @@ static void walker_finish(walker *w) {
   int i, head = w->n;
   flush(w, w->ring_len);
   for (i = 0; i < w->ring_len; i++) store(w, &w->ring[(w->ring_start + i) % RING_MAX]);
+  settle(w, 0);
   lua_settop(L, w->out);   /* drop the site slot */
   w->head->omitted = w->omitted;
   if (w->skipped > 0) {

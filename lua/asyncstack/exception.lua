@@ -320,13 +320,20 @@ for _, class in ipairs({ M.ErrorException, M.Timeout, M.Cancelled, M.Deadlock })
 end
 
 -- An ErrorException for a plain error value, with the given raw trace.
-function M.from_error(value, raw)
-  if is_exception(value) then return value end
+-- (wrap_error: the same for a value known not to be an exception.)
+local ErrorException = M.ErrorException
+local function wrap_error(value, raw)
   -- one constructor (as new() but with the original): no rehash per field
   return setmetatable({
     _message = describe_value(value), _code = 0, _raw = raw,
     _original = value, _has_original = true,
-  }, M.ErrorException)
+  }, ErrorException)
+end
+M.wrap_error = wrap_error
+
+function M.from_error(value, raw)
+  if is_exception(value) then return value end
+  return wrap_error(value, raw)
 end
 
 -- A built-in error of `kind` ("Timeout", ...) with the capture `raw` of the
