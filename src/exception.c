@@ -81,6 +81,63 @@ static int exception_set_class(lua_State *L) {
   return 0;
 }
 
+/* The rethrow note (hook on_rethrow, exception.lua): note(e, how, raw)
+** counts a rethrow of exception e in its list _rethrows (made with four
+** slots on the first), and keeps the first `kept` (upvalue 2) of them:
+** {how =, raw =} for a capture, false for none (the trace shows the site).
+** Exactly what exception.lua's Lua version did, in C: it runs on the
+** waiter's coroutine at every wait that hands an exception on, where a
+** Lua function and its calls cost more than the note itself. */
+static int exception_note_rethrow(lua_State *L) {
+  lua_settop(L, 3);
+  if (!lua_istable(L, 1)) return 0;
+  lua_pushliteral(L, "_rethrows");
+  lua_rawget(L, 1);                         /* the list: 4 */
+  if (!lua_toboolean(L, 4)) {
+    int i;
+    lua_pop(L, 1);
+    lua_createtable(L, 4, 1);
+    for (i = 1; i <= 4; i++) {
+      lua_pushboolean(L, 0);
+      lua_rawseti(L, -2, i);
+    }
+    lua_pushinteger(L, 0);
+    lua_setfield(L, -2, "n");
+    lua_pushliteral(L, "_rethrows");
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 1);
+  }
+  lua_getfield(L, 4, "n");                  /* n = list.n + 1 */
+  lua_pushinteger(L, 1);
+  lua_arith(L, LUA_OPADD);                  /* 5 */
+  lua_pushvalue(L, 5);
+  lua_setfield(L, 4, "n");
+  if (lua_compare(L, 5, lua_upvalueindex(2), LUA_OPLE)) {
+    lua_pushvalue(L, 5);
+    if (lua_toboolean(L, 3)) {
+      lua_createtable(L, 0, 2);
+      lua_pushvalue(L, 2);
+      lua_setfield(L, -2, "how");
+      lua_pushvalue(L, 3);
+      lua_setfield(L, -2, "raw");
+    } else {
+      lua_pushboolean(L, 0);
+    }
+    lua_settable(L, 4);
+  }
+  return 0;
+}
+
+/* core.rethrow_note(kept) -> the note function above, keeping `kept`. */
+static int exception_rethrow_note(lua_State *L) {
+  luaL_checkinteger(L, 1);
+  lua_settop(L, 1);
+  lua_pushvalue(L, AS_STATE_UPVALUE);
+  lua_insert(L, 1);
+  lua_pushcclosure(L, exception_note_rethrow, 2);
+  return 1;
+}
+
 void as_backtrace_push_raise_site(lua_State *L, as_state *st) {
   as_walk_opts opts = AS_WALK_RAISE_SITE;
   as_backtrace_push_current(L, st, &opts);
@@ -129,7 +186,8 @@ static int exception_pcall(lua_State *L) {
 void as_exception_open(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"pcall", exception_pcall}, {"set_exception_class", exception_set_class},
-    {"instance_of", exception_instance_of}, {NULL, NULL}
+    {"instance_of", exception_instance_of}, {"rethrow_note", exception_rethrow_note},
+    {NULL, NULL}
   };
   as_module_setfuncs(L, funcs);
   lua_pushvalue(L, AS_STATE_UPVALUE);

@@ -202,19 +202,10 @@ end
 -- wait()/pwait() handed this exception on; remember where (`raw`: the
 -- capture C made there, or false when the exception's trace already shows
 -- that site: C checked it as rethrow_sections would, see
--- as_backtrace_push_rethrow_site). Every rethrow counts.
-function M.note_rethrow(e, how, raw)
-  local list = rawget(e, "_rethrows")
-  if not list then
-    list = { false, false, false, false, n = 0 }   -- room for the usual few
-    rawset(e, "_rethrows", list)
-  end
-  local n = list.n + 1
-  list.n = n
-  if n <= RETHROWS_KEPT then
-    list[n] = raw and { how = how, raw = raw } or false
-  end
-end
+-- as_backtrace_push_rethrow_site). Every rethrow counts: _rethrows.n, and
+-- the first RETHROWS_KEPT are kept ({ how =, raw = }, or false). In C
+-- (src/exception.c): it runs at every wait that hands an exception on.
+M.note_rethrow = core.rethrow_note(RETHROWS_KEPT)
 
 local function class_name(e)
   local mt = getmetatable(e)
