@@ -396,9 +396,42 @@ static int rethrow_site_shown(lua_State *L, int fn, long line, lua_Integer fork,
   return shown;
 }
 
+/* Levels of its own stack a rethrow's quick look goes through. */
+#define RETHROW_QUICK_LEVELS 8
+
+/* The quick look of a rethrow (usually all it takes): whether the first
+** Lua frame with a line on L's own stack (the frames above it, C functions
+** or frames with no line, are never a site) is in the exception's trace:
+** same fork, function and line. Then it is the site the walk would find,
+** and shown: a trace holds visible frames only, so that function is not
+** one of ours the walk would skip. 0: not known, the walk decides. */
+static int rethrow_site_quick(lua_State *L, as_state *st, int *exc) {
+  lua_Debug ar;
+  int level;
+  lua_Integer fork = st->sched != NULL && st->sched->running != NULL ?
+                     st->sched->running->id : 0;
+  if (!lua_checkstack(L, 6)) return 0;
+  for (level = 0; level < RETHROW_QUICK_LEVELS && lua_getstack(L, level, &ar); level++) {
+    int shown;
+    lua_getinfo(L, "fl", &ar);
+    if (lua_iscfunction(L, -1) || ar.currentline <= 0) {
+      lua_pop(L, 1);
+      continue;
+    }
+    shown = rethrow_site_shown(L, lua_gettop(L), ar.currentline, fork, exc);
+    lua_pop(L, 1);
+    return shown;
+  }
+  return 0;
+}
+
 void as_backtrace_push_rethrow_site(lua_State *L, as_state *st, int exc) {
   as_walk_opts opts = AS_WALK_RETHROW_SITE;
   exc = lua_absindex(L, exc);
+  if (rethrow_site_quick(L, st, &exc)) {
+    lua_pushboolean(L, 0);
+    return;
+  }
   as_walk_push_current_unless(L, st, &opts, rethrow_site_shown, &exc);
 }
 
