@@ -98,6 +98,7 @@ typedef struct walker {
   as_walk_site_shown shown; /* with site_slot: asked once the site is found; */
   void *shown_ud;           /* when it says the site is shown, the walk */
   int site_shown;           /* stops there (no capture is made) */
+  struct names_cache *nc;   /* call-site names seen before, or NULL */
   as_rawhead *head;         /* the capture's frames (once made) */
   int nvals;                /* values stored after it (slots 2 ...) */
   int has_last;             /* the fork of the frame stored last, */
@@ -135,26 +136,32 @@ static int step(const as_state *st, lua_State *th, lua_Debug *ar, int *level) {
   return lua_getstack(th, *level, ar);
 }
 
+static void names_cache_open(lua_State *L, const as_state *st, const as_lualayout *lay);
+
 void as_walk_check_stepping(lua_State *L, as_state *st) {
   lua_Debug a, b;
   int level = 0;
   const as_lualayout *lay =
     as_lualayout_for_release(as_lualayout_parse_ident(as_lualayout_running_ident()));
   st->ci_stepping = st->ci_stepping_ok = 0;
-  if (lay == NULL) return;             /* a release with no stated layout */
-  st->ci_previous_offset = lay->ci_previous;
-  if (!lua_getstack(L, 0, &a)) return;
-  for (;;) {
-    struct CallInfo *p = ci_previous(st, a.i_ci);
-    if (!lua_getstack(L, level + 1, &b)) {
-      /* the caller of the last level must be base_ci */
-      st->ci_stepping = st->ci_stepping_ok = p != NULL && ci_previous(st, p) == NULL && level > 0;
-      return;
+  if (lay != NULL) {                   /* else a release with no stated layout */
+    st->ci_previous_offset = lay->ci_previous;
+    if (lua_getstack(L, 0, &a)) {
+      for (;;) {
+        struct CallInfo *p = ci_previous(st, a.i_ci);
+        if (!lua_getstack(L, level + 1, &b)) {
+          /* the caller of the last level must be base_ci */
+          st->ci_stepping = st->ci_stepping_ok =
+            p != NULL && ci_previous(st, p) == NULL && level > 0;
+          break;
+        }
+        if (p != b.i_ci) break;
+        a = b;
+        level++;
+      }
     }
-    if (p != b.i_ci) return;
-    a = b;
-    level++;
   }
+  names_cache_open(L, st, lay);
 }
 
 /* Levels of th from the one ar is at, inclusive. */
@@ -162,6 +169,175 @@ static int count_levels(const as_state *st, lua_State *th, lua_Debug *ar, int le
   int n = 1;
   while (step(st, th, ar, &level)) n++;
   return n;
+}
+
+/* ---------------------------------------------------- call-site names */
+
+/*
+** lua_getinfo's "n" (a frame's name, from its caller's calling instruction)
+** runs ldebug.c's getobjname, a symbolic execution of the caller's code up
+** to the call: it costs in proportion to the caller's size (a program's
+** main chunk: thousands of instructions), and a trace pays it per frame.
+** Its result depends on nothing but the callstatus words of the frame and
+** of its caller, the caller's Proto and the caller's saved pc (every 5.4
+** release). So for a Lua caller it is cached, keyed by the saved pc and
+** both words. An entry holds the two strings, which are the caller
+** Proto's own (or static ones), and a weak reference to the caller closure
+** (`anchors_key`): while that closure lives, so does its Proto, so the code
+** array is at that address and no other Proto's is: an entry whose closure
+** is alive is exact. A collected closure clears its anchor and its entry
+** misses from then on. The fields are read through the layout, as
+** CallInfo.previous is; as_walk_check_stepping checks them against
+** lua_getinfo once, and makes the cache only when they agree.
+*/
+#define NAMES_SLOTS 256
+
+typedef struct name_entry {
+  const void *savedpc;        /* the caller's saved pc (NULL: empty) */
+  unsigned status, caller_status;
+  const char *name, *namewhat;
+} name_entry;
+
+typedef struct names_cache {
+  const as_lualayout *lay;
+  name_entry e[NAMES_SLOTS];
+} names_cache;
+
+static const char names_cache_key = 'n';   /* registry: the names_cache */
+static const char anchors_key = 'a';       /* registry: weak [slot] = caller */
+
+static const void *read_ptr(const void *base, unsigned offset) {
+  const void *p;
+  memcpy(&p, (const char *)base + offset, sizeof p);
+  return p;
+}
+
+static unsigned read_status(const as_lualayout *lay, const struct CallInfo *ci) {
+  if (lay->size_ci_callstatus == 2) {
+    unsigned short v;
+    memcpy(&v, (const char *)ci + lay->ci_callstatus, sizeof v);
+    return v;
+  } else {
+    unsigned v;
+    memcpy(&v, (const char *)ci + lay->ci_callstatus, sizeof v);
+    return v;
+  }
+}
+
+/* The entry for the frame at `ci` (its key in *key), or NULL when its
+** caller is no Lua function (its name then costs nothing to find). */
+static name_entry *name_slot(walker *w, const struct CallInfo *ci, name_entry *key) {
+  const as_lualayout *lay = w->nc->lay;
+  const struct CallInfo *caller = ci_previous(w->st, ci);
+  uintptr_t h;
+  if (caller == NULL) return NULL;
+  key->caller_status = read_status(lay, caller);
+  if (key->caller_status & lay->cist_C) return NULL;
+  key->status = read_status(lay, ci);
+  key->savedpc = read_ptr(caller, lay->ci_savedpc);
+  h = (uintptr_t)key->savedpc >> 2;
+  return &w->nc->e[(h ^ (h >> 8)) % NAMES_SLOTS];
+}
+
+/* Whether entry e (of the frame at ci) holds its names: same key, and the
+** closure it was made for still alive. Leaves the stack as it is. */
+static int name_hit(walker *w, const name_entry *e, const name_entry *key) {
+  int alive;
+  if (e->savedpc != key->savedpc || e->status != key->status ||
+      e->caller_status != key->caller_status)
+    return 0;
+  lua_rawgetp(w->L, LUA_REGISTRYINDEX, &anchors_key);
+  alive = lua_istable(w->L, -1) &&
+          lua_rawgeti(w->L, -1, (e - w->nc->e) + 1) == LUA_TFUNCTION;
+  lua_pop(w->L, lua_istable(w->L, -1) ? 1 : 2);
+  return alive;
+}
+
+/* Fills entry e with the names of the frame at ci of th (key: its key),
+** anchoring the caller closure. */
+static void name_fill(walker *w, lua_State *th, const struct CallInfo *ci,
+                      name_entry *e, const name_entry *key,
+                      const char *name, const char *namewhat) {
+  lua_State *L = w->L;
+  lua_Debug car;
+  e->savedpc = NULL;                     /* until the anchor is stored */
+  if (!lua_checkstack(L, 3) || (th != L && !lua_checkstack(th, 2))) return;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &anchors_key);
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return;
+  }
+  car.i_ci = (struct CallInfo *)ci_previous(w->st, ci);
+  lua_getinfo(th, "f", &car);
+  if (th != L) lua_xmove(th, L, 1);
+  if (lua_type(L, -1) == LUA_TFUNCTION) {
+    lua_rawseti(L, -2, (e - w->nc->e) + 1);
+    *e = *key;
+    e->name = name;
+    e->namewhat = namewhat;
+  } else {
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+/* Whether the layout reads the fields name_slot uses right on L's stack:
+** each level's function (ci->func) and its kind (CIST_C), and a Lua
+** caller's saved pc inside its Proto's code. Needs a Lua frame below the
+** running one (the chunk that requires the module). */
+static int names_layout_ok(lua_State *L, const as_state *st, const as_lualayout *lay) {
+  lua_Debug a;
+  int level, checked = 0;
+  if (lay->size_ci_callstatus != 2 && lay->size_ci_callstatus != sizeof(unsigned)) return 0;
+  if (!lua_checkstack(L, 2)) return 0;
+  for (level = 0; lua_getstack(L, level, &a); level++) {
+    const void *slot = read_ptr(a.i_ci, lay->ci_func);
+    unsigned char tag;
+    unsigned status = read_status(lay, a.i_ci);
+    int is_c, ok = 1;
+    lua_getinfo(L, "f", &a);
+    is_c = lua_iscfunction(L, -1);
+    memcpy(&tag, (const char *)slot + lay->tv_tt, 1);
+    if (is_c) {
+      ok = (status & lay->cist_C) != 0;
+    } else {
+      ok = (status & lay->cist_C) == 0 && tag == (lay->tag_lcl | lay->bit_collectable) &&
+           read_ptr(slot, lay->tv_value) == lua_topointer(L, -1);
+      if (ok && level > 0) {
+        const void *proto = read_ptr(lua_topointer(L, -1), lay->lcl_p);
+        const char *code = (const char *)read_ptr(proto, lay->p_code);
+        const char *pc = (const char *)read_ptr(a.i_ci, lay->ci_savedpc);
+        int size;
+        memcpy(&size, (const char *)proto + lay->p_sizecode, sizeof size);
+        ok = code != NULL && pc > code && pc <= code + (size_t)size * 4 &&
+             (size_t)(pc - code) % 4 == 0;
+        checked += ok;
+      }
+    }
+    lua_pop(L, 1);
+    if (!ok) return 0;
+  }
+  (void)st;
+  return checked > 0;
+}
+
+/* Makes the cache (or removes it when the layout cannot be read). */
+static void names_cache_open(lua_State *L, const as_state *st, const as_lualayout *lay) {
+  if (lay != NULL && st->ci_stepping_ok && names_layout_ok(L, st, lay)) {
+    names_cache *nc = (names_cache *)lua_newuserdatauv(L, sizeof *nc, 0);
+    memset(nc, 0, sizeof *nc);
+    nc->lay = lay;
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &names_cache_key);
+    lua_createtable(L, 0, 0);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &anchors_key);
+  } else {
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &names_cache_key);
+  }
 }
 
 /* ------------------------------------------------------------- storing */
@@ -257,13 +433,22 @@ static void store(walker *w, const frame_rec *r) {
   memset(fr, 0, sizeof *fr);
   if (r->th != NULL) {
     lua_Debug ar;
+    name_entry key, *e = w->nc != NULL ? name_slot(w, r->ci, &key) : NULL;
+    int hit = e != NULL && name_hit(w, e, &key);
     if (w->st->ci_stepping) ar.i_ci = r->ci;
     else lua_getstack(r->th, r->level, &ar);
-    lua_getinfo(r->th, r->has_info ? "nf" : "lnf", &ar);
+    if (hit) {
+      lua_getinfo(r->th, r->has_info ? "f" : "lf", &ar);
+      name = e->name;
+      namewhat = e->namewhat;
+    } else {
+      lua_getinfo(r->th, r->has_info ? "nf" : "lnf", &ar);
+      name = ar.name;        /* the prototype's strings: the frame keeps them */
+      namewhat = ar.namewhat;
+    }
     if (r->th != L) lua_xmove(r->th, L, 1);
     line = r->has_info ? r->line : ar.currentline;
-    name = ar.name;          /* the prototype's strings: the frame keeps them */
-    namewhat = ar.namewhat;
+    if (e != NULL && !hit) name_fill(w, r->th, r->ci, e, &key, name, namewhat);
   } else {
     push_spawn_func(w, r->spawned);
     line = r->spawned->spawn_line;
@@ -570,6 +755,11 @@ static void walker_init(walker *w, lua_State *L, as_state *st,
   w->async = opts->async;
   w->ends = opts->ends > RING_MAX ? RING_MAX : opts->ends;
   w->self = opts->self;
+  if (st->ci_stepping_ok) {         /* the cache is made only then */
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &names_cache_key);
+    w->nc = (names_cache *)lua_touserdata(L, -1);   /* anchored by the registry */
+    lua_pop(L, 1);
+  }
   lua_pushnil(L);            /* the capture, made by flush() */
   w->out = lua_gettop(L);
 }
