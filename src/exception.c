@@ -108,6 +108,25 @@ static int exception_note_rethrow(lua_State *L) {
     lua_rawset(L, 1);
   }
   lua_getfield(L, 4, "n");                  /* n = list.n + 1 */
+  if (lua_isinteger(L, 5) && lua_istable(L, 4) && !lua_getmetatable(L, 4)) {
+    /* the usual list (no metatable: plain indexing is raw) */
+    lua_Integer n = (lua_Integer)((lua_Unsigned)lua_tointeger(L, 5) + 1u);
+    lua_pop(L, 1);
+    lua_pushinteger(L, n);
+    lua_setfield(L, 4, "n");
+    if (n > lua_tointeger(L, lua_upvalueindex(2))) return 0;
+    if (lua_toboolean(L, 3)) {
+      lua_createtable(L, 0, 2);
+      lua_pushvalue(L, 2);
+      lua_setfield(L, -2, "how");
+      lua_pushvalue(L, 3);
+      lua_setfield(L, -2, "raw");
+    } else {
+      lua_pushboolean(L, 0);
+    }
+    lua_rawseti(L, 4, n);
+    return 0;
+  }
   lua_pushinteger(L, 1);
   lua_arith(L, LUA_OPADD);                  /* 5 */
   lua_pushvalue(L, 5);

@@ -105,6 +105,8 @@ typedef struct walker {
   const as_fork *last_fork; /* its id and the slot of its name: a */
   lua_Integer last_id;      /* segment's frames share them */
   int last_name;
+  const void *holder_of;    /* the last root's spawning function (its */
+  int holder_slot;          /* address) and slot: often the next frame's */
   int nstrs;                /* strings stored from C strings: by address */
   const char *str_of[INTERN_MAX];
   int str_slot[INTERN_MAX];
@@ -453,7 +455,12 @@ static void store(walker *w, const frame_rec *r) {
     push_spawn_func(w, r->spawned);
     line = r->spawned->spawn_line;
   }
-  fr->func = put_value(w);
+  if (w->holder_slot > 0 && lua_topointer(L, -1) == w->holder_of) {
+    lua_pop(L, 1);                 /* the spawner of the root stored last */
+    fr->func = w->holder_slot;
+  } else {
+    fr->func = put_value(w);
+  }
   if (line > 0) fr->line = line;
   fr->name = put_cstr(w, name);
   fr->namewhat = put_cstr(w, namewhat);
@@ -485,7 +492,8 @@ static void store(walker *w, const frame_rec *r) {
   fr->info = AS_RAW_INFO_OF(r->flags, r->boundary, via);
   if (r->flags & AS_RFRAME_ROOT) {
     push_spawn_func(w, r->fork);
-    fr->holder = put_value(w);
+    w->holder_of = lua_topointer(L, -1);   /* anchored by the capture */
+    fr->holder = w->holder_slot = put_value(w);
   }
   w->head->n = ++w->n;
 }
