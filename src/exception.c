@@ -96,7 +96,9 @@ static int exception_note_rethrow(lua_State *L) {
   if (!lua_toboolean(L, 4)) {
     int i;
     lua_pop(L, 1);
-    lua_createtable(L, 4, 1);
+    /* all in the hash part (room for 8 keys): one allocation less than
+    ** an array part and a hash part, for a list the waits rarely grow */
+    lua_createtable(L, 0, 8);
     for (i = 1; i <= 4; i++) {
       lua_pushboolean(L, 0);
       lua_rawseti(L, -2, i);

@@ -202,6 +202,7 @@ typedef struct name_entry {
 
 typedef struct names_cache {
   const as_lualayout *lay;
+  int source_ok;              /* source_of() reads what lua_getinfo does */
   name_entry e[NAMES_SLOTS];
 } names_cache;
 
@@ -283,13 +284,23 @@ static void name_fill(walker *w, lua_State *th, const struct CallInfo *ci,
   lua_pop(L, 1);
 }
 
+/* The source of the Lua closure at address cl (getstr(cl->p->source), the
+** chars lua_getinfo's "S" gives as ar.source), or NULL. */
+static const char *source_of(const as_lualayout *lay, const void *cl) {
+  const void *proto = read_ptr(cl, lay->lcl_p);
+  const char *ts = (const char *)read_ptr(proto, lay->p_source);
+  return ts != NULL ? ts + lay->ts_contents : NULL;
+}
+
 /* Whether the layout reads the fields name_slot uses right on L's stack:
 ** each level's function (ci->func) and its kind (CIST_C), and a Lua
 ** caller's saved pc inside its Proto's code. Needs a Lua frame below the
 ** running one (the chunk that requires the module). */
-static int names_layout_ok(lua_State *L, const as_state *st, const as_lualayout *lay) {
+static int names_layout_ok(lua_State *L, const as_state *st, const as_lualayout *lay,
+                           int *source_ok) {
   lua_Debug a;
-  int level, checked = 0;
+  int level, checked = 0, sources = 0;
+  *source_ok = 0;
   if (lay->size_ci_callstatus != 2 && lay->size_ci_callstatus != sizeof(unsigned)) return 0;
   if (!lua_checkstack(L, 2)) return 0;
   for (level = 0; lua_getstack(L, level, &a); level++) {
@@ -297,7 +308,7 @@ static int names_layout_ok(lua_State *L, const as_state *st, const as_lualayout 
     unsigned char tag;
     unsigned status = read_status(lay, a.i_ci);
     int is_c, ok = 1;
-    lua_getinfo(L, "f", &a);
+    lua_getinfo(L, "fS", &a);
     is_c = lua_iscfunction(L, -1);
     memcpy(&tag, (const char *)slot + lay->tv_tt, 1);
     if (is_c) {
@@ -315,20 +326,27 @@ static int names_layout_ok(lua_State *L, const as_state *st, const as_lualayout 
              (size_t)(pc - code) % 4 == 0;
         checked += ok;
       }
+      if (ok) {
+        ok = source_of(lay, lua_topointer(L, -1)) == a.source;
+        sources += ok;
+      }
     }
     lua_pop(L, 1);
     if (!ok) return 0;
   }
   (void)st;
+  *source_ok = sources > 0;
   return checked > 0;
 }
 
 /* Makes the cache (or removes it when the layout cannot be read). */
 static void names_cache_open(lua_State *L, const as_state *st, const as_lualayout *lay) {
-  if (lay != NULL && st->ci_stepping_ok && names_layout_ok(L, st, lay)) {
+  int source_ok;
+  if (lay != NULL && st->ci_stepping_ok && names_layout_ok(L, st, lay, &source_ok)) {
     names_cache *nc = (names_cache *)lua_newuserdatauv(L, sizeof *nc, 0);
     memset(nc, 0, sizeof *nc);
     nc->lay = lay;
+    nc->source_ok = source_ok;
     lua_rawsetp(L, LUA_REGISTRYINDEX, &names_cache_key);
     lua_createtable(L, 0, 0);
     lua_createtable(L, 0, 1);
@@ -614,6 +632,11 @@ static void set_boundary(walker *w, int kind, as_fork *from) {
 static int is_ours(walker *w, lua_State *th) {
   lua_Debug ar;
   if (lua_iscfunction(th, -1)) return as_is_internal_function(th, w->st, -1);
+  if (w->nc != NULL && w->nc->source_ok) {
+    /* the source's chars read through the layout (checked at open) */
+    const char *source = source_of(w->nc->lay, lua_topointer(th, -1));
+    if (source != NULL) return as_is_internal_source(w->st, source);
+  }
   lua_pushvalue(th, -1);
   lua_getinfo(th, ">S", &ar);
   return as_is_internal_source(w->st, ar.source);
