@@ -25,6 +25,15 @@
 ** them once at the end: the frames it skips are stepped over once, never
 ** read.
 **
+** Two more reads go through the layout, each checked against lua_getinfo
+** at open and used only when that check held (else lua_getinfo does it):
+** a Lua function's source, for the "is it ours" test (lua_getinfo's "S"
+** builds short_src, which that test never needs), and the callstatus words
+** and saved pc that key the cache of call-site names (see "call-site
+** names" below: getobjname's cost grows with the size of the caller).
+** An error's raise site is walked once per error, so these are what the
+** error path (issue 17) pays per frame.
+**
 ** Assumption: CallInfo pointers are held across the allocations of the
 ** capture. The walked threads cannot run meanwhile (the current one runs
 ** the walk, the coroutines below it are "normal", suspended forks are
