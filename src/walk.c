@@ -258,10 +258,12 @@ static int name_hit(walker *w, const name_entry *e, const name_entry *key) {
   if (e->savedpc != key->savedpc || e->status != key->status ||
       e->caller_status != key->caller_status)
     return 0;
-  lua_rawgetp(w->L, LUA_REGISTRYINDEX, &anchors_key);
-  alive = lua_istable(w->L, -1) &&
-          lua_rawgeti(w->L, -1, (e - w->nc->e) + 1) == LUA_TFUNCTION;
-  lua_pop(w->L, lua_istable(w->L, -1) ? 1 : 2);
+  if (lua_rawgetp(w->L, LUA_REGISTRYINDEX, &anchors_key) != LUA_TTABLE) {
+    lua_pop(w->L, 1);
+    return 0;
+  }
+  alive = lua_rawgeti(w->L, -1, (e - w->nc->e) + 1) == LUA_TFUNCTION;
+  lua_pop(w->L, 2);
   return alive;
 }
 
