@@ -28,8 +28,23 @@ static void buffer_write(as_sink *k, const char *s, size_t n) {
   luaL_addlstring((luaL_Buffer *)k->ud, s, n);
 }
 
-static void raw_push(lua_State *L, int raw, lua_Integer i, int slot) {
-  lua_rawgeti(L, raw, i * AS_RAW_STRIDE + slot);
+const as_rawhead *as_raw_head(lua_State *L, int raw) {
+  const as_rawhead *h = NULL;
+  if (lua_rawgeti(L, raw, 1) == LUA_TUSERDATA) {
+    /* trusts nothing: a table given to core.render may hold anything */
+    const as_rawhead *u = (const as_rawhead *)lua_touserdata(L, -1);
+    size_t len = lua_rawlen(L, -1);
+    if (u != NULL && len >= AS_RAW_SIZE(0) && u->magic == AS_RAW_MAGIC &&
+        u->n >= 0 && u->n <= u->cap && len >= AS_RAW_SIZE(u->cap))
+      h = u;
+  }
+  lua_pop(L, 1);                 /* the userdata is anchored by the capture */
+  return h;
+}
+
+void as_raw_push_value(lua_State *L, int raw, int slot) {
+  if (slot > 1) lua_rawgeti(L, raw, slot);
+  else lua_pushnil(L);
 }
 
 /* ------------------------------------------------------ reading frames */
@@ -38,58 +53,21 @@ typedef struct reader {
   as_rtrace t;
   lua_State *L;
   int raw;                 /* absolute index of the raw capture */
+  const as_rawhead *head;  /* its frames (NULL: none) */
   as_fnset *set;           /* as_names_push's set, or NULL */
   int names;               /* and its table (the set is right below) */
   int full;                /* read every field (else what the text needs) */
   lua_Debug ar;            /* of the frame read last: fr->file points in */
-  lua_Integer seg_start;   /* frames [seg_start, seg_upto] run in the fork */
-  lua_Integer seg_upto;    /* read last (seg_upto < 0: none yet): */
-  lua_Integer seg_id;
-  const char *seg_name;
 } reader;
 
-static const char *raw_string(lua_State *L, int raw, lua_Integer i, int slot) {
+/* The string in `slot` of the capture at `raw`, or NULL. */
+static const char *raw_string(lua_State *L, int raw, int slot) {
   const char *s;
-  raw_push(L, raw, i, slot);
+  if (slot <= 1) return NULL;
+  lua_rawgeti(L, raw, slot);
   s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
   lua_pop(L, 1);                 /* still anchored by the capture */
   return s;
-}
-
-static lua_Integer raw_integer(lua_State *L, int raw, lua_Integer i, int slot) {
-  lua_Integer v;
-  raw_push(L, raw, i, slot);
-  v = lua_tointeger(L, -1);
-  lua_pop(L, 1);
-  return v;
-}
-
-static int raw_present(lua_State *L, int raw, lua_Integer i, int slot) {
-  int present;
-  raw_push(L, raw, i, slot);
-  present = !lua_isnil(L, -1);
-  lua_pop(L, 1);
-  return present;
-}
-
-/* The fork of frame i: stored on the first frame of its segment only
-** (backtrace.h). Reading frames in order finds it at once. */
-static void read_fork(reader *r, lua_Integer i, long long *id, const char **name) {
-  lua_State *L = r->L;
-  if (r->seg_upto < 0 || i < r->seg_start || i > r->seg_upto) {
-    if (r->seg_upto >= 0 && i == r->seg_upto + 1 && !raw_present(L, r->raw, i, AS_RAW_FORK)) {
-      r->seg_upto = i;                       /* the next frame, same fork */
-    } else {
-      lua_Integer j = i;
-      while (j > 0 && !raw_present(L, r->raw, j, AS_RAW_FORK)) j--;
-      r->seg_start = j;
-      r->seg_upto = i;
-      r->seg_id = raw_integer(L, r->raw, j, AS_RAW_FORK);
-      r->seg_name = raw_string(L, r->raw, j, AS_RAW_FORK_NAME);
-    }
-  }
-  *id = r->seg_id;
-  *name = r->seg_name;
 }
 
 /* Fills fr from frame i of the capture. Leaves the stack as it found it
@@ -99,10 +77,11 @@ static void read_frame(reader *r, lua_Integer i, as_rframe *fr) {
   lua_State *L = r->L;
   int raw = r->raw;
   lua_Debug *ar = &r->ar;
-  lua_Integer info = raw_integer(L, raw, i, AS_RAW_INFO);
+  const as_rawframe *rf = &r->head->frames[i];
+  lua_Integer info = rf->info;
   memset(fr, 0, sizeof *fr);
   fr->flags = AS_RAW_INFO_FLAGS(info);
-  raw_push(L, raw, i, AS_RAW_FUNC);
+  as_raw_push_value(L, raw, rf->func);
   if (lua_isfunction(L, -1)) {
     int fn = lua_gettop(L);
     lua_pushvalue(L, fn);
@@ -112,7 +91,7 @@ static void read_frame(reader *r, lua_Integer i, as_rframe *fr) {
     fr->linedefined = ar->linedefined;
     if (r->set != NULL) fr->global_name = as_names_global(L, r->set, r->names, fn);
     if (fr->global_name == NULL && (fr->flags & AS_RFRAME_ROOT)) {
-      raw_push(L, raw, i, AS_RAW_HOLDER);
+      as_raw_push_value(L, raw, rf->holder);
       fr->guessed_name = as_names_upvalue(L, fn + 1, fn);
       lua_pop(L, 1);
     }
@@ -121,17 +100,18 @@ static void read_frame(reader *r, lua_Integer i, as_rframe *fr) {
     ar->source = NULL;
   }
   lua_pop(L, 1);
-  fr->line = (long)raw_integer(L, raw, i, AS_RAW_LINE);
-  fr->name = raw_string(L, raw, i, AS_RAW_NAME);
-  if (fr->name != NULL) fr->namewhat = raw_string(L, raw, i, AS_RAW_NAMEWHAT);
+  fr->line = rf->line;
+  fr->name = raw_string(L, raw, rf->name);
+  if (fr->name != NULL) fr->namewhat = raw_string(L, raw, rf->namewhat);
   fr->boundary = AS_RAW_INFO_BOUNDARY(info);
   if (r->full || fr->boundary != AS_BOUND_NONE || (fr->flags & AS_RFRAME_ROOT)) {
-    read_fork(r, i, &fr->fork_id, &fr->fork_name);
+    fr->fork_id = rf->fork_id;
+    fr->fork_name = raw_string(L, raw, rf->fork_name);
   }
   if (r->full || fr->boundary != AS_BOUND_NONE) {
     lua_Integer via = AS_RAW_INFO_VIA(info);
-    fr->from_id = raw_integer(L, raw, i, AS_RAW_FROM);
-    fr->from_name = raw_string(L, raw, i, AS_RAW_FROM_NAME);
+    fr->from_id = rf->from_id;
+    fr->from_name = raw_string(L, raw, rf->from_name);
     fr->via = (int)(via % 4);
     fr->via_index = (int)(via / 4);
   }
@@ -144,8 +124,8 @@ static int reader_frame(as_rtrace *t, long i, as_rframe *fr) {
   if (fr->global_name == NULL && fr->guessed_name == NULL &&
       (fr->flags & AS_RFRAME_SPAWN_SITE) && i + 1 < r->t.n) {
     /* a spawn site: an upvalue of the next frame's function */
-    raw_push(L, r->raw, i, AS_RAW_FUNC);
-    raw_push(L, r->raw, i + 1, AS_RAW_FUNC);
+    as_raw_push_value(L, r->raw, r->head->frames[i].func);
+    as_raw_push_value(L, r->raw, r->head->frames[i + 1].func);
     fr->guessed_name = as_names_upvalue(L, -1, -2);
     lua_pop(L, 2);
   }
@@ -160,16 +140,13 @@ static void reader_init(reader *r, lua_State *L, int raw, int with_names) {
   r->raw = lua_absindex(L, raw);
   r->t.frame = reader_frame;
   r->t.ud = r;
-  r->seg_upto = -1;
-  lua_getfield(L, r->raw, "n");
-  r->t.n = (long)lua_tointeger(L, -1);
-  lua_getfield(L, r->raw, "omitted");
-  r->t.omitted = (long)lua_tointeger(L, -1);
-  lua_getfield(L, r->raw, "skipped");
-  r->t.skipped = (long)lua_tointeger(L, -1);
-  lua_getfield(L, r->raw, "skip_at");
-  r->t.skip_at = (long)lua_tointeger(L, -1);
-  lua_pop(L, 4);
+  r->head = as_raw_head(L, r->raw);
+  if (r->head != NULL) {
+    r->t.n = r->head->n;
+    r->t.omitted = r->head->omitted;
+    r->t.skipped = r->head->skipped;
+    r->t.skip_at = r->head->skip_at;
+  }
   if (with_names) {
     r->set = as_names_push(L, r->raw, r->t.n);
     r->names = lua_gettop(L);
@@ -215,7 +192,7 @@ void as_backtrace_expand(lua_State *L, int raw) {
     as_rframe fr;
     reader_frame(&r.t, (long)i, &fr);
     lua_createtable(L, 0, 16);
-    raw_push(L, r.raw, i, AS_RAW_FUNC);
+    as_raw_push_value(L, r.raw, r.head->frames[i].func);
     lua_setfield(L, -2, "func");
     if (fr.file != NULL) {
       field_str(L, "what", r.ar.what);
@@ -279,9 +256,7 @@ static void push_view(lua_State *L, int raw, int v, const char *msg,
   r.full = v == VIEW_RETHROW;
   if (only_fork > 0) {          /* the leading frames that run in that fork */
     long i = 0;
-    long long id;
-    const char *name;
-    while (i < r.t.n && (read_fork(&r, i, &id, &name), id == only_fork)) i++;
+    while (i < r.t.n && r.head->frames[i].fork_id == only_fork) i++;
     r.t.n = i;
     r.t.omitted = r.t.skipped = r.t.skip_at = 0;
   }
@@ -403,22 +378,17 @@ void as_backtrace_push_fork_where(lua_State *L, as_state *st, as_fork *f, int in
 ** it (they would not print this capture). */
 static int rethrow_site_shown(lua_State *L, int fn, long line, lua_Integer fork, void *ud) {
   int exc = *(int *)ud, shown = 0, main;
-  lua_Integer i, n, id = 0;
+  const as_rawhead *h;
   if (!lua_istable(L, exc) || !lua_checkstack(L, 4)) return 0;
   lua_pushliteral(L, "_raw");
   lua_rawget(L, exc);
   main = lua_gettop(L);
-  if (lua_istable(L, main)) {
-    lua_getfield(L, main, "n");
-    n = lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    for (i = 0; i < n && !shown; i++) {
-      /* the fork is stored where it changes (backtrace.h): follow it */
-      raw_push(L, main, i, AS_RAW_FORK);
-      if (!lua_isnil(L, -1)) id = lua_tointeger(L, -1);
-      lua_pop(L, 1);
-      if (id != fork || raw_integer(L, main, i, AS_RAW_LINE) != line) continue;
-      raw_push(L, main, i, AS_RAW_FUNC);
+  if (lua_istable(L, main) && (h = as_raw_head(L, main)) != NULL) {
+    int i;
+    for (i = 0; i < h->n && !shown; i++) {
+      const as_rawframe *rf = &h->frames[i];
+      if (rf->fork_id != fork || rf->line != line) continue;
+      as_raw_push_value(L, main, rf->func);
       shown = lua_rawequal(L, -1, fn);
       lua_pop(L, 1);
     }
@@ -427,9 +397,42 @@ static int rethrow_site_shown(lua_State *L, int fn, long line, lua_Integer fork,
   return shown;
 }
 
+/* Levels of its own stack a rethrow's quick look goes through. */
+#define RETHROW_QUICK_LEVELS 8
+
+/* The quick look of a rethrow (usually all it takes): whether the first
+** Lua frame with a line on L's own stack (the frames above it, C functions
+** or frames with no line, are never a site) is in the exception's trace:
+** same fork, function and line. Then it is the site the walk would find,
+** and shown: a trace holds visible frames only, so that function is not
+** one of ours the walk would skip. 0: not known, the walk decides. */
+static int rethrow_site_quick(lua_State *L, as_state *st, int *exc) {
+  lua_Debug ar;
+  int level;
+  lua_Integer fork = st->sched != NULL && st->sched->running != NULL ?
+                     st->sched->running->id : 0;
+  if (!lua_checkstack(L, 6)) return 0;
+  for (level = 0; level < RETHROW_QUICK_LEVELS && lua_getstack(L, level, &ar); level++) {
+    int shown;
+    lua_getinfo(L, "fl", &ar);
+    if (lua_iscfunction(L, -1) || ar.currentline <= 0) {
+      lua_pop(L, 1);
+      continue;
+    }
+    shown = rethrow_site_shown(L, lua_gettop(L), ar.currentline, fork, exc);
+    lua_pop(L, 1);
+    return shown;
+  }
+  return 0;
+}
+
 void as_backtrace_push_rethrow_site(lua_State *L, as_state *st, int exc) {
   as_walk_opts opts = AS_WALK_RETHROW_SITE;
   exc = lua_absindex(L, exc);
+  if (rethrow_site_quick(L, st, &exc)) {
+    lua_pushboolean(L, 0);
+    return;
+  }
   as_walk_push_current_unless(L, st, &opts, rethrow_site_shown, &exc);
 }
 

@@ -6,6 +6,7 @@
 #ifndef ASYNCSTACK_BACKTRACE_H
 #define ASYNCSTACK_BACKTRACE_H
 
+#include <stddef.h>
 #include <lua.h>
 #include "module.h"
 #include "fork.h"
@@ -27,29 +28,52 @@ typedef struct as_walk_opts {
 /* The walk of a rethrow site (wait handing an exception on): this fork only. */
 #define AS_WALK_RETHROW_SITE {0, 32, 0, 0, 0}
 
-/* A raw capture is a flat table, AS_RAW_STRIDE slots per frame (1-based
-** offsets below), plus `n` (frames), `omitted` (frames past the limit), and
-** for an `ends` walk `skip_at`/`skipped` (frames left out before frame
-** skip_at, 0-based). It holds no per-frame tables and builds no strings, so
-** capturing is cheap; names of functions are resolved when it is read.
-** A slot whose value is false, 0 or none is left out (nil). The fork of a
-** frame is stored only where it changes: AS_RAW_FORK (0: no fork) and
-** AS_RAW_FORK_NAME are set on frame 0 and on each frame whose fork differs
-** from the frame before; the frames after it, until the next one set, run
-** in the same fork (backtrace.c's read_fork follows them). */
-enum {
-  AS_RAW_FUNC = 1,     /* the function */
-  AS_RAW_LINE,         /* current line */
-  AS_RAW_NAME,         /* call-site name */
-  AS_RAW_NAMEWHAT,     /* its kind */
-  AS_RAW_INFO,         /* AS_RAW_INFO_OF(flags, boundary, via) */
-  AS_RAW_FORK,         /* id of the fork it runs in (0: none), where it changes */
-  AS_RAW_FORK_NAME,    /* that fork's name, where the fork changes */
-  AS_RAW_FROM,         /* id of the fork the boundary comes from */
-  AS_RAW_FROM_NAME,    /* its name */
-  AS_RAW_HOLDER,       /* a root's spawning function (names it by upvalue) */
-  AS_RAW_STRIDE = AS_RAW_HOLDER
-};
+/* A raw capture is a Lua table: [1] is a userdata holding an as_rawhead and
+** its frames (as_rawframe, innermost first), [2...] the Lua values those
+** frames refer to by slot number (functions, strings; slot 0: none). So a
+** frame costs a few C fields and the values it has, and a string used by
+** several frames of a walk (a fork's name, a call-site name) is stored
+** once. Capturing builds no strings of its own: names of functions are
+** resolved when the capture is read. A table without the userdata (as
+** { n = 0 }) reads as an empty capture. Only walk.c writes captures; read
+** them with as_raw_head and as_raw_push_value. */
+#define AS_RAW_MAGIC 0x61737263u    /* "asrc" */
+
+typedef struct as_rawframe {
+  lua_Integer fork_id;   /* the fork it runs in (0: none; for a spawn site
+                            whose spawner has ended, that spawner's id) */
+  lua_Integer from_id;   /* boundary: the fork it comes from (0: none) */
+  lua_Integer info;      /* AS_RAW_INFO_OF(flags, boundary, via) */
+  int line;              /* current line (0: none) */
+  int func;              /* slots of: the function, */
+  int name;              /* its call-site name and */
+  int namewhat;          /* its kind, */
+  int fork_name;         /* the name of fork_id, */
+  int from_name;         /* the name of from_id, */
+  int holder;            /* a root's spawning function (names it by upvalue) */
+} as_rawframe;
+
+typedef struct as_rawhead {
+  unsigned magic;        /* AS_RAW_MAGIC */
+  int n;                 /* frames */
+  int cap;               /* room for frames after the head */
+  int omitted;           /* frames past the limit */
+  int skipped;           /* `ends` walk: frames left out before frame */
+  int skip_at;           /* skip_at (0-based) */
+  as_rawframe frames[1]; /* cap of them (the array goes on) */
+} as_rawhead;
+
+/* Bytes of a capture's userdata with room for `cap` frames. */
+#define AS_RAW_SIZE(cap) \
+  (offsetof(as_rawhead, frames) + (size_t)(cap) * sizeof(as_rawframe))
+
+/* The head of the raw capture at absolute index `raw` (anchored by it), or
+** NULL when it has none (an empty capture) or it is not one. */
+const as_rawhead *as_raw_head(lua_State *L, int raw);
+
+/* Pushes the value in `slot` of the raw capture at absolute index `raw`
+** (nil for slot 0). */
+void as_raw_push_value(lua_State *L, int raw, int slot);
 
 /* The INFO slot: AS_RFRAME_* flags (4 bits), enum as_boundary (3 bits) and
 ** the combinator a boundary comes through (index * 4 + enum as_via). */

@@ -16,44 +16,41 @@
 #include "sched.h"
 #include <lauxlib.h>
 
-/* Whether the value at idx is an instance of the class at cls (both
-** absolute): its metatable, or one reached from it through raw __parent
-** fields, is the class; bounded as exception.lua's class chains are.
-** Reads raw fields only (no metamethod runs); needs 3 stack slots. */
-static int instance_of(lua_State *L, int idx, int cls) {
+/* Whether the value at idx is an instance of the class whose address
+** (lua_topointer) is `cls`: its metatable, or one reached from it through
+** raw __parent fields, is the class; bounded as exception.lua's class
+** chains are. Reads raw fields only (no metamethod runs); needs 2 stack
+** slots. Addresses are compared while the class is anchored, so equal
+** addresses are the same table. */
+static int instance_of(lua_State *L, int idx, const void *cls) {
   int hops, found = 0;
-  if (!lua_getmetatable(L, idx)) return 0;
+  if (cls == NULL || !lua_getmetatable(L, idx)) return 0;
   for (hops = 0; hops < 64 && lua_istable(L, -1); hops++) {
-    if (lua_rawequal(L, -1, cls)) {
+    if (lua_topointer(L, -1) == cls) {
       found = 1;
       break;
     }
     lua_pushliteral(L, "__parent");
     lua_rawget(L, -2);
-    lua_remove(L, -2);
+    lua_replace(L, -2);
   }
   lua_pop(L, 1);
   return found;
 }
 
-/* Whether the value at idx is an instance of the class at registry[ref]. */
-static int instance_of_ref(lua_State *L, int ref, int idx) {
-  int found;
-  if (ref == LUA_NOREF || !lua_istable(L, idx)) return 0;
-  if (!lua_checkstack(L, 3)) return 0;
-  idx = lua_absindex(L, idx);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-  found = instance_of(L, idx, lua_gettop(L));
-  lua_pop(L, 1);
-  return found;
+/* Whether the value at idx is an instance of the class at address cls. */
+static int instance_of_class(lua_State *L, const void *cls, int idx) {
+  if (cls == NULL || !lua_istable(L, idx)) return 0;
+  if (!lua_checkstack(L, 2)) return 0;
+  return instance_of(L, idx, cls);
 }
 
 int as_exception_test(lua_State *L, as_state *st, int idx) {
-  return instance_of_ref(L, st->exception_class_ref, idx);
+  return instance_of_class(L, st->exception_class, idx);
 }
 
 int as_exception_cancelled(lua_State *L, as_state *st, int idx) {
-  return instance_of_ref(L, st->cancelled_class_ref, idx);
+  return instance_of_class(L, st->cancelled_class, idx);
 }
 
 /* core.instance_of(value, class) -> whether value is an instance of class
@@ -62,7 +59,8 @@ static int exception_instance_of(lua_State *L) {
   luaL_checkany(L, 1);
   luaL_checkany(L, 2);
   lua_settop(L, 2);
-  lua_pushboolean(L, instance_of(L, 1, 2));
+  /* (only a table can be a class: another value is never an ancestor) */
+  lua_pushboolean(L, lua_istable(L, 2) && instance_of(L, 1, lua_topointer(L, 2)));
   return 1;
 }
 
@@ -75,10 +73,90 @@ static int exception_set_class(lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
   luaL_unref(L, LUA_REGISTRYINDEX, st->cancelled_class_ref);
+  st->cancelled_class = lua_topointer(L, 2);
   st->cancelled_class_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   luaL_unref(L, LUA_REGISTRYINDEX, st->exception_class_ref);
+  st->exception_class = lua_topointer(L, 1);
   st->exception_class_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 0;
+}
+
+/* The rethrow note (hook on_rethrow, exception.lua): note(e, how, raw)
+** counts a rethrow of exception e in its list _rethrows (made with four
+** slots on the first), and keeps the first `kept` (upvalue 2) of them:
+** {how =, raw =} for a capture, false for none (the trace shows the site).
+** Exactly what exception.lua's Lua version did, in C: it runs on the
+** waiter's coroutine at every wait that hands an exception on, where a
+** Lua function and its calls cost more than the note itself. */
+static int exception_note_rethrow(lua_State *L) {
+  lua_settop(L, 3);
+  if (!lua_istable(L, 1)) return 0;
+  lua_pushliteral(L, "_rethrows");
+  lua_rawget(L, 1);                         /* the list: 4 */
+  if (!lua_toboolean(L, 4)) {
+    int i;
+    lua_pop(L, 1);
+    /* all in the hash part (room for 8 keys): one allocation less than
+    ** an array part and a hash part, for a list the waits rarely grow */
+    lua_createtable(L, 0, 8);
+    for (i = 1; i <= 4; i++) {
+      lua_pushboolean(L, 0);
+      lua_rawseti(L, -2, i);
+    }
+    lua_pushinteger(L, 0);
+    lua_setfield(L, -2, "n");
+    lua_pushliteral(L, "_rethrows");
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 1);
+  }
+  lua_getfield(L, 4, "n");                  /* n = list.n + 1 */
+  if (lua_isinteger(L, 5) && lua_istable(L, 4) && !lua_getmetatable(L, 4)) {
+    /* the usual list (no metatable: plain indexing is raw) */
+    lua_Integer n = (lua_Integer)((lua_Unsigned)lua_tointeger(L, 5) + 1u);
+    lua_pop(L, 1);
+    lua_pushinteger(L, n);
+    lua_setfield(L, 4, "n");
+    if (n > lua_tointeger(L, lua_upvalueindex(2))) return 0;
+    if (lua_toboolean(L, 3)) {
+      lua_createtable(L, 0, 2);
+      lua_pushvalue(L, 2);
+      lua_setfield(L, -2, "how");
+      lua_pushvalue(L, 3);
+      lua_setfield(L, -2, "raw");
+    } else {
+      lua_pushboolean(L, 0);
+    }
+    lua_rawseti(L, 4, n);
+    return 0;
+  }
+  lua_pushinteger(L, 1);
+  lua_arith(L, LUA_OPADD);                  /* 5 */
+  lua_pushvalue(L, 5);
+  lua_setfield(L, 4, "n");
+  if (lua_compare(L, 5, lua_upvalueindex(2), LUA_OPLE)) {
+    lua_pushvalue(L, 5);
+    if (lua_toboolean(L, 3)) {
+      lua_createtable(L, 0, 2);
+      lua_pushvalue(L, 2);
+      lua_setfield(L, -2, "how");
+      lua_pushvalue(L, 3);
+      lua_setfield(L, -2, "raw");
+    } else {
+      lua_pushboolean(L, 0);
+    }
+    lua_settable(L, 4);
+  }
+  return 0;
+}
+
+/* core.rethrow_note(kept) -> the note function above, keeping `kept`. */
+static int exception_rethrow_note(lua_State *L) {
+  luaL_checkinteger(L, 1);
+  lua_settop(L, 1);
+  lua_pushvalue(L, AS_STATE_UPVALUE);
+  lua_insert(L, 1);
+  lua_pushcclosure(L, exception_note_rethrow, 2);
+  return 1;
 }
 
 void as_backtrace_push_raise_site(lua_State *L, as_state *st) {
@@ -129,7 +207,8 @@ static int exception_pcall(lua_State *L) {
 void as_exception_open(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"pcall", exception_pcall}, {"set_exception_class", exception_set_class},
-    {"instance_of", exception_instance_of}, {NULL, NULL}
+    {"instance_of", exception_instance_of}, {"rethrow_note", exception_rethrow_note},
+    {NULL, NULL}
   };
   as_module_setfuncs(L, funcs);
   lua_pushvalue(L, AS_STATE_UPVALUE);

@@ -188,9 +188,10 @@ void as_names_open(lua_State *L) {
 static void remember(lua_State *L, as_fnset *set, int raw, lua_Integer n,
                      int names, int cache, int complete) {
   lua_Integer i;
-  for (i = 0; i < n; i++) {
+  const as_rawhead *h = as_raw_head(L, raw);
+  for (i = 0; i < n && h != NULL && i < h->n; i++) {
     fnslot *sl;
-    lua_rawgeti(L, raw, i * AS_RAW_STRIDE + AS_RAW_FUNC);
+    as_raw_push_value(L, raw, h->frames[i].func);
     if (!lua_isfunction(L, -1)) {
       lua_pop(L, 1);
       continue;
@@ -217,6 +218,7 @@ as_fnset *as_names_push(lua_State *L, int raw, lua_Integer n) {
   lua_Integer i;
   unsigned cap = 16;
   as_fnset *set;
+  const as_rawhead *h;
   int cache = 0, names;
   while (cap < 2 * (lua_Unsigned)n + 2 && cap < (1u << 30)) cap *= 2;
   set = (as_fnset *)lua_newuserdatauv(L, sizeof(as_fnset) + (cap - 1) * sizeof(fnslot), 0);
@@ -225,8 +227,9 @@ as_fnset *as_names_push(lua_State *L, int raw, lua_Integer n) {
   lua_newtable(L);
   names = lua_gettop(L);
   if (push_session_cache(L)) cache = lua_gettop(L);
-  for (i = 0; i < n; i++) {
-    lua_rawgeti(L, raw, i * AS_RAW_STRIDE + AS_RAW_FUNC);
+  h = as_raw_head(L, raw);
+  for (i = 0; i < n && h != NULL && i < h->n; i++) {
+    as_raw_push_value(L, raw, h->frames[i].func);
     if (lua_isfunction(L, -1)) {
       fnslot *sl = fnset_find(set, lua_topointer(L, -1));
       if (sl->fn == NULL) {

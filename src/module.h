@@ -39,6 +39,7 @@ typedef struct as_state {
   unsigned ci_previous_offset;  /* offset of CallInfo.previous (lualayout.c) */
   int exception_class_ref;  /* asyncstack.Exception (as_exception_test) */
   int cancelled_class_ref;  /* asyncstack.Cancelled (as_exception_cancelled) */
+  const void *exception_class, *cancelled_class;  /* their addresses (anchored by the refs) */
   /* The metatables of our userdata types, by address (as_udata_test):
   ** each is anchored in the registry under a light-userdata key of the file
   ** that owns it, so no other object can take its address while the state

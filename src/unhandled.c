@@ -34,6 +34,19 @@ void as_unhandled_add(lua_State *L, as_unhandled *u, int ud_idx) {
   lua_pop(L, 1);
 }
 
+void as_unhandled_forget(lua_State *L, as_state *st, int ud_idx) {
+  as_fork *f = (as_fork *)lua_touserdata(L, ud_idx);
+  as_sched *s = st->sched;
+  /* a fork of an ended run: its set is gone */
+  if (s == NULL || f == NULL || f->sched != s || !lua_checkstack(L, 3)) return;
+  ud_idx = lua_absindex(L, ud_idx);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->unhandled.failed_ref);
+  lua_pushvalue(L, ud_idx);
+  lua_pushnil(L);
+  lua_rawset(L, -3);      /* a nil never makes a new key: no allocation */
+  lua_pop(L, 1);
+}
+
 /* Calls the on_unhandled hook with (error, {id =, name =}) of the failed
 ** fork at ud_idx, protected: a failing handler must not stop the loop. */
 static void call_hook(lua_State *L, as_state *st, int ud_idx) {

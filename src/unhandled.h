@@ -30,6 +30,12 @@ void as_unhandled_free(lua_State *L, as_unhandled *u);
 /* Remembers the failed fork at ud_idx for the report at run()'s end. */
 void as_unhandled_add(lua_State *L, as_unhandled *u, int ud_idx);
 
+/* The failure of the fork at ud_idx has been retrieved (a waiter saw it):
+** it leaves the run's set, so the set holds only failures that may still
+** need a report (it stays small, however many forks fail and are waited
+** for). Never raises. */
+void as_unhandled_forget(lua_State *L, as_state *st, int ud_idx);
+
 /* The failed fork at ud_idx was never waited for (its finalizer runs):
 ** report it once, now when no run of its own is active, else queued. */
 void as_unhandled_report(lua_State *L, as_state *st, int ud_idx);

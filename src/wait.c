@@ -123,6 +123,7 @@ static int deliver(lua_State *L, as_state *st, int idx, int protected, const cha
     return t->nvalues + protected;
   }
   t->retrieved = 1;
+  as_unhandled_forget(L, st, idx);  /* (unhandled.h) */
   if (protected) lua_pushboolean(L, 0);
   as_fork_push_failure(L, idx);     /* the exception (failed or cancelled) */
   if (lua_isnil(L, -1)) {           /* abandoned by an earlier run's end */

@@ -25,6 +25,15 @@
 ** them once at the end: the frames it skips are stepped over once, never
 ** read.
 **
+** Two more reads go through the layout, each checked against lua_getinfo
+** at open and used only when that check held (else lua_getinfo does it):
+** a Lua function's source, for the "is it ours" test (lua_getinfo's "S"
+** builds short_src, which that test never needs), and the callstatus words
+** and saved pc that key the cache of call-site names (see "call-site
+** names" below: getobjname's cost grows with the size of the caller).
+** An error's raise site is walked once per error, so these are what the
+** error path (issue 17) pays per frame.
+**
 ** Assumption: CallInfo pointers are held across the allocations of the
 ** capture. The walked threads cannot run meanwhile (the current one runs
 ** the walk, the coroutines below it are "normal", suspended forks are
@@ -45,6 +54,9 @@
 #define RING_MAX AS_RENDER_TAIL
 /* Frames held back before the capture table is made. */
 #define PEND_MAX 16
+/* C strings a walk remembers having stored (call-site names and kinds are
+** the strings of a few prototypes, and static ones). */
+#define INTERN_MAX 16
 
 /* A frame found but not stored yet. */
 typedef struct frame_rec {
@@ -81,15 +93,32 @@ typedef struct walker {
   const as_waitnode *boundary_via;
   frame_rec held;           /* the last visible frame of the thread being walked */
   int has_held;
-  int made;                 /* the capture table exists (else nil at `out`) */
+  int made;                 /* the frames' userdata exists (at `out`, or
+                               in the table at `out` once that is made) */
+  int table;                /* the capture table is made (at `out`) */
+  int placed;               /* values moved into it; the others wait on
+                               the stack, so that it is made at its size */
   int site_slot;            /* > 0: looking for the site (see find_site):
                                the stack slot of its function, once found */
   int site_found;
+  int site_next;            /* pend[site_next..] not looked at for it yet */
   long site_line;
   lua_Integer site_fork;
-  int has_last;             /* the fork of the frame stored last: */
-  const as_fork *last_fork; /* the fork slots are stored only where it */
-  lua_Integer last_id;      /* changes (backtrace.h) */
+  as_walk_site_shown shown; /* with site_slot: asked once the site is found; */
+  void *shown_ud;           /* when it says the site is shown, the walk */
+  int site_shown;           /* stops there (no capture is made) */
+  struct names_cache *nc;   /* call-site names seen before, or NULL */
+  as_rawhead *head;         /* the capture's frames (once made) */
+  int nvals;                /* values stored after it (slots 2 ...) */
+  int has_last;             /* the fork of the frame stored last, */
+  const as_fork *last_fork; /* its id and the slot of its name: a */
+  lua_Integer last_id;      /* segment's frames share them */
+  int last_name;
+  const void *holder_of;    /* the last root's spawning function (its */
+  int holder_slot;          /* address) and slot: often the next frame's */
+  int nstrs;                /* strings stored from C strings: by address */
+  const char *str_of[INTERN_MAX];
+  int str_slot[INTERN_MAX];
   int npend;                /* frames accepted, not stored yet */
   frame_rec pend[PEND_MAX]; /* they: the table is made once their number is
                                known, with room for them (no regrowth, no
@@ -118,26 +147,32 @@ static int step(const as_state *st, lua_State *th, lua_Debug *ar, int *level) {
   return lua_getstack(th, *level, ar);
 }
 
+static void names_cache_open(lua_State *L, const as_state *st, const as_lualayout *lay);
+
 void as_walk_check_stepping(lua_State *L, as_state *st) {
   lua_Debug a, b;
   int level = 0;
   const as_lualayout *lay =
     as_lualayout_for_release(as_lualayout_parse_ident(as_lualayout_running_ident()));
   st->ci_stepping = st->ci_stepping_ok = 0;
-  if (lay == NULL) return;             /* a release with no stated layout */
-  st->ci_previous_offset = lay->ci_previous;
-  if (!lua_getstack(L, 0, &a)) return;
-  for (;;) {
-    struct CallInfo *p = ci_previous(st, a.i_ci);
-    if (!lua_getstack(L, level + 1, &b)) {
-      /* the caller of the last level must be base_ci */
-      st->ci_stepping = st->ci_stepping_ok = p != NULL && ci_previous(st, p) == NULL && level > 0;
-      return;
+  if (lay != NULL) {                   /* else a release with no stated layout */
+    st->ci_previous_offset = lay->ci_previous;
+    if (lua_getstack(L, 0, &a)) {
+      for (;;) {
+        struct CallInfo *p = ci_previous(st, a.i_ci);
+        if (!lua_getstack(L, level + 1, &b)) {
+          /* the caller of the last level must be base_ci */
+          st->ci_stepping = st->ci_stepping_ok =
+            p != NULL && ci_previous(st, p) == NULL && level > 0;
+          break;
+        }
+        if (p != b.i_ci) break;
+        a = b;
+        level++;
+      }
     }
-    if (p != b.i_ci) return;
-    a = b;
-    level++;
   }
+  names_cache_open(L, st, lay);
 }
 
 /* Levels of th from the one ar is at, inclusive. */
@@ -147,6 +182,195 @@ static int count_levels(const as_state *st, lua_State *th, lua_Debug *ar, int le
   return n;
 }
 
+/* ---------------------------------------------------- call-site names */
+
+/*
+** lua_getinfo's "n" (a frame's name, from its caller's calling instruction)
+** runs ldebug.c's getobjname, a symbolic execution of the caller's code up
+** to the call: it costs in proportion to the caller's size (a program's
+** main chunk: thousands of instructions), and a trace pays it per frame.
+** Its result depends on nothing but the callstatus words of the frame and
+** of its caller, the caller's Proto and the caller's saved pc (every 5.4
+** release). So for a Lua caller it is cached, keyed by the saved pc and
+** both words. An entry holds the two strings, which are the caller
+** Proto's own (or static ones), and a weak reference to the caller closure
+** (`anchors_key`): while that closure lives, so does its Proto, so the code
+** array is at that address and no other Proto's is: an entry whose closure
+** is alive is exact. A collected closure clears its anchor and its entry
+** misses from then on. The fields are read through the layout, as
+** CallInfo.previous is; as_walk_check_stepping checks them against
+** lua_getinfo once, and makes the cache only when they agree.
+*/
+#define NAMES_SLOTS 256
+
+typedef struct name_entry {
+  const void *savedpc;        /* the caller's saved pc (NULL: empty) */
+  unsigned status, caller_status;
+  const char *name, *namewhat;
+} name_entry;
+
+typedef struct names_cache {
+  const as_lualayout *lay;
+  int source_ok;              /* source_of() reads what lua_getinfo does */
+  name_entry e[NAMES_SLOTS];
+} names_cache;
+
+static const char names_cache_key = 'n';   /* registry: the names_cache */
+static const char anchors_key = 'a';       /* registry: weak [slot] = caller */
+
+static const void *read_ptr(const void *base, unsigned offset) {
+  const void *p;
+  memcpy(&p, (const char *)base + offset, sizeof p);
+  return p;
+}
+
+static unsigned read_status(const as_lualayout *lay, const struct CallInfo *ci) {
+  if (lay->size_ci_callstatus == 2) {
+    unsigned short v;
+    memcpy(&v, (const char *)ci + lay->ci_callstatus, sizeof v);
+    return v;
+  } else {
+    unsigned v;
+    memcpy(&v, (const char *)ci + lay->ci_callstatus, sizeof v);
+    return v;
+  }
+}
+
+/* The entry for the frame at `ci` (its key in *key), or NULL when its
+** caller is no Lua function (its name then costs nothing to find). */
+static name_entry *name_slot(walker *w, const struct CallInfo *ci, name_entry *key) {
+  const as_lualayout *lay = w->nc->lay;
+  const struct CallInfo *caller = ci_previous(w->st, ci);
+  uintptr_t h;
+  if (caller == NULL) return NULL;
+  key->caller_status = read_status(lay, caller);
+  if (key->caller_status & lay->cist_C) return NULL;
+  key->status = read_status(lay, ci);
+  key->savedpc = read_ptr(caller, lay->ci_savedpc);
+  h = (uintptr_t)key->savedpc >> 2;
+  return &w->nc->e[(h ^ (h >> 8)) % NAMES_SLOTS];
+}
+
+/* Whether entry e (of the frame at ci) holds its names: same key, and the
+** closure it was made for still alive. Leaves the stack as it is. */
+static int name_hit(walker *w, const name_entry *e, const name_entry *key) {
+  int alive;
+  if (e->savedpc != key->savedpc || e->status != key->status ||
+      e->caller_status != key->caller_status)
+    return 0;
+  if (lua_rawgetp(w->L, LUA_REGISTRYINDEX, &anchors_key) != LUA_TTABLE) {
+    lua_pop(w->L, 1);
+    return 0;
+  }
+  alive = lua_rawgeti(w->L, -1, (e - w->nc->e) + 1) == LUA_TFUNCTION;
+  lua_pop(w->L, 2);
+  return alive;
+}
+
+/* Fills entry e with the names of the frame at ci of th (key: its key),
+** anchoring the caller closure. */
+static void name_fill(walker *w, lua_State *th, const struct CallInfo *ci,
+                      name_entry *e, const name_entry *key,
+                      const char *name, const char *namewhat) {
+  lua_State *L = w->L;
+  lua_Debug car;
+  e->savedpc = NULL;                     /* until the anchor is stored */
+  if (!lua_checkstack(L, 3) || (th != L && !lua_checkstack(th, 2))) return;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &anchors_key);
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return;
+  }
+  car.i_ci = (struct CallInfo *)ci_previous(w->st, ci);
+  lua_getinfo(th, "f", &car);
+  if (th != L) lua_xmove(th, L, 1);
+  if (lua_type(L, -1) == LUA_TFUNCTION) {
+    lua_rawseti(L, -2, (e - w->nc->e) + 1);
+    *e = *key;
+    e->name = name;
+    e->namewhat = namewhat;
+  } else {
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+/* The source of the Lua closure at address cl (getstr(cl->p->source), the
+** chars lua_getinfo's "S" gives as ar.source), or NULL. */
+static const char *source_of(const as_lualayout *lay, const void *cl) {
+  const void *proto = read_ptr(cl, lay->lcl_p);
+  const char *ts = (const char *)read_ptr(proto, lay->p_source);
+  return ts != NULL ? ts + lay->ts_contents : NULL;
+}
+
+/* Whether the layout reads the fields name_slot uses right on L's stack:
+** each level's function (ci->func) and its kind (CIST_C), and a Lua
+** caller's saved pc inside its Proto's code. Needs a Lua frame below the
+** running one (the chunk that requires the module). */
+static int names_layout_ok(lua_State *L, const as_state *st, const as_lualayout *lay,
+                           int *source_ok) {
+  lua_Debug a;
+  int level, checked = 0, sources = 0;
+  *source_ok = 0;
+  if (lay->size_ci_callstatus != 2 && lay->size_ci_callstatus != sizeof(unsigned)) return 0;
+  if (!lua_checkstack(L, 2)) return 0;
+  for (level = 0; lua_getstack(L, level, &a); level++) {
+    const void *slot = read_ptr(a.i_ci, lay->ci_func);
+    unsigned char tag;
+    unsigned status = read_status(lay, a.i_ci);
+    int is_c, ok = 1;
+    lua_getinfo(L, "fS", &a);
+    is_c = lua_iscfunction(L, -1);
+    memcpy(&tag, (const char *)slot + lay->tv_tt, 1);
+    if (is_c) {
+      ok = (status & lay->cist_C) != 0;
+    } else {
+      ok = (status & lay->cist_C) == 0 && tag == (lay->tag_lcl | lay->bit_collectable) &&
+           read_ptr(slot, lay->tv_value) == lua_topointer(L, -1);
+      if (ok && level > 0) {
+        const void *proto = read_ptr(lua_topointer(L, -1), lay->lcl_p);
+        const char *code = (const char *)read_ptr(proto, lay->p_code);
+        const char *pc = (const char *)read_ptr(a.i_ci, lay->ci_savedpc);
+        int size;
+        memcpy(&size, (const char *)proto + lay->p_sizecode, sizeof size);
+        ok = code != NULL && pc > code && pc <= code + (size_t)size * 4 &&
+             (size_t)(pc - code) % 4 == 0;
+        checked += ok;
+      }
+      if (ok) {
+        ok = source_of(lay, lua_topointer(L, -1)) == a.source;
+        sources += ok;
+      }
+    }
+    lua_pop(L, 1);
+    if (!ok) return 0;
+  }
+  (void)st;
+  *source_ok = sources > 0;
+  return checked > 0;
+}
+
+/* Makes the cache (or removes it when the layout cannot be read). */
+static void names_cache_open(lua_State *L, const as_state *st, const as_lualayout *lay) {
+  int source_ok;
+  if (lay != NULL && st->ci_stepping_ok && names_layout_ok(L, st, lay, &source_ok)) {
+    names_cache *nc = (names_cache *)lua_newuserdatauv(L, sizeof *nc, 0);
+    memset(nc, 0, sizeof *nc);
+    nc->lay = lay;
+    nc->source_ok = source_ok;
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &names_cache_key);
+    lua_createtable(L, 0, 0);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &anchors_key);
+  } else {
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &names_cache_key);
+  }
+}
+
 /* ------------------------------------------------------------- storing */
 
 static void push_fork_ud(walker *w, as_fork *f) {
@@ -154,42 +378,53 @@ static void push_fork_ud(walker *w, as_fork *f) {
   else lua_pushnil(w->L);
 }
 
-/* Stores the value on top as `slot` of frame w->n; nil and false are left
-** out (an absent slot reads as false, 0 or NULL: backtrace.h), so a frame
-** costs only the slots it uses. */
-static void raw_set(walker *w, int slot) {
-  if (lua_toboolean(w->L, -1))
-    lua_rawseti(w->L, w->out, (lua_Integer)w->n * AS_RAW_STRIDE + slot);
-  else
+/* Takes the value on top as the capture's next value and returns its
+** slot; nil and false are not stored (slot 0: none), so a frame costs only
+** the values it has. The value stays on the stack until settle(). */
+static int put_value(walker *w) {
+  if (!lua_toboolean(w->L, -1)) {
     lua_pop(w->L, 1);
+    return 0;
+  }
+  return 2 + w->nvals++;
 }
 
-/* Stores fork f's id and name in the slots given; nothing for no fork.
-** (The name's chars are the fork's name_cstr: the text shows a name up to
-** its first NUL, as the renderer prints it.) */
-static void raw_set_fork(walker *w, as_fork *f, int id_slot, int name_slot) {
+/* Moves the values waiting on the stack into the capture table, making it
+** first (with the frames' userdata at [1] and room for `extra` more values)
+** when it is not made yet. */
+static void settle(walker *w, int extra) {
   lua_State *L = w->L;
-  if (f == NULL) return;
-  lua_pushinteger(L, f->id);
-  raw_set(w, id_slot);
-  if (f->name_cstr != NULL) {
-    lua_pushstring(L, f->name_cstr);
-    raw_set(w, name_slot);
+  int k, n = w->nvals - w->placed, top = lua_gettop(L);
+  if (!w->table) {
+    lua_createtable(L, 1 + w->nvals + extra, 0);
+    lua_pushvalue(L, w->out);              /* the frames */
+    lua_rawseti(L, -2, 1);
+    lua_replace(L, w->out);
+    w->table = 1;
   }
+  for (k = 0; k < n; k++) {
+    lua_pushvalue(L, top - n + 1 + k);
+    lua_rawseti(L, w->out, 2 + w->placed + k);
+  }
+  lua_settop(L, top - n);
+  w->placed = w->nvals;
 }
 
-static void raw_set_str(walker *w, int slot, const char *v) {
-  if (v != NULL && *v != '\0') {
-    lua_pushstring(w->L, v);
-    raw_set(w, slot);
+/* The slot of C string s (0 for NULL or ""): one slot per address in a
+** walk. The addresses are stable while it runs: the strings of prototypes
+** of functions on the walked stacks, static strings, names of live forks. */
+static int put_cstr(walker *w, const char *s) {
+  int i, slot;
+  if (s == NULL || *s == '\0') return 0;
+  for (i = 0; i < w->nstrs; i++)
+    if (w->str_of[i] == s) return w->str_slot[i];
+  lua_pushstring(w->L, s);
+  slot = put_value(w);
+  if (w->nstrs < INTERN_MAX) {
+    w->str_of[w->nstrs] = s;
+    w->str_slot[w->nstrs++] = slot;
   }
-}
-
-static void raw_set_int(walker *w, int slot, lua_Integer v) {
-  if (v != 0) {
-    lua_pushinteger(w->L, v);
-    raw_set(w, slot);
-  }
+  return slot;
 }
 
 /* Pushes the spawning function of fork f (fork.h), or nil. */
@@ -201,9 +436,22 @@ static void push_spawn_func(walker *w, as_fork *f) {
   }
 }
 
+/* Makes room for one more frame: a userdata twice as big, in place of the
+** old one (which the collector takes). */
+static void grow(walker *w) {
+  int cap = w->head->cap < 4 ? 8 : 2 * w->head->cap;
+  as_rawhead *h = (as_rawhead *)lua_newuserdatauv(w->L, AS_RAW_SIZE(cap), 0);
+  memcpy(h, w->head, AS_RAW_SIZE(w->n));
+  h->cap = cap;
+  if (w->table) lua_rawseti(w->L, w->out, 1);
+  else lua_replace(w->L, w->out);
+  w->head = h;
+}
+
 /* Writes record r as frame w->n of the capture. */
 static void store(walker *w, const frame_rec *r) {
   lua_State *L = w->L;
+  as_rawframe *fr;
   lua_Integer via = 0;
   int line = 0;
   const char *name = NULL, *namewhat = NULL;
@@ -211,51 +459,72 @@ static void store(walker *w, const frame_rec *r) {
     w->stopped = 1;
     return;
   }
+  if (w->n == w->head->cap) grow(w);
+  fr = &w->head->frames[w->n];     /* the userdata never moves */
+  memset(fr, 0, sizeof *fr);
   if (r->th != NULL) {
     lua_Debug ar;
+    name_entry key, *e = w->nc != NULL ? name_slot(w, r->ci, &key) : NULL;
+    int hit = e != NULL && name_hit(w, e, &key);
     if (w->st->ci_stepping) ar.i_ci = r->ci;
     else lua_getstack(r->th, r->level, &ar);
-    lua_getinfo(r->th, r->has_info ? "nf" : "lnf", &ar);
+    if (hit) {
+      lua_getinfo(r->th, r->has_info ? "f" : "lf", &ar);
+      name = e->name;
+      namewhat = e->namewhat;
+    } else {
+      lua_getinfo(r->th, r->has_info ? "nf" : "lnf", &ar);
+      name = ar.name;        /* the prototype's strings: the frame keeps them */
+      namewhat = ar.namewhat;
+    }
     if (r->th != L) lua_xmove(r->th, L, 1);
     line = r->has_info ? r->line : ar.currentline;
-    name = ar.name;          /* the prototype's strings: the frame keeps them */
-    namewhat = ar.namewhat;
+    if (e != NULL && !hit) name_fill(w, r->th, r->ci, e, &key, name, namewhat);
   } else {
     push_spawn_func(w, r->spawned);
     line = as_fork_spawn_line(r->spawned);
   }
-  raw_set(w, AS_RAW_FUNC);
-  if (line > 0) raw_set_int(w, AS_RAW_LINE, line);
-  raw_set_str(w, AS_RAW_NAME, name);
-  raw_set_str(w, AS_RAW_NAMEWHAT, namewhat);
+  if (w->holder_slot > 0 && lua_topointer(L, -1) == w->holder_of) {
+    lua_pop(L, 1);                 /* the spawner of the root stored last */
+    fr->func = w->holder_slot;
+  } else {
+    fr->func = put_value(w);
+  }
+  if (line > 0) fr->line = line;
+  fr->name = put_cstr(w, name);
+  fr->namewhat = put_cstr(w, namewhat);
   if (!w->has_last || r->fork != w->last_fork || (r->fork == NULL && r->gone_id != w->last_id)) {
-    /* a new segment: its fork (see backtrace.h) */
+    /* a new segment: its fork */
     w->has_last = 1;
     w->last_fork = r->fork;
     w->last_id = r->fork != NULL ? r->fork->id : r->gone_id;
     if (r->fork == NULL && r->gone_id > 0) {
-      raw_set_int(w, AS_RAW_FORK, r->gone_id);
       /* the name it had (kept by the run: as_sched_push_spawner_name) */
       if (w->s != NULL && as_fork_sched(w->st, r->spawned) == w->s) as_sched_push_spawner_name(L, w->s, r->spawned);
       else lua_pushnil(L);
-      raw_set(w, AS_RAW_FORK_NAME);
-    } else if (r->fork == NULL) {
-      lua_pushinteger(L, 0);                /* no fork: stored all the same */
-      lua_rawseti(L, w->out, (lua_Integer)w->n * AS_RAW_STRIDE + AS_RAW_FORK);
+      w->last_name = put_value(w);
     } else {
-      raw_set_fork(w, r->fork, AS_RAW_FORK, AS_RAW_FORK_NAME);
+      /* (the name's chars are the fork's name_cstr: the text shows a name
+      ** up to its first NUL, as the renderer prints it) */
+      w->last_name = r->fork != NULL ? put_cstr(w, r->fork->name_cstr) : 0;
     }
   }
-  raw_set_fork(w, r->from, AS_RAW_FROM, AS_RAW_FROM_NAME);
+  fr->fork_id = w->last_id;
+  fr->fork_name = w->last_name;
+  if (r->from != NULL) {
+    fr->from_id = r->from->id;
+    fr->from_name = put_cstr(w, r->from->name_cstr);
+  }
   if (r->via != NULL && as_wait_node_mode(r->via) != AS_WAIT_ONE)
     via = (lua_Integer)r->via->index * 4 +
           (as_wait_node_mode(r->via) == AS_WAIT_ALL ? AS_VIA_WAIT_ALL : AS_VIA_WAIT_ANY);
-  raw_set_int(w, AS_RAW_INFO, AS_RAW_INFO_OF(r->flags, r->boundary, via));
+  fr->info = AS_RAW_INFO_OF(r->flags, r->boundary, via);
   if (r->flags & AS_RFRAME_ROOT) {
     push_spawn_func(w, r->fork);
-    raw_set(w, AS_RAW_HOLDER);
+    w->holder_of = lua_topointer(L, -1);   /* anchored by the capture */
+    fr->holder = w->holder_slot = put_value(w);
   }
-  w->n++;
+  w->head->n = ++w->n;
 }
 
 /* Pushes the function of record r and returns its line (0: none). */
@@ -280,11 +549,12 @@ static long push_rec_function(walker *w, const frame_rec *r) {
 
 /* The site of the walk: its first frame, in capture order, whose function
 ** is a Lua function and which has a line (exception.lua's site_of). Looks
-** at the records held back; its function goes to site_slot. */
+** at the records held back not looked at yet; its function goes to
+** site_slot. */
 static void find_site(walker *w) {
   int i;
   if (!lua_checkstack(w->L, 4)) return;       /* no site: the capture is made */
-  for (i = 0; i < w->npend && !w->site_found; i++) {
+  for (i = w->site_next; i < w->npend && !w->site_found; i++) {
     lua_State *L = w->L;
     long line = push_rec_function(w, &w->pend[i]);
     if (line > 0 && lua_isfunction(L, -1) && !lua_iscfunction(L, -1)) {
@@ -296,6 +566,7 @@ static void find_site(walker *w) {
       lua_pop(L, 1);
     }
   }
+  w->site_next = i;
 }
 
 /* Stores the frames held back, making the capture table first if it is not
@@ -306,12 +577,18 @@ static void flush(walker *w, int more) {
   if (w->site_slot > 0) find_site(w);
   if (!w->made) {
     int frames = w->npend + (more < 0 ? w->npend : more);
-    lua_createtable(w->L, frames * AS_RAW_STRIDE, 1);    /* "n"; the other counts are rare */
+    w->head = (as_rawhead *)lua_newuserdatauv(w->L, AS_RAW_SIZE(frames), 0);
+    memset(w->head, 0, offsetof(as_rawhead, frames));
+    w->head->magic = AS_RAW_MAGIC;
+    w->head->cap = frames;
     lua_replace(w->L, w->out);
     w->made = 1;
   }
   for (i = 0; i < w->npend; i++) store(w, &w->pend[i]);
-  w->npend = 0;
+  /* room for as many values again while the walk goes on, else for the
+  ** `more` frames' functions and some of their names */
+  settle(w, more < 0 ? w->nvals : more + more / 2);
+  w->npend = w->site_next = 0;
 }
 
 /* A visible frame is accepted: stored now, or kept in the ring. */
@@ -327,6 +604,16 @@ static void accept(walker *w, const frame_rec *r) {
     }
   } else {
     w->pend[w->npend++] = *r;
+    if (w->site_slot > 0 && !w->site_found) {
+      /* the site is known as soon as its frame is: when it is shown
+      ** already, nothing more is walked (a rethrow's usual case) */
+      find_site(w);
+      if (w->site_found &&
+          w->shown(w->L, w->site_slot, w->site_line, w->site_fork, w->shown_ud)) {
+        w->site_shown = w->stopped = 1;
+        return;
+      }
+    }
     if (w->npend == PEND_MAX) flush(w, -1);
   }
   if (w->limit > 0 && w->visited >= w->limit) w->stopped = 1;
@@ -356,6 +643,11 @@ static void set_boundary(walker *w, int kind, as_fork *from) {
 static int is_ours(walker *w, lua_State *th) {
   lua_Debug ar;
   if (lua_iscfunction(th, -1)) return as_is_internal_function(th, w->st, -1);
+  if (w->nc != NULL && w->nc->source_ok) {
+    /* the source's chars read through the layout (checked at open) */
+    const char *source = source_of(w->nc->lay, lua_topointer(th, -1));
+    if (source != NULL) return as_is_internal_source(w->st, source);
+  }
   lua_pushvalue(th, -1);
   lua_getinfo(th, ">S", &ar);
   return as_is_internal_source(w->st, ar.source);
@@ -400,7 +692,8 @@ static void walk_thread(walker *w, lua_State *th, as_fork *f, int mark_root) {
       accept(w, &w->held);
       w->has_held = 0;
       if (w->stopped) {
-        w->omitted += level - held_level - 1 + count_levels(w->st, th, &ar, level);
+        if (!w->site_shown)
+          w->omitted += level - held_level - 1 + count_levels(w->st, th, &ar, level);
         return;
       }
     }
@@ -540,6 +833,11 @@ static void walker_init(walker *w, lua_State *L, as_state *st,
   w->async = opts->async;
   w->ends = opts->ends > RING_MAX ? RING_MAX : opts->ends;
   w->self = opts->self;
+  if (st->ci_stepping_ok) {         /* the cache is made only then */
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &names_cache_key);
+    w->nc = (names_cache *)lua_touserdata(L, -1);   /* anchored by the registry */
+    lua_pop(L, 1);
+  }
   lua_pushnil(L);            /* the capture, made by flush() */
   w->out = lua_gettop(L);
 }
@@ -550,18 +848,12 @@ static void walker_finish(walker *w) {
   int i, head = w->n;
   flush(w, w->ring_len);
   for (i = 0; i < w->ring_len; i++) store(w, &w->ring[(w->ring_start + i) % RING_MAX]);
+  settle(w, 0);
   lua_settop(L, w->out);   /* drop the site slot */
-  lua_pushinteger(L, w->n);
-  lua_setfield(L, w->out, "n");
-  if (w->omitted > 0) {
-    lua_pushinteger(L, w->omitted);
-    lua_setfield(L, w->out, "omitted");
-  }
+  w->head->omitted = w->omitted;
   if (w->skipped > 0) {
-    lua_pushinteger(L, w->skipped);
-    lua_setfield(L, w->out, "skipped");
-    lua_pushinteger(L, head);
-    lua_setfield(L, w->out, "skip_at");
+    w->head->skipped = w->skipped;
+    w->head->skip_at = head;
   }
 }
 
@@ -610,9 +902,10 @@ void as_walk_push_current_unless(lua_State *L, as_state *st, const as_walk_opts 
   walker_init(&w, L, st, &o);
   lua_pushnil(L);
   w.site_slot = lua_gettop(L);
-  walk_current(&w, L);
-  find_site(&w);
-  if (w.site_found && shown(L, w.site_slot, w.site_line, w.site_fork, ud)) {
+  w.shown = shown;
+  w.shown_ud = ud;
+  walk_current(&w, L);      /* accept() looks for the site as it goes */
+  if (w.site_shown) {
     lua_settop(L, w.out - 1);
     lua_pushboolean(L, 0);
     return;

@@ -202,19 +202,10 @@ end
 -- wait()/pwait() handed this exception on; remember where (`raw`: the
 -- capture C made there, or false when the exception's trace already shows
 -- that site: C checked it as rethrow_sections would, see
--- as_backtrace_push_rethrow_site). Every rethrow counts.
-function M.note_rethrow(e, how, raw)
-  local list = rawget(e, "_rethrows")
-  if not list then
-    list = { false, false, false, false, n = 0 }   -- room for the usual few
-    rawset(e, "_rethrows", list)
-  end
-  local n = list.n + 1
-  list.n = n
-  if n <= RETHROWS_KEPT then
-    list[n] = raw and { how = how, raw = raw } or false
-  end
-end
+-- as_backtrace_push_rethrow_site). Every rethrow counts: _rethrows.n, and
+-- the first RETHROWS_KEPT are kept ({ how =, raw = }, or false). In C
+-- (src/exception.c): it runs at every wait that hands an exception on.
+M.note_rethrow = core.rethrow_note(RETHROWS_KEPT)
 
 local function class_name(e)
   local mt = getmetatable(e)
@@ -320,13 +311,20 @@ for _, class in ipairs({ M.ErrorException, M.Timeout, M.Cancelled, M.Deadlock })
 end
 
 -- An ErrorException for a plain error value, with the given raw trace.
-function M.from_error(value, raw)
-  if is_exception(value) then return value end
+-- (wrap_error: the same for a value known not to be an exception.)
+local ErrorException = M.ErrorException
+local function wrap_error(value, raw)
   -- one constructor (as new() but with the original): no rehash per field
   return setmetatable({
     _message = describe_value(value), _code = 0, _raw = raw,
     _original = value, _has_original = true,
-  }, M.ErrorException)
+  }, ErrorException)
+end
+M.wrap_error = wrap_error
+
+function M.from_error(value, raw)
+  if is_exception(value) then return value end
+  return wrap_error(value, raw)
 end
 
 -- A built-in error of `kind` ("Timeout", ...) with the capture `raw` of the

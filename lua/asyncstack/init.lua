@@ -43,9 +43,11 @@ end
 -- the raise site (or the one the bridge kept when the error came out of a
 -- generator). The second result says the fork was cancelled (as.Cancelled
 -- escaped it): such a fork ends "cancelled", and that is no failure to report.
+local is_exception, wrap_error = exception.is_exception, exception.wrap_error
+local Cancelled = exception.Cancelled
 core.set_hook("on_failure", function(err, raw)
-  local e = exception.from_error(err, raw)
-  return e, exception.Cancelled:is(e)
+  if is_exception(err) then return err, Cancelled:is(err) end
+  return wrap_error(err, raw), false     -- a new ErrorException: no Cancelled
 end)
 
 core.set_hook("new_error", exception.new_error)
