@@ -38,7 +38,7 @@ void as_unhandled_forget(lua_State *L, as_state *st, int ud_idx) {
   as_fork *f = (as_fork *)lua_touserdata(L, ud_idx);
   as_sched *s = st->sched;
   /* a fork of an ended run: its set is gone */
-  if (s == NULL || f == NULL || f->sched != s || !lua_checkstack(L, 3)) return;
+  if (s == NULL || f == NULL || as_fork_sched(st, f) != s || !lua_checkstack(L, 3)) return;
   ud_idx = lua_absindex(L, ud_idx);
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->unhandled.failed_ref);
   lua_pushvalue(L, ud_idx);
