@@ -81,6 +81,20 @@ static int exception_set_class(lua_State *L) {
   return 0;
 }
 
+/* Pushes one entry of the rethrow list: {how = arg 2, raw = arg 3}, or
+** false when there is no capture (arg 3 false). */
+static void push_rethrow_entry(lua_State *L) {
+  if (lua_toboolean(L, 3)) {
+    lua_createtable(L, 0, 2);
+    lua_pushvalue(L, 2);
+    lua_setfield(L, -2, "how");
+    lua_pushvalue(L, 3);
+    lua_setfield(L, -2, "raw");
+  } else {
+    lua_pushboolean(L, 0);
+  }
+}
+
 /* The rethrow note (hook on_rethrow, exception.lua): note(e, how, raw)
 ** counts a rethrow of exception e in its list _rethrows (made with four
 ** slots on the first), and keeps the first `kept` (upvalue 2) of them:
@@ -117,15 +131,7 @@ static int exception_note_rethrow(lua_State *L) {
     lua_pushinteger(L, n);
     lua_setfield(L, 4, "n");
     if (n > lua_tointeger(L, lua_upvalueindex(2))) return 0;
-    if (lua_toboolean(L, 3)) {
-      lua_createtable(L, 0, 2);
-      lua_pushvalue(L, 2);
-      lua_setfield(L, -2, "how");
-      lua_pushvalue(L, 3);
-      lua_setfield(L, -2, "raw");
-    } else {
-      lua_pushboolean(L, 0);
-    }
+    push_rethrow_entry(L);
     lua_rawseti(L, 4, n);
     return 0;
   }
@@ -135,15 +141,7 @@ static int exception_note_rethrow(lua_State *L) {
   lua_setfield(L, 4, "n");
   if (lua_compare(L, 5, lua_upvalueindex(2), LUA_OPLE)) {
     lua_pushvalue(L, 5);
-    if (lua_toboolean(L, 3)) {
-      lua_createtable(L, 0, 2);
-      lua_pushvalue(L, 2);
-      lua_setfield(L, -2, "how");
-      lua_pushvalue(L, 3);
-      lua_setfield(L, -2, "raw");
-    } else {
-      lua_pushboolean(L, 0);
-    }
+    push_rethrow_entry(L);
     lua_settable(L, 4);
   }
   return 0;
