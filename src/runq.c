@@ -90,10 +90,9 @@ void as_timers_add(as_timers *t, as_fork *f, double deadline) {
 ** (one comparison a level) and the entry is sifted up from there, which is
 ** rarely more than a level (Floyd's variant; bench row 3 pops a timer per
 ** sleeping fork). */
-void as_timers_remove(as_timers *t, as_fork *f) {
+void as_timers_take_out(as_timers *t, as_fork *f) {
   size_t i;
   as_fork *moved;
-  if (f->heap_index < 0) return;
   i = (size_t)f->heap_index;
   as_assert(i < t->len && t->heap[i] == f);
   f->heap_index = -1;

@@ -59,8 +59,12 @@ static inline as_fork *as_runq_pop(as_runq *q) {
 ** reserved, f has no timer (heap_index < 0). */
 void as_timers_add(as_timers *t, as_fork *f, double deadline);
 
-/* Disarms f's timer if it has one (heap_index >= 0); else does nothing. */
-void as_timers_remove(as_timers *t, as_fork *f);
+/* Disarms f's timer if it has one (heap_index >= 0); else does nothing
+** (inline: most wakes have no timer). */
+void as_timers_take_out(as_timers *t, as_fork *f);
+static inline void as_timers_remove(as_timers *t, as_fork *f) {
+  if (f->heap_index >= 0) as_timers_take_out(t, f);
+}
 
 /* The fork with the earliest deadline, or NULL. */
 static inline as_fork *as_timers_first(const as_timers *t) {
