@@ -77,21 +77,6 @@ as_fork *as_fork_new(lua_State *L, int fn_idx, int nargs) {
   return f;
 }
 
-/* The instruction the Lua function `fn` is at in CallInfo `ci` (what
-** lua_getinfo's currentline is worked out from), read through the verified
-** layout, or -1. */
-static int spawn_pc(const as_lualayout *lay, const void *ci, const void *fn) {
-  const char *savedpc, *proto, *code;
-  int sizecode, pc;
-  memcpy(&savedpc, (const char *)ci + lay->ci_savedpc, sizeof savedpc);
-  memcpy(&proto, (const char *)fn + lay->lcl_p, sizeof proto);
-  memcpy(&code, proto + lay->p_code, sizeof code);
-  memcpy(&sizecode, proto + lay->p_sizecode, sizeof sizecode);
-  if (savedpc <= code || (savedpc - code) % 4 != 0) return -1;
-  pc = (int)((savedpc - code) / 4) - 1;
-  return pc < sizecode ? pc : -1;
-}
-
 void as_fork_set_spawn_site(lua_State *L, int ud_idx, as_fork *f, int level) {
   lua_Debug ar;
   const as_lualayout *lay;
@@ -109,7 +94,7 @@ void as_fork_set_spawn_site(lua_State *L, int ud_idx, as_fork *f, int level) {
   ** (issue 17: fork + wait, sleepers). */
   lay = as_debuglayout_lua();
   if (lay != NULL && lua_type(L, -1) == LUA_TFUNCTION && !lua_iscfunction(L, -1))
-    pc = spawn_pc(lay, ar.i_ci, lua_topointer(L, -1));
+    pc = as_lualayout_frame_pc(lay, ar.i_ci, lua_topointer(L, -1));
   if (pc >= 0) {
     f->spawn_line = AS_SPAWN_PC(pc);
   } else {

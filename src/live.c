@@ -26,6 +26,8 @@ as_fork *as_sched_fork_at_slot(const as_sched *s, int slot) {
 }
 
 int as_sched_push_fork(lua_State *L, as_sched *s, const as_fork *f) {
+  /* (by serial, not as_fork_sched: abandon_live pushes forks of a run
+  ** that is no longer the state's active one) */
   if (f == NULL || f->slot <= 0 || f->run_serial != s->st->run_serial) {
     lua_pushnil(L);
     return 0;

@@ -31,6 +31,8 @@
 #ifndef ASYNCSTACK_LUALAYOUT_H
 #define ASYNCSTACK_LUALAYOUT_H
 
+#include <string.h>
+
 /*
 ** The fields a memory-level walker reads, as X(name). Offsets are in bytes
 ** from the start of the struct named by the prefix; "size_" entries are
@@ -132,5 +134,32 @@ int as_lualayout_parse_ident(const char *ident);
 ** does not export it gives NULL instead of failing to load the module).
 */
 const char *as_lualayout_running_ident(void);
+
+/*
+** Reads of the running interpreter's own live objects through a verified
+** layout (in-process: the caller holds what it reads; a memory-level
+** walker of another process goes through memwalk's reader instead).
+*/
+static inline const void *as_lualayout_ptr(const void *base, unsigned offset) {
+  const void *p;
+  memcpy(&p, (const char *)base + offset, sizeof p);
+  return p;
+}
+
+/* The instruction the Lua frame `ci` of Lua closure `cl` stopped at (what
+** lua_getinfo's currentline is worked out from), or -1 when its saved pc
+** is not inside the closure's code. */
+static inline int as_lualayout_frame_pc(const as_lualayout *lay, const void *ci,
+                                        const void *cl) {
+  const void *proto = as_lualayout_ptr(cl, lay->lcl_p);
+  const char *code = (const char *)as_lualayout_ptr(proto, lay->p_code);
+  const char *savedpc = (const char *)as_lualayout_ptr(ci, lay->ci_savedpc);
+  int sizecode;
+  memcpy(&sizecode, (const char *)proto + lay->p_sizecode, sizeof sizecode);
+  if (code == NULL || savedpc <= code || (savedpc - code) % 4 != 0 ||
+      (savedpc - code) / 4 > sizecode)
+    return -1;
+  return (int)((savedpc - code) / 4) - 1;
+}
 
 #endif

@@ -218,12 +218,6 @@ typedef struct names_cache {
 static const char names_cache_key = 'n';   /* registry: the names_cache */
 static const char anchors_key = 'a';       /* registry: weak [slot] = caller */
 
-static const void *read_ptr(const void *base, unsigned offset) {
-  const void *p;
-  memcpy(&p, (const char *)base + offset, sizeof p);
-  return p;
-}
-
 static unsigned read_status(const as_lualayout *lay, const struct CallInfo *ci) {
   if (lay->size_ci_callstatus == 2) {
     unsigned short v;
@@ -246,7 +240,7 @@ static name_entry *name_slot(walker *w, const struct CallInfo *ci, name_entry *k
   key->caller_status = read_status(lay, caller);
   if (key->caller_status & lay->cist_C) return NULL;
   key->status = read_status(lay, ci);
-  key->savedpc = read_ptr(caller, lay->ci_savedpc);
+  key->savedpc = as_lualayout_ptr(caller, lay->ci_savedpc);
   h = (uintptr_t)key->savedpc >> 2;
   return &w->nc->e[(h ^ (h >> 8)) % NAMES_SLOTS];
 }
@@ -298,8 +292,8 @@ static void name_fill(walker *w, lua_State *th, const struct CallInfo *ci,
 /* The source of the Lua closure at address cl (getstr(cl->p->source), the
 ** chars lua_getinfo's "S" gives as ar.source), or NULL. */
 static const char *source_of(const as_lualayout *lay, const void *cl) {
-  const void *proto = read_ptr(cl, lay->lcl_p);
-  const char *ts = (const char *)read_ptr(proto, lay->p_source);
+  const void *proto = as_lualayout_ptr(cl, lay->lcl_p);
+  const char *ts = (const char *)as_lualayout_ptr(proto, lay->p_source);
   return ts != NULL ? ts + lay->ts_contents : NULL;
 }
 
@@ -315,7 +309,7 @@ static int names_layout_ok(lua_State *L, const as_state *st, const as_lualayout 
   if (lay->size_ci_callstatus != 2 && lay->size_ci_callstatus != sizeof(unsigned)) return 0;
   if (!lua_checkstack(L, 2)) return 0;
   for (level = 0; lua_getstack(L, level, &a); level++) {
-    const void *slot = read_ptr(a.i_ci, lay->ci_func);
+    const void *slot = as_lualayout_ptr(a.i_ci, lay->ci_func);
     unsigned char tag;
     unsigned status = read_status(lay, a.i_ci);
     int is_c, ok = 1;
@@ -326,15 +320,9 @@ static int names_layout_ok(lua_State *L, const as_state *st, const as_lualayout 
       ok = (status & lay->cist_C) != 0;
     } else {
       ok = (status & lay->cist_C) == 0 && tag == (lay->tag_lcl | lay->bit_collectable) &&
-           read_ptr(slot, lay->tv_value) == lua_topointer(L, -1);
+           as_lualayout_ptr(slot, lay->tv_value) == lua_topointer(L, -1);
       if (ok && level > 0) {
-        const void *proto = read_ptr(lua_topointer(L, -1), lay->lcl_p);
-        const char *code = (const char *)read_ptr(proto, lay->p_code);
-        const char *pc = (const char *)read_ptr(a.i_ci, lay->ci_savedpc);
-        int size;
-        memcpy(&size, (const char *)proto + lay->p_sizecode, sizeof size);
-        ok = code != NULL && pc > code && pc <= code + (size_t)size * 4 &&
-             (size_t)(pc - code) % 4 == 0;
+        ok = as_lualayout_frame_pc(lay, a.i_ci, lua_topointer(L, -1)) >= 0;
         checked += ok;
       }
       if (ok) {
