@@ -59,6 +59,13 @@ struct as_sched;
 #define AS_DEBUG_SECTION "asyncstack_debug"
 #define AS_DEBUG_SYMBOL asyncstack_debug_descriptor
 #define AS_DEBUG_MAGIC "asyncstack-dbg\x01\x7f"   /* 16 bytes, no NUL */
+/* as_fork.spawn_line (fork_spawn_line) holds the spawn site's line (> 0),
+** -1 for a C function, 0 for none, or a line not worked out yet: the
+** instruction pc >= 0 stored as AS_SPAWN_PC(pc) (every value <= -2), which
+** a reader turns into the line from spawn_func's line info. */
+#define AS_SPAWN_PC(pc) (-2 - (pc))
+#define AS_SPAWN_PC_OF(v) (-2 - (v))
+
 #define AS_DEBUG_LAYOUT_VERSION 3u   /* 3: await fields out of line (fork_await), await kind a byte, no fork_sched, 16-bit astack depth (issue 17); 2: deadline, channel, fd and combinator fields (issue 15) */
 /* Schedulers running at once in the process (one per running run(); runs
 ** do not nest within a Lua state, so this is a bound on threads running

@@ -149,7 +149,8 @@ typedef struct as_fork {
   int slot;                   /* index in the scheduler's live set; 0 once ended */
   int spawner_slot;           /* its slot then (check the id: slots are reused) */
   /* The spawn site's current line (-1 for a C function, 0 when none), or,
-  ** until something reads it through as_fork_spawn_line, AS_SPAWN_PC(pc):
+  ** until something reads it through as_fork_spawn_line, AS_SPAWN_PC(pc)
+  ** (debuglayout.h, part of what outside readers are told):
   ** the instruction it was at (memory-level readers decode it the same
   ** way, from spawn_func's line info). */
   int spawn_line;
@@ -200,11 +201,6 @@ as_fork *as_fork_new(lua_State *L, int fn_idx, int nargs);
 
 /* Records the caller at `level` of L as the spawn site of the fork at `ud_idx`. */
 void as_fork_set_spawn_site(lua_State *L, int ud_idx, as_fork *f, int level);
-
-/* as_fork.spawn_line's encoding of a line not worked out yet: pc >= 0 is
-** stored as -2 - pc (every value <= -2). */
-#define AS_SPAWN_PC(pc) (-2 - (pc))
-#define AS_SPAWN_PC_OF(v) (-2 - (v))
 
 /* The spawn site's line (see as_fork.spawn_line), worked out and kept on
 ** the first call. Never raises. */

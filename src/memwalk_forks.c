@@ -319,10 +319,10 @@ void as_memwalk_fork_read(as_memwalk_target *fw, uintptr_t s, uintptr_t addr, do
   if (i32 > 0) out->spawn_line = i32;
   if (rd_u64(fw, addr + OWN(fw, fork_spawn_func), &p) == 0 && p != 0) {
     as_memwalk_frame site;
-    /* a line not worked out yet: the pc, -2 - pc (fork.h), decoded from
-    ** the spawning closure's line info */
-    if (i32 <= -2 && i32 > -0x40000000 && ptr_ok(p)) {   /* (no overflow on a torn read) */
-      int line = as_memwalk_closure_line(&fw->lay, fw->rd, (uintptr_t)p, -2 - i32);
+    /* a line not worked out yet (debuglayout.h: AS_SPAWN_PC), decoded
+    ** from the spawning closure's line info */
+    if (i32 <= AS_SPAWN_PC(0) && i32 > -0x40000000 && ptr_ok(p)) {   /* (no overflow on a torn read) */
+      int line = as_memwalk_closure_line(&fw->lay, fw->rd, (uintptr_t)p, AS_SPAWN_PC_OF(i32));
       if (line > 0) out->spawn_line = line;
     }
     /* a light C function's "pointer" is its code address, which need not
