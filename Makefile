@@ -131,10 +131,13 @@ valgrind: all test-helpers
 # measurement with medians, the ratio, the target and whether it is met.
 # BENCH_ARGS passes options and row numbers, e.g. BENCH_ARGS='--quick 1 2'.
 NOTRACK    ?= build-notrack
-BENCH_ENV   = $(RUN_ENV) ASYNCSTACK_BENCH_NOTRACK=$(NOTRACK)
+BENCH_ENV   = $(RUN_ENV) ASYNCSTACK_BENCH_NOTRACK=$(NOTRACK) ASYNCSTACK_BENCH_FLOOR=$(FLOOR)
 LUAPROF     = $(BUILD)/bench/luaprof
+# The least scheduler of rows 11 and 14 (bench/floor.c): a measuring
+# instrument bench/run.lua loads from $(BUILD)/bench, never installed.
+FLOOR       = $(BUILD)/bench/floor.so
 
-bench: all notrack
+bench: all notrack $(FLOOR)
 	$(BENCH_ENV) $(LUA) bench/run.lua $(BENCH_ARGS)
 	$(BENCH_ENV) $(LUA) bench/profile.lua $(BENCH_ARGS)
 	$(RUN_ENV) $(LUA) bench/outside.lua
@@ -144,7 +147,7 @@ bench: all notrack
 # that each kernel, peer and the TCP echo run, in well under a minute. The
 # figures are rough. Issue 17's peers: lua-cqueues, lua-luv, lua-copas,
 # lua-socket and strace (rows skip a peer that is missing, with a note).
-bench-quick: all notrack
+bench-quick: all notrack $(FLOOR)
 	$(BENCH_ENV) $(LUA) bench/run.lua --quick $(BENCH_ARGS)
 
 # The module with the async-stack watchers compiled out, for row 4 only: its
@@ -162,6 +165,10 @@ bench-callgrind: all notrack
 $(LUAPROF): bench/luaprof.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -g -I$(LUA_INCDIR) -o $@ $< $(LUA_LIBDIR)/liblua5.4.a -Wl,-E -lm -ldl
+
+$(FLOOR): bench/floor.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LIBFLAG) -o $@ $< $(LDLIBS)
 
 bench-profile: all $(LUAPROF)
 	$(BENCH_ENV) ASYNCSTACK_BENCH_LUAPROF=$(LUAPROF) $(LUA) bench/callgrind.lua --profile $(BENCH_ARGS)

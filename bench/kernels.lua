@@ -36,6 +36,20 @@ local function cq_loop(q)
   if not ok then error(err, 0) end
 end
 
+-- The floor of rows 11 and 14 (bench/floor.c): the least scheduler shaped
+-- like ours, loaded from the build directory (make bench builds it;
+-- ASYNCSTACK_BENCH_FLOOR overrides the path). nil, why when it is missing.
+local floor
+function K.floor()
+  if floor == nil then
+    local path = os.getenv("ASYNCSTACK_BENCH_FLOOR") or "build/bench/floor.so"
+    local open = package.loadlib(path, "luaopen_floor")
+    floor = open and open() or false
+    K.floor_missing = path .. " missing: run `make bench` (it builds bench/floor.c)"
+  end
+  return floor or nil, K.floor_missing
+end
+
 ------------------------------------------------------------ row 1: spawn
 
 -- ours: fork a trivial body, let it run to completion, wait for it. The
@@ -54,6 +68,17 @@ function K.co_create_resume(n)
   local t0 = clock()
   for _ = 1, n do resume(create(noop)) end
   return clock() - t0
+end
+
+-- floor: the same loop with the least scheduler (bench/floor.c).
+function K.floor_fork_wait(n)
+  local fl = assert(K.floor())
+  return fl.run(function()
+    local fork, wait = fl.fork, fl.wait
+    local t0 = clock()
+    for _ = 1, n do wait(fork(noop)) end
+    return clock() - t0
+  end)
 end
 
 -- peer: cqueues, one controller, wrap a trivial body and loop until done.
@@ -226,6 +251,20 @@ function K.fork_sleep_spread(n)
   local t0 = clock()
   as.run(function()
     local fork, sleep, sleep_ms = as.fork, as.sleep, K.sleep_ms
+    for i = 1, n do
+      local s = sleep_ms(i) / 1000
+      fork(function() sleep(s) end)
+    end
+  end)
+  return clock() - t0
+end
+
+-- floor: the same with the least scheduler (bench/floor.c).
+function K.floor_sleep_spread(n)
+  local fl = assert(K.floor())
+  local t0 = clock()
+  fl.run(function()
+    local fork, sleep, sleep_ms = fl.fork, fl.sleep, K.sleep_ms
     for i = 1, n do
       local s = sleep_ms(i) / 1000
       fork(function() sleep(s) end)

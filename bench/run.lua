@@ -10,13 +10,15 @@
 -- copas (bench/peers.lua; a missing peer, or one with nothing idiomatic for
 -- the row, gets a skipped line saying why):
 --  11  fork + finish + wait, one at a time, vs coroutine.create+resume:
---        <= 2.0; vs cqueues wrap+loop, luv 0 ms timer + coroutine (report)
+--        <= 2.0; vs cqueues wrap+loop, luv 0 ms timer + coroutine (report);
+--        the least scheduler (bench/floor.c) vs raw and ours vs it (report)
 --  12  as.yield() round trip vs raw resume/yield: <= 1.0; vs cqueues.poll(),
 --        luv idle handle resuming a coroutine (report)
 --  13  channel ping-pong, 2 messages, vs an echoing coroutine (ping in by
 --        resume, pong out by yield): <= 3.0; vs cqueues mailboxes (report)
 --  14  100,000 forks sleeping once, 0-10 ms, CPU of the whole run, vs
---        cqueues: <= 0.5; vs luv coroutines on uv timers (report)
+--        cqueues: <= 0.5; vs luv coroutines on uv timers (report); the least
+--        scheduler (bench/floor.c) vs cqueues and ours vs it (report)
 --  15  TCP echo on 127.0.0.1, 100 clients x 1000 lines, servers of
 --        asyncstack (asyncstack.socket), cqueues, luv, copas in processes of
 --        their own, one LuaSocket client for all (bench/echo.lua): server
@@ -503,11 +505,34 @@ end
 local LUV_NO_MAILBOX = "luv has nothing idiomatic for it (no coroutine mailbox or "
   .. "channel; uv.new_async wakes a loop from another thread)"
 
+-- The floor side of rows 11 and 14 (bench/floor.c, the least scheduler
+-- shaped like ours): added when it is built.
+local function add_floor(sides, order, fn)
+  if not K.floor() then return end
+  sides.floor = fn
+  order[#order + 1] = "floor"
+end
+
+-- The lines that place the floor: the floor against the row's baseline,
+-- and asyncstack against the floor.
+local function floor_rows(id, what, m, base, base_name)
+  if not m.floor then
+    local _, why = K.floor()
+    H.row { id = id, name = what .. ": the least scheduler (bench/floor.c)", skip = why }
+    return
+  end
+  H.row { id = id, name = what .. ": the least scheduler (bench/floor.c) vs " .. base_name,
+          ours = m.floor, base = base }
+  H.row { id = id .. "'", name = what .. ": asyncstack vs the least scheduler",
+          ours = m.ours, base = m.floor }
+end
+
 rows[11] = function()
   local sides = { ours = K.fork_wait, raw = K.co_create_resume }
   local order = { "ours", "raw" }
   add_peer(sides, order, "cq", "cqueues", K.cq_wrap_loop)
   add_peer(sides, order, "luv", "luv", P.luv_timer_run)
+  add_floor(sides, order, K.floor_fork_wait)
   local m = H.interleave(sides, order)
   local what = "fork + finish + wait, one at a time"
   H.row { id = "11a", name = what .. ", vs raw coroutine.create+resume",
@@ -516,6 +541,7 @@ rows[11] = function()
   peer_row({ id = "11c", name = what .. ", vs luv 0 ms timer resuming a new coroutine + uv.run()" },
            m, "luv", "luv")
   H.row { id = "11d", name = what .. ", vs copas", skip = P.copas_lacks("wait") }
+  floor_rows("11e", what, m, m.raw, "raw coroutine.create+resume")
 end
 
 rows[12] = function()
@@ -552,6 +578,7 @@ rows[14] = function()
   local order = { "ours" }
   add_peer(fns, order, "cq", "cqueues", function() return P.cq_sleep_spread(N, K.sleep_ms) end)
   add_peer(fns, order, "luv", "luv", function() return P.luv_sleep_spread(N, K.sleep_ms) end)
+  add_floor(fns, order, function() return K.floor_sleep_spread(N) end)
   local m = H.repeat_interleaved(fns, order, math.min(H.rounds, 5))
   local what = format("%d forks each sleeping once, 0-10 ms: CPU of the whole run", N)
   peer_row({ id = "14a", name = what .. ", vs cqueues wrap + cqueues.sleep",
@@ -560,6 +587,7 @@ rows[14] = function()
            m, "luv", "luv")
   H.row { id = "14c", name = what .. ", vs copas.sleep", skip = P.copas_lacks("sleep") }
   if not m.cq then H.note(format("asyncstack alone: %s CPU", H.time(m.ours))) end
+  if m.cq or not m.floor then floor_rows("14d", what, m, m.cq, "cqueues") end
 end
 
 -- Row 15: TCP echo (bench/echo.lua): servers in processes of their own,
