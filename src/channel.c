@@ -27,7 +27,8 @@ enum { OP_SEND = 1, OP_RECV = 2 };
 
 struct as_channel {
   lua_Integer id;
-  uintptr_t tag;                      /* channel_tag(its state): check_channel */
+  uintptr_t tag;                      /* channel_tag(itself, st): check_channel */
+  as_state *st;                       /* the module state that made it */
   lua_Integer capacity;
   lua_Integer count, head;            /* ring slots head+1 .. head+count */
   int closed;
@@ -46,19 +47,21 @@ static const char channel_mt_key = 'C';
 
 /* The type check of every channel operation, without the metatable (which
 ** costs three API calls: bench row 13): a full userdata of exactly our size
-** whose tag is this module state's address mixed with a constant of
-** channels. Only channel_new writes it, and the state outlives every channel
-** (each method holds it as an upvalue), so no other live object carries it
-** (a channel of another module state fails, as its metatable did); a light
-** userdata has no length (0). A channel has no __gc: its block stays valid
-** as long as anything, a resurrecting finalizer included, can reach it. */
-static uintptr_t channel_tag(const as_state *st) {
-  return (uintptr_t)st ^ (uintptr_t)0x43a7c4a11e15ULL;
+** whose tag is its own address mixed with the state it names and a constant
+** of channels. Only channel_new writes it, so no other live object carries
+** it; a light userdata has no length (0). The check hands back the module
+** state too: the channel's, read from the channel, which is cheaper than
+** the method's upvalue (bench row 13) and the same state for every method of
+** its metatable; the state outlives the channel (the metatable's methods
+** hold it as an upvalue). A channel has no __gc: its block stays valid as
+** long as anything, a resurrecting finalizer included, can reach it. */
+static uintptr_t channel_tag(const as_channel *ch, const as_state *st) {
+  return (uintptr_t)ch ^ (uintptr_t)st ^ (uintptr_t)0x43a7c4a11e15ULL;
 }
 
-static as_channel *check_channel(lua_State *L, as_state *st, int idx) {
+static as_channel *check_channel(lua_State *L, int idx) {
   as_channel *ch = (as_channel *)lua_touserdata(L, idx);
-  if (ch == NULL || lua_rawlen(L, idx) != sizeof *ch || ch->tag != channel_tag(st))
+  if (ch == NULL || lua_rawlen(L, idx) != sizeof *ch || ch->tag != channel_tag(ch, ch->st))
     luaL_typeerror(L, idx, AS_CHANNEL_MT);   /* luaL_checkudata's message */
   return ch;
 }
@@ -152,26 +155,26 @@ static void ring_pop(lua_State *L, as_channel *ch, int ch_idx) {
 
 /* ------------------------------------------------------------------ send */
 
+/* (The continuations find the channel checked at argument 1.) */
 static int send_k(lua_State *L, int status, lua_KContext ctx) {
-  as_state *st = as_state_get(L);
+  as_channel *ch = (as_channel *)lua_touserdata(L, 1);
+  as_state *st = ch->st;
   as_fork *me = as_sched_continue(L, st);
   (void)status; (void)ctx;
   if (me != NULL && me->wake == AS_WAKE_TIMEOUT) {
-    as_channel *ch = (as_channel *)lua_touserdata(L, 1);
     lua_pushfstring(L, "send: timed out on channel #%I", (LUAI_UACINT)ch->id);
     return as_sched_raise_kind(L, st, "Timeout", lua_tostring(L, -1));
   }
   if (me != NULL && me->wake == AS_WAKE_CLOSED)
-    return luaL_error(L, "send: channel #%I was closed while sending",
-                      (LUAI_UACINT)((as_channel *)lua_touserdata(L, 1))->id);
+    return luaL_error(L, "send: channel #%I was closed while sending", (LUAI_UACINT)ch->id);
   lua_pushboolean(L, 1);
   return 1;
 }
 
 /* ch:send(value [, timeout]) -> true */
 static int channel_send(lua_State *L) {
-  as_state *st = as_state_get(L);
-  as_channel *ch = check_channel(L, st, 1);
+  as_channel *ch = check_channel(L, 1);
+  as_state *st = ch->st;
   double timeout;
   as_fork *me;
   if (lua_gettop(L) == 2) {                    /* no timeout: the usual call */
@@ -204,11 +207,11 @@ static int channel_send(lua_State *L) {
 /* ------------------------------------------------------------------ recv */
 
 static int recv_k(lua_State *L, int status, lua_KContext ctx) {
-  as_state *st = as_state_get(L);
+  as_channel *ch = (as_channel *)lua_touserdata(L, 1);
+  as_state *st = ch->st;
   as_fork *me = as_sched_continue(L, st);
   (void)status; (void)ctx;
   if (me != NULL && me->wake == AS_WAKE_TIMEOUT) {
-    as_channel *ch = (as_channel *)lua_touserdata(L, 1);
     lua_pushfstring(L, "recv: timed out on channel #%I", (LUAI_UACINT)ch->id);
     return as_sched_raise_kind(L, st, "Timeout", lua_tostring(L, -1));
   }
@@ -243,8 +246,8 @@ static int take_value(lua_State *L, as_sched *s, as_channel *ch) {
 
 /* ch:recv([timeout]) -> value | nil, "closed" */
 static int channel_recv(lua_State *L) {
-  as_state *st = as_state_get(L);
-  as_channel *ch = check_channel(L, st, 1);
+  as_channel *ch = check_channel(L, 1);
+  as_state *st = ch->st;
   double timeout = HUGE_VAL;
   as_fork *me;
   if (lua_gettop(L) != 1) {
@@ -266,8 +269,8 @@ static int channel_recv(lua_State *L) {
 /* ch:close() -> true, or false when it was closed already. Blocked receivers
 ** get nil, "closed"; blocked senders raise; buffered values stay readable. */
 static int channel_close(lua_State *L) {
-  as_state *st = as_state_get(L);
-  as_channel *ch = check_channel(L, st, 1);
+  as_channel *ch = check_channel(L, 1);
+  as_state *st = ch->st;
   if (ch->closed) {
     lua_pushboolean(L, 0);
     return 1;
@@ -288,27 +291,27 @@ static int channel_call(lua_State *L) {
 }
 
 static int channel_len(lua_State *L) {
-  lua_pushinteger(L, check_channel(L, as_state_get(L), 1)->count);
+  lua_pushinteger(L, check_channel(L, 1)->count);
   return 1;
 }
 
 static int channel_cap(lua_State *L) {
-  lua_pushinteger(L, check_channel(L, as_state_get(L), 1)->capacity);
+  lua_pushinteger(L, check_channel(L, 1)->capacity);
   return 1;
 }
 
 static int channel_is_closed(lua_State *L) {
-  lua_pushboolean(L, check_channel(L, as_state_get(L), 1)->closed);
+  lua_pushboolean(L, check_channel(L, 1)->closed);
   return 1;
 }
 
 static int channel_id(lua_State *L) {
-  lua_pushinteger(L, check_channel(L, as_state_get(L), 1)->id);
+  lua_pushinteger(L, check_channel(L, 1)->id);
   return 1;
 }
 
 static int channel_tostring(lua_State *L) {
-  as_channel *ch = check_channel(L, as_state_get(L), 1);
+  as_channel *ch = check_channel(L, 1);
   lua_pushfstring(L, "channel #%I (%I/%I%s)", (LUAI_UACINT)ch->id, (LUAI_UACINT)ch->count,
                   (LUAI_UACINT)ch->capacity, ch->closed ? ", closed" : "");
   return 1;
@@ -321,7 +324,8 @@ static int channel_new(lua_State *L) {
   luaL_argcheck(L, capacity >= 0, 1, "capacity must be a non-negative integer");
   ch = (as_channel *)lua_newuserdatauv(L, sizeof *ch, 1);
   ch->id = __atomic_fetch_add(&next_channel_id, 1, __ATOMIC_RELAXED);
-  ch->tag = channel_tag(as_state_get(L));
+  ch->st = as_state_get(L);
+  ch->tag = channel_tag(ch, ch->st);
   ch->capacity = capacity;
   ch->count = ch->head = 0;
   ch->closed = 0;
