@@ -314,6 +314,54 @@ describe("asyncstack.scheduler", function()
       assert.are.same({ 0, 0.01, 0.02, 0.03 }, order)
     end)
 
+    it("wakes hundreds of timers in deadline order, with timers taken out of the middle",
+       function()
+      -- Many levels of the timer heap: sleeps and waits with timeouts, some
+      -- cancelled and some waits ending early (both take a timer out from
+      -- wherever it is). Each fork's deadline is read from as.tasks() once
+      -- all are armed, so the expected order does not depend on timing.
+      local woke, deadline_of, expected = {}, {}, {}
+      as.run(function()
+        local forks, cancelled, target = {}, {}, as.fork(function() as.sleep(0.005) end)
+        for i = 1, 300 do
+          local d = ((i * 37) % 23) * 0.001      -- 0 .. 22 ms, many equal
+          local f
+          if i % 5 == 0 then
+            f = as.fork(function() as.pwait(target, d + 0.03); woke[#woke + 1] = i end)
+          else
+            f = as.fork(function() as.sleep(d); woke[#woke + 1] = i end)
+          end
+          forks[i] = f
+        end
+        as.yield()                                   -- every fork arms its timer
+        for _, t in ipairs(as.tasks({ backtrace = false })) do deadline_of[t.id] = t.deadline end
+        for i = 3, 300, 7 do
+          if i % 5 ~= 0 then forks[i]:cancel(); cancelled[i] = true end
+        end
+        for i, f in ipairs(forks) do
+          assert.is_number(deadline_of[f:id()])
+          -- the waits end when `target` does (5 ms): their timers go early
+          if not cancelled[i] and i % 5 ~= 0 then expected[#expected + 1] = i end
+        end
+        table.sort(expected, function(a, b)
+          local da, db = deadline_of[forks[a]:id()], deadline_of[forks[b]:id()]
+          if da ~= db then return da < db end
+          return a < b                               -- armed in fork order
+        end)
+        for _, f in ipairs(forks) do as.pwait(f) end
+      end)
+      local sleepers = {}
+      for _, i in ipairs(woke) do if i % 5 ~= 0 then sleepers[#sleepers + 1] = i end end
+      assert.are.same(expected, sleepers)
+      local seen, ncancelled = {}, 0
+      for i = 3, 300, 7 do if i % 5 ~= 0 then ncancelled = ncancelled + 1 end end
+      for _, i in ipairs(woke) do
+        assert.is_nil(seen[i])                       -- nobody woke twice
+        seen[i] = true
+      end
+      assert.are.equal(300 - ncancelled, #woke)      -- every fork not cancelled woke
+    end)
+
     describe("bad arguments", function()
       it("rejects non-numbers, negative numbers and NaN", function()
         assert.are.equal("bad argument #1 to 'sleep' (number expected, got no value)",

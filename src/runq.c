@@ -36,10 +36,10 @@ void as_runq_free(as_runq *q, lua_Alloc alloc, void *ud) {
 
 int as_timers_reserve(as_timers *t, size_t n, lua_Alloc alloc, void *ud) {
   size_t cap;
-  as_fork **heap;
+  as_timer *heap;
   if (n <= t->cap) return 1;
   cap = grown_cap(t->cap, n);
-  heap = (as_fork **)alloc(ud, t->heap, t->cap * sizeof *heap, cap * sizeof *heap);
+  heap = (as_timer *)alloc(ud, t->heap, t->cap * sizeof *heap, cap * sizeof *heap);
   if (heap == NULL) return 0;
   t->heap = heap;
   t->cap = cap;
@@ -53,63 +53,71 @@ void as_timers_free(as_timers *t, lua_Alloc alloc, void *ud) {
 }
 
 /* Equal deadlines in arming order: sequence numbers compared modulo 2^32,
-** right while fewer than 2^31 timers were armed between two live ones. */
-static int timer_before(const as_fork *a, const as_fork *b) {
+** right while fewer than 2^31 timers were armed between two live ones. Only
+** a tie reads the forks. */
+static int timer_before(const as_timer *a, const as_timer *b) {
   return a->deadline < b->deadline ||
-         (a->deadline == b->deadline && (int)(a->timer_seq - b->timer_seq) < 0);
+         (a->deadline == b->deadline && (int)(a->fork->timer_seq - b->fork->timer_seq) < 0);
 }
 
-static void heap_set(as_timers *t, size_t i, as_fork *f) {
-  t->heap[i] = f;
-  f->heap_index = (int)i;
+#define HEAP_ARITY 4
+#define HEAP_PARENT(i) (((i) - 1) / HEAP_ARITY)
+#define HEAP_CHILD(i) (HEAP_ARITY * (i) + 1)
+
+static void heap_set(as_timers *t, size_t i, as_timer e) {
+  t->heap[i] = e;
+  e.fork->heap_index = (int)i;
 }
 
 static void heap_up(as_timers *t, size_t i) {
-  as_fork *f = t->heap[i];
+  as_timer e = t->heap[i];
   while (i > 0) {
-    size_t parent = (i - 1) / 2;
-    if (!timer_before(f, t->heap[parent])) break;
+    size_t parent = HEAP_PARENT(i);
+    if (!timer_before(&e, &t->heap[parent])) break;
     heap_set(t, i, t->heap[parent]);
     i = parent;
   }
-  heap_set(t, i, f);
+  heap_set(t, i, e);
 }
 
 void as_timers_add(as_timers *t, as_fork *f, double deadline) {
   as_assert(t->len < t->cap && f->heap_index < 0);
   f->deadline = deadline;
   f->timer_seq = t->seq++;
-  t->heap[t->len] = f;
+  t->heap[t->len].deadline = deadline;
+  t->heap[t->len].fork = f;
   f->heap_index = (int)t->len++;
   heap_up(t, (size_t)f->heap_index);
 }
 
 /* Removal fills the hole with the last entry. That entry is one of the
-** latest deadlines, so instead of sifting it down from the hole (two
-** comparisons a level) the hole goes down to a leaf along the earlier child
-** (one comparison a level) and the entry is sifted up from there, which is
-** rarely more than a level (Floyd's variant; bench row 3 pops a timer per
-** sleeping fork). */
+** latest deadlines, so instead of sifting it down from the hole (comparing
+** it with the earliest child at every level) the hole goes down to a leaf
+** along the earliest children and the entry is sifted up from there, which
+** is rarely more than a level (Floyd's variant; bench row 14 takes out a
+** timer per sleeping fork). */
 void as_timers_take_out(as_timers *t, as_fork *f) {
   size_t i;
-  as_fork *moved;
+  as_timer moved;
   i = (size_t)f->heap_index;
-  as_assert(i < t->len && t->heap[i] == f);
+  as_assert(i < t->len && t->heap[i].fork == f);
   f->heap_index = -1;
   t->len--;
   if (i == t->len) return;
   moved = t->heap[t->len];
-  if (i > 0 && timer_before(moved, t->heap[(i - 1) / 2])) {
+  if (i > 0 && timer_before(&moved, &t->heap[HEAP_PARENT(i)])) {
     heap_set(t, i, moved);            /* earlier than the hole's parent */
     heap_up(t, i);
     return;
   }
   for (;;) {
-    size_t child = 2 * i + 1;
+    size_t child = HEAP_CHILD(i), best, end, c;
     if (child >= t->len) break;
-    if (child + 1 < t->len && timer_before(t->heap[child + 1], t->heap[child])) child++;
-    heap_set(t, i, t->heap[child]);
-    i = child;
+    end = child + HEAP_ARITY < t->len ? child + HEAP_ARITY : t->len;
+    for (best = child, c = child + 1; c < end; c++)
+      if (timer_before(&t->heap[c], &t->heap[best])) best = c;
+    heap_set(t, i, t->heap[best]);
+    i = best;
   }
   heap_set(t, i, moved);
   heap_up(t, i);
