@@ -273,9 +273,12 @@ void as_sched_loop(lua_State *L, as_state *st, as_sched *s) {
     while (batch-- > 0 && s->runq.len > 0) {
       as_fork *f = as_runq_pop(&s->runq);
       resume_fork(L, st, s, f);
-      if (as_signals_pending()) as_signals_safe_point(L, st, s, f);  /* dump, Ctrl-C */
-      if (s->root->status == AS_FAILED || s->root->status == AS_CANCELLED ||
-          as_signals_run_interrupted()) return;
+      if (as_signals_pending()) {                 /* dump, Ctrl-C, profile */
+        as_signals_safe_point(L, st, s, f);
+        /* only a safe point after a resume ends a run for an interrupt */
+        if (as_signals_run_interrupted()) return;
+      }
+      if (s->root->status == AS_FAILED || s->root->status == AS_CANCELLED) return;
       if (s->unhandled.pending) as_unhandled_drain(L, st, &s->unhandled);
     }
   }
