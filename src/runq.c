@@ -60,9 +60,8 @@ static int timer_before(const as_timer *a, const as_timer *b) {
          (a->deadline == b->deadline && (int)(a->fork->timer_seq - b->fork->timer_seq) < 0);
 }
 
-#define HEAP_ARITY 4
-#define HEAP_PARENT(i) (((i) - 1) / HEAP_ARITY)
-#define HEAP_CHILD(i) (HEAP_ARITY * (i) + 1)
+#define HEAP_PARENT(i) (((i) - 1) / AS_TIMER_ARITY)
+#define HEAP_CHILD(i) (AS_TIMER_ARITY * (i) + 1)
 
 static void heap_set(as_timers *t, size_t i, as_timer e) {
   t->heap[i] = e;
@@ -113,7 +112,7 @@ void as_timers_take_out(as_timers *t, as_fork *f) {
   for (;;) {
     size_t child = HEAP_CHILD(i), best, end, c;
     if (child >= t->len) break;
-    end = child + HEAP_ARITY < t->len ? child + HEAP_ARITY : t->len;
+    end = child + AS_TIMER_ARITY < t->len ? child + AS_TIMER_ARITY : t->len;
     for (best = child, c = child + 1; c < end; c++)
       if (timer_before(&t->heap[c], &t->heap[best])) best = c;
     heap_set(t, i, t->heap[best]);

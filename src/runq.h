@@ -31,6 +31,8 @@ typedef struct as_timer {
   as_fork *fork;
 } as_timer;
 
+#define AS_TIMER_ARITY 4      /* children per heap entry (runq.c) */
+
 typedef struct as_timers {
   as_timer *heap;             /* 4-ary min-heap by (deadline, fork->timer_seq):
                                  half the levels of a binary one, and the four
@@ -65,6 +67,12 @@ static inline as_fork *as_runq_pop(as_runq *q) {
   return f;
 }
 
+/* The entry `k` places after the oldest (0: the oldest). Precondition: k < len. */
+static inline as_fork *as_runq_peek(const as_runq *q, size_t k) {
+  as_assert(k < q->len);
+  return q->ring[(q->head + k) & (q->cap - 1)];
+}
+
 /* Arms f's timer at `deadline` (monotonic seconds). Preconditions: room
 ** reserved, f has no timer (heap_index < 0). */
 void as_timers_add(as_timers *t, as_fork *f, double deadline);
@@ -79,6 +87,12 @@ static inline void as_timers_remove(as_timers *t, as_fork *f) {
 /* The fork with the earliest deadline, or NULL. */
 static inline as_fork *as_timers_first(const as_timers *t) {
   return t->len > 0 ? t->heap[0].fork : NULL;
+}
+
+/* The fork with the earliest deadline if that deadline is at or before
+** `now`, else NULL; reads the heap only, not the fork. */
+static inline as_fork *as_timers_due(const as_timers *t, double now) {
+  return t->len > 0 && t->heap[0].deadline <= now ? t->heap[0].fork : NULL;
 }
 
 #endif
