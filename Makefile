@@ -38,7 +38,8 @@ INST_BINDIR ?= $(PREFIX)/bin
 INST_GDBDIR ?= $(PREFIX)/share/asyncstack
 
 BUSTED     ?= $(LUA) /usr/bin/busted
-RUN_ENV     = LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/?.so;;'
+RUN_ENV     = LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/?.so;;' \
+              ASYNCSTACK_BENCH_FLOOR=$(FLOOR)
 
 .PHONY: all test test-helpers demo asan valgrind install clean deps bench rock \
         notrack bench-callgrind bench-profile bench-quick profile-stress
@@ -82,6 +83,9 @@ $(STATEHOST): src-test/statehost.c
 	$(CC) -std=c99 $(WARN) $(WERROR) $(CFLAGS) -I$(LUA_INCDIR) -o $@ $< -llua5.4 $(LDLIBS)
 
 test-helpers: $(CRASHHELPER) $(STATEHOST)
+
+# spec/bench_spec.lua runs the bench floor's kernels too (bench/floor.c).
+test-helpers: $(FLOOR)
 
 test: all test-helpers
 	$(RUN_ENV) $(BUSTED) $(BUSTED_FLAGS) spec
@@ -131,7 +135,7 @@ valgrind: all test-helpers
 # measurement with medians, the ratio, the target and whether it is met.
 # BENCH_ARGS passes options and row numbers, e.g. BENCH_ARGS='--quick 1 2'.
 NOTRACK    ?= build-notrack
-BENCH_ENV   = $(RUN_ENV) ASYNCSTACK_BENCH_NOTRACK=$(NOTRACK) ASYNCSTACK_BENCH_FLOOR=$(FLOOR)
+BENCH_ENV   = $(RUN_ENV) ASYNCSTACK_BENCH_NOTRACK=$(NOTRACK)
 LUAPROF     = $(BUILD)/bench/luaprof
 # The least scheduler of rows 11 and 14 (bench/floor.c): a measuring
 # instrument bench/run.lua loads from $(BUILD)/bench, never installed.

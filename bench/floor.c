@@ -160,13 +160,16 @@ static int floor_wait(lua_State *L) {
   fork_ *f = (fork_ *)lua_touserdata(L, 1);
   luaL_argcheck(L, f != NULL, 1, "floor handle expected");
   if (f->done) return wait_k(L, 0, (lua_KContext)f);
+  if (s->running == NULL) return luaL_error(L, "floor.wait: not inside a fork");
   f->waiter = s->running;
   return lua_yieldk(L, 0, (lua_KContext)f, wait_k);
 }
 
 static int floor_sleep(lua_State *L) {
   floor_state *s = state(L);
-  heap_push(L, s, s->running, now() + luaL_checknumber(L, 1));
+  double seconds = luaL_checknumber(L, 1);
+  if (s->running == NULL) return luaL_error(L, "floor.sleep: not inside a fork");
+  heap_push(L, s, s->running, now() + seconds);
   return lua_yield(L, 0);
 }
 

@@ -36,6 +36,25 @@ describe("bench kernels (issue 17)", function()
     seconds(K.pcall_wraps(5))
   end)
 
+  it("the least scheduler (bench/floor.c) runs its forks, waits and wakes sleepers in deadline order",
+     function()
+    local fl, why = K.floor()
+    assert(fl, why)                                  -- make test builds it
+    assert.are.equal(42, fl.run(function()
+      return fl.wait(fl.fork(function() return 42 end))
+    end))
+    local order = {}
+    fl.run(function()
+      for _, d in ipairs({ 0.03, 0.01, 0.02, 0 }) do
+        fl.fork(function() fl.sleep(d); order[#order + 1] = d end)
+      end
+    end)
+    assert.are.same({ 0, 0.01, 0.02, 0.03 }, order)
+    assert.are.equal("floor.sleep: not inside a fork", select(2, pcall(fl.sleep, 0)))
+    seconds(K.floor_fork_wait(20))
+    seconds(K.floor_sleep_spread(50))
+  end)
+
   it("the trace chain's text goes through every awaiting fork up to run()", function()
     local text = K.trace_chain_text(K.TRACE_CHAIN)
     local _, awaited = text:gsub("awaited by fork #", "")
