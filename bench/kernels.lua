@@ -54,14 +54,17 @@ end
 
 -- ours: fork a trivial body, let it run to completion, wait for it. The
 -- waiting fork suspends, the loop runs the new fork, then wakes the waiter.
-function K.fork_wait(n)
-  return as.run(function()
-    local fork, wait = as.fork, as.wait
+-- `lib` is asyncstack or the floor (both have run, fork and wait).
+local function fork_wait_with(lib, n)
+  return lib.run(function()
+    local fork, wait = lib.fork, lib.wait
     local t0 = clock()
     for _ = 1, n do wait(fork(noop)) end
     return clock() - t0
   end)
 end
+
+function K.fork_wait(n) return fork_wait_with(as, n) end
 
 -- baseline: a raw coroutine created and resumed to completion.
 function K.co_create_resume(n)
@@ -71,15 +74,7 @@ function K.co_create_resume(n)
 end
 
 -- floor: the same loop with the least scheduler (bench/floor.c).
-function K.floor_fork_wait(n)
-  local fl = assert(K.floor())
-  return fl.run(function()
-    local fork, wait = fl.fork, fl.wait
-    local t0 = clock()
-    for _ = 1, n do wait(fork(noop)) end
-    return clock() - t0
-  end)
-end
+function K.floor_fork_wait(n) return fork_wait_with(assert(K.floor()), n) end
 
 -- peer: cqueues, one controller, wrap a trivial body and loop until done.
 function K.cq_wrap_loop(n)
@@ -247,10 +242,11 @@ end
 function K.sleep_ms(i) return (i * 7) % 11 end
 
 -- ours: n forks, fork i sleeping once for sleep_ms(i); the whole run.
-function K.fork_sleep_spread(n)
+-- `lib` is asyncstack or the floor (both have run, fork and sleep).
+local function sleep_spread_with(lib, n)
   local t0 = clock()
-  as.run(function()
-    local fork, sleep, sleep_ms = as.fork, as.sleep, K.sleep_ms
+  lib.run(function()
+    local fork, sleep, sleep_ms = lib.fork, lib.sleep, K.sleep_ms
     for i = 1, n do
       local s = sleep_ms(i) / 1000
       fork(function() sleep(s) end)
@@ -259,19 +255,10 @@ function K.fork_sleep_spread(n)
   return clock() - t0
 end
 
+function K.fork_sleep_spread(n) return sleep_spread_with(as, n) end
+
 -- floor: the same with the least scheduler (bench/floor.c).
-function K.floor_sleep_spread(n)
-  local fl = assert(K.floor())
-  local t0 = clock()
-  fl.run(function()
-    local fork, sleep, sleep_ms = fl.fork, fl.sleep, K.sleep_ms
-    for i = 1, n do
-      local s = sleep_ms(i) / 1000
-      fork(function() sleep(s) end)
-    end
-  end)
-  return clock() - t0
-end
+function K.floor_sleep_spread(n) return sleep_spread_with(assert(K.floor()), n) end
 
 -- row 17: an error raised in the innermost of three nested forks, each
 -- waiting for the next; the root catches it with pcall around its wait.
