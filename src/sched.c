@@ -277,8 +277,10 @@ void as_sched_loop(lua_State *L, as_state *st, as_sched *s) {
       ** fork after the next and the coroutine of the next (whose record
       ** came one turn ago) are fetched (bench row 14: the loop's first read
       ** of each woken fork was its costliest load). */
-      if (s->runq.len > 1) __builtin_prefetch(as_runq_peek(&s->runq, 1));
-      if (s->runq.len > 0) __builtin_prefetch(as_fork_thread(as_runq_peek(&s->runq, 0)));
+      if (s->runq.len > 1) {              /* a burst; a short queue stays in cache */
+        __builtin_prefetch(as_runq_peek(&s->runq, 1));
+        __builtin_prefetch(as_fork_thread(as_runq_peek(&s->runq, 0)));
+      }
       resume_fork(L, st, s, f);
       if (as_signals_pending()) {                 /* dump, Ctrl-C, profile */
         as_signals_safe_point(L, st, s, f);
