@@ -59,6 +59,48 @@ describe("asyncstack.introspect", function()
       assert.is_true(w.backtrace[1].root)
     end)
 
+    it("gives each fork its own spawn site, from one function at several lines and from several functions",
+       function()
+      -- forks spawned again and again from one function (its run keeps the
+      -- function at hand) still get each their own line and function
+      local tasks, lines = nil, {}
+      local function body() as.sleep(0.05) end
+      local function spawn_twice()
+        lines[#lines + 1] = debug.getinfo(1, "l").currentline + 1
+        as.fork(body)
+        lines[#lines + 1] = debug.getinfo(1, "l").currentline + 1
+        as.fork(body)
+      end
+      local function spawn_once()
+        lines[#lines + 1] = debug.getinfo(1, "l").currentline + 1
+        as.fork(body)
+      end
+      as.run(function()
+        for _ = 1, 3 do
+          spawn_twice()
+          spawn_once()
+        end
+        lines[#lines + 1] = debug.getinfo(1, "l").currentline + 1
+        as.fork(body)
+        as.yield()
+        tasks = as.tasks { backtrace = false }
+      end)
+      assert.are.equal(11, #tasks)               -- the root and ten forks
+      local twice = debug.getinfo(spawn_twice, "S").linedefined
+      local once = debug.getinfo(spawn_once, "S").linedefined
+      local main = debug.getinfo(1, "S").linedefined   -- not the run's function: see below
+      for i = 2, 11 do
+        local spawn = tasks[i].spawn
+        assert.are.equal("spec/introspect_spec.lua", spawn.file)
+        assert.are.equal(lines[i - 1], spawn.line)
+        if i < 11 then
+          assert.are.equal((i - 2) % 3 == 2 and once or twice, spawn.linedefined)
+        else
+          assert.is_true(spawn.linedefined > main)    -- run()'s function, defined in this one
+        end
+      end
+    end)
+
     it("leaves the backtraces out when asked, and is empty outside run()", function()
       local tasks
       as.run(function()

@@ -77,24 +77,57 @@ as_fork *as_fork_new(lua_State *L, int fn_idx, int nargs) {
   return f;
 }
 
-void as_fork_set_spawn_site(lua_State *L, int ud_idx, as_fork *f, int level) {
+/* The spawn function of a fork spawned from the Lua frame `ci` when it is
+** the run's cached one (pushed, with the frame's pc), else NULL. */
+static const void *cached_spawn_func(lua_State *L, const as_lualayout *lay, as_sched *s,
+                                     const void *ci, int *pc) {
+  const void *cl = as_lualayout_frame_lclosure(lay, ci);
+  if (cl == NULL || cl != s->spawn_func) return NULL;
+  *pc = as_lualayout_frame_pc(lay, ci, cl);
+  if (*pc < 0) return NULL;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->spawn_func_ref);
+  return cl;
+}
+
+/* Makes the Lua function on top the run's cached spawn function. May raise
+** (memory): before the fork is published. */
+static void cache_spawn_func(lua_State *L, as_sched *s) {
+  lua_pushvalue(L, -1);
+  if (s->spawn_func_ref == LUA_NOREF) s->spawn_func_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  else lua_rawseti(L, LUA_REGISTRYINDEX, s->spawn_func_ref);
+  s->spawn_func = lua_topointer(L, -1);
+}
+
+void as_fork_set_spawn_site(lua_State *L, int ud_idx, as_fork *f, int level, as_sched *s) {
   lua_Debug ar;
   const as_lualayout *lay;
   int pc = -1;
 #ifdef ASYNCSTACK_NO_TRACKING
   /* benchmark-only build without watchers (see astack.h): no spawn site */
-  (void)L; (void)ud_idx; (void)f; (void)level; (void)ar; (void)lay; (void)pc;
+  (void)L; (void)ud_idx; (void)f; (void)level; (void)s; (void)ar; (void)lay; (void)pc;
+  (void)cached_spawn_func; (void)cache_spawn_func;
   return;
 #endif
   ud_idx = lua_absindex(L, ud_idx);
-  if (!lua_getstack(L, level, &ar) || !lua_getinfo(L, "f", &ar)) return;
+  if (!lua_getstack(L, level, &ar)) return;
   /* The line waits until something shows it (as_fork_spawn_line): where
   ** the layout is verified, the pc is two loads, while lua_getinfo's "l"
   ** walks up to 128 entries of line info, most of a spawn site's cost
-  ** (issue 17: fork + wait, sleepers). */
+  ** (issue 17: fork + wait, sleepers). A loop that forks finds its
+  ** function in the run's cache, so lua_getinfo is not asked for it
+  ** either (issue 7 row 4: what the watchers cost). */
   lay = as_debuglayout_lua();
-  if (lay != NULL && lua_type(L, -1) == LUA_TFUNCTION && !lua_iscfunction(L, -1))
+  if (lay != NULL && s != NULL && s->spawn_func != NULL &&
+      (f->spawn_func = cached_spawn_func(L, lay, s, ar.i_ci, &pc)) != NULL) {
+    f->spawn_line = AS_SPAWN_PC(pc);
+    lua_setiuservalue(L, ud_idx, 2);
+    return;
+  }
+  if (!lua_getinfo(L, "f", &ar)) return;
+  if (lay != NULL && lua_type(L, -1) == LUA_TFUNCTION && !lua_iscfunction(L, -1)) {
     pc = as_lualayout_frame_pc(lay, ar.i_ci, lua_topointer(L, -1));
+    if (pc >= 0 && s != NULL) cache_spawn_func(L, s);
+  }
   if (pc >= 0) {
     f->spawn_line = AS_SPAWN_PC(pc);
   } else {

@@ -199,8 +199,12 @@ void as_fork_enable_finalizer(lua_State *L, int ud_idx);
 ** `nargs` values above it; pushes the userdata. May raise (memory). */
 as_fork *as_fork_new(lua_State *L, int fn_idx, int nargs);
 
-/* Records the caller at `level` of L as the spawn site of the fork at `ud_idx`. */
-void as_fork_set_spawn_site(lua_State *L, int ud_idx, as_fork *f, int level);
+/* Records the caller at `level` of L as the spawn site of the fork at
+** `ud_idx`; with the run `s` (NULL for its root), through the run's cache
+** of the last spawn site's function. May raise (memory). */
+struct as_sched;
+void as_fork_set_spawn_site(lua_State *L, int ud_idx, as_fork *f, int level,
+                            struct as_sched *s);
 
 /* The spawn site's line (see as_fork.spawn_line), worked out and kept on
 ** the first call. Never raises. */

@@ -146,6 +146,14 @@ static inline const void *as_lualayout_ptr(const void *base, unsigned offset) {
   return p;
 }
 
+/* The Lua closure the frame `ci` runs, or NULL when it runs a C function. */
+static inline const void *as_lualayout_frame_lclosure(const as_lualayout *lay, const void *ci) {
+  const char *slot = (const char *)as_lualayout_ptr(ci, lay->ci_func);
+  unsigned char tag;
+  memcpy(&tag, slot + lay->tv_tt, 1);
+  return tag == (lay->tag_lcl | lay->bit_collectable) ? as_lualayout_ptr(slot, lay->tv_value) : NULL;
+}
+
 /* The instruction the Lua frame `ci` of Lua closure `cl` stopped at (what
 ** lua_getinfo's currentline is worked out from), or -1 when its saved pc
 ** is not inside the closure's code. */

@@ -36,7 +36,9 @@ static int sched_run_gc(lua_State *L) {
   s->live_ref = LUA_NOREF;
   luaL_unref(L, LUA_REGISTRYINDEX, s->names_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, s->frames_ref);
-  s->names_ref = s->frames_ref = LUA_NOREF;
+  luaL_unref(L, LUA_REGISTRYINDEX, s->spawn_func_ref);
+  s->names_ref = s->frames_ref = s->spawn_func_ref = LUA_NOREF;
+  s->spawn_func = NULL;
   as_unhandled_free(L, &s->unhandled);
   return 0;
 }
@@ -90,6 +92,7 @@ static int sched_run(lua_State *L) {
   s = (as_sched *)lua_newuserdatauv(L, sizeof(as_sched), 0);
   memset(s, 0, sizeof *s);
   s->live_ref = s->names_ref = s->frames_ref = s->unhandled.failed_ref = s->unhandled.pending_ref = LUA_NOREF;
+  s->spawn_func_ref = LUA_NOREF;
   luaL_setmetatable(L, AS_SCHED_MT);
   sidx = lua_gettop(L);
   lua_newtable(L);
@@ -100,7 +103,7 @@ static int sched_run(lua_State *L) {
 
   root = as_fork_new(L, 1, nargs);
   ridx = lua_gettop(L);
-  as_fork_set_spawn_site(L, ridx, root, 1);
+  as_fork_set_spawn_site(L, ridx, root, 1, NULL);
   lua_pushliteral(L, "main");
   as_fork_set_name(L, ridx, root);
   st->run_serial++;

@@ -386,7 +386,7 @@ static int sched_fork(lua_State *L) {
     f->spawner_slot = s->running->slot;
   }
   f->since = as_sched_stamp(s);
-  as_fork_set_spawn_site(L, -1, f, 1);
+  as_fork_set_spawn_site(L, -1, f, 1, s);
   as_sched_live_add(L, s, f, -1);
   return 1;
 }

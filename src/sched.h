@@ -102,6 +102,12 @@ typedef struct as_sched {
   ** run() ends, by as_sched_live_free). */
   as_await_fields *await_free;
   struct as_await_chunk *await_chunks;
+  /* The function of the last spawn site (as_fork_set_spawn_site): forks
+  ** spawned from it again (a loop) find it here, anchored at
+  ** registry[spawn_func_ref], instead of asking lua_getinfo for it.
+  ** LUA_NOREF until the first spawn site in a Lua function. */
+  const void *spawn_func;
+  int spawn_func_ref;
 } as_sched;
 
 /* The run fork f belongs to while that run is active, else NULL (runs do
