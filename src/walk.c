@@ -70,7 +70,9 @@ typedef struct frame_rec {
   int boundary;             /* enum as_boundary */
   as_fork *from;
   const as_waitnode *via;
-  int has_info;             /* line below is read already; the names are
+  int has_info;             /* line below is read already (the walk read
+                               the level with lua_getinfo), else store()
+                               reads it with the function; the names are
                                read by store() only (a frame that is hidden,
                                skipped or only searched for a rethrow's site
                                never pays lua_getinfo's "n") */
@@ -212,6 +214,8 @@ typedef struct name_entry {
 typedef struct names_cache {
   const as_lualayout *lay;
   int source_ok;              /* source_of() reads what lua_getinfo does */
+  int lcf_ok;                 /* a light C function's tag and address read
+                                 right (see level_of) */
   name_entry e[NAMES_SLOTS];
 } names_cache;
 
@@ -297,15 +301,17 @@ static const char *source_of(const as_lualayout *lay, const void *cl) {
   return ts != NULL ? ts + lay->ts_contents : NULL;
 }
 
-/* Whether the layout reads the fields name_slot uses right on L's stack:
-** each level's function (ci->func) and its kind (CIST_C), and a Lua
-** caller's saved pc inside its Proto's code. Needs a Lua frame below the
-** running one (the chunk that requires the module). */
+/* Whether the layout reads the fields name_slot and level_of use right on
+** L's stack: each level's function (ci->func: its tag and address) and its
+** kind (CIST_C), and a Lua caller's saved pc inside its Proto's code. Needs
+** a Lua frame below the running one (the chunk that requires the module).
+** *lcf_ok: a light C function was among them (the running open function
+** is one) and read right. */
 static int names_layout_ok(lua_State *L, const as_state *st, const as_lualayout *lay,
-                           int *source_ok) {
+                           int *source_ok, int *lcf_ok) {
   lua_Debug a;
-  int level, checked = 0, sources = 0;
-  *source_ok = 0;
+  int level, checked = 0, sources = 0, lcfs = 0;
+  *source_ok = *lcf_ok = 0;
   if (lay->size_ci_callstatus != 2 && lay->size_ci_callstatus != sizeof(unsigned)) return 0;
   if (!lua_checkstack(L, 2)) return 0;
   for (level = 0; lua_getstack(L, level, &a); level++) {
@@ -317,7 +323,12 @@ static int names_layout_ok(lua_State *L, const as_state *st, const as_lualayout 
     is_c = lua_iscfunction(L, -1);
     memcpy(&tag, (const char *)slot + lay->tv_tt, 1);
     if (is_c) {
-      ok = (status & lay->cist_C) != 0;
+      /* a light C function's value is its address, as lua_topointer's;
+      ** a C closure's the object's */
+      ok = (status & lay->cist_C) != 0 &&
+           (tag == lay->tag_lcf || tag == (lay->tag_ccl | lay->bit_collectable)) &&
+           as_lualayout_ptr(slot, lay->tv_value) == lua_topointer(L, -1);
+      lcfs += ok && tag == lay->tag_lcf;
     } else {
       ok = (status & lay->cist_C) == 0 && tag == (lay->tag_lcl | lay->bit_collectable) &&
            as_lualayout_ptr(slot, lay->tv_value) == lua_topointer(L, -1);
@@ -335,17 +346,19 @@ static int names_layout_ok(lua_State *L, const as_state *st, const as_lualayout 
   }
   (void)st;
   *source_ok = sources > 0;
+  *lcf_ok = lcfs > 0;
   return checked > 0;
 }
 
 /* Makes the cache (or removes it when the layout cannot be read). */
 static void names_cache_open(lua_State *L, const as_state *st, const as_lualayout *lay) {
-  int source_ok;
-  if (lay != NULL && st->ci_stepping_ok && names_layout_ok(L, st, lay, &source_ok)) {
+  int source_ok, lcf_ok;
+  if (lay != NULL && st->ci_stepping_ok && names_layout_ok(L, st, lay, &source_ok, &lcf_ok)) {
     names_cache *nc = (names_cache *)lua_newuserdatauv(L, sizeof *nc, 0);
     memset(nc, 0, sizeof *nc);
     nc->lay = lay;
     nc->source_ok = source_ok;
+    nc->lcf_ok = lcf_ok;
     lua_rawsetp(L, LUA_REGISTRYINDEX, &names_cache_key);
     lua_createtable(L, 0, 0);
     lua_createtable(L, 0, 1);
@@ -529,9 +542,9 @@ static long push_rec_function(walker *w, const frame_rec *r) {
     }
     if (w->st->ci_stepping) ar.i_ci = r->ci;
     else lua_getstack(r->th, r->level, &ar);
-    lua_getinfo(r->th, "f", &ar);
+    lua_getinfo(r->th, r->has_info ? "f" : "fl", &ar);
     if (r->th != L) lua_xmove(r->th, L, 1);
-    return r->has_info ? r->line : 0;
+    return r->has_info ? r->line : ar.currentline;
   }
 }
 
@@ -641,31 +654,74 @@ static int is_ours(walker *w, lua_State *th) {
   return as_is_internal_source(w->st, ar.source);
 }
 
+/* Whether the function of level ar of th is ours, read through the layout
+** (walk_thread's fast path): `slot` is the level's ci->func, `status` its
+** callstatus, fn the function's address. A Lua function's source and a
+** light C function's tag (no upvalues: never ours) need no push; a C
+** closure is pushed for its upvalues. -1: no stack room for that. */
+static int level_is_ours(walker *w, lua_State *th, lua_Debug *ar, const char *slot,
+                         unsigned status, const void *fn) {
+  const as_lualayout *lay = w->nc->lay;
+  int ours;
+  if (!(status & lay->cist_C)) {
+    const char *source = source_of(lay, fn);
+    if (source != NULL) return as_is_internal_source(w->st, source);
+  } else if (w->nc->lcf_ok) {
+    unsigned char tag;
+    memcpy(&tag, slot + lay->tv_tt, 1);
+    if (tag == lay->tag_lcf) return 0;
+  }
+  if (!lua_checkstack(th, 3)) return -1;
+  lua_getinfo(th, "f", ar);
+  ours = is_ours(w, th);
+  lua_pop(th, 1);
+  return ours;
+}
+
 /* Accepts the visible frames of coroutine th (part of fork f, or NULL);
 ** with mark_root, flags the bottom visible frame as the fork's root. The
 ** last visible frame is held back until the next one shows it is not the
-** bottom one. */
+** bottom one.
+** Where the layout is checked (the names cache with sources, and stepping
+** on), a level is read from its CallInfo: no lua_getinfo for the frames it
+** hides or skips, and store() reads a kept frame's line with its function
+** and name in one lua_getinfo. Else one lua_getinfo "flt" per level. */
 static void walk_thread(walker *w, lua_State *th, as_fork *f, int mark_root) {
   lua_Debug ar;
   int level = 0, held_level = -1, self = w->self && th == w->L;
   const void *last_fn = NULL;
   int last_ours = 0;
+  const as_lualayout *lay =
+    w->nc != NULL && w->nc->source_ok && w->st->ci_stepping ? w->nc->lay : NULL;
   w->self = 0;
   w->has_held = 0;
   if (!lua_getstack(th, 0, &ar)) return;
   do {
-    int ours, tailcall;
+    int ours, tailcall, has_info = 0;
     const void *fn;
-    if (!lua_checkstack(th, 3)) { w->stopped = 1; break; }
-    lua_getinfo(th, "flt", &ar);    /* l: read once, for store() and the site search */
-    fn = lua_topointer(th, -1);
-    tailcall = ar.istailcall;
-    if (fn != last_fn || fn == NULL) {
-      last_fn = fn;
-      last_ours = is_ours(w, th);
+    if (lay != NULL) {
+      const char *slot = (const char *)as_lualayout_ptr(ar.i_ci, lay->ci_func);
+      unsigned status = read_status(lay, ar.i_ci);
+      fn = as_lualayout_ptr(slot, lay->tv_value);
+      tailcall = (status & lay->cist_tail) != 0;
+      if (fn != last_fn || fn == NULL) {
+        last_fn = fn;
+        last_ours = level_is_ours(w, th, &ar, slot, status, fn);
+        if (last_ours < 0) { w->stopped = 1; break; }
+      }
+    } else {
+      if (!lua_checkstack(th, 3)) { w->stopped = 1; break; }
+      lua_getinfo(th, "flt", &ar);    /* l: read once, for store() and the site search */
+      has_info = 1;
+      fn = lua_topointer(th, -1);
+      tailcall = ar.istailcall;
+      if (fn != last_fn || fn == NULL) {
+        last_fn = fn;
+        last_ours = is_ours(w, th);
+      }
+      lua_pop(th, 1);
     }
     ours = last_ours && !(self && level == 0);
-    lua_pop(th, 1);
     if (ours) {
       /* hidden; if it was tail-called, the frames that called it are gone,
       ** and the next visible frame must say so */
@@ -691,8 +747,8 @@ static void walk_thread(walker *w, lua_State *th, as_fork *f, int mark_root) {
     w->held.level = level;
     w->held.fork = f;
     w->held.flags = tailcall ? AS_RFRAME_TAILCALL : 0;
-    w->held.has_info = 1;
-    w->held.line = ar.currentline;
+    w->held.has_info = has_info;
+    w->held.line = has_info ? ar.currentline : 0;
     take_pending(w, &w->held);
     w->has_held = 1;
     held_level = level;
