@@ -372,12 +372,13 @@ void as_backtrace_push_fork_where(lua_State *L, as_state *st, as_fork *f, int in
   lua_remove(L, raw);
 }
 
-/* as_walk_site_shown for a rethrow: whether the trace of the exception
-** (at *(int *)ud; its raw capture is its field _raw) has a frame of the
-** same fork, function and line, as exception.lua's rethrow sections match
-** it (they would not print this capture). */
-static int rethrow_site_shown(lua_State *L, int fn, long line, lua_Integer fork, void *ud) {
-  int exc = *(int *)ud, shown = 0, main;
+/* Whether the trace of the exception at `exc` (its raw capture is its
+** field _raw) has a frame of fork `fork` whose function is at address fn
+** (lua_topointer: for functions, equal addresses are equal values) and
+** whose line is `line`, as exception.lua's rethrow sections match a site
+** (they would not print a capture of it). */
+static int site_in_trace(lua_State *L, int exc, const void *fn, long line, lua_Integer fork) {
+  int shown = 0, main;
   const as_rawhead *h;
   if (!lua_istable(L, exc) || !lua_checkstack(L, 4)) return 0;
   lua_pushliteral(L, "_raw");
@@ -389,12 +390,18 @@ static int rethrow_site_shown(lua_State *L, int fn, long line, lua_Integer fork,
       const as_rawframe *rf = &h->frames[i];
       if (rf->fork_id != fork || rf->line != line) continue;
       as_raw_push_value(L, main, rf->func);
-      shown = lua_rawequal(L, -1, fn);
+      shown = lua_topointer(L, -1) == fn && lua_isfunction(L, -1);
       lua_pop(L, 1);
     }
   }
   lua_pop(L, 1);
   return shown;
+}
+
+/* as_walk_site_shown for a rethrow: the walk's site in the trace of the
+** exception at *(int *)ud. */
+static int rethrow_site_shown(lua_State *L, int fn, long line, lua_Integer fork, void *ud) {
+  return site_in_trace(L, *(int *)ud, lua_topointer(L, fn), line, fork);
 }
 
 /* Levels of its own stack a rethrow's quick look goes through. */
@@ -406,30 +413,19 @@ static int rethrow_site_shown(lua_State *L, int fn, long line, lua_Integer fork,
 ** same fork, function and line. Then it is the site the walk would find,
 ** and shown: a trace holds visible frames only, so that function is not
 ** one of ours the walk would skip. 0: not known, the walk decides. */
-static int rethrow_site_quick(lua_State *L, as_state *st, int *exc) {
-  lua_Debug ar;
-  int level;
+static int rethrow_site_quick(lua_State *L, as_state *st, int exc) {
+  const void *fn;
+  int line;
   lua_Integer fork = st->sched != NULL && st->sched->running != NULL ?
                      st->sched->running->id : 0;
-  if (!lua_checkstack(L, 6)) return 0;
-  for (level = 0; level < RETHROW_QUICK_LEVELS && lua_getstack(L, level, &ar); level++) {
-    int shown;
-    lua_getinfo(L, "fl", &ar);
-    if (lua_iscfunction(L, -1) || ar.currentline <= 0) {
-      lua_pop(L, 1);
-      continue;
-    }
-    shown = rethrow_site_shown(L, lua_gettop(L), ar.currentline, fork, exc);
-    lua_pop(L, 1);
-    return shown;
-  }
-  return 0;
+  if (!as_walk_own_site(L, st, RETHROW_QUICK_LEVELS, &fn, &line)) return 0;
+  return site_in_trace(L, exc, fn, line, fork);
 }
 
 void as_backtrace_push_rethrow_site(lua_State *L, as_state *st, int exc) {
   as_walk_opts opts = AS_WALK_RETHROW_SITE;
   exc = lua_absindex(L, exc);
-  if (rethrow_site_quick(L, st, &exc)) {
+  if (rethrow_site_quick(L, st, exc)) {
     lua_pushboolean(L, 0);
     return;
   }

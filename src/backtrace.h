@@ -115,6 +115,13 @@ void as_backtrace_push_raise_site(lua_State *L, as_state *st);
 ** frames to tell (issue 17). */
 void as_backtrace_push_rethrow_site(lua_State *L, as_state *st, int exc);
 
+/* The first Lua frame with a line among the first `levels` levels of L's
+** own stack (no other coroutine; C functions and frames with no line come
+** before it): its function's address (as lua_topointer gives it) in *fn
+** and its line in *line. 0 when there is none among them. Pushes nothing
+** (walk.c: through the checked layout, one lua_getinfo "l"). */
+int as_walk_own_site(lua_State *L, as_state *st, int levels, const void **fn, int *line);
+
 /* Pushes "fork #id 'name'" (render.c's label): the one label of a fork. */
 void as_backtrace_push_fork_label(lua_State *L, lua_Integer id, const char *name);
 

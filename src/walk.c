@@ -109,7 +109,7 @@ typedef struct walker {
   as_walk_site_shown shown; /* with site_slot: asked once the site is found; */
   void *shown_ud;           /* when it says the site is shown, the walk */
   int site_shown;           /* stops there (no capture is made) */
-  struct names_cache *nc;   /* call-site names seen before, or NULL */
+  struct as_walk_cache *nc; /* call-site names seen before, or NULL */
   as_rawhead *head;         /* the capture's frames (once made) */
   int nvals;                /* values stored after it (slots 2 ...) */
   int has_last;             /* the fork of the frame stored last, */
@@ -149,7 +149,7 @@ static int step(const as_state *st, lua_State *th, lua_Debug *ar, int *level) {
   return lua_getstack(th, *level, ar);
 }
 
-static void names_cache_open(lua_State *L, const as_state *st, const as_lualayout *lay);
+static void names_cache_open(lua_State *L, as_state *st, const as_lualayout *lay);
 
 void as_walk_check_stepping(lua_State *L, as_state *st) {
   lua_Debug a, b;
@@ -211,13 +211,13 @@ typedef struct name_entry {
   const char *name, *namewhat;
 } name_entry;
 
-typedef struct names_cache {
+typedef struct as_walk_cache {
   const as_lualayout *lay;
   int source_ok;              /* source_of() reads what lua_getinfo does */
   int lcf_ok;                 /* a light C function's tag and address read
                                  right (see level_of) */
   name_entry e[NAMES_SLOTS];
-} names_cache;
+} names_cache;     /* (as_state.walk_cache) */
 
 static const char names_cache_key = 'n';   /* registry: the names_cache */
 static const char anchors_key = 'a';       /* registry: weak [slot] = caller */
@@ -350,26 +350,32 @@ static int names_layout_ok(lua_State *L, const as_state *st, const as_lualayout 
   return checked > 0;
 }
 
-/* Makes the cache (or removes it when the layout cannot be read). */
-static void names_cache_open(lua_State *L, const as_state *st, const as_lualayout *lay) {
+/* Makes the cache when the layout reads right, or takes the one an
+** earlier open in this lua_State made (the module required again: the
+** registry anchors one cache for all, and each state keeps its address in
+** walk_cache). */
+static void names_cache_open(lua_State *L, as_state *st, const as_lualayout *lay) {
   int source_ok, lcf_ok;
-  if (lay != NULL && st->ci_stepping_ok && names_layout_ok(L, st, lay, &source_ok, &lcf_ok)) {
-    names_cache *nc = (names_cache *)lua_newuserdatauv(L, sizeof *nc, 0);
-    memset(nc, 0, sizeof *nc);
-    nc->lay = lay;
-    nc->source_ok = source_ok;
-    nc->lcf_ok = lcf_ok;
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &names_cache_key);
-    lua_createtable(L, 0, 0);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "v");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &anchors_key);
-  } else {
-    lua_pushnil(L);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &names_cache_key);
-  }
+  names_cache *nc;
+  st->walk_cache = NULL;
+  if (lay == NULL || !st->ci_stepping_ok) return;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &names_cache_key);
+  st->walk_cache = (names_cache *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (st->walk_cache != NULL || !names_layout_ok(L, st, lay, &source_ok, &lcf_ok)) return;
+  nc = (names_cache *)lua_newuserdatauv(L, sizeof *nc, 0);
+  memset(nc, 0, sizeof *nc);
+  nc->lay = lay;
+  nc->source_ok = source_ok;
+  nc->lcf_ok = lcf_ok;
+  lua_createtable(L, 0, 0);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "v");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &anchors_key);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &names_cache_key);   /* anchors it */
+  st->walk_cache = nc;
 }
 
 /* ------------------------------------------------------------- storing */
@@ -877,11 +883,7 @@ static void walker_init(walker *w, lua_State *L, as_state *st,
   w->async = opts->async;
   w->ends = opts->ends > RING_MAX ? RING_MAX : opts->ends;
   w->self = opts->self;
-  if (st->ci_stepping_ok) {         /* the cache is made only then */
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &names_cache_key);
-    w->nc = (names_cache *)lua_touserdata(L, -1);   /* anchored by the registry */
-    lua_pop(L, 1);
-  }
+  w->nc = st->walk_cache;
   lua_pushnil(L);            /* the capture, made by flush() */
   w->out = lua_gettop(L);
 }
@@ -936,6 +938,35 @@ void as_backtrace_push_current(lua_State *L, as_state *st,
   walker_init(&w, L, st, opts);
   walk_current(&w, L);
   walker_finish(&w);
+}
+
+int as_walk_own_site(lua_State *L, as_state *st, int levels, const void **fn, int *line) {
+  lua_Debug ar;
+  int level = 0;
+  const as_lualayout *lay = st->ci_stepping && st->walk_cache != NULL ?
+                            st->walk_cache->lay : NULL;
+  if (!lua_getstack(L, 0, &ar)) return 0;
+  do {
+    if (lay != NULL) {
+      /* a C level is never the site: its kind is all that is read */
+      if (read_status(lay, ar.i_ci) & lay->cist_C) continue;
+      lua_getinfo(L, "l", &ar);
+      *fn = as_lualayout_ptr(as_lualayout_ptr(ar.i_ci, lay->ci_func), lay->tv_value);
+    } else {
+      int is_c;
+      if (!lua_checkstack(L, 1)) return 0;
+      lua_getinfo(L, "fl", &ar);
+      is_c = lua_iscfunction(L, -1);
+      *fn = lua_topointer(L, -1);
+      lua_pop(L, 1);
+      if (is_c) continue;
+    }
+    if (ar.currentline > 0) {
+      *line = ar.currentline;
+      return 1;
+    }
+  } while (level + 1 < levels && step(st, L, &ar, &level));
+  return 0;
 }
 
 void as_walk_push_current_unless(lua_State *L, as_state *st, const as_walk_opts *opts,
