@@ -58,6 +58,10 @@
 ** the strings of a few prototypes, and static ones). */
 #define INTERN_MAX 16
 
+/* Functions a walk remembers the "ours" test of (is_ours costs a C
+** closure two upvalue reads). */
+#define OURS_SEEN 4
+
 /* A frame found but not stored yet. */
 typedef struct frame_rec {
   lua_State *th;            /* NULL for a spawn-site frame */
@@ -110,6 +114,11 @@ typedef struct walker {
   void *shown_ud;           /* when it says the site is shown, the walk */
   int site_shown;           /* stops there (no capture is made) */
   struct as_walk_cache *nc; /* call-site names seen before, or NULL */
+  int anchors;              /* stack slot of the names' anchors table (0:
+                               not pushed yet, -1: none) */
+  const void *ours_fn[OURS_SEEN];  /* functions whose "ours" test the walk */
+  unsigned char ours_is[OURS_SEEN];/* made (a scheduler primitive such as */
+  int ours_next;            /* wait is on every fork's stack), and its answer */
   as_rawhead *head;         /* the capture's frames (once made) */
   int nvals;                /* values stored after it (slots 2 ...) */
   int has_last;             /* the fork of the frame stored last, */
@@ -256,12 +265,9 @@ static int name_hit(walker *w, const name_entry *e, const name_entry *key) {
   if (e->savedpc != key->savedpc || e->status != key->status ||
       e->caller_status != key->caller_status)
     return 0;
-  if (lua_rawgetp(w->L, LUA_REGISTRYINDEX, &anchors_key) != LUA_TTABLE) {
-    lua_pop(w->L, 1);
-    return 0;
-  }
-  alive = lua_rawgeti(w->L, -1, (e - w->nc->e) + 1) == LUA_TFUNCTION;
-  lua_pop(w->L, 2);
+  if (w->anchors <= 0) return 0;
+  alive = lua_rawgeti(w->L, w->anchors, (e - w->nc->e) + 1) == LUA_TFUNCTION;
+  lua_pop(w->L, 1);
   return alive;
 }
 
@@ -273,24 +279,18 @@ static void name_fill(walker *w, lua_State *th, const struct CallInfo *ci,
   lua_State *L = w->L;
   lua_Debug car;
   e->savedpc = NULL;                     /* until the anchor is stored */
-  if (!lua_checkstack(L, 3) || (th != L && !lua_checkstack(th, 2))) return;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &anchors_key);
-  if (!lua_istable(L, -1)) {
-    lua_pop(L, 1);
-    return;
-  }
+  if (w->anchors <= 0 || !lua_checkstack(L, 3) || (th != L && !lua_checkstack(th, 2))) return;
   car.i_ci = (struct CallInfo *)ci_previous(w->st, ci);
   lua_getinfo(th, "f", &car);
   if (th != L) lua_xmove(th, L, 1);
   if (lua_type(L, -1) == LUA_TFUNCTION) {
-    lua_rawseti(L, -2, (e - w->nc->e) + 1);
+    lua_rawseti(L, w->anchors, (e - w->nc->e) + 1);
     *e = *key;
     e->name = name;
     e->namewhat = namewhat;
   } else {
     lua_pop(L, 1);
   }
-  lua_pop(L, 1);
 }
 
 /* The source of the Lua closure at address cl (getstr(cl->p->source), the
@@ -401,7 +401,7 @@ static int put_value(walker *w) {
 ** when it is not made yet. */
 static void settle(walker *w, int extra) {
   lua_State *L = w->L;
-  int k, n = w->nvals - w->placed, top = lua_gettop(L);
+  int k, n = w->nvals - w->placed;
   if (!w->table) {
     lua_createtable(L, 1 + w->nvals + extra, 0);
     lua_pushvalue(L, w->out);              /* the frames */
@@ -409,11 +409,8 @@ static void settle(walker *w, int extra) {
     lua_replace(L, w->out);
     w->table = 1;
   }
-  for (k = 0; k < n; k++) {
-    lua_pushvalue(L, top - n + 1 + k);
-    lua_rawseti(L, w->out, 2 + w->placed + k);
-  }
-  lua_settop(L, top - n);
+  /* each rawseti pops the top one: the last value first */
+  for (k = n - 1; k >= 0; k--) lua_rawseti(L, w->out, 2 + w->placed + k);
   w->placed = w->nvals;
 }
 
@@ -660,6 +657,26 @@ static int is_ours(walker *w, lua_State *th) {
   return as_is_internal_source(w->st, ar.source);
 }
 
+/* Whether the walk made the "ours" test of the function at address fn
+** (its answer in *ours). */
+static int ours_seen(const walker *w, const void *fn, int *ours) {
+  int i;
+  if (fn == NULL) return 0;
+  for (i = 0; i < OURS_SEEN; i++) {
+    if (w->ours_fn[i] == fn) {
+      *ours = w->ours_is[i];
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static void ours_remember(walker *w, const void *fn, int ours) {
+  w->ours_fn[w->ours_next] = fn;
+  w->ours_is[w->ours_next] = (unsigned char)ours;
+  w->ours_next = (w->ours_next + 1) % OURS_SEEN;
+}
+
 /* Whether the function of level ar of th is ours, read through the layout
 ** (walk_thread's fast path): `slot` is the level's ci->func, `status` its
 ** callstatus, fn the function's address. A Lua function's source and a
@@ -695,8 +712,7 @@ static int level_is_ours(walker *w, lua_State *th, lua_Debug *ar, const char *sl
 static void walk_thread(walker *w, lua_State *th, as_fork *f, int mark_root) {
   lua_Debug ar;
   int level = 0, held_level = -1, self = w->self && th == w->L;
-  const void *last_fn = NULL;
-  int last_ours = 0;
+  int fn_ours = 0;
   const as_lualayout *lay =
     w->nc != NULL && w->nc->source_ok && w->st->ci_stepping ? w->nc->lay : NULL;
   w->self = 0;
@@ -710,10 +726,10 @@ static void walk_thread(walker *w, lua_State *th, as_fork *f, int mark_root) {
       unsigned status = read_status(lay, ar.i_ci);
       fn = as_lualayout_ptr(slot, lay->tv_value);
       tailcall = (status & lay->cist_tail) != 0;
-      if (fn != last_fn || fn == NULL) {
-        last_fn = fn;
-        last_ours = level_is_ours(w, th, &ar, slot, status, fn);
-        if (last_ours < 0) { w->stopped = 1; break; }
+      if (!ours_seen(w, fn, &fn_ours)) {
+        fn_ours = level_is_ours(w, th, &ar, slot, status, fn);
+        if (fn_ours < 0) { w->stopped = 1; break; }
+        ours_remember(w, fn, fn_ours);
       }
     } else {
       if (!lua_checkstack(th, 3)) { w->stopped = 1; break; }
@@ -721,13 +737,13 @@ static void walk_thread(walker *w, lua_State *th, as_fork *f, int mark_root) {
       has_info = 1;
       fn = lua_topointer(th, -1);
       tailcall = ar.istailcall;
-      if (fn != last_fn || fn == NULL) {
-        last_fn = fn;
-        last_ours = is_ours(w, th);
+      if (!ours_seen(w, fn, &fn_ours)) {
+        fn_ours = is_ours(w, th);
+        ours_remember(w, fn, fn_ours);
       }
       lua_pop(th, 1);
     }
-    ours = last_ours && !(self && level == 0);
+    ours = fn_ours && !(self && level == 0);
     if (ours) {
       /* hidden; if it was tail-called, the frames that called it are gone,
       ** and the next visible frame must say so */
@@ -886,6 +902,12 @@ static void walker_init(walker *w, lua_State *L, as_state *st,
   w->nc = st->walk_cache;
   lua_pushnil(L);            /* the capture, made by flush() */
   w->out = lua_gettop(L);
+  /* the names' anchors, read by every frame with a Lua caller: above the
+  ** capture, below the values waiting for it (walker_finish drops it) */
+  w->anchors = -1;
+  if (w->nc != NULL && lua_checkstack(L, 2)) {
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &anchors_key) == LUA_TTABLE) w->anchors = lua_gettop(L);
+  }
 }
 
 /* Stores the ring and records the counts in the raw capture. */
@@ -895,7 +917,7 @@ static void walker_finish(walker *w) {
   flush(w, w->ring_len);
   for (i = 0; i < w->ring_len; i++) store(w, &w->ring[(w->ring_start + i) % RING_MAX]);
   settle(w, 0);
-  lua_settop(L, w->out);   /* drop the site slot */
+  lua_settop(L, w->out);   /* drop the anchors and the site slot */
   w->head->omitted = w->omitted;
   if (w->skipped > 0) {
     w->head->skipped = w->skipped;
