@@ -127,6 +127,9 @@ typedef struct walker {
   int last_name;
   const void *holder_of;    /* the last root's spawning function (its */
   int holder_slot;          /* address) and slot: often the next frame's */
+  int holder_pending;       /* that function is not stored yet: it is the */
+  int holder_frame;         /* holder of frame holder_frame, of fork */
+  as_fork *holder_fork;     /* holder_fork (see take_holder) */
   int nstrs;                /* strings stored from C strings: by address */
   const char *str_of[INTERN_MAX];
   int str_slot[INTERN_MAX];
@@ -452,6 +455,38 @@ static void grow(walker *w) {
   w->head = h;
 }
 
+/* A root's holder, the function that spawned its fork, is mostly the
+** function of the frame stored next (the spawner waiting for the fork, or
+** the spawn site): then it is that frame's value, found by address without
+** pushing it from the fork. take_holder defers it when the fork's record
+** says which function push_spawn_func would push (fork.h: spawn_func is
+** what uservalue 2 anchors; a fork of this run with a slot is in its live
+** set), else stores it now; put_holder stores a deferred one that the next
+** frame did not match. */
+static void put_holder(walker *w) {
+  if (!w->holder_pending || !lua_checkstack(w->L, 3)) return;
+  w->holder_pending = 0;
+  push_spawn_func(w, w->holder_fork);
+  w->holder_of = lua_topointer(w->L, -1);   /* anchored by the capture */
+  w->head->frames[w->holder_frame].holder = w->holder_slot = put_value(w);
+}
+
+static void take_holder(walker *w, as_fork *f) {
+  put_holder(w);
+  if (w->s != NULL && f->slot > 0 && as_fork_sched(w->st, f) == w->s &&
+      f->spawn_func != NULL) {
+    w->holder_pending = 1;
+    w->holder_frame = w->n;
+    w->holder_fork = f;
+    w->holder_of = f->spawn_func;
+    w->holder_slot = 0;
+  } else {
+    push_spawn_func(w, f);
+    w->holder_of = lua_topointer(w->L, -1);
+    w->head->frames[w->n].holder = w->holder_slot = put_value(w);
+  }
+}
+
 /* Writes record r as frame w->n of the capture. */
 static void store(walker *w, const frame_rec *r) {
   lua_State *L = w->L;
@@ -492,8 +527,15 @@ static void store(walker *w, const frame_rec *r) {
     lua_pop(L, 1);                 /* the spawner of the root stored last */
     fr->func = w->holder_slot;
   } else {
+    const void *fn = lua_topointer(L, -1);
     fr->func = put_value(w);
+    if (w->holder_pending && fr->func > 0 && fn == w->holder_of) {
+      /* the root stored last was spawned by this frame's function */
+      w->head->frames[w->holder_frame].holder = w->holder_slot = fr->func;
+      w->holder_pending = 0;
+    }
   }
+  put_holder(w);                   /* spawned by another function */
   if (line > 0) fr->line = line;
   fr->name = put_cstr(w, name);
   fr->namewhat = put_cstr(w, namewhat);
@@ -523,11 +565,7 @@ static void store(walker *w, const frame_rec *r) {
     via = (lua_Integer)r->via->index * 4 +
           (as_wait_node_mode(r->via) == AS_WAIT_ALL ? AS_VIA_WAIT_ALL : AS_VIA_WAIT_ANY);
   fr->info = AS_RAW_INFO_OF(r->flags, r->boundary, via);
-  if (r->flags & AS_RFRAME_ROOT) {
-    push_spawn_func(w, r->fork);
-    w->holder_of = lua_topointer(L, -1);   /* anchored by the capture */
-    fr->holder = w->holder_slot = put_value(w);
-  }
+  if (r->flags & AS_RFRAME_ROOT) take_holder(w, r->fork);
   w->head->n = ++w->n;
 }
 
@@ -916,6 +954,7 @@ static void walker_finish(walker *w) {
   int i, head = w->n;
   flush(w, w->ring_len);
   for (i = 0; i < w->ring_len; i++) store(w, &w->ring[(w->ring_start + i) % RING_MAX]);
+  put_holder(w);
   settle(w, 0);
   lua_settop(L, w->out);   /* drop the anchors and the site slot */
   w->head->omitted = w->omitted;
