@@ -74,6 +74,8 @@ typedef struct frame_rec {
   int boundary;             /* enum as_boundary */
   as_fork *from;
   const as_waitnode *via;
+  lua_CFunction lcf;        /* a light C function (read through the layout):
+                               pushed as itself, no lua_getinfo "f" */
   int has_info;             /* line below is read already (the walk read
                                the level with lua_getinfo), else store()
                                reads it with the function; the names are
@@ -507,7 +509,13 @@ static void store(walker *w, const frame_rec *r) {
     int hit = e != NULL && name_hit(w, e, &key);
     if (w->st->ci_stepping) ar.i_ci = r->ci;
     else lua_getstack(r->th, r->level, &ar);
-    if (hit) {
+    if (hit && r->lcf != NULL) {
+      /* a light C function is its address, and has no line */
+      lua_pushcfunction(r->th, r->lcf);
+      ar.currentline = -1;
+      name = e->name;
+      namewhat = e->namewhat;
+    } else if (hit) {
       lua_getinfo(r->th, r->has_info ? "f" : "lf", &ar);
       name = e->name;
       namewhat = e->namewhat;
@@ -716,21 +724,20 @@ static void ours_remember(walker *w, const void *fn, int ours) {
 }
 
 /* Whether the function of level ar of th is ours, read through the layout
-** (walk_thread's fast path): `slot` is the level's ci->func, `status` its
-** callstatus, fn the function's address. A Lua function's source and a
-** light C function's tag (no upvalues: never ours) need no push; a C
-** closure is pushed for its upvalues. -1: no stack room for that. */
-static int level_is_ours(walker *w, lua_State *th, lua_Debug *ar, const char *slot,
+** (walk_thread's fast path): `status` is the level's callstatus, fn the
+** function's address, lcf the function when it is a light C function. A
+** Lua function's source and a light C function (no upvalues: never ours)
+** need no push; a C closure is pushed for its upvalues. -1: no stack room
+** for that. */
+static int level_is_ours(walker *w, lua_State *th, lua_Debug *ar, lua_CFunction lcf,
                          unsigned status, const void *fn) {
   const as_lualayout *lay = w->nc->lay;
   int ours;
   if (!(status & lay->cist_C)) {
     const char *source = source_of(lay, fn);
     if (source != NULL) return as_is_internal_source(w->st, source);
-  } else if (w->nc->lcf_ok) {
-    unsigned char tag;
-    memcpy(&tag, slot + lay->tv_tt, 1);
-    if (tag == lay->tag_lcf) return 0;
+  } else if (lcf != NULL) {
+    return 0;
   }
   if (!lua_checkstack(th, 3)) return -1;
   lua_getinfo(th, "f", ar);
@@ -759,13 +766,19 @@ static void walk_thread(walker *w, lua_State *th, as_fork *f, int mark_root) {
   do {
     int ours, tailcall, has_info = 0;
     const void *fn;
+    lua_CFunction lcf = NULL;
     if (lay != NULL) {
       const char *slot = (const char *)as_lualayout_ptr(ar.i_ci, lay->ci_func);
       unsigned status = read_status(lay, ar.i_ci);
       fn = as_lualayout_ptr(slot, lay->tv_value);
       tailcall = (status & lay->cist_tail) != 0;
+      if ((status & lay->cist_C) && w->nc->lcf_ok) {
+        unsigned char tag;
+        memcpy(&tag, slot + lay->tv_tt, 1);
+        if (tag == lay->tag_lcf) memcpy(&lcf, slot + lay->tv_value, sizeof lcf);
+      }
       if (!ours_seen(w, fn, &fn_ours)) {
-        fn_ours = level_is_ours(w, th, &ar, slot, status, fn);
+        fn_ours = level_is_ours(w, th, &ar, lcf, status, fn);
         if (fn_ours < 0) { w->stopped = 1; break; }
         ours_remember(w, fn, fn_ours);
       }
@@ -809,6 +822,7 @@ static void walk_thread(walker *w, lua_State *th, as_fork *f, int mark_root) {
     w->held.flags = tailcall ? AS_RFRAME_TAILCALL : 0;
     w->held.has_info = has_info;
     w->held.line = has_info ? ar.currentline : 0;
+    w->held.lcf = lcf;
     take_pending(w, &w->held);
     w->has_held = 1;
     held_level = level;

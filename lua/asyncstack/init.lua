@@ -43,12 +43,15 @@ end
 -- the raise site (or the one the bridge kept when the error came out of a
 -- generator). The second result says the fork was cancelled (as.Cancelled
 -- escaped it): such a fork ends "cancelled", and that is no failure to report.
--- (instance_of is exception.is_exception's test, called without its
--- wrapper: this runs for every failed fork.)
+-- (This runs for every failed fork: the usual error, a string, skips the
+-- class test, which only a table or a userdata can pass, and instance_of
+-- is exception.is_exception's test called without its wrapper.)
 local instance_of, wrap_error = core.instance_of, exception.wrap_error
 local Exception, Cancelled = exception.Exception, exception.Cancelled
 core.set_hook("on_failure", function(err, raw)
-  if instance_of(err, Exception) then return err, instance_of(err, Cancelled) end
+  if type(err) ~= "string" and instance_of(err, Exception) then
+    return err, instance_of(err, Cancelled)
+  end
   return wrap_error(err, raw), false     -- a new ErrorException: no Cancelled
 end)
 
