@@ -19,22 +19,26 @@
 /* Whether the value at idx is an instance of the class whose address
 ** (lua_topointer) is `cls`: its metatable, or one reached from it through
 ** raw __parent fields, is the class; bounded as exception.lua's class
-** chains are. Reads raw fields only (no metamethod runs); needs 2 stack
-** slots. Addresses are compared while the class is anchored, so equal
-** addresses are the same table. */
+** chains are. Reads raw fields only (no metamethod runs); needs 1 stack
+** slot (it checks for more). Addresses are compared while the class is
+** anchored, so equal addresses are the same table. */
 static int instance_of(lua_State *L, int idx, const void *cls) {
-  int hops, found = 0;
+  int top = lua_gettop(L), hops, found = 1;
   if (cls == NULL || !lua_getmetatable(L, idx)) return 0;
-  for (hops = 0; hops < 64 && lua_istable(L, -1); hops++) {
-    if (lua_topointer(L, -1) == cls) {
-      found = 1;
+  /* (every class of the chain stays on the stack until the end: one
+  ** settop, and rawget's result says whether the next one is a table) */
+  for (hops = 1; lua_topointer(L, -1) != cls; hops++) {
+    if (hops == 64 || !lua_checkstack(L, 2)) {
+      found = 0;
       break;
     }
     lua_pushliteral(L, "__parent");
-    lua_rawget(L, -2);
-    lua_replace(L, -2);
+    if (lua_rawget(L, -2) != LUA_TTABLE) {
+      found = 0;
+      break;
+    }
   }
-  lua_pop(L, 1);
+  lua_settop(L, top);
   return found;
 }
 
