@@ -28,23 +28,39 @@ static void buffer_write(as_sink *k, const char *s, size_t n) {
   luaL_addlstring((luaL_Buffer *)k->ud, s, n);
 }
 
+/* The frames of the userdata at idx, or NULL when it holds none. Trusts
+** nothing: what is given to core.render may be anything. */
+static const as_rawhead *frames_of(lua_State *L, int idx) {
+  const as_rawhead *u = (const as_rawhead *)lua_touserdata(L, idx);
+  size_t len = lua_rawlen(L, idx);
+  if (u != NULL && len >= AS_RAW_SIZE(0) && u->magic == AS_RAW_MAGIC &&
+      u->n >= 0 && u->n <= u->cap && len >= AS_RAW_SIZE(u->cap))
+    return u;
+  return NULL;
+}
+
 const as_rawhead *as_raw_head(lua_State *L, int raw) {
   const as_rawhead *h = NULL;
-  if (lua_rawgeti(L, raw, 1) == LUA_TUSERDATA) {
-    /* trusts nothing: a table given to core.render may hold anything */
-    const as_rawhead *u = (const as_rawhead *)lua_touserdata(L, -1);
-    size_t len = lua_rawlen(L, -1);
-    if (u != NULL && len >= AS_RAW_SIZE(0) && u->magic == AS_RAW_MAGIC &&
-        u->n >= 0 && u->n <= u->cap && len >= AS_RAW_SIZE(u->cap))
-      h = u;
+  int t = lua_type(L, raw);
+  if (t == LUA_TUSERDATA) return frames_of(L, raw);   /* a compact capture */
+  if (t == LUA_TTABLE) {
+    if (lua_rawgeti(L, raw, 1) == LUA_TUSERDATA) h = frames_of(L, -1);
+    lua_pop(L, 1);               /* the userdata is anchored by the capture */
   }
-  lua_pop(L, 1);                 /* the userdata is anchored by the capture */
   return h;
 }
 
 void as_raw_push_value(lua_State *L, int raw, int slot) {
-  if (slot > 1) lua_rawgeti(L, raw, slot);
-  else lua_pushnil(L);
+  if (slot <= 1) lua_pushnil(L);
+  else if (lua_type(L, raw) == LUA_TUSERDATA) lua_getiuservalue(L, raw, slot - 1);
+  else lua_rawgeti(L, raw, slot);
+}
+
+/* Checks that argument 1 is a raw capture (a table, or a compact one), with
+** luaL_checktype's message for anything else. */
+static void check_capture(lua_State *L) {
+  if (!lua_istable(L, 1) && (!lua_isuserdata(L, 1) || as_raw_head(L, 1) == NULL))
+    luaL_checktype(L, 1, LUA_TTABLE);
 }
 
 /* ------------------------------------------------------ reading frames */
@@ -64,7 +80,7 @@ typedef struct reader {
 static const char *raw_string(lua_State *L, int raw, int slot) {
   const char *s;
   if (slot <= 1) return NULL;
-  lua_rawgeti(L, raw, slot);
+  as_raw_push_value(L, raw, slot);
   s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
   lua_pop(L, 1);                 /* still anchored by the capture */
   return s;
@@ -282,7 +298,7 @@ static int bt_render(lua_State *L) {
   int v;
   size_t len = 0;
   const char *msg;
-  luaL_checktype(L, 1, LUA_TTABLE);
+  check_capture(L);
   v = luaL_checkoption(L, 2, NULL, views);
   if (v == VIEW_DUMP) {
     push_view(L, 1, v, NULL, 0, -1, luaL_optinteger(L, 3, 0));
@@ -333,7 +349,7 @@ void as_backtrace_push_fork_where(lua_State *L, as_state *st, as_fork *f, int in
   as_sink k;
   reader r;
   as_rframe fr;
-  as_walk_opts opts = {0, WHERE_FRAMES, 0, 0, 0};
+  as_walk_opts opts = {0, WHERE_FRAMES, 0, 0, 0, 0};
   long i, site = -1;
   int raw;
   as_backtrace_push_fork(L, st, f, &opts);
@@ -384,7 +400,7 @@ static int site_in_trace(lua_State *L, int exc, const void *fn, long line, lua_I
   lua_pushliteral(L, "_raw");
   lua_rawget(L, exc);
   main = lua_gettop(L);
-  if (lua_istable(L, main) && (h = as_raw_head(L, main)) != NULL) {
+  if ((h = as_raw_head(L, main)) != NULL) {
     int i;
     for (i = 0; i < h->n && !shown; i++) {
       const as_rawframe *rf = &h->frames[i];
@@ -491,7 +507,7 @@ static int bt_capture(lua_State *L) {
 
 /* core.expand(raw) -> frame tables. */
 static int bt_expand(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
+  check_capture(L);
   as_backtrace_expand(L, 1);
   return 1;
 }

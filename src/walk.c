@@ -92,7 +92,7 @@ typedef struct walker {
   int out;                  /* absolute index of the raw capture */
   int n;                    /* frames stored */
   int visited;              /* visible frames accepted (stored or ringed) */
-  int skip, limit, async, ends, self;
+  int skip, limit, async, ends, self, compact;
   int stopped;              /* the limit was reached */
   int omitted;
   int hidden_tailcall;      /* a hidden frame was tail-called */
@@ -141,6 +141,10 @@ typedef struct walker {
                                presized room left unused) */
   frame_rec ring[RING_MAX]; /* `ends` walk: the last frames, oldest at ring_start */
   int ring_len, ring_start, skipped;
+  union {                   /* the frames of a compact capture, until it */
+    as_rawhead head;        /* is made (finish_compact) */
+    char room[AS_RAW_SIZE(PEND_MAX)];
+  } held_back;
 } walker;
 
 /* ------------------------------------------------------- level stepping */
@@ -951,6 +955,7 @@ static void walker_init(walker *w, lua_State *L, as_state *st,
   w->async = opts->async;
   w->ends = opts->ends > RING_MAX ? RING_MAX : opts->ends;
   w->self = opts->self;
+  w->compact = opts->compact;
   w->nc = st->walk_cache;
   lua_pushnil(L);            /* the capture, made by flush() */
   w->out = lua_gettop(L);
@@ -962,14 +967,49 @@ static void walker_init(walker *w, lua_State *L, as_state *st,
   }
 }
 
+/* The end of a walk whose frames were all held back (fewer than PEND_MAX,
+** no ring: an error's raise site, mostly): its capture is compact
+** (backtrace.h), the frames' userdata with the values as its user values,
+** one object made at its size instead of a table of values beside it. The
+** frames are written into the walker first: their values' number is known
+** once they are. */
+static void finish_compact(walker *w) {
+  lua_State *L = w->L;
+  int i, k, ud;
+  as_rawhead *h;
+  w->head = &w->held_back.head;
+  memset(w->head, 0, offsetof(as_rawhead, frames));
+  w->head->magic = AS_RAW_MAGIC;
+  w->head->cap = PEND_MAX;   /* npend < PEND_MAX: grow() is never called */
+  w->made = 1;
+  for (i = 0; i < w->npend; i++) store(w, &w->pend[i]);
+  w->npend = 0;
+  put_holder(w);
+  /* the values wait on the stack (placed is 0): the userdata goes below
+  ** them, and each lua_setiuservalue pops the last one */
+  h = (as_rawhead *)lua_newuserdatauv(L, AS_RAW_SIZE(w->n), w->nvals);
+  memcpy(h, w->head, AS_RAW_SIZE(w->n));
+  h->cap = w->n;
+  w->head = h;
+  ud = lua_gettop(L) - w->nvals;
+  lua_rotate(L, ud, 1);
+  for (k = w->nvals; k >= 1; k--) lua_setiuservalue(L, ud, k);
+  lua_replace(L, w->out);
+  w->placed = w->nvals;
+}
+
 /* Stores the ring and records the counts in the raw capture. */
 static void walker_finish(walker *w) {
   lua_State *L = w->L;
   int i, head = w->n;
-  flush(w, w->ring_len);
-  for (i = 0; i < w->ring_len; i++) store(w, &w->ring[(w->ring_start + i) % RING_MAX]);
-  put_holder(w);
-  settle(w, 0);
+  if (w->compact && !w->made && w->ring_len == 0) {
+    finish_compact(w);
+  } else {
+    flush(w, w->ring_len);
+    for (i = 0; i < w->ring_len; i++) store(w, &w->ring[(w->ring_start + i) % RING_MAX]);
+    put_holder(w);
+    settle(w, 0);
+  }
   lua_settop(L, w->out);   /* drop the anchors and the site slot */
   w->head->omitted = w->omitted;
   if (w->skipped > 0) {
