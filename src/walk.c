@@ -25,14 +25,18 @@
 ** them once at the end: the frames it skips are stepped over once, never
 ** read.
 **
-** Two more reads go through the layout, each checked against lua_getinfo
-** at open and used only when that check held (else lua_getinfo does it):
-** a Lua function's source, for the "is it ours" test (lua_getinfo's "S"
-** builds short_src, which that test never needs), and the callstatus words
-** and saved pc that key the cache of call-site names (see "call-site
-** names" below: getobjname's cost grows with the size of the caller).
-** An error's raise site is walked once per error, so these are what the
-** error path (issue 17) pays per frame.
+** More reads go through the layout, each checked against lua_getinfo at
+** open and used only when that check held (else lua_getinfo does it): a
+** level's function (tag and address) and callstatus (C or Lua, tail call),
+** so that a walk calls lua_getinfo only for the frames it keeps (store()
+** reads a kept frame's function, line and name in one call) and for C
+** closures (their upvalues say whether they are ours); a light C function
+** is pushed as itself; a Lua function's source, for the "is it ours" test
+** (lua_getinfo's "S" builds short_src, which that test never needs); and
+** the callstatus words and saved pc that key the cache of call-site names
+** (see "call-site names" below: getobjname's cost grows with the size of
+** the caller). An error's raise site is walked once per error, so these
+** are what the error path (issue 17) pays per frame.
 **
 ** Assumption: CallInfo pointers are held across the allocations of the
 ** capture. The walked threads cannot run meanwhile (the current one runs
@@ -116,8 +120,8 @@ typedef struct walker {
   void *shown_ud;           /* when it says the site is shown, the walk */
   int site_shown;           /* stops there (no capture is made) */
   struct as_walk_cache *nc; /* call-site names seen before, or NULL */
-  int anchors;              /* stack slot of the names' anchors table (0:
-                               not pushed yet, -1: none) */
+  int anchors;              /* stack slot of the names' anchors table
+                               (pushed by walker_init), or -1: none */
   const void *ours_fn[OURS_SEEN];  /* functions whose "ours" test the walk */
   unsigned char ours_is[OURS_SEEN];/* made (a scheduler primitive such as */
   int ours_next;            /* wait is on every fork's stack), and its answer */
@@ -233,7 +237,7 @@ typedef struct as_walk_cache {
   const as_lualayout *lay;
   int source_ok;              /* source_of() reads what lua_getinfo does */
   int lcf_ok;                 /* a light C function's tag and address read
-                                 right (see level_of) */
+                                 right (see walk_thread) */
   name_entry e[NAMES_SLOTS];
 } names_cache;     /* (as_state.walk_cache) */
 
@@ -310,7 +314,7 @@ static const char *source_of(const as_lualayout *lay, const void *cl) {
   return ts != NULL ? ts + lay->ts_contents : NULL;
 }
 
-/* Whether the layout reads the fields name_slot and level_of use right on
+/* Whether the layout reads the fields name_slot and walk_thread use right on
 ** L's stack: each level's function (ci->func: its tag and address) and its
 ** kind (CIST_C), and a Lua caller's saved pc inside its Proto's code. Needs
 ** a Lua frame below the running one (the chunk that requires the module).
