@@ -44,8 +44,8 @@ end
 -- generator). The second result says the fork was cancelled (as.Cancelled
 -- escaped it): such a fork ends "cancelled", and that is no failure to report.
 -- (This runs for every failed fork: the usual error, a string, skips the
--- class test, which only a table or a userdata can pass, and instance_of
--- is exception.is_exception's test called without its wrapper.)
+-- class test (a string's metatable is the string library's, no class),
+-- and instance_of is exception.is_exception's test without its wrapper.)
 local instance_of, wrap_error = core.instance_of, exception.wrap_error
 local Exception, Cancelled = exception.Exception, exception.Cancelled
 core.set_hook("on_failure", function(err, raw)
