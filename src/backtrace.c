@@ -28,23 +28,39 @@ static void buffer_write(as_sink *k, const char *s, size_t n) {
   luaL_addlstring((luaL_Buffer *)k->ud, s, n);
 }
 
+/* The frames of the userdata at idx, or NULL when it holds none. Trusts
+** nothing: what is given to core.render may be anything. */
+static const as_rawhead *frames_of(lua_State *L, int idx) {
+  const as_rawhead *u = (const as_rawhead *)lua_touserdata(L, idx);
+  size_t len = lua_rawlen(L, idx);
+  if (u != NULL && len >= AS_RAW_SIZE(0) && u->magic == AS_RAW_MAGIC &&
+      u->n >= 0 && u->n <= u->cap && len >= AS_RAW_SIZE(u->cap))
+    return u;
+  return NULL;
+}
+
 const as_rawhead *as_raw_head(lua_State *L, int raw) {
   const as_rawhead *h = NULL;
-  if (lua_rawgeti(L, raw, 1) == LUA_TUSERDATA) {
-    /* trusts nothing: a table given to core.render may hold anything */
-    const as_rawhead *u = (const as_rawhead *)lua_touserdata(L, -1);
-    size_t len = lua_rawlen(L, -1);
-    if (u != NULL && len >= AS_RAW_SIZE(0) && u->magic == AS_RAW_MAGIC &&
-        u->n >= 0 && u->n <= u->cap && len >= AS_RAW_SIZE(u->cap))
-      h = u;
+  int t = lua_type(L, raw);
+  if (t == LUA_TUSERDATA) return frames_of(L, raw);   /* a compact capture */
+  if (t == LUA_TTABLE) {
+    if (lua_rawgeti(L, raw, 1) == LUA_TUSERDATA) h = frames_of(L, -1);
+    lua_pop(L, 1);               /* the userdata is anchored by the capture */
   }
-  lua_pop(L, 1);                 /* the userdata is anchored by the capture */
   return h;
 }
 
 void as_raw_push_value(lua_State *L, int raw, int slot) {
-  if (slot > 1) lua_rawgeti(L, raw, slot);
-  else lua_pushnil(L);
+  if (slot <= 1) lua_pushnil(L);
+  else if (lua_type(L, raw) == LUA_TUSERDATA) lua_getiuservalue(L, raw, slot - 1);
+  else lua_rawgeti(L, raw, slot);
+}
+
+/* Checks that argument 1 is a raw capture (a table, or a compact one), with
+** luaL_checktype's message for anything else. */
+static void check_capture(lua_State *L) {
+  if (!lua_istable(L, 1) && (!lua_isuserdata(L, 1) || as_raw_head(L, 1) == NULL))
+    luaL_checktype(L, 1, LUA_TTABLE);
 }
 
 /* ------------------------------------------------------ reading frames */
@@ -64,7 +80,7 @@ typedef struct reader {
 static const char *raw_string(lua_State *L, int raw, int slot) {
   const char *s;
   if (slot <= 1) return NULL;
-  lua_rawgeti(L, raw, slot);
+  as_raw_push_value(L, raw, slot);
   s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
   lua_pop(L, 1);                 /* still anchored by the capture */
   return s;
@@ -282,7 +298,7 @@ static int bt_render(lua_State *L) {
   int v;
   size_t len = 0;
   const char *msg;
-  luaL_checktype(L, 1, LUA_TTABLE);
+  check_capture(L);
   v = luaL_checkoption(L, 2, NULL, views);
   if (v == VIEW_DUMP) {
     push_view(L, 1, v, NULL, 0, -1, luaL_optinteger(L, 3, 0));
@@ -333,7 +349,7 @@ void as_backtrace_push_fork_where(lua_State *L, as_state *st, as_fork *f, int in
   as_sink k;
   reader r;
   as_rframe fr;
-  as_walk_opts opts = {0, WHERE_FRAMES, 0, 0, 0};
+  as_walk_opts opts = {0, WHERE_FRAMES, 0, 0, 0, 0};
   long i, site = -1;
   int raw;
   as_backtrace_push_fork(L, st, f, &opts);
@@ -372,29 +388,36 @@ void as_backtrace_push_fork_where(lua_State *L, as_state *st, as_fork *f, int in
   lua_remove(L, raw);
 }
 
-/* as_walk_site_shown for a rethrow: whether the trace of the exception
-** (at *(int *)ud; its raw capture is its field _raw) has a frame of the
-** same fork, function and line, as exception.lua's rethrow sections match
-** it (they would not print this capture). */
-static int rethrow_site_shown(lua_State *L, int fn, long line, lua_Integer fork, void *ud) {
-  int exc = *(int *)ud, shown = 0, main;
+/* Whether the trace of the exception at `exc` (its raw capture is its
+** field _raw) has a frame of fork `fork` whose function is at address fn
+** (lua_topointer: for functions, equal addresses are equal values) and
+** whose line is `line`, as exception.lua's rethrow sections match a site
+** (they would not print a capture of it). */
+static int site_in_trace(lua_State *L, int exc, const void *fn, long line, lua_Integer fork) {
+  int shown = 0, main;
   const as_rawhead *h;
   if (!lua_istable(L, exc) || !lua_checkstack(L, 4)) return 0;
   lua_pushliteral(L, "_raw");
   lua_rawget(L, exc);
   main = lua_gettop(L);
-  if (lua_istable(L, main) && (h = as_raw_head(L, main)) != NULL) {
+  if ((h = as_raw_head(L, main)) != NULL) {
     int i;
     for (i = 0; i < h->n && !shown; i++) {
       const as_rawframe *rf = &h->frames[i];
       if (rf->fork_id != fork || rf->line != line) continue;
       as_raw_push_value(L, main, rf->func);
-      shown = lua_rawequal(L, -1, fn);
+      shown = lua_topointer(L, -1) == fn && lua_isfunction(L, -1);
       lua_pop(L, 1);
     }
   }
   lua_pop(L, 1);
   return shown;
+}
+
+/* as_walk_site_shown for a rethrow: the walk's site in the trace of the
+** exception at *(int *)ud. */
+static int rethrow_site_shown(lua_State *L, int fn, long line, lua_Integer fork, void *ud) {
+  return site_in_trace(L, *(int *)ud, lua_topointer(L, fn), line, fork);
 }
 
 /* Levels of its own stack a rethrow's quick look goes through. */
@@ -406,30 +429,19 @@ static int rethrow_site_shown(lua_State *L, int fn, long line, lua_Integer fork,
 ** same fork, function and line. Then it is the site the walk would find,
 ** and shown: a trace holds visible frames only, so that function is not
 ** one of ours the walk would skip. 0: not known, the walk decides. */
-static int rethrow_site_quick(lua_State *L, as_state *st, int *exc) {
-  lua_Debug ar;
-  int level;
+static int rethrow_site_quick(lua_State *L, as_state *st, int exc) {
+  const void *fn;
+  int line;
   lua_Integer fork = st->sched != NULL && st->sched->running != NULL ?
                      st->sched->running->id : 0;
-  if (!lua_checkstack(L, 6)) return 0;
-  for (level = 0; level < RETHROW_QUICK_LEVELS && lua_getstack(L, level, &ar); level++) {
-    int shown;
-    lua_getinfo(L, "fl", &ar);
-    if (lua_iscfunction(L, -1) || ar.currentline <= 0) {
-      lua_pop(L, 1);
-      continue;
-    }
-    shown = rethrow_site_shown(L, lua_gettop(L), ar.currentline, fork, exc);
-    lua_pop(L, 1);
-    return shown;
-  }
-  return 0;
+  if (!as_walk_own_site(L, st, RETHROW_QUICK_LEVELS, &fn, &line)) return 0;
+  return site_in_trace(L, exc, fn, line, fork);
 }
 
 void as_backtrace_push_rethrow_site(lua_State *L, as_state *st, int exc) {
   as_walk_opts opts = AS_WALK_RETHROW_SITE;
   exc = lua_absindex(L, exc);
-  if (rethrow_site_quick(L, st, &exc)) {
+  if (rethrow_site_quick(L, st, exc)) {
     lua_pushboolean(L, 0);
     return;
   }
@@ -495,7 +507,7 @@ static int bt_capture(lua_State *L) {
 
 /* core.expand(raw) -> frame tables. */
 static int bt_expand(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
+  check_capture(L);
   as_backtrace_expand(L, 1);
   return 1;
 }

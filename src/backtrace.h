@@ -19,14 +19,17 @@ typedef struct as_walk_opts {
                    the ones between (a text form that elides the middle) */
   int self;     /* emit the caller's level 0 even though it is ours
                    (debug.traceback(msg, 0): level 0 is traceback itself) */
+  int compact;  /* a capture of a few frames may be compact (see below):
+                   for the captures no Lua API hands out as they are */
 } as_walk_opts;
 
 /* Frames an error's raise-site capture keeps (a stack overflow is deep). */
 #define AS_RAISE_SITE_LIMIT 256
-/* The walk of an error's raise site: bounded, through the chain. */
-#define AS_WALK_RAISE_SITE {0, AS_RAISE_SITE_LIMIT, 1, 0, 0}
+/* The walk of an error's raise site: bounded, through the chain (its
+** capture becomes the exception's trace: compact). */
+#define AS_WALK_RAISE_SITE {0, AS_RAISE_SITE_LIMIT, 1, 0, 0, 1}
 /* The walk of a rethrow site (wait handing an exception on): this fork only. */
-#define AS_WALK_RETHROW_SITE {0, 32, 0, 0, 0}
+#define AS_WALK_RETHROW_SITE {0, 32, 0, 0, 0, 0}
 
 /* A raw capture is a Lua table: [1] is a userdata holding an as_rawhead and
 ** its frames (as_rawframe, innermost first), [2...] the Lua values those
@@ -35,8 +38,14 @@ typedef struct as_walk_opts {
 ** several frames of a walk (a fork's name, a call-site name) is stored
 ** once. Capturing builds no strings of its own: names of functions are
 ** resolved when the capture is read. A table without the userdata (as
-** { n = 0 }) reads as an empty capture. Only walk.c writes captures; read
-** them with as_raw_head and as_raw_push_value. */
+** { n = 0 }) reads as an empty capture.
+** An error's raise site (as_walk_opts.compact) of a few frames (walk.c:
+** all of them held back to the end, as it usually is) is compact instead:
+** the userdata alone, its user value k holding slot k + 1 (one object,
+** made at its size, where the error path counts every allocation). Only
+** walk.c writes captures; read them with as_raw_head and
+** as_raw_push_value, which take both forms (core.render and core.expand
+** too). */
 #define AS_RAW_MAGIC 0x61737263u    /* "asrc" */
 
 typedef struct as_rawframe {
@@ -67,8 +76,8 @@ typedef struct as_rawhead {
 #define AS_RAW_SIZE(cap) \
   (offsetof(as_rawhead, frames) + (size_t)(cap) * sizeof(as_rawframe))
 
-/* The head of the raw capture at absolute index `raw` (anchored by it), or
-** NULL when it has none (an empty capture) or it is not one. */
+/* The head of the raw capture at index `raw` (anchored by it), or NULL
+** when it has none (an empty capture) or it is not one. */
 const as_rawhead *as_raw_head(lua_State *L, int raw);
 
 /* Pushes the value in `slot` of the raw capture at absolute index `raw`
@@ -114,6 +123,13 @@ void as_backtrace_push_raise_site(lua_State *L, as_state *st);
 ** that exception.lua would never print that capture. Walks only a few
 ** frames to tell (issue 17). */
 void as_backtrace_push_rethrow_site(lua_State *L, as_state *st, int exc);
+
+/* The first Lua frame with a line among the first `levels` levels of L's
+** own stack (no other coroutine; C functions and frames with no line come
+** before it): its function's address (as lua_topointer gives it) in *fn
+** and its line in *line. 0 when there is none among them. Pushes nothing
+** (walk.c: through the checked layout, one lua_getinfo "l"). */
+int as_walk_own_site(lua_State *L, as_state *st, int levels, const void **fn, int *line);
 
 /* Pushes "fork #id 'name'" (render.c's label): the one label of a fork. */
 void as_backtrace_push_fork_label(lua_State *L, lua_Integer id, const char *name);

@@ -19,22 +19,26 @@
 /* Whether the value at idx is an instance of the class whose address
 ** (lua_topointer) is `cls`: its metatable, or one reached from it through
 ** raw __parent fields, is the class; bounded as exception.lua's class
-** chains are. Reads raw fields only (no metamethod runs); needs 2 stack
-** slots. Addresses are compared while the class is anchored, so equal
-** addresses are the same table. */
+** chains are. Reads raw fields only (no metamethod runs); needs 1 stack
+** slot (it checks for more). Addresses are compared while the class is
+** anchored, so equal addresses are the same table. */
 static int instance_of(lua_State *L, int idx, const void *cls) {
-  int hops, found = 0;
+  int top = lua_gettop(L), hops, found = 1;
   if (cls == NULL || !lua_getmetatable(L, idx)) return 0;
-  for (hops = 0; hops < 64 && lua_istable(L, -1); hops++) {
-    if (lua_topointer(L, -1) == cls) {
-      found = 1;
+  /* (every class of the chain stays on the stack until the end: one
+  ** settop, and rawget's result says whether the next one is a table) */
+  for (hops = 1; lua_topointer(L, -1) != cls; hops++) {
+    if (hops == 64 || !lua_checkstack(L, 2)) {
+      found = 0;
       break;
     }
     lua_pushliteral(L, "__parent");
-    lua_rawget(L, -2);
-    lua_replace(L, -2);
+    if (lua_rawget(L, -2) != LUA_TTABLE) {
+      found = 0;
+      break;
+    }
   }
-  lua_pop(L, 1);
+  lua_settop(L, top);
   return found;
 }
 
@@ -95,51 +99,58 @@ static void push_rethrow_entry(lua_State *L) {
   }
 }
 
+/* Upvalues of the rethrow note: the state, `kept`, and the strings it
+** uses as keys (pushed from an upvalue: no string lookup per rethrow). */
+enum { NOTE_KEPT = 2, NOTE_KEY_LIST, NOTE_KEY_N };
+
 /* The rethrow note (hook on_rethrow, exception.lua): note(e, how, raw)
-** counts a rethrow of exception e in its list _rethrows (made with four
-** slots on the first), and keeps the first `kept` (upvalue 2) of them:
-** {how =, raw =} for a capture, false for none (the trace shows the site).
-** Exactly what exception.lua's Lua version did, in C: it runs on the
-** waiter's coroutine at every wait that hands an exception on, where a
-** Lua function and its calls cost more than the note itself. */
+** counts a rethrow of exception e in its list _rethrows (n = the count),
+** and keeps the first `kept` (upvalue 2) of them: {how =, raw =} for a
+** capture, false for none (the trace shows the site). It runs on the
+** waiter's coroutine at every wait that hands an exception on, where a Lua
+** function and its calls cost more than the note itself; the list is made
+** on the first rethrow, in the hash part (room for 8 keys: one allocation
+** less than an array part and a hash part, for a list the waits rarely
+** grow). */
 static int exception_note_rethrow(lua_State *L) {
+  lua_Integer n;
   lua_settop(L, 3);
   if (!lua_istable(L, 1)) return 0;
-  lua_pushliteral(L, "_rethrows");
+  lua_pushvalue(L, lua_upvalueindex(NOTE_KEY_LIST));
   lua_rawget(L, 1);                         /* the list: 4 */
   if (!lua_toboolean(L, 4)) {
-    int i;
     lua_pop(L, 1);
-    /* all in the hash part (room for 8 keys): one allocation less than
-    ** an array part and a hash part, for a list the waits rarely grow */
     lua_createtable(L, 0, 8);
-    for (i = 1; i <= 4; i++) {
-      lua_pushboolean(L, 0);
-      lua_rawseti(L, -2, i);
-    }
-    lua_pushinteger(L, 0);
-    lua_setfield(L, -2, "n");
-    lua_pushliteral(L, "_rethrows");
+    lua_pushvalue(L, lua_upvalueindex(NOTE_KEY_LIST));
     lua_pushvalue(L, -2);
     lua_rawset(L, 1);
-  }
-  lua_getfield(L, 4, "n");                  /* n = list.n + 1 */
-  if (lua_isinteger(L, 5) && lua_istable(L, 4) && !lua_getmetatable(L, 4)) {
+    n = 0;
+  } else if (lua_istable(L, 4) && !lua_getmetatable(L, 4)) {
     /* the usual list (no metatable: plain indexing is raw) */
-    lua_Integer n = (lua_Integer)((lua_Unsigned)lua_tointeger(L, 5) + 1u);
+    lua_pushvalue(L, lua_upvalueindex(NOTE_KEY_N));
+    if (lua_rawget(L, 4) != LUA_TNUMBER || !lua_isinteger(L, 5)) goto any_list;
+    n = lua_tointeger(L, 5);
     lua_pop(L, 1);
-    lua_pushinteger(L, n);
-    lua_setfield(L, 4, "n");
-    if (n > lua_tointeger(L, lua_upvalueindex(2))) return 0;
-    push_rethrow_entry(L);
-    lua_rawseti(L, 4, n);
-    return 0;
+  } else {
+    goto any_list;
   }
+  /* n = list.n + 1 */
+  n = (lua_Integer)((lua_Unsigned)n + 1u);
+  lua_pushvalue(L, lua_upvalueindex(NOTE_KEY_N));
+  lua_pushinteger(L, n);
+  lua_rawset(L, 4);
+  if (n > lua_tointeger(L, lua_upvalueindex(NOTE_KEPT))) return 0;
+  push_rethrow_entry(L);
+  lua_rawseti(L, 4, n);
+  return 0;
+any_list:                                   /* what a Lua note would do */
+  lua_settop(L, 4);
+  lua_getfield(L, 4, "n");
   lua_pushinteger(L, 1);
   lua_arith(L, LUA_OPADD);                  /* 5 */
   lua_pushvalue(L, 5);
   lua_setfield(L, 4, "n");
-  if (lua_compare(L, 5, lua_upvalueindex(2), LUA_OPLE)) {
+  if (lua_compare(L, 5, lua_upvalueindex(NOTE_KEPT), LUA_OPLE)) {
     lua_pushvalue(L, 5);
     push_rethrow_entry(L);
     lua_settable(L, 4);
@@ -153,7 +164,9 @@ static int exception_rethrow_note(lua_State *L) {
   lua_settop(L, 1);
   lua_pushvalue(L, AS_STATE_UPVALUE);
   lua_insert(L, 1);
-  lua_pushcclosure(L, exception_note_rethrow, 2);
+  lua_pushliteral(L, "_rethrows");
+  lua_pushliteral(L, "n");
+  lua_pushcclosure(L, exception_note_rethrow, 4);
   return 1;
 }
 

@@ -37,6 +37,8 @@ typedef struct as_state {
   int ci_stepping;          /* walks step CallInfo links (walk.c) */
   int ci_stepping_ok;       /* ... which this Lua's layout allows */
   unsigned ci_previous_offset;  /* offset of CallInfo.previous (lualayout.c) */
+  struct as_walk_cache *walk_cache;  /* walk.c's checked layout and call-site
+                               names (anchored in the registry), or NULL */
   int exception_class_ref;  /* asyncstack.Exception (as_exception_test) */
   int cancelled_class_ref;  /* asyncstack.Cancelled (as_exception_cancelled) */
   const void *exception_class, *cancelled_class;  /* their addresses (anchored by the refs) */

@@ -25,14 +25,18 @@
 ** them once at the end: the frames it skips are stepped over once, never
 ** read.
 **
-** Two more reads go through the layout, each checked against lua_getinfo
-** at open and used only when that check held (else lua_getinfo does it):
-** a Lua function's source, for the "is it ours" test (lua_getinfo's "S"
-** builds short_src, which that test never needs), and the callstatus words
-** and saved pc that key the cache of call-site names (see "call-site
-** names" below: getobjname's cost grows with the size of the caller).
-** An error's raise site is walked once per error, so these are what the
-** error path (issue 17) pays per frame.
+** More reads go through the layout, each checked against lua_getinfo at
+** open and used only when that check held (else lua_getinfo does it): a
+** level's function (tag and address) and callstatus (C or Lua, tail call),
+** so that a walk calls lua_getinfo only for the frames it keeps (store()
+** reads a kept frame's function, line and name in one call) and for C
+** closures (their upvalues say whether they are ours); a light C function
+** is pushed as itself; a Lua function's source, for the "is it ours" test
+** (lua_getinfo's "S" builds short_src, which that test never needs); and
+** the callstatus words and saved pc that key the cache of call-site names
+** (see "call-site names" below: getobjname's cost grows with the size of
+** the caller). An error's raise site is walked once per error, so these
+** are what the error path (issue 17) pays per frame.
 **
 ** Assumption: CallInfo pointers are held across the allocations of the
 ** capture. The walked threads cannot run meanwhile (the current one runs
@@ -58,6 +62,10 @@
 ** the strings of a few prototypes, and static ones). */
 #define INTERN_MAX 16
 
+/* Functions a walk remembers the "ours" test of (is_ours costs a C
+** closure two upvalue reads). */
+#define OURS_SEEN 4
+
 /* A frame found but not stored yet. */
 typedef struct frame_rec {
   lua_State *th;            /* NULL for a spawn-site frame */
@@ -70,7 +78,11 @@ typedef struct frame_rec {
   int boundary;             /* enum as_boundary */
   as_fork *from;
   const as_waitnode *via;
-  int has_info;             /* line below is read already; the names are
+  lua_CFunction lcf;        /* a light C function (read through the layout):
+                               pushed as itself, no lua_getinfo "f" */
+  int has_info;             /* line below is read already (the walk read
+                               the level with lua_getinfo), else store()
+                               reads it with the function; the names are
                                read by store() only (a frame that is hidden,
                                skipped or only searched for a rethrow's site
                                never pays lua_getinfo's "n") */
@@ -84,7 +96,7 @@ typedef struct walker {
   int out;                  /* absolute index of the raw capture */
   int n;                    /* frames stored */
   int visited;              /* visible frames accepted (stored or ringed) */
-  int skip, limit, async, ends, self;
+  int skip, limit, async, ends, self, compact;
   int stopped;              /* the limit was reached */
   int omitted;
   int hidden_tailcall;      /* a hidden frame was tail-called */
@@ -107,7 +119,12 @@ typedef struct walker {
   as_walk_site_shown shown; /* with site_slot: asked once the site is found; */
   void *shown_ud;           /* when it says the site is shown, the walk */
   int site_shown;           /* stops there (no capture is made) */
-  struct names_cache *nc;   /* call-site names seen before, or NULL */
+  struct as_walk_cache *nc; /* call-site names seen before, or NULL */
+  int anchors;              /* stack slot of the names' anchors table
+                               (pushed by walker_init), or -1: none */
+  const void *ours_fn[OURS_SEEN];  /* functions whose "ours" test the walk */
+  unsigned char ours_is[OURS_SEEN];/* made (a scheduler primitive such as */
+  int ours_next;            /* wait is on every fork's stack), and its answer */
   as_rawhead *head;         /* the capture's frames (once made) */
   int nvals;                /* values stored after it (slots 2 ...) */
   int has_last;             /* the fork of the frame stored last, */
@@ -116,6 +133,9 @@ typedef struct walker {
   int last_name;
   const void *holder_of;    /* the last root's spawning function (its */
   int holder_slot;          /* address) and slot: often the next frame's */
+  int holder_pending;       /* that function is not stored yet: it is the */
+  int holder_frame;         /* holder of frame holder_frame, of fork */
+  as_fork *holder_fork;     /* holder_fork (see take_holder) */
   int nstrs;                /* strings stored from C strings: by address */
   const char *str_of[INTERN_MAX];
   int str_slot[INTERN_MAX];
@@ -125,6 +145,10 @@ typedef struct walker {
                                presized room left unused) */
   frame_rec ring[RING_MAX]; /* `ends` walk: the last frames, oldest at ring_start */
   int ring_len, ring_start, skipped;
+  union {                   /* the frames of a compact capture, until it */
+    as_rawhead head;        /* is made (finish_compact) */
+    char room[AS_RAW_SIZE(PEND_MAX)];
+  } held_back;
 } walker;
 
 /* ------------------------------------------------------- level stepping */
@@ -147,7 +171,7 @@ static int step(const as_state *st, lua_State *th, lua_Debug *ar, int *level) {
   return lua_getstack(th, *level, ar);
 }
 
-static void names_cache_open(lua_State *L, const as_state *st, const as_lualayout *lay);
+static void names_cache_open(lua_State *L, as_state *st, const as_lualayout *lay);
 
 void as_walk_check_stepping(lua_State *L, as_state *st) {
   lua_Debug a, b;
@@ -209,11 +233,13 @@ typedef struct name_entry {
   const char *name, *namewhat;
 } name_entry;
 
-typedef struct names_cache {
+typedef struct as_walk_cache {
   const as_lualayout *lay;
   int source_ok;              /* source_of() reads what lua_getinfo does */
+  int lcf_ok;                 /* a light C function's tag and address read
+                                 right (see walk_thread) */
   name_entry e[NAMES_SLOTS];
-} names_cache;
+} names_cache;     /* (as_state.walk_cache) */
 
 static const char names_cache_key = 'n';   /* registry: the names_cache */
 static const char anchors_key = 'a';       /* registry: weak [slot] = caller */
@@ -252,12 +278,9 @@ static int name_hit(walker *w, const name_entry *e, const name_entry *key) {
   if (e->savedpc != key->savedpc || e->status != key->status ||
       e->caller_status != key->caller_status)
     return 0;
-  if (lua_rawgetp(w->L, LUA_REGISTRYINDEX, &anchors_key) != LUA_TTABLE) {
-    lua_pop(w->L, 1);
-    return 0;
-  }
-  alive = lua_rawgeti(w->L, -1, (e - w->nc->e) + 1) == LUA_TFUNCTION;
-  lua_pop(w->L, 2);
+  if (w->anchors <= 0) return 0;
+  alive = lua_rawgeti(w->L, w->anchors, (e - w->nc->e) + 1) == LUA_TFUNCTION;
+  lua_pop(w->L, 1);
   return alive;
 }
 
@@ -269,24 +292,18 @@ static void name_fill(walker *w, lua_State *th, const struct CallInfo *ci,
   lua_State *L = w->L;
   lua_Debug car;
   e->savedpc = NULL;                     /* until the anchor is stored */
-  if (!lua_checkstack(L, 3) || (th != L && !lua_checkstack(th, 2))) return;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &anchors_key);
-  if (!lua_istable(L, -1)) {
-    lua_pop(L, 1);
-    return;
-  }
+  if (w->anchors <= 0 || !lua_checkstack(L, 3) || (th != L && !lua_checkstack(th, 2))) return;
   car.i_ci = (struct CallInfo *)ci_previous(w->st, ci);
   lua_getinfo(th, "f", &car);
   if (th != L) lua_xmove(th, L, 1);
   if (lua_type(L, -1) == LUA_TFUNCTION) {
-    lua_rawseti(L, -2, (e - w->nc->e) + 1);
+    lua_rawseti(L, w->anchors, (e - w->nc->e) + 1);
     *e = *key;
     e->name = name;
     e->namewhat = namewhat;
   } else {
     lua_pop(L, 1);
   }
-  lua_pop(L, 1);
 }
 
 /* The source of the Lua closure at address cl (getstr(cl->p->source), the
@@ -297,15 +314,17 @@ static const char *source_of(const as_lualayout *lay, const void *cl) {
   return ts != NULL ? ts + lay->ts_contents : NULL;
 }
 
-/* Whether the layout reads the fields name_slot uses right on L's stack:
-** each level's function (ci->func) and its kind (CIST_C), and a Lua
-** caller's saved pc inside its Proto's code. Needs a Lua frame below the
-** running one (the chunk that requires the module). */
+/* Whether the layout reads the fields name_slot and walk_thread use right on
+** L's stack: each level's function (ci->func: its tag and address) and its
+** kind (CIST_C), and a Lua caller's saved pc inside its Proto's code. Needs
+** a Lua frame below the running one (the chunk that requires the module).
+** *lcf_ok: a light C function was among them (the running open function
+** is one) and read right. */
 static int names_layout_ok(lua_State *L, const as_state *st, const as_lualayout *lay,
-                           int *source_ok) {
+                           int *source_ok, int *lcf_ok) {
   lua_Debug a;
-  int level, checked = 0, sources = 0;
-  *source_ok = 0;
+  int level, checked = 0, sources = 0, lcfs = 0;
+  *source_ok = *lcf_ok = 0;
   if (lay->size_ci_callstatus != 2 && lay->size_ci_callstatus != sizeof(unsigned)) return 0;
   if (!lua_checkstack(L, 2)) return 0;
   for (level = 0; lua_getstack(L, level, &a); level++) {
@@ -317,7 +336,12 @@ static int names_layout_ok(lua_State *L, const as_state *st, const as_lualayout 
     is_c = lua_iscfunction(L, -1);
     memcpy(&tag, (const char *)slot + lay->tv_tt, 1);
     if (is_c) {
-      ok = (status & lay->cist_C) != 0;
+      /* a light C function's value is its address, as lua_topointer's;
+      ** a C closure's the object's */
+      ok = (status & lay->cist_C) != 0 &&
+           (tag == lay->tag_lcf || tag == (lay->tag_ccl | lay->bit_collectable)) &&
+           as_lualayout_ptr(slot, lay->tv_value) == lua_topointer(L, -1);
+      lcfs += ok && tag == lay->tag_lcf;
     } else {
       ok = (status & lay->cist_C) == 0 && tag == (lay->tag_lcl | lay->bit_collectable) &&
            as_lualayout_ptr(slot, lay->tv_value) == lua_topointer(L, -1);
@@ -335,28 +359,36 @@ static int names_layout_ok(lua_State *L, const as_state *st, const as_lualayout 
   }
   (void)st;
   *source_ok = sources > 0;
+  *lcf_ok = lcfs > 0;
   return checked > 0;
 }
 
-/* Makes the cache (or removes it when the layout cannot be read). */
-static void names_cache_open(lua_State *L, const as_state *st, const as_lualayout *lay) {
-  int source_ok;
-  if (lay != NULL && st->ci_stepping_ok && names_layout_ok(L, st, lay, &source_ok)) {
-    names_cache *nc = (names_cache *)lua_newuserdatauv(L, sizeof *nc, 0);
-    memset(nc, 0, sizeof *nc);
-    nc->lay = lay;
-    nc->source_ok = source_ok;
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &names_cache_key);
-    lua_createtable(L, 0, 0);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "v");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &anchors_key);
-  } else {
-    lua_pushnil(L);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &names_cache_key);
-  }
+/* Makes the cache when the layout reads right, or takes the one an
+** earlier open in this lua_State made (the module required again: the
+** registry anchors one cache for all, and each state keeps its address in
+** walk_cache). */
+static void names_cache_open(lua_State *L, as_state *st, const as_lualayout *lay) {
+  int source_ok, lcf_ok;
+  names_cache *nc;
+  st->walk_cache = NULL;
+  if (lay == NULL || !st->ci_stepping_ok) return;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &names_cache_key);
+  st->walk_cache = (names_cache *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (st->walk_cache != NULL || !names_layout_ok(L, st, lay, &source_ok, &lcf_ok)) return;
+  nc = (names_cache *)lua_newuserdatauv(L, sizeof *nc, 0);
+  memset(nc, 0, sizeof *nc);
+  nc->lay = lay;
+  nc->source_ok = source_ok;
+  nc->lcf_ok = lcf_ok;
+  lua_createtable(L, 0, 0);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "v");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &anchors_key);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &names_cache_key);   /* anchors it */
+  st->walk_cache = nc;
 }
 
 /* ------------------------------------------------------------- storing */
@@ -382,7 +414,7 @@ static int put_value(walker *w) {
 ** when it is not made yet. */
 static void settle(walker *w, int extra) {
   lua_State *L = w->L;
-  int k, n = w->nvals - w->placed, top = lua_gettop(L);
+  int k, n = w->nvals - w->placed;
   if (!w->table) {
     lua_createtable(L, 1 + w->nvals + extra, 0);
     lua_pushvalue(L, w->out);              /* the frames */
@@ -390,11 +422,8 @@ static void settle(walker *w, int extra) {
     lua_replace(L, w->out);
     w->table = 1;
   }
-  for (k = 0; k < n; k++) {
-    lua_pushvalue(L, top - n + 1 + k);
-    lua_rawseti(L, w->out, 2 + w->placed + k);
-  }
-  lua_settop(L, top - n);
+  /* each rawseti pops the top one: the last value first */
+  for (k = n - 1; k >= 0; k--) lua_rawseti(L, w->out, 2 + w->placed + k);
   w->placed = w->nvals;
 }
 
@@ -436,6 +465,38 @@ static void grow(walker *w) {
   w->head = h;
 }
 
+/* A root's holder, the function that spawned its fork, is mostly the
+** function of the frame stored next (the spawner waiting for the fork, or
+** the spawn site): then it is that frame's value, found by address without
+** pushing it from the fork. take_holder defers it when the fork's record
+** says which function push_spawn_func would push (fork.h: spawn_func is
+** what uservalue 2 anchors; a fork of this run with a slot is in its live
+** set), else stores it now; put_holder stores a deferred one that the next
+** frame did not match. */
+static void put_holder(walker *w) {
+  if (!w->holder_pending || !lua_checkstack(w->L, 3)) return;
+  w->holder_pending = 0;
+  push_spawn_func(w, w->holder_fork);
+  w->holder_of = lua_topointer(w->L, -1);   /* anchored by the capture */
+  w->head->frames[w->holder_frame].holder = w->holder_slot = put_value(w);
+}
+
+static void take_holder(walker *w, as_fork *f) {
+  put_holder(w);
+  if (w->s != NULL && f->slot > 0 && as_fork_sched(w->st, f) == w->s &&
+      f->spawn_func != NULL) {
+    w->holder_pending = 1;
+    w->holder_frame = w->n;
+    w->holder_fork = f;
+    w->holder_of = f->spawn_func;
+    w->holder_slot = 0;
+  } else {
+    push_spawn_func(w, f);
+    w->holder_of = lua_topointer(w->L, -1);
+    w->head->frames[w->n].holder = w->holder_slot = put_value(w);
+  }
+}
+
 /* Writes record r as frame w->n of the capture. */
 static void store(walker *w, const frame_rec *r) {
   lua_State *L = w->L;
@@ -456,7 +517,13 @@ static void store(walker *w, const frame_rec *r) {
     int hit = e != NULL && name_hit(w, e, &key);
     if (w->st->ci_stepping) ar.i_ci = r->ci;
     else lua_getstack(r->th, r->level, &ar);
-    if (hit) {
+    if (hit && r->lcf != NULL) {
+      /* a light C function is its address, and has no line */
+      lua_pushcfunction(r->th, r->lcf);
+      ar.currentline = -1;
+      name = e->name;
+      namewhat = e->namewhat;
+    } else if (hit) {
       lua_getinfo(r->th, r->has_info ? "f" : "lf", &ar);
       name = e->name;
       namewhat = e->namewhat;
@@ -476,8 +543,15 @@ static void store(walker *w, const frame_rec *r) {
     lua_pop(L, 1);                 /* the spawner of the root stored last */
     fr->func = w->holder_slot;
   } else {
+    const void *fn = lua_topointer(L, -1);
     fr->func = put_value(w);
+    if (w->holder_pending && fr->func > 0 && fn == w->holder_of) {
+      /* the root stored last was spawned by this frame's function */
+      w->head->frames[w->holder_frame].holder = w->holder_slot = fr->func;
+      w->holder_pending = 0;
+    }
   }
+  put_holder(w);                   /* spawned by another function */
   if (line > 0) fr->line = line;
   fr->name = put_cstr(w, name);
   fr->namewhat = put_cstr(w, namewhat);
@@ -507,11 +581,7 @@ static void store(walker *w, const frame_rec *r) {
     via = (lua_Integer)r->via->index * 4 +
           (as_wait_node_mode(r->via) == AS_WAIT_ALL ? AS_VIA_WAIT_ALL : AS_VIA_WAIT_ANY);
   fr->info = AS_RAW_INFO_OF(r->flags, r->boundary, via);
-  if (r->flags & AS_RFRAME_ROOT) {
-    push_spawn_func(w, r->fork);
-    w->holder_of = lua_topointer(L, -1);   /* anchored by the capture */
-    fr->holder = w->holder_slot = put_value(w);
-  }
+  if (r->flags & AS_RFRAME_ROOT) take_holder(w, r->fork);
   w->head->n = ++w->n;
 }
 
@@ -529,9 +599,9 @@ static long push_rec_function(walker *w, const frame_rec *r) {
     }
     if (w->st->ci_stepping) ar.i_ci = r->ci;
     else lua_getstack(r->th, r->level, &ar);
-    lua_getinfo(r->th, "f", &ar);
+    lua_getinfo(r->th, r->has_info ? "f" : "fl", &ar);
     if (r->th != L) lua_xmove(r->th, L, 1);
-    return r->has_info ? r->line : 0;
+    return r->has_info ? r->line : ar.currentline;
   }
 }
 
@@ -641,31 +711,98 @@ static int is_ours(walker *w, lua_State *th) {
   return as_is_internal_source(w->st, ar.source);
 }
 
+/* Whether the walk made the "ours" test of the function at address fn
+** (its answer in *ours). */
+static int ours_seen(const walker *w, const void *fn, int *ours) {
+  int i;
+  if (fn == NULL) return 0;
+  for (i = 0; i < OURS_SEEN; i++) {
+    if (w->ours_fn[i] == fn) {
+      *ours = w->ours_is[i];
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static void ours_remember(walker *w, const void *fn, int ours) {
+  w->ours_fn[w->ours_next] = fn;
+  w->ours_is[w->ours_next] = (unsigned char)ours;
+  w->ours_next = (w->ours_next + 1) % OURS_SEEN;
+}
+
+/* Whether the function of level ar of th is ours, read through the layout
+** (walk_thread's fast path): `status` is the level's callstatus, fn the
+** function's address, lcf the function when it is a light C function. A
+** Lua function's source and a light C function (no upvalues: never ours)
+** need no push; a C closure is pushed for its upvalues. -1: no stack room
+** for that. */
+static int level_is_ours(walker *w, lua_State *th, lua_Debug *ar, lua_CFunction lcf,
+                         unsigned status, const void *fn) {
+  const as_lualayout *lay = w->nc->lay;
+  int ours;
+  if (!(status & lay->cist_C)) {
+    const char *source = source_of(lay, fn);
+    if (source != NULL) return as_is_internal_source(w->st, source);
+  } else if (lcf != NULL) {
+    return 0;
+  }
+  if (!lua_checkstack(th, 3)) return -1;
+  lua_getinfo(th, "f", ar);
+  ours = is_ours(w, th);
+  lua_pop(th, 1);
+  return ours;
+}
+
 /* Accepts the visible frames of coroutine th (part of fork f, or NULL);
 ** with mark_root, flags the bottom visible frame as the fork's root. The
 ** last visible frame is held back until the next one shows it is not the
-** bottom one. */
+** bottom one.
+** Where the layout is checked (the names cache with sources, and stepping
+** on), a level is read from its CallInfo: no lua_getinfo for the frames it
+** hides or skips, and store() reads a kept frame's line with its function
+** and name in one lua_getinfo. Else one lua_getinfo "flt" per level. */
 static void walk_thread(walker *w, lua_State *th, as_fork *f, int mark_root) {
   lua_Debug ar;
   int level = 0, held_level = -1, self = w->self && th == w->L;
-  const void *last_fn = NULL;
-  int last_ours = 0;
+  int fn_ours = 0;
+  const as_lualayout *lay =
+    w->nc != NULL && w->nc->source_ok && w->st->ci_stepping ? w->nc->lay : NULL;
   w->self = 0;
   w->has_held = 0;
   if (!lua_getstack(th, 0, &ar)) return;
   do {
-    int ours, tailcall;
+    int ours, tailcall, has_info = 0;
     const void *fn;
-    if (!lua_checkstack(th, 3)) { w->stopped = 1; break; }
-    lua_getinfo(th, "flt", &ar);    /* l: read once, for store() and the site search */
-    fn = lua_topointer(th, -1);
-    tailcall = ar.istailcall;
-    if (fn != last_fn || fn == NULL) {
-      last_fn = fn;
-      last_ours = is_ours(w, th);
+    lua_CFunction lcf = NULL;
+    if (lay != NULL) {
+      const char *slot = (const char *)as_lualayout_ptr(ar.i_ci, lay->ci_func);
+      unsigned status = read_status(lay, ar.i_ci);
+      fn = as_lualayout_ptr(slot, lay->tv_value);
+      tailcall = (status & lay->cist_tail) != 0;
+      if ((status & lay->cist_C) && w->nc->lcf_ok) {
+        unsigned char tag;
+        memcpy(&tag, slot + lay->tv_tt, 1);
+        if (tag == lay->tag_lcf) memcpy(&lcf, slot + lay->tv_value, sizeof lcf);
+      }
+      if (!ours_seen(w, fn, &fn_ours)) {
+        fn_ours = level_is_ours(w, th, &ar, lcf, status, fn);
+        if (fn_ours < 0) { w->stopped = 1; break; }
+        ours_remember(w, fn, fn_ours);
+      }
+    } else {
+      if (!lua_checkstack(th, 3)) { w->stopped = 1; break; }
+      lua_getinfo(th, "flt", &ar);    /* l: read once, for store() and the site search */
+      has_info = 1;
+      fn = lua_topointer(th, -1);
+      tailcall = ar.istailcall;
+      if (!ours_seen(w, fn, &fn_ours)) {
+        fn_ours = is_ours(w, th);
+        ours_remember(w, fn, fn_ours);
+      }
+      lua_pop(th, 1);
     }
-    ours = last_ours && !(self && level == 0);
-    lua_pop(th, 1);
+    ours = fn_ours && !(self && level == 0);
     if (ours) {
       /* hidden; if it was tail-called, the frames that called it are gone,
       ** and the next visible frame must say so */
@@ -691,8 +828,9 @@ static void walk_thread(walker *w, lua_State *th, as_fork *f, int mark_root) {
     w->held.level = level;
     w->held.fork = f;
     w->held.flags = tailcall ? AS_RFRAME_TAILCALL : 0;
-    w->held.has_info = 1;
-    w->held.line = ar.currentline;
+    w->held.has_info = has_info;
+    w->held.line = has_info ? ar.currentline : 0;
+    w->held.lcf = lcf;
     take_pending(w, &w->held);
     w->has_held = 1;
     held_level = level;
@@ -821,23 +959,62 @@ static void walker_init(walker *w, lua_State *L, as_state *st,
   w->async = opts->async;
   w->ends = opts->ends > RING_MAX ? RING_MAX : opts->ends;
   w->self = opts->self;
-  if (st->ci_stepping_ok) {         /* the cache is made only then */
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &names_cache_key);
-    w->nc = (names_cache *)lua_touserdata(L, -1);   /* anchored by the registry */
-    lua_pop(L, 1);
-  }
+  w->compact = opts->compact;
+  w->nc = st->walk_cache;
   lua_pushnil(L);            /* the capture, made by flush() */
   w->out = lua_gettop(L);
+  /* the names' anchors, read by every frame with a Lua caller: above the
+  ** capture, below the values waiting for it (walker_finish drops it) */
+  w->anchors = -1;
+  if (w->nc != NULL && lua_checkstack(L, 2)) {
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &anchors_key) == LUA_TTABLE) w->anchors = lua_gettop(L);
+  }
+}
+
+/* The end of a walk whose frames were all held back (fewer than PEND_MAX,
+** no ring: an error's raise site, mostly): its capture is compact
+** (backtrace.h), the frames' userdata with the values as its user values,
+** one object made at its size instead of a table of values beside it. The
+** frames are written into the walker first: their values' number is known
+** once they are. */
+static void finish_compact(walker *w) {
+  lua_State *L = w->L;
+  int i, k, ud;
+  as_rawhead *h;
+  w->head = &w->held_back.head;
+  memset(w->head, 0, offsetof(as_rawhead, frames));
+  w->head->magic = AS_RAW_MAGIC;
+  w->head->cap = PEND_MAX;   /* npend < PEND_MAX: grow() is never called */
+  w->made = 1;
+  for (i = 0; i < w->npend; i++) store(w, &w->pend[i]);
+  w->npend = 0;
+  put_holder(w);
+  /* the values wait on the stack (placed is 0): the userdata goes below
+  ** them, and each lua_setiuservalue pops the last one */
+  h = (as_rawhead *)lua_newuserdatauv(L, AS_RAW_SIZE(w->n), w->nvals);
+  memcpy(h, w->head, AS_RAW_SIZE(w->n));
+  h->cap = w->n;
+  w->head = h;
+  ud = lua_gettop(L) - w->nvals;
+  lua_rotate(L, ud, 1);
+  for (k = w->nvals; k >= 1; k--) lua_setiuservalue(L, ud, k);
+  lua_replace(L, w->out);
+  w->placed = w->nvals;
 }
 
 /* Stores the ring and records the counts in the raw capture. */
 static void walker_finish(walker *w) {
   lua_State *L = w->L;
   int i, head = w->n;
-  flush(w, w->ring_len);
-  for (i = 0; i < w->ring_len; i++) store(w, &w->ring[(w->ring_start + i) % RING_MAX]);
-  settle(w, 0);
-  lua_settop(L, w->out);   /* drop the site slot */
+  if (w->compact && !w->made && w->ring_len == 0) {
+    finish_compact(w);
+  } else {
+    flush(w, w->ring_len);
+    for (i = 0; i < w->ring_len; i++) store(w, &w->ring[(w->ring_start + i) % RING_MAX]);
+    put_holder(w);
+    settle(w, 0);
+  }
+  lua_settop(L, w->out);   /* drop the anchors and the site slot */
   w->head->omitted = w->omitted;
   if (w->skipped > 0) {
     w->head->skipped = w->skipped;
@@ -880,6 +1057,35 @@ void as_backtrace_push_current(lua_State *L, as_state *st,
   walker_init(&w, L, st, opts);
   walk_current(&w, L);
   walker_finish(&w);
+}
+
+int as_walk_own_site(lua_State *L, as_state *st, int levels, const void **fn, int *line) {
+  lua_Debug ar;
+  int level = 0;
+  const as_lualayout *lay = st->ci_stepping && st->walk_cache != NULL ?
+                            st->walk_cache->lay : NULL;
+  if (!lua_getstack(L, 0, &ar)) return 0;
+  do {
+    if (lay != NULL) {
+      /* a C level is never the site: its kind is all that is read */
+      if (read_status(lay, ar.i_ci) & lay->cist_C) continue;
+      lua_getinfo(L, "l", &ar);
+      *fn = as_lualayout_ptr(as_lualayout_ptr(ar.i_ci, lay->ci_func), lay->tv_value);
+    } else {
+      int is_c;
+      if (!lua_checkstack(L, 1)) return 0;
+      lua_getinfo(L, "fl", &ar);
+      is_c = lua_iscfunction(L, -1);
+      *fn = lua_topointer(L, -1);
+      lua_pop(L, 1);
+      if (is_c) continue;
+    }
+    if (ar.currentline > 0) {
+      *line = ar.currentline;
+      return 1;
+    }
+  } while (level + 1 < levels && step(st, L, &ar, &level));
+  return 0;
 }
 
 void as_walk_push_current_unless(lua_State *L, as_state *st, const as_walk_opts *opts,

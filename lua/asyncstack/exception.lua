@@ -316,7 +316,7 @@ local ErrorException = M.ErrorException
 local function wrap_error(value, raw)
   -- one constructor (as new() but with the original): no rehash per field
   return setmetatable({
-    _message = describe_value(value), _code = 0, _raw = raw,
+    _message = type(value) == "string" and value or describe_value(value), _code = 0, _raw = raw,
     _original = value, _has_original = true,
   }, ErrorException)
 end

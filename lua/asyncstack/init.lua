@@ -43,10 +43,15 @@ end
 -- the raise site (or the one the bridge kept when the error came out of a
 -- generator). The second result says the fork was cancelled (as.Cancelled
 -- escaped it): such a fork ends "cancelled", and that is no failure to report.
-local is_exception, wrap_error = exception.is_exception, exception.wrap_error
-local Cancelled = exception.Cancelled
+-- (This runs for every failed fork: the usual error, a string, skips the
+-- class test (a string's metatable is the string library's, no class),
+-- and instance_of is exception.is_exception's test without its wrapper.)
+local instance_of, wrap_error = core.instance_of, exception.wrap_error
+local Exception, Cancelled = exception.Exception, exception.Cancelled
 core.set_hook("on_failure", function(err, raw)
-  if is_exception(err) then return err, Cancelled:is(err) end
+  if type(err) ~= "string" and instance_of(err, Exception) then
+    return err, instance_of(err, Cancelled)
+  end
   return wrap_error(err, raw), false     -- a new ErrorException: no Cancelled
 end)
 
