@@ -146,12 +146,21 @@ static inline const void *as_lualayout_ptr(const void *base, unsigned offset) {
   return p;
 }
 
+/* The function value of frame `ci` (the object for a closure, the C
+** function's address for a light one), and its type tag when `tag` is not
+** NULL. */
+static inline const void *as_lualayout_frame_value(const as_lualayout *lay, const void *ci,
+                                                   unsigned char *tag) {
+  const char *slot = (const char *)as_lualayout_ptr(ci, lay->ci_func);
+  if (tag != NULL) memcpy(tag, slot + lay->tv_tt, 1);
+  return as_lualayout_ptr(slot, lay->tv_value);
+}
+
 /* The Lua closure the frame `ci` runs, or NULL when it runs a C function. */
 static inline const void *as_lualayout_frame_lclosure(const as_lualayout *lay, const void *ci) {
-  const char *slot = (const char *)as_lualayout_ptr(ci, lay->ci_func);
   unsigned char tag;
-  memcpy(&tag, slot + lay->tv_tt, 1);
-  return tag == (lay->tag_lcl | lay->bit_collectable) ? as_lualayout_ptr(slot, lay->tv_value) : NULL;
+  const void *v = as_lualayout_frame_value(lay, ci, &tag);
+  return tag == (lay->tag_lcl | lay->bit_collectable) ? v : NULL;
 }
 
 /* The instruction the Lua frame `ci` of Lua closure `cl` stopped at (what

@@ -328,23 +328,22 @@ static int names_layout_ok(lua_State *L, const as_state *st, const as_lualayout 
   if (lay->size_ci_callstatus != 2 && lay->size_ci_callstatus != sizeof(unsigned)) return 0;
   if (!lua_checkstack(L, 2)) return 0;
   for (level = 0; lua_getstack(L, level, &a); level++) {
-    const void *slot = as_lualayout_ptr(a.i_ci, lay->ci_func);
     unsigned char tag;
+    const void *value = as_lualayout_frame_value(lay, a.i_ci, &tag);
     unsigned status = read_status(lay, a.i_ci);
     int is_c, ok = 1;
     lua_getinfo(L, "fS", &a);
     is_c = lua_iscfunction(L, -1);
-    memcpy(&tag, (const char *)slot + lay->tv_tt, 1);
     if (is_c) {
       /* a light C function's value is its address, as lua_topointer's;
       ** a C closure's the object's */
       ok = (status & lay->cist_C) != 0 &&
            (tag == lay->tag_lcf || tag == (lay->tag_ccl | lay->bit_collectable)) &&
-           as_lualayout_ptr(slot, lay->tv_value) == lua_topointer(L, -1);
+           value == lua_topointer(L, -1);
       lcfs += ok && tag == lay->tag_lcf;
     } else {
       ok = (status & lay->cist_C) == 0 && tag == (lay->tag_lcl | lay->bit_collectable) &&
-           as_lualayout_ptr(slot, lay->tv_value) == lua_topointer(L, -1);
+           value == lua_topointer(L, -1);
       if (ok && level > 0) {
         ok = as_lualayout_frame_pc(lay, a.i_ci, lua_topointer(L, -1)) >= 0;
         checked += ok;
@@ -776,15 +775,12 @@ static void walk_thread(walker *w, lua_State *th, as_fork *f, int mark_root) {
     const void *fn;
     lua_CFunction lcf = NULL;
     if (lay != NULL) {
-      const char *slot = (const char *)as_lualayout_ptr(ar.i_ci, lay->ci_func);
+      unsigned char tag;
       unsigned status = read_status(lay, ar.i_ci);
-      fn = as_lualayout_ptr(slot, lay->tv_value);
+      fn = as_lualayout_frame_value(lay, ar.i_ci, &tag);
       tailcall = (status & lay->cist_tail) != 0;
-      if ((status & lay->cist_C) && w->nc->lcf_ok) {
-        unsigned char tag;
-        memcpy(&tag, slot + lay->tv_tt, 1);
-        if (tag == lay->tag_lcf) memcpy(&lcf, slot + lay->tv_value, sizeof lcf);
-      }
+      if ((status & lay->cist_C) && w->nc->lcf_ok && tag == lay->tag_lcf)
+        memcpy(&lcf, &fn, sizeof lcf);   /* a light C function's value is its address */
       if (!ours_seen(w, fn, &fn_ours)) {
         fn_ours = level_is_ours(w, th, &ar, lcf, status, fn);
         if (fn_ours < 0) { w->stopped = 1; break; }
@@ -1070,7 +1066,7 @@ int as_walk_own_site(lua_State *L, as_state *st, int levels, const void **fn, in
       /* a C level is never the site: its kind is all that is read */
       if (read_status(lay, ar.i_ci) & lay->cist_C) continue;
       lua_getinfo(L, "l", &ar);
-      *fn = as_lualayout_ptr(as_lualayout_ptr(ar.i_ci, lay->ci_func), lay->tv_value);
+      *fn = as_lualayout_frame_value(lay, ar.i_ci, NULL);
     } else {
       int is_c;
       if (!lua_checkstack(L, 1)) return 0;
