@@ -26,7 +26,7 @@
 typedef struct fork_ {
   lua_State *co;
   struct fork_ *waiter;     /* the one fork waiting for it, or NULL */
-  int started, done, slot;
+  int done, slot;
 } fork_;
 
 typedef struct {
@@ -138,7 +138,7 @@ static int floor_fork(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   f = (fork_ *)lua_newuserdatauv(L, sizeof *f, 1);
   f->waiter = NULL;
-  f->started = f->done = 0;
+  f->done = 0;
   f->co = lua_newthread(L);
   lua_pushvalue(L, 1);
   lua_xmove(L, f->co, 1);
@@ -206,7 +206,6 @@ static int floor_run(lua_State *L) {
     f = runq_pop(s);
     s->running = f;
     status = lua_resume(f->co, L, 0, &nres);
-    f->started = 1;
     s->running = NULL;
     if (status == LUA_OK) {
       lua_settop(f->co, nres > 0 ? 1 : 0);   /* keep the first result */
